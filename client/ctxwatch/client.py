@@ -1,0 +1,164 @@
+"""A typed Python client for ctxwatchd: one method per RPC, errors as CtxwatchError."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import grpc
+
+from ctxwatch import paths
+from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch.v1 import ctxwatch_pb2_grpc as pb_grpc
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+RefLike = pb.ContextRef | str
+
+
+class CtxwatchError(Exception):
+    """A failed call: `code` is the gRPC status name (e.g. NOT_FOUND), `message` the daemon's."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def channel_target(socket_path: Path) -> str:
+    """The gRPC target for a Unix socket path."""
+    return f"unix:{os.path.abspath(socket_path)}"
+
+
+def context_ref(text: str) -> pb.ContextRef:
+    """A CLI argument as a ContextRef: an existing path by its absolute path, anything else by name."""
+    if os.path.exists(text):
+        return pb.ContextRef(path=os.path.abspath(text))
+    return pb.ContextRef(name=text)
+
+
+def parse_build_args(items: Iterable[str]) -> dict[str, str]:
+    """`["K=V", ...]` as a dict (later items win, as in docker build)."""
+    build_args: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"invalid build arg {item!r}: expected KEY=VALUE")
+        build_args[key] = value
+    return build_args
+
+
+def build_options(
+    build_args: Iterable[str] = (),
+    target: str | None = None,
+    no_cache: bool = False,
+    no_cache_filter: Iterable[str] = (),
+    assume_remote_unchanged: bool = False,
+) -> pb.BuildOptions:
+    """BuildOptions from docker-build-style values; `no_cache_filter` items may be comma-separated."""
+    stages = [stage.strip() for item in no_cache_filter for stage in item.split(",")]
+    return pb.BuildOptions(
+        build_args=parse_build_args(build_args),
+        target=target or "",
+        no_cache=no_cache,
+        no_cache_filter=[stage for stage in stages if stage],
+        assume_remote_unchanged=assume_remote_unchanged,
+    )
+
+
+class CtxwatchClient:
+    """One connection to ctxwatchd. Use `connect()` to get one; close it (or use `with`)."""
+
+    def __init__(self, channel: grpc.Channel, socket_path: Path, timeout: float | None = None) -> None:
+        self.socket_path = socket_path
+        self._channel = channel
+        self._stub = pb_grpc.CtxwatchStub(channel)
+        # No default deadline: the first report after a cold start can take a while.
+        self._timeout = timeout
+
+    def register(
+        self,
+        path: str,
+        dockerfile: str | None = None,
+        build_args: Mapping[str, str] | None = None,
+        target: str | None = None,
+        name: str | None = None,
+    ) -> pb.RegisterContextResponse:
+        """Register (or update) a context; a relative `dockerfile` is relative to `path`."""
+        request = pb.RegisterContextRequest(
+            path=os.path.abspath(path),
+            dockerfile=dockerfile or "",
+            build_args=dict(build_args or {}),
+            target=target or "",
+            name=name or "",
+        )
+        return self._call(self._stub.RegisterContext, request)
+
+    def unregister(self, ref: RefLike) -> pb.Context:
+        request = pb.UnregisterContextRequest(context=_as_ref(ref))
+        return self._call(self._stub.UnregisterContext, request).context
+
+    def list(self) -> list[pb.Context]:
+        return list(self._call(self._stub.ListContexts, pb.ListContextsRequest()).contexts)
+
+    def reports(
+        self, refs: Iterable[RefLike] = (), options: pb.BuildOptions | None = None
+    ) -> list[pb.Report]:
+        """Reports of the given contexts (none: every registered one), in request order."""
+        request = pb.GetReportsRequest(contexts=[_as_ref(ref) for ref in refs], options=options)
+        return list(self._call(self._stub.GetReports, request).reports)
+
+    def mark_built(self, ref: RefLike, options: pb.BuildOptions | None = None) -> pb.MarkBuiltResponse:
+        request = pb.MarkBuiltRequest(context=_as_ref(ref), options=options)
+        return self._call(self._stub.MarkBuilt, request)
+
+    def daemon_status(self) -> pb.DaemonStatus:
+        return self._call(self._stub.GetDaemonStatus, pb.GetDaemonStatusRequest())
+
+    def shutdown(self) -> None:
+        self._call(self._stub.Shutdown, pb.ShutdownRequest())
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> CtxwatchClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _call(self, method, request):
+        """The one place an RpcError becomes a CtxwatchError."""
+        try:
+            return method(request, timeout=self._timeout)
+        except grpc.RpcError as err:
+            code = err.code()
+            message = err.details() or ""
+            if code == grpc.StatusCode.UNAVAILABLE:
+                message = f"cannot reach ctxwatchd on {self.socket_path}: {message}"
+            raise CtxwatchError(code.name, message) from None
+
+
+def connect(
+    socket_path: str | Path | None = None,
+    spawn: bool = True,
+    timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    state_dir: str | None = None,
+) -> CtxwatchClient:
+    """A client for the daemon on `socket_path` (None: $CTXWATCH_SOCKET or the default).
+
+    When no daemon answers, start one (`spawn`) and wait up to `timeout` seconds
+    for it, or raise CtxwatchError("UNAVAILABLE", ...) saying how to start it.
+    `state_dir` is passed to a daemon this starts.
+    """
+    # Imported here because spawn imports this module for CtxwatchError.
+    from ctxwatch.spawn import ensure_daemon
+
+    path = paths.resolve_socket_path(str(socket_path) if socket_path else None)
+    ensure_daemon(path, state_dir=state_dir, spawn=spawn, timeout=timeout)
+    return CtxwatchClient(grpc.insecure_channel(channel_target(path)), path)
+
+
+def _as_ref(ref: RefLike) -> pb.ContextRef:
+    return context_ref(ref) if isinstance(ref, str) else ref

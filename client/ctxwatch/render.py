@@ -1,0 +1,299 @@
+"""Human-readable text for reports, context lists and daemon status.
+
+Pure functions: they return strings and never look at the terminal; the
+caller decides `color` (a TTY without NO_COLOR) and `width` (None: no
+truncation).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+from ctxwatch.v1 import ctxwatch_pb2 as pb
+
+MAX_PATHS = 5
+DETAIL_INDENT = " " * 13  # under the STAGE column: past the widest status word
+ELLIPSIS = "…"
+
+_STATUS_WORDS = {
+    pb.STEP_STATUS_CACHED: "cached",
+    pb.STEP_STATUS_INVALIDATED: "INVALIDATED",
+    pb.STEP_STATUS_UNKNOWN: "unknown",
+    pb.STEP_STATUS_ERROR: "ERROR",
+}
+_STATUS_COLORS = {
+    pb.STEP_STATUS_CACHED: "32",  # green
+    pb.STEP_STATUS_INVALIDATED: "1;33",  # bold yellow
+    pb.STEP_STATUS_UNKNOWN: "35",  # magenta
+    pb.STEP_STATUS_ERROR: "1;31",  # bold red
+}
+_ERROR_COLOR = "1;31"
+_CHANGE_WORDS = {
+    pb.CHANGE_KIND_ADDED: "added",
+    pb.CHANGE_KIND_REMOVED: "removed",
+    pb.CHANGE_KIND_CONTENT: "content",
+    pb.CHANGE_KIND_MODE: "mode",
+    pb.CHANGE_KIND_SYMLINK_TARGET: "symlink",
+    pb.CHANGE_KIND_TYPE: "type",
+    pb.CHANGE_KIND_XATTR: "xattr",
+}
+
+
+def render_report(report: pb.Report, color: bool = False, width: int | None = None) -> str:
+    """The header of a report and one row per step, with details under non-cached steps."""
+    lines = _report_header(report, color)
+    if report.steps:
+        lines.append("")
+        lines += _step_table(report, report.steps, color, width)
+    return "\n".join(lines)
+
+
+def render_check(report: pb.Report, color: bool = False, width: int | None = None) -> str:
+    """One summary line, then the rows and details of the steps that are not cached."""
+    lines = [render_summary(report, color)]
+    pending = [step for step in report.steps if step.status != pb.STEP_STATUS_CACHED]
+    if pending and not report.error:
+        lines += _step_table(report, pending, color, width, header=False)
+    return "\n".join(lines)
+
+
+def render_summary(report: pb.Report, color: bool = False) -> str:
+    """`<name>: <counts>`, or `<name>: error ...` when the whole context failed."""
+    if report.error:
+        return f"{report.context.name}: {_report_error(report, color)}"
+    return f"{report.context.name}: {step_counts(report.steps)}"
+
+
+def step_counts(steps: Sequence[pb.Step]) -> str:
+    """E.g. "12 steps: 9 cached, 2 invalidated, 1 unknown" (", N errors" only when there are some)."""
+    counts = Counter(_status_word(step.status).lower() for step in steps)
+    text = (
+        f"{_plural(len(steps), 'step')}: {counts['cached']} cached, "
+        f"{counts['invalidated']} invalidated, {counts['unknown']} unknown"
+    )
+    if counts["error"]:
+        text += f", {_plural(counts['error'], 'error')}"
+    return text
+
+
+def render_contexts(contexts: Sequence[pb.Context]) -> str:
+    """The `ls` table: name, path, Dockerfile (relative to the path when inside it), target, build args."""
+    if not contexts:
+        return "no contexts registered (add one with `ctxwatch add PATH`)"
+    rows = [["NAME", "PATH", "DOCKERFILE", "TARGET", "BUILD ARGS"]]
+    rows += [
+        [
+            context.name,
+            context.path,
+            _dockerfile_display(context),
+            context.target or "-",
+            _format_build_args(context.build_args) or "-",
+        ]
+        for context in contexts
+    ]
+    return "\n".join(_align(rows))
+
+
+def render_daemon_status(status: pb.DaemonStatus) -> str:
+    lines = [
+        f"ctxwatchd {status.version or '(unknown version)'}, pid {status.pid}, "
+        f"up {format_duration(status.uptime_seconds)}",
+        *_align(
+            [
+                ["socket", status.socket_path],
+                ["state dir", status.state_dir],
+                ["memory", f"{status.memory_rss_bytes / 1e6:.1f} MB RSS"],
+                ["queue", f"{_plural(status.queue_depth, 'event')} not yet applied"],
+                ["contexts", str(status.contexts)],
+            ]
+        ),
+    ]
+    if not status.roots:
+        lines.append("watched roots: none")
+        return "\n".join(lines)
+    lines.append("watched roots:")
+    rows = [
+        [
+            root.path,
+            _plural(root.files, "file"),
+            _plural(root.directories, "dir"),
+            "ok" if root.healthy else "UNHEALTHY",
+            root.message,
+        ]
+        for root in status.roots
+    ]
+    lines += ["  " + line for line in _align(rows, right={1, 2})]
+    return "\n".join(lines)
+
+
+def render_mark_built(response: pb.MarkBuiltResponse) -> str:
+    report = response.report
+    return (
+        f"recorded build {response.build_id} of {report.context.name}: "
+        f"{_plural(len(report.steps), 'step')}"
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """A short human duration: "45s", "12m 05s", "3h 07m", "2d 04h"."""
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def _report_header(report: pb.Report, color: bool) -> list[str]:
+    context = report.context
+    lines = [f"{context.name}: {context.path}", f"  Dockerfile: {context.dockerfile}"]
+    if context.target:
+        lines.append(f"  target: {context.target}")
+    if context.build_args:
+        lines.append(f"  build args: {_format_build_args(context.build_args)}")
+    if report.error:
+        lines.append(f"  {_report_error(report, color)}")
+    else:
+        lines.append(f"  {step_counts(report.steps)}")
+    lines += [f"  note: {note}" for note in report.notes]
+    return lines
+
+
+def _report_error(report: pb.Report, color: bool) -> str:
+    where = f" at line {report.error_line}" if report.error_line else ""
+    return _paint(f"error{where}", _ERROR_COLOR, color) + f": {report.error}"
+
+
+def _step_table(
+    report: pb.Report,
+    steps: Sequence[pb.Step],
+    color: bool,
+    width: int | None,
+    header: bool = True,
+) -> list[str]:
+    rows = [[_status_word(step.status), step.stage, str(step.line), step.instruction] for step in steps]
+    if header:
+        rows.insert(0, ["STATUS", "STAGE", "LINE", "INSTRUCTION"])
+    # Pad the status column to the widest word so details line up under STAGE.
+    rows = [[row[0].ljust(len(DETAIL_INDENT) - 2), *row[1:]] for row in rows]
+    lines = [_truncate(line, width) for line in _align(rows, right={2})]
+    if header:
+        out, lines = [lines[0]], lines[1:]
+    else:
+        out = []
+    by_index = {step.index: step for step in report.steps}
+    for step, line in zip(steps, lines):
+        out.append(_paint_status(line, step.status, color))
+        if step.status != pb.STEP_STATUS_CACHED:
+            out += [DETAIL_INDENT + detail for detail in _step_details(step, by_index)]
+    return out
+
+
+def _step_details(step: pb.Step, by_index: Mapping[int, pb.Step]) -> list[str]:
+    """What changed for one step, most specific first."""
+    details = [_why(step, by_index)]
+    if step.error:
+        details.append(f"error: {step.error}")
+    details += _path_lines(step)
+    details += [_value_line(change) for change in step.changed_values]
+    if step.old_instruction:
+        details += [f"was: {step.old_instruction}", f"now: {step.instruction}"]
+    details += [f"warning: {warning}" for warning in step.warnings]
+    return [detail for detail in details if detail]
+
+
+def _why(step: pb.Step, by_index: Mapping[int, pb.Step]) -> str:
+    """The daemon's explanation, else one made from the cause."""
+    if step.explanation:
+        return step.explanation
+    upstream = by_index.get(step.upstream_step) if step.cause == pb.CAUSE_UPSTREAM else None
+    if upstream is not None:
+        return f"runs again because line {upstream.line} does: {upstream.instruction}"
+    return _cause_words(step.cause)
+
+
+def _path_lines(step: pb.Step) -> list[str]:
+    shown = step.changed_paths[:MAX_PATHS]
+    lines = []
+    for change in shown:
+        kind = _CHANGE_WORDS.get(change.kind, "changed")
+        detail = f"  ({change.detail})" if change.detail else ""
+        lines.append(f"{kind:<8} {change.path}{detail}")
+    # changed_paths itself is capped by the daemon; the total says how many there were.
+    hidden = max(step.changed_paths_total, len(step.changed_paths)) - len(shown)
+    if hidden > 0:
+        lines.append(f"{ELLIPSIS} and {hidden} more")
+    return lines
+
+
+def _value_line(change: pb.ValueChange) -> str:
+    return f"{change.name}: {_value(change.old_value, change.old_set)} -> {_value(change.new_value, change.new_set)}"
+
+
+def _value(value: str, is_set: bool) -> str:
+    if not is_set:
+        return "(unset)"
+    return value if value else '""'
+
+
+def _cause_words(cause: int) -> str:
+    """CAUSE_INPUTS_CHANGED -> "inputs changed"; nothing for cached steps."""
+    if cause == pb.CAUSE_UNSPECIFIED:
+        return ""
+    return pb.Cause.Name(cause).removeprefix("CAUSE_").lower().replace("_", " ")
+
+
+def _status_word(status: int) -> str:
+    # UNSPECIFIED is a daemon bug; never let it look cached.
+    return _STATUS_WORDS.get(status, "unknown")
+
+
+def _paint_status(line: str, status: int, color: bool) -> str:
+    word = _status_word(status)
+    if not color or not line.startswith(word):
+        return line
+    return _paint(word, _STATUS_COLORS.get(status, _STATUS_COLORS[pb.STEP_STATUS_UNKNOWN]), True) + line[len(word) :]
+
+
+def _paint(text: str, sgr: str, color: bool) -> str:
+    return f"\x1b[{sgr}m{text}\x1b[0m" if color else text
+
+
+def _truncate(line: str, width: int | None) -> str:
+    if width is None or len(line) <= width:
+        return line
+    return line[: max(width - 1, 0)] + ELLIPSIS
+
+
+def _align(rows: Sequence[Sequence[str]], right: Iterable[int] = ()) -> list[str]:
+    """Columns separated by two spaces; the last column is not padded."""
+    right = set(right)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) if i < len(row) - 1 else cell
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _dockerfile_display(context: pb.Context) -> str:
+    relative = os.path.relpath(context.dockerfile, context.path) if context.dockerfile else ""
+    return relative if relative and not relative.startswith("..") else context.dockerfile
+
+
+def _format_build_args(build_args: Mapping[str, str]) -> str:
+    return " ".join(f"{key}={value}" for key, value in sorted(build_args.items()))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -1,0 +1,155 @@
+"""Find the daemon on its socket, and start it on demand (as watchman and turbo do).
+
+"Answers" means the standard gRPC health service replies at all; "ready"
+means it replies SERVING. A daemon that answers but is not ready yet (still
+loading its state) is waited for, never started a second time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ctxwatch import paths
+from ctxwatch.client import CtxwatchError, channel_target
+
+DEFAULT_START_TIMEOUT = 10.0
+LOG_NAME = "ctxwatchd.log"
+LOG_TAIL_LINES = 20
+_PROBE_TIMEOUT = 1.0
+_FIRST_DELAY = 0.01
+_MAX_DELAY = 0.25
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def probe(socket_path: Path, timeout: float = _PROBE_TIMEOUT) -> int | None:
+    """The health status the daemon reports for service "", or None when nothing answers."""
+    # A fresh channel per probe: a reused one would sit in gRPC's reconnect
+    # backoff (a second or more) after the first refused connection.
+    with grpc.insecure_channel(channel_target(socket_path)) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=timeout
+            )
+        except grpc.RpcError:
+            return None
+    return reply.status
+
+
+def is_serving(socket_path: Path) -> bool:
+    return probe(socket_path) == SERVING
+
+
+def not_running_error(socket_path: Path) -> CtxwatchError:
+    """The error for "no daemon and not allowed to start one", with how to start it."""
+    command = "ctxwatchd"
+    if socket_path != paths.resolve_socket_path():
+        command += f" --socket {socket_path}"
+    return CtxwatchError(
+        "UNAVAILABLE",
+        f"no daemon is running on {socket_path}; start one with "
+        f"`{command}` or `systemctl --user start ctxwatchd`",
+    )
+
+
+def ensure_daemon(
+    socket_path: Path,
+    state_dir: str | None = None,
+    spawn: bool = True,
+    timeout: float = DEFAULT_START_TIMEOUT,
+) -> None:
+    """Return once a daemon is SERVING on `socket_path`, starting one if allowed.
+
+    `state_dir` is the --state-dir flag (None: $CTXWATCH_STATE_DIR or the default).
+    """
+    status = probe(socket_path)
+    if status == SERVING:
+        return
+    log_path = paths.resolve_state_dir(state_dir) / LOG_NAME
+    process = None
+    if status is None:
+        if not spawn:
+            raise not_running_error(socket_path)
+        process = start_daemon(socket_path, state_dir, log_path)
+    wait_until_serving(socket_path, timeout, process, log_path)
+
+
+def start_daemon(socket_path: Path, state_dir: str | None, log_path: Path) -> subprocess.Popen:
+    """Start ctxwatchd detached from this process, logging to `log_path`."""
+    command = [sys.executable, "-m", "ctxwatchd", "--socket", str(socket_path)]
+    if state_dir:
+        command += ["--state-dir", str(paths.resolve_state_dir(state_dir))]
+    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(log_path, "ab") as log:
+        # A new session: the daemon outlives this CLI and ignores its Ctrl-C.
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def wait_until_serving(
+    socket_path: Path,
+    timeout: float,
+    process: subprocess.Popen | None,
+    log_path: Path,
+) -> None:
+    """Poll the health check until SERVING; raise with the log's tail on failure."""
+
+    def ready() -> bool:
+        if is_serving(socket_path):
+            return True
+        if process is not None and process.poll() is not None:
+            # Another client may have started a daemon first and ours gave way.
+            if is_serving(socket_path):
+                return True
+            raise _start_failed(f"ctxwatchd exited with code {process.returncode}", log_path)
+        return False
+
+    if not _poll(ready, timeout):
+        raise _start_failed(
+            f"ctxwatchd on {socket_path} was not ready within {timeout:g} s", log_path
+        )
+
+
+def wait_until_stopped(socket_path: Path, timeout: float = DEFAULT_START_TIMEOUT) -> bool:
+    """Poll until nothing answers on the socket; False on timeout."""
+    return _poll(lambda: probe(socket_path) is None, timeout)
+
+
+def _poll(done: Callable[[], bool], timeout: float) -> bool:
+    """Call `done` with a short exponential backoff until it is true or time runs out."""
+    deadline = time.monotonic() + timeout
+    delay = _FIRST_DELAY
+    while True:
+        if done():
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, _MAX_DELAY)
+
+
+def _start_failed(reason: str, log_path: Path) -> CtxwatchError:
+    return CtxwatchError("UNAVAILABLE", f"{reason}\n{_log_tail(log_path)}")
+
+
+def _log_tail(log_path: Path) -> str:
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    except OSError:
+        return f"(no log at {log_path})"
+    if not lines:
+        return f"({log_path} is empty)"
+    return f"last lines of {log_path}:\n" + "\n".join(f"  {line}" for line in lines)

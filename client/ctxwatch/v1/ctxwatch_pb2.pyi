@@ -1,0 +1,326 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StepStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STEP_STATUS_UNSPECIFIED: _ClassVar[StepStatus]
+    STEP_STATUS_CACHED: _ClassVar[StepStatus]
+    STEP_STATUS_INVALIDATED: _ClassVar[StepStatus]
+    STEP_STATUS_UNKNOWN: _ClassVar[StepStatus]
+    STEP_STATUS_ERROR: _ClassVar[StepStatus]
+
+class Cause(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CAUSE_UNSPECIFIED: _ClassVar[Cause]
+    CAUSE_NEVER_BUILT: _ClassVar[Cause]
+    CAUSE_INPUTS_CHANGED: _ClassVar[Cause]
+    CAUSE_INSTRUCTION_CHANGED: _ClassVar[Cause]
+    CAUSE_BUILD_ARG_CHANGED: _ClassVar[Cause]
+    CAUSE_UPSTREAM: _ClassVar[Cause]
+    CAUSE_NO_CACHE: _ClassVar[Cause]
+    CAUSE_REMOTE: _ClassVar[Cause]
+    CAUSE_UPSTREAM_OUTPUT: _ClassVar[Cause]
+    CAUSE_ERROR: _ClassVar[Cause]
+    CAUSE_NOT_IN_LAST_BUILD: _ClassVar[Cause]
+
+class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANGE_KIND_UNSPECIFIED: _ClassVar[ChangeKind]
+    CHANGE_KIND_ADDED: _ClassVar[ChangeKind]
+    CHANGE_KIND_REMOVED: _ClassVar[ChangeKind]
+    CHANGE_KIND_CONTENT: _ClassVar[ChangeKind]
+    CHANGE_KIND_MODE: _ClassVar[ChangeKind]
+    CHANGE_KIND_SYMLINK_TARGET: _ClassVar[ChangeKind]
+    CHANGE_KIND_TYPE: _ClassVar[ChangeKind]
+    CHANGE_KIND_XATTR: _ClassVar[ChangeKind]
+STEP_STATUS_UNSPECIFIED: StepStatus
+STEP_STATUS_CACHED: StepStatus
+STEP_STATUS_INVALIDATED: StepStatus
+STEP_STATUS_UNKNOWN: StepStatus
+STEP_STATUS_ERROR: StepStatus
+CAUSE_UNSPECIFIED: Cause
+CAUSE_NEVER_BUILT: Cause
+CAUSE_INPUTS_CHANGED: Cause
+CAUSE_INSTRUCTION_CHANGED: Cause
+CAUSE_BUILD_ARG_CHANGED: Cause
+CAUSE_UPSTREAM: Cause
+CAUSE_NO_CACHE: Cause
+CAUSE_REMOTE: Cause
+CAUSE_UPSTREAM_OUTPUT: Cause
+CAUSE_ERROR: Cause
+CAUSE_NOT_IN_LAST_BUILD: Cause
+CHANGE_KIND_UNSPECIFIED: ChangeKind
+CHANGE_KIND_ADDED: ChangeKind
+CHANGE_KIND_REMOVED: ChangeKind
+CHANGE_KIND_CONTENT: ChangeKind
+CHANGE_KIND_MODE: ChangeKind
+CHANGE_KIND_SYMLINK_TARGET: ChangeKind
+CHANGE_KIND_TYPE: ChangeKind
+CHANGE_KIND_XATTR: ChangeKind
+
+class Context(_message.Message):
+    __slots__ = ("name", "path", "dockerfile", "build_args", "target")
+    class BuildArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ARGS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    dockerfile: str
+    build_args: _containers.ScalarMap[str, str]
+    target: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ...) -> None: ...
+
+class RegisterContextRequest(_message.Message):
+    __slots__ = ("path", "dockerfile", "build_args", "target", "name")
+    class BuildArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ARGS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    dockerfile: str
+    build_args: _containers.ScalarMap[str, str]
+    target: str
+    name: str
+    def __init__(self, path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class RegisterContextResponse(_message.Message):
+    __slots__ = ("context", "updated")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    context: Context
+    updated: bool
+    def __init__(self, context: _Optional[_Union[Context, _Mapping]] = ..., updated: _Optional[bool] = ...) -> None: ...
+
+class ContextRef(_message.Message):
+    __slots__ = ("name", "path")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class UnregisterContextRequest(_message.Message):
+    __slots__ = ("context",)
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    context: ContextRef
+    def __init__(self, context: _Optional[_Union[ContextRef, _Mapping]] = ...) -> None: ...
+
+class UnregisterContextResponse(_message.Message):
+    __slots__ = ("context",)
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    context: Context
+    def __init__(self, context: _Optional[_Union[Context, _Mapping]] = ...) -> None: ...
+
+class ListContextsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListContextsResponse(_message.Message):
+    __slots__ = ("contexts",)
+    CONTEXTS_FIELD_NUMBER: _ClassVar[int]
+    contexts: _containers.RepeatedCompositeFieldContainer[Context]
+    def __init__(self, contexts: _Optional[_Iterable[_Union[Context, _Mapping]]] = ...) -> None: ...
+
+class BuildOptions(_message.Message):
+    __slots__ = ("build_args", "target", "no_cache", "no_cache_filter", "assume_remote_unchanged")
+    class BuildArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    BUILD_ARGS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FILTER_FIELD_NUMBER: _ClassVar[int]
+    ASSUME_REMOTE_UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    build_args: _containers.ScalarMap[str, str]
+    target: str
+    no_cache: bool
+    no_cache_filter: _containers.RepeatedScalarFieldContainer[str]
+    assume_remote_unchanged: bool
+    def __init__(self, build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., assume_remote_unchanged: _Optional[bool] = ...) -> None: ...
+
+class GetReportsRequest(_message.Message):
+    __slots__ = ("contexts", "options")
+    CONTEXTS_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    contexts: _containers.RepeatedCompositeFieldContainer[ContextRef]
+    options: BuildOptions
+    def __init__(self, contexts: _Optional[_Iterable[_Union[ContextRef, _Mapping]]] = ..., options: _Optional[_Union[BuildOptions, _Mapping]] = ...) -> None: ...
+
+class GetReportsResponse(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[Report]
+    def __init__(self, reports: _Optional[_Iterable[_Union[Report, _Mapping]]] = ...) -> None: ...
+
+class MarkBuiltRequest(_message.Message):
+    __slots__ = ("context", "options")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    context: ContextRef
+    options: BuildOptions
+    def __init__(self, context: _Optional[_Union[ContextRef, _Mapping]] = ..., options: _Optional[_Union[BuildOptions, _Mapping]] = ...) -> None: ...
+
+class MarkBuiltResponse(_message.Message):
+    __slots__ = ("report", "build_id")
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    report: Report
+    build_id: int
+    def __init__(self, report: _Optional[_Union[Report, _Mapping]] = ..., build_id: _Optional[int] = ...) -> None: ...
+
+class PathChange(_message.Message):
+    __slots__ = ("path", "kind", "detail")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    kind: ChangeKind
+    detail: str
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[_Union[ChangeKind, str]] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ValueChange(_message.Message):
+    __slots__ = ("name", "old_value", "new_value", "old_set", "new_set")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OLD_VALUE_FIELD_NUMBER: _ClassVar[int]
+    NEW_VALUE_FIELD_NUMBER: _ClassVar[int]
+    OLD_SET_FIELD_NUMBER: _ClassVar[int]
+    NEW_SET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    old_value: str
+    new_value: str
+    old_set: bool
+    new_set: bool
+    def __init__(self, name: _Optional[str] = ..., old_value: _Optional[str] = ..., new_value: _Optional[str] = ..., old_set: _Optional[bool] = ..., new_set: _Optional[bool] = ...) -> None: ...
+
+class Step(_message.Message):
+    __slots__ = ("stage", "stage_index", "index", "instruction", "line", "status", "cause", "explanation", "changed_paths", "changed_paths_total", "old_instruction", "changed_values", "upstream_step", "warnings", "error", "key")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_PATHS_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_PATHS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    OLD_INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_VALUES_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_STEP_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    stage_index: int
+    index: int
+    instruction: str
+    line: int
+    status: StepStatus
+    cause: Cause
+    explanation: str
+    changed_paths: _containers.RepeatedCompositeFieldContainer[PathChange]
+    changed_paths_total: int
+    old_instruction: str
+    changed_values: _containers.RepeatedCompositeFieldContainer[ValueChange]
+    upstream_step: int
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    key: str
+    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., index: _Optional[int] = ..., instruction: _Optional[str] = ..., line: _Optional[int] = ..., status: _Optional[_Union[StepStatus, str]] = ..., cause: _Optional[_Union[Cause, str]] = ..., explanation: _Optional[str] = ..., changed_paths: _Optional[_Iterable[_Union[PathChange, _Mapping]]] = ..., changed_paths_total: _Optional[int] = ..., old_instruction: _Optional[str] = ..., changed_values: _Optional[_Iterable[_Union[ValueChange, _Mapping]]] = ..., upstream_step: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class Report(_message.Message):
+    __slots__ = ("context", "steps", "error", "error_line", "all_cached", "builds_recorded", "last_build_unix_ms", "notes", "context_digest")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_LINE_FIELD_NUMBER: _ClassVar[int]
+    ALL_CACHED_FIELD_NUMBER: _ClassVar[int]
+    BUILDS_RECORDED_FIELD_NUMBER: _ClassVar[int]
+    LAST_BUILD_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    context: Context
+    steps: _containers.RepeatedCompositeFieldContainer[Step]
+    error: str
+    error_line: int
+    all_cached: bool
+    builds_recorded: int
+    last_build_unix_ms: int
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    context_digest: str
+    def __init__(self, context: _Optional[_Union[Context, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., error_line: _Optional[int] = ..., all_cached: _Optional[bool] = ..., builds_recorded: _Optional[int] = ..., last_build_unix_ms: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., context_digest: _Optional[str] = ...) -> None: ...
+
+class GetDaemonStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DaemonStatus(_message.Message):
+    __slots__ = ("version", "pid", "socket_path", "state_dir", "contexts", "roots", "memory_rss_bytes", "queue_depth", "uptime_seconds")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    SOCKET_PATH_FIELD_NUMBER: _ClassVar[int]
+    STATE_DIR_FIELD_NUMBER: _ClassVar[int]
+    CONTEXTS_FIELD_NUMBER: _ClassVar[int]
+    ROOTS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    pid: int
+    socket_path: str
+    state_dir: str
+    contexts: int
+    roots: _containers.RepeatedCompositeFieldContainer[WatchedRoot]
+    memory_rss_bytes: int
+    queue_depth: int
+    uptime_seconds: float
+    def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., socket_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., contexts: _Optional[int] = ..., roots: _Optional[_Iterable[_Union[WatchedRoot, _Mapping]]] = ..., memory_rss_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., uptime_seconds: _Optional[float] = ...) -> None: ...
+
+class WatchedRoot(_message.Message):
+    __slots__ = ("path", "files", "directories", "healthy", "message")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORIES_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    files: int
+    directories: int
+    healthy: bool
+    message: str
+    def __init__(self, path: _Optional[str] = ..., files: _Optional[int] = ..., directories: _Optional[int] = ..., healthy: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ShutdownRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ShutdownResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,104 @@
+"""What changed between a recorded input and the current one, path by path.
+
+Both sides are Merkle nodes: the old one is read by digest from the store,
+the new one by path from the context view. The walk descends only where
+digests differ, so unchanged folders cost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..context.nodes import SELECTION, Node, decode
+from ..context.records import KIND_DIR, KIND_SYMLINK, FileRecord
+from ..context.view import ContextView
+
+ADDED, REMOVED, CONTENT, MODE, SYMLINK_TARGET, TYPE, XATTR = (
+    "added", "removed", "content", "mode", "symlink target", "type", "xattr")
+
+
+@dataclass(frozen=True)
+class Change:
+    path: str
+    kind: str
+    detail: str = ""
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base}/{name}" if base else name
+
+
+class Differ:
+    """Collects changes until `limit`, then only counts them."""
+
+    def __init__(self, load_old: Callable[[bytes], bytes | None], view: ContextView, limit: int) -> None:
+        self.load_old = load_old
+        self.view = view
+        self.limit = limit
+        self.changes: list[Change] = []
+        self.total = 0
+
+    def add(self, change: Change) -> None:
+        self.total += 1
+        if len(self.changes) < self.limit:
+            self.changes.append(change)
+
+    def compare(self, old_digest: bytes, new_node: Node, new_rel: str) -> bool:
+        """Record the changes between a recorded node and the current one.
+
+        Returns False when the old node is no longer stored (no detail known).
+        """
+        blob = self.load_old(old_digest)
+        if blob is None:
+            return False
+        self._compare(decode(blob), new_node, new_rel)
+        return True
+
+    def _compare(self, old: Node, new: Node, rel: str) -> None:
+        if old.kind in (KIND_DIR, SELECTION) and new.kind in (KIND_DIR, SELECTION):
+            if old.kind == KIND_DIR and new.kind == KIND_DIR and old.mode != new.mode:
+                self.add(Change(rel or ".", MODE, f"mode {old.mode:04o} -> {new.mode:04o}"))
+            self._compare_children(old, new, rel, selection=new.kind == SELECTION)
+        elif old.kind != new.kind:
+            self.add(Change(rel, TYPE, f"{_kind_name(old.kind)} -> {_kind_name(new.kind)}"))
+        else:
+            for change in record_changes(rel, old.record, new.record):
+                self.add(change)
+
+    def _compare_children(self, old: Node, new: Node, rel: str, selection: bool) -> None:
+        before = {c.name: c for c in old.children}
+        after = {c.name: c for c in new.children}
+        for name in sorted(before.keys() | after.keys()):
+            child_rel = name if selection else _join(rel, name)
+            was, now = before.get(name), after.get(name)
+            if was is None:
+                self.add(Change(child_rel, ADDED))
+            elif now is None:
+                self.add(Change(child_rel, REMOVED))
+            elif was.digest != now.digest:
+                blob = self.load_old(was.digest)
+                current = self.view.node(child_rel)
+                if blob is None or current is None:
+                    self.add(Change(child_rel, CONTENT))
+                else:
+                    self._compare(decode(blob), current.node, child_rel)
+
+
+def record_changes(rel: str, old: FileRecord, new: FileRecord) -> list[Change]:
+    changes = []
+    if old.content != new.content or old.size != new.size:
+        changes.append(Change(rel, CONTENT, f"size {old.size} -> {new.size}" if old.size != new.size else ""))
+    if old.mode != new.mode:
+        changes.append(Change(rel, MODE, f"mode {old.mode:04o} -> {new.mode:04o}"))
+    if old.link_target != new.link_target:
+        changes.append(Change(rel, SYMLINK_TARGET, f"{old.link_target} -> {new.link_target}"))
+    if old.xattrs != new.xattrs:
+        names = sorted({n for n, _ in old.xattrs} ^ {n for n, _ in new.xattrs}
+                       | {n for (n, v) in old.xattrs if (n, v) not in new.xattrs})
+        changes.append(Change(rel, XATTR, "extended attributes " + ", ".join(names)))
+    return changes
+
+
+def _kind_name(kind: str) -> str:
+    return {KIND_DIR: "directory", KIND_SYMLINK: "symlink", "f": "file"}.get(kind, "special file")

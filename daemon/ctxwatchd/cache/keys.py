@@ -1,0 +1,206 @@
+"""Step cache keys, modelled on BuildKit's build graph (LLB), not on lines.
+
+A step's key covers its expanded instruction (spec), the key of the step it
+runs on (its parent), and the content checksum of what it reads: context
+files (COPY/ADD sources, bind mounts) and files of other stages (COPY --from,
+mount from=). Three BuildKit rules shape the chain:
+
+- `COPY --link` copies onto an empty layer that is then merged: the copy
+  itself does not depend on its parent, only the merged result does.
+- Files read from another stage are checksummed by content, so a re-run
+  upstream step that produces the same files is still a hit. The daemon
+  cannot know those files, so each step also gets a *shape*: its key with
+  other stages' output replaced by a placeholder. A recorded shape lets the
+  report say "depends on the output of a re-run step" instead of guessing.
+- Metadata instructions are not steps; their effect reaches later steps
+  through the spec (a RUN's environment, a WORKDIR's path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..context.ignore import filepath_match, has_wildcard
+from ..context.nodes import Child, digest_of, encode_selection
+from ..context.records import KIND_DIR, KIND_SYMLINK
+from ..context.view import ContextReadError, ContextView
+from ..dockerfile.plan import Plan, Step, spec_bytes
+
+MAX_SYMLINK_HOPS = 40
+STAGE_OUTPUT_PLACEHOLDER = b"stage-output"
+
+
+@dataclass(frozen=True)
+class SourceInput:
+    """One context source of a step: the path as written (cleaned), the path
+    it resolved to, and the digest of what it selects."""
+
+    source: str
+    resolved: str  # context path, or "" for a wildcard selection
+    digest: bytes
+    blob: bytes  # the node's bytes (a selection's listing for wildcards)
+    matches: tuple[str, ...] = ()  # wildcard matches, context paths
+
+
+@dataclass
+class StepKey:
+    step: Step
+    index: int  # position in the report
+    key: bytes  # exact: equal to a recorded key means BuildKit has it
+    shape: bytes  # other stages' outputs replaced by a placeholder
+    parent: int | None  # the report index of the step it runs on
+    source_parents: tuple[int, ...] = ()  # last steps of the stages it reads files from
+    inputs: list[SourceInput] = field(default_factory=list)
+    view: ContextView | None = None  # the view its inputs were read from
+    error: str = ""
+
+
+def _h(*parts: bytes) -> bytes:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.digest()
+
+
+def stage_base_key(base: str) -> bytes:
+    return _h(b"scratch") if base.lower() == "scratch" else _h(b"image", base.encode())
+
+
+def compute_keys(plan: Plan, view_for: Callable[[tuple[str, ...]], ContextView]) -> list[StepKey]:
+    """Keys of every step of the plan, in report order.
+
+    `view_for(excludes)` gives the context view with extra exclude patterns
+    (COPY --exclude); `()` is the plain .dockerignore view.
+    """
+    keys: list[StepKey] = []
+    # Per stage: (exact fs key, shape fs key, report index of its last step).
+    stage_state: dict[int, tuple[bytes, bytes, int | None]] = {}
+    for stage in plan.stages:
+        if stage.base_stage is not None:
+            fs, shape_fs, parent = stage_state[stage.base_stage]
+        else:
+            fs = shape_fs = stage_base_key(stage.base)
+            parent = None
+        for step in stage.steps:
+            view = view_for(tuple(_scoped_excludes(step))) if step.sources else None
+            entry = StepKey(step, len(keys), b"", b"", parent, view=view,
+                            source_parents=tuple(p for i in step.source_stages
+                                                 if (p := stage_state[i][2]) is not None))
+            content_exact, content_shape = _content(step, entry, view, stage_state)
+            if step.keyword == "from":
+                own_exact, own_shape = fs, shape_fs
+            elif step.link:
+                # The copy happens on an empty layer: it is its own cache entry.
+                own_exact, own_shape = _h(b"link", content_exact), _h(b"link", content_shape)
+                fs, shape_fs = _h(b"merge", fs, own_exact), _h(b"merge", shape_fs, own_shape)
+            else:
+                own_exact, own_shape = _h(fs, content_exact), _h(shape_fs, content_shape)
+                fs, shape_fs = own_exact, own_shape
+            entry.key, entry.shape = own_exact, own_shape
+            keys.append(entry)
+            parent = entry.index
+        stage_state[stage.index] = (fs, shape_fs, parent)
+    return keys
+
+
+def _content(step: Step, entry: StepKey, view: ContextView | None,
+             stage_state: dict[int, tuple[bytes, bytes, int | None]]) -> tuple[bytes, bytes]:
+    """What the step reads, hashed: (exact, with other stages' output as a placeholder)."""
+    parts = [step.keyword.encode(), spec_bytes(step.spec)]
+    if step.error:
+        entry.error = step.error
+    if view is not None:
+        try:
+            entry.inputs = [select_source(view, src) for src in step.sources]
+            parts += [i.digest for i in entry.inputs]
+        except (SourceNotFound, ContextReadError) as e:
+            entry.error = str(e)
+            parts.append(str(e).encode())
+    exact = parts + [stage_state[i][0] for i in step.source_stages]
+    shape = parts + [STAGE_OUTPUT_PLACEHOLDER for _ in step.source_stages]
+    return _h(*exact), _h(*shape)
+
+
+def _scoped_excludes(step: Step) -> list[str]:
+    """COPY --exclude patterns are relative to each source; the view matches
+    from the context root, so they are re-rooted at the (single) source."""
+    if not step.excludes:
+        return []
+    roots = {src if src != "." else "" for src in step.sources}
+    root = roots.pop() if len(roots) == 1 and not has_wildcard(next(iter(step.sources))) else ""
+    scoped = []
+    for pattern in step.excludes:
+        negate = pattern.startswith("!")
+        body = pattern[1:] if negate else pattern
+        body = posixpath.join(root, body) if root else body
+        scoped.append(("!" if negate else "") + body)
+    return scoped
+
+
+class SourceNotFound(Exception):
+    def __init__(self, source: str) -> None:
+        super().__init__(f'"/{source}": not found')
+        self.source = source
+
+
+def select_source(view: ContextView, source: str) -> SourceInput:
+    """Resolve one COPY/ADD/bind source the way BuildKit checksums it."""
+    if has_wildcard(source):
+        matches = _glob(view, source)
+        if not matches:
+            raise SourceNotFound(source)
+        children = []
+        for rel in matches:
+            node = view.node(rel)
+            children.append(Child(rel, node.node.kind, node.digest))
+        blob = encode_selection(children)
+        return SourceInput(source, "", digest_of(blob), blob, tuple(matches))
+    rel = "" if source == "." else source
+    resolved = _follow_symlinks(view, rel)
+    node = view.node(resolved) if resolved is not None else None
+    if node is None:
+        raise SourceNotFound(source)
+    return SourceInput(source, resolved, node.digest, node.blob)
+
+
+def _follow_symlinks(view: ContextView, rel: str) -> str | None:
+    """The source path itself is followed, inside the context: an absolute
+    target is taken from the context root, `..` cannot climb out of it."""
+    for _ in range(MAX_SYMLINK_HOPS):
+        entry = view.entry(rel)
+        if entry is None or entry.kind != KIND_SYMLINK:
+            return rel
+        node = view.node(rel)
+        if node is None:
+            return None
+        target = node.node.record.link_target
+        base = "/" if target.startswith("/") else "/" + posixpath.dirname(rel)
+        rel = posixpath.normpath(posixpath.join(base, target)).lstrip("/")
+    return None
+
+
+def _glob(view: ContextView, pattern: str) -> list[str]:
+    """Context paths matching a wildcard source, component by component."""
+    current = [""]
+    for part in pattern.split("/"):
+        if not part or part == ".":
+            continue
+        found = []
+        for base in current:
+            if has_wildcard(part):
+                node = view.node(base)
+                if node is None or node.node.kind != KIND_DIR:
+                    continue
+                found += [_join(base, c.name) for c in node.node.children if filepath_match(part, c.name)]
+            elif view.node(_join(base, part)) is not None:
+                found.append(_join(base, part))
+        current = found
+    return sorted(current)
+
+
+def _join(base: str, name: str) -> str:
+    return f"{base}/{name}" if base else name

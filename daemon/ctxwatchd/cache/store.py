@@ -1,0 +1,219 @@
+"""Durable state in SQLite: registered contexts, recorded builds, Merkle nodes.
+
+Every write is one transaction in WAL mode with synchronous=FULL, so a build
+that MarkBuilt acknowledged survives a crash. Recorded builds keep the Merkle
+nodes their inputs referenced, content-addressed and shared between builds,
+so a later report can say exactly which files changed since.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x63747877  # "ctxw": tells our file from someone else's
+
+_SCHEMA = """
+CREATE TABLE contexts (
+    name TEXT PRIMARY KEY,
+    path TEXT NOT NULL,
+    dockerfile TEXT NOT NULL,
+    build_args TEXT NOT NULL,
+    target TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE builds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    context TEXT NOT NULL REFERENCES contexts(name) ON DELETE CASCADE,
+    created_ms INTEGER NOT NULL,
+    options TEXT NOT NULL
+);
+CREATE INDEX builds_by_context ON builds(context, id);
+CREATE TABLE build_steps (
+    build_id INTEGER NOT NULL REFERENCES builds(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    stage TEXT NOT NULL,
+    stage_ordinal INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    instruction TEXT NOT NULL,
+    key BLOB NOT NULL,
+    shape BLOB NOT NULL,
+    spec TEXT NOT NULL,
+    sources TEXT NOT NULL,
+    step_values TEXT NOT NULL,
+    PRIMARY KEY (build_id, ordinal)
+);
+CREATE TABLE nodes (
+    digest BLOB PRIMARY KEY,
+    blob BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+@dataclass
+class ContextRow:
+    name: str
+    path: str
+    dockerfile: str
+    build_args: dict[str, str]
+    target: str
+    created_ms: int = 0
+
+
+@dataclass
+class BuildStepRow:
+    ordinal: int
+    stage: str
+    stage_ordinal: int  # position of the step inside its stage
+    line: int
+    instruction: str
+    key: bytes
+    shape: bytes
+    spec: dict
+    sources: list[list[str]]  # [source, resolved path, hex digest of what it selected]
+    values: dict[str, str]  # ARG/ENV values the step saw (for explanations)
+
+
+@dataclass
+class BuildRow:
+    id: int
+    created_ms: int
+    options: dict
+    steps: list[BuildStepRow] = field(default_factory=list)
+
+
+class Store:
+    """The daemon's SQLite file. Safe to use from several threads."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        self.lock = threading.Lock()
+        self.db = self._open_or_replace(path)
+
+    # -- opening ------------------------------------------------------------------
+    def _open_or_replace(self, path: Path) -> sqlite3.Connection:
+        try:
+            return self._open(path)
+        except (sqlite3.DatabaseError, StateFileError) as e:
+            aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+            log.error("state file %s cannot be used (%s); moved it to %s and starting fresh", path, e, aside)
+            for suffix in ("", "-wal", "-shm"):
+                side = Path(str(path) + suffix)
+                if side.exists():
+                    side.rename(Path(str(aside) + suffix))
+            return self._open(path)
+
+    def _open(self, path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA foreign_keys=ON")
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise StateFileError("integrity check failed")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            app_id = db.execute("PRAGMA application_id").fetchone()[0]
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if app_id == 0 and version == 0:
+                if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    raise StateFileError("not a ctxwatch state file")
+                db.executescript(f"BEGIN; {_SCHEMA} PRAGMA application_id={APPLICATION_ID}; "
+                                 f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+            elif app_id != APPLICATION_ID:
+                raise StateFileError("not a ctxwatch state file")
+            elif version > SCHEMA_VERSION:
+                raise StateFileError(f"schema version {version} is newer than this daemon's {SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    # -- contexts -------------------------------------------------------------------
+    def contexts(self) -> list[ContextRow]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT name, path, dockerfile, build_args, target, created_ms FROM contexts ORDER BY name").fetchall()
+        return [ContextRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
+    def save_context(self, row: ContextRow) -> None:
+        with self.lock, self.db:
+            self.db.execute(
+                "INSERT INTO contexts(name, path, dockerfile, build_args, target, created_ms) VALUES (?,?,?,?,?,?) "
+                "ON CONFLICT(name) DO UPDATE SET path=excluded.path, dockerfile=excluded.dockerfile, "
+                "build_args=excluded.build_args, target=excluded.target",
+                (row.name, row.path, row.dockerfile, json.dumps(row.build_args, sort_keys=True), row.target,
+                 row.created_ms or int(time.time() * 1000)))
+
+    def delete_context(self, name: str) -> None:
+        with self.lock, self.db:
+            self.db.execute("DELETE FROM contexts WHERE name=?", (name,))
+
+    # -- builds ---------------------------------------------------------------------
+    def record_build(self, context: str, options: dict, steps: list[BuildStepRow],
+                     nodes: Iterable[tuple[bytes, bytes]]) -> int:
+        """Store one build and the nodes it references, atomically."""
+        with self.lock, self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR IGNORE INTO nodes(digest, blob) VALUES (?, ?)", nodes)
+            cur = self.db.execute("INSERT INTO builds(context, created_ms, options) VALUES (?,?,?)",
+                                  (context, int(time.time() * 1000), json.dumps(options, sort_keys=True)))
+            build_id = cur.lastrowid
+            self.db.executemany(
+                "INSERT INTO build_steps(build_id, ordinal, stage, stage_ordinal, line, instruction, key, shape, "
+                "spec, sources, step_values) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [(build_id, s.ordinal, s.stage, s.stage_ordinal, s.line, s.instruction, s.key, s.shape,
+                  json.dumps(s.spec, sort_keys=True), json.dumps(s.sources), json.dumps(s.values, sort_keys=True))
+                 for s in steps])
+        return build_id
+
+    def build_count(self, context: str) -> int:
+        with self.lock:
+            return self.db.execute("SELECT count(*) FROM builds WHERE context=?", (context,)).fetchone()[0]
+
+    def last_build(self, context: str) -> BuildRow | None:
+        with self.lock:
+            row = self.db.execute("SELECT id, created_ms, options FROM builds WHERE context=? ORDER BY id DESC LIMIT 1",
+                                  (context,)).fetchone()
+            if row is None:
+                return None
+            steps = self.db.execute(
+                "SELECT ordinal, stage, stage_ordinal, line, instruction, key, shape, spec, sources, step_values "
+                "FROM build_steps "
+                "WHERE build_id=? ORDER BY ordinal", (row[0],)).fetchall()
+        return BuildRow(row[0], row[1], json.loads(row[2]),
+                        [BuildStepRow(*s[:7], json.loads(s[7]), json.loads(s[8]), json.loads(s[9])) for s in steps])
+
+    def recorded_keys(self, context: str) -> tuple[set[bytes], dict[bytes, bytes]]:
+        """Every step key of every kept build, and shape -> newest exact key."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT s.key, s.shape FROM build_steps s JOIN builds b ON b.id = s.build_id "
+                "WHERE b.context=? ORDER BY b.id", (context,)).fetchall()
+        return {r[0] for r in rows}, {r[1]: r[0] for r in rows}
+
+    # -- nodes ------------------------------------------------------------------------
+    def node_blob(self, digest: bytes) -> bytes | None:
+        with self.lock:
+            row = self.db.execute("SELECT blob FROM nodes WHERE digest=?", (digest,)).fetchone()
+        return row[0] if row else None
+
+    def has_node(self, digest: bytes) -> bool:
+        with self.lock:
+            return self.db.execute("SELECT 1 FROM nodes WHERE digest=?", (digest,)).fetchone() is not None
+
+
+class StateFileError(Exception):
+    """The state file exists but is not one this daemon can use."""

@@ -1,0 +1,112 @@
+"""Merkle nodes: the canonical bytes of a file record or a directory listing.
+
+A node's digest is the SHA-256 of its bytes. The same encoding is used in
+memory (views) and in the store (recorded builds keep the nodes they
+reference), so an old build and the current tree can be compared node by
+node, descending only where digests differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from dataclasses import dataclass
+
+from .records import KIND_DIR, FileRecord
+
+_FILE_TAG = b"F"
+_DIR_TAG = b"D"
+_LIST_TAG = b"L"  # a selection: named entries without a directory header
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    name: str
+    kind: str
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A decoded node: a file record, or a directory (or selection) listing."""
+
+    kind: str  # a records.KIND_* value, or "selection"
+    record: FileRecord | None = None
+    mode: int = 0
+    children: tuple[Child, ...] = ()
+
+
+SELECTION = "selection"
+
+
+def digest_of(blob: bytes) -> bytes:
+    return hashlib.sha256(blob).digest()
+
+
+def _field(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def encode_file(record: FileRecord) -> bytes:
+    parts = [record.kind.encode(), struct.pack(">IQ", record.mode, record.size), record.content,
+             os.fsencode(record.link_target)]
+    for name, value in record.xattrs:
+        parts += [name.encode(), value]
+    return _FILE_TAG + b"".join(_field(p) for p in parts)
+
+
+def encode_dir(mode: int, children: list[Child] | tuple[Child, ...]) -> bytes:
+    return _DIR_TAG + struct.pack(">I", mode) + _encode_children(children)
+
+
+def encode_selection(children: list[Child] | tuple[Child, ...]) -> bytes:
+    """Several named sources (wildcard matches, COPY a b): listed, no header."""
+    return _LIST_TAG + _encode_children(children)
+
+
+def _encode_children(children: list[Child] | tuple[Child, ...]) -> bytes:
+    return b"".join(_field(os.fsencode(c.name)) + c.kind.encode() + c.digest for c in children)
+
+
+def decode(blob: bytes) -> Node:
+    tag, body = blob[:1], blob[1:]
+    if tag == _FILE_TAG:
+        record = _decode_record(body)
+        return Node(kind=record.kind, record=record)
+    if tag == _DIR_TAG:
+        (mode,) = struct.unpack(">I", body[:4])
+        return Node(kind=KIND_DIR, mode=mode, children=_decode_children(body[4:]))
+    if tag == _LIST_TAG:
+        return Node(kind=SELECTION, children=_decode_children(body))
+    raise ValueError(f"unknown node tag {tag!r}")
+
+
+def _read_fields(body: bytes) -> list[bytes]:
+    fields, pos = [], 0
+    while pos < len(body):
+        (length,) = struct.unpack_from(">I", body, pos)
+        fields.append(body[pos + 4 : pos + 4 + length])
+        pos += 4 + length
+    return fields
+
+
+def _decode_record(body: bytes) -> FileRecord:
+    kind, numbers, content, target, *xattr_fields = _read_fields(body)
+    mode, size = struct.unpack(">IQ", numbers)
+    xattrs = tuple((xattr_fields[i].decode(), xattr_fields[i + 1]) for i in range(0, len(xattr_fields), 2))
+    return FileRecord(kind.decode(), mode, size, content, os.fsdecode(target), xattrs)
+
+
+def _decode_children(body: bytes) -> tuple[Child, ...]:
+    children, pos = [], 0
+    while pos < len(body):
+        (length,) = struct.unpack_from(">I", body, pos)
+        pos += 4
+        name = os.fsdecode(body[pos : pos + length])
+        pos += length
+        kind = body[pos : pos + 1].decode()
+        digest = body[pos + 1 : pos + 33]
+        pos += 33
+        children.append(Child(name, kind, digest))
+    return tuple(children)

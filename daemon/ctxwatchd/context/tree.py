@@ -1,0 +1,181 @@
+"""The in-memory tree of one watched root: stat keys and file records.
+
+Directories are listed lazily, the first time a context asks for them, so
+folders no context reads (an ignored node_modules) cost nothing. Records are
+hashed lazily too, and only again when the stat key changes or the record was
+racy when it was made. The tree knows nothing of .dockerignore: contexts
+apply their own filters on top (see view.py), so overlapping contexts share
+one tree.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+
+from .records import KIND_DIR, FileRecord, StatKey, is_racy, kind_of, read_record, stat_key
+
+COOKIE_PREFIX = ".ctxwatch-cookie-"
+
+
+class Entry:
+    """One path of the tree. Directory children are None until listed."""
+
+    __slots__ = ("kind", "key", "record", "racy", "children")
+
+    def __init__(self, st: os.stat_result) -> None:
+        self.kind: str = kind_of(st.st_mode)
+        self.key: StatKey = stat_key(st)
+        self.record: FileRecord | None = None
+        self.racy = False
+        self.children: dict[str, Entry] | None = None
+
+
+def split(rel: str) -> list[str]:
+    return [part for part in rel.split("/") if part] if rel else []
+
+
+def join(parent: str, name: str) -> str:
+    return f"{parent}/{name}" if parent else name
+
+
+class Tree:
+    """Stat keys and records of every path under `root` that anyone asked about."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.listeners: list[Callable[[str], None]] = []
+        self.top = Entry(os.lstat(root))
+        self.files_hashed = 0
+
+    # -- reading ---------------------------------------------------------
+    def abspath(self, rel: str) -> str:
+        return os.path.join(self.root, rel) if rel else self.root
+
+    def get(self, rel: str) -> Entry | None:
+        """The entry at `rel` ("" is the root), or None when it does not exist."""
+        entry, prefix = self.top, ""
+        for name in split(rel):
+            if entry.kind != KIND_DIR:
+                return None
+            entry = self.children(entry, prefix).get(name)
+            if entry is None:
+                return None
+            prefix = join(prefix, name)
+        return entry
+
+    def children(self, entry: Entry, rel: str) -> dict[str, Entry]:
+        """The children of the directory entry at `rel`, listed on first use."""
+        if entry.children is None:
+            entry.children = self._list(self.abspath(rel))
+        return entry.children
+
+    def record(self, rel: str, entry: Entry) -> FileRecord:
+        """The record of `entry`, re-hashed when missing or racy."""
+        if entry.record is None or entry.racy:
+            path = self.abspath(rel)
+            hashed_at = time.time_ns()
+            record, st = read_record(path, os.lstat(path))
+            entry.key, entry.kind = stat_key(st), kind_of(st.st_mode)
+            entry.record, entry.racy = record, is_racy(st, hashed_at)
+            self.files_hashed += 1
+        return entry.record
+
+    def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
+        """Every entry already known, parents before children."""
+        stack = [("", self.top)]
+        while stack:
+            rel, entry = stack.pop()
+            yield rel, entry
+            for name, child in (entry.children or {}).items():
+                stack.append((join(rel, name), child))
+
+    # -- updating ----------------------------------------------------------
+    def refresh(self, rel: str) -> None:
+        """Re-stat `rel` after a file event; notify listeners of what changed.
+
+        A directory keeps its listing: additions and removals inside it come
+        as events of their own, and only its mode counts in its digest.
+        """
+        parts = split(rel)
+        parent = self._loaded_parent(parts) if parts else None
+        if parts and parent is None:
+            return  # nobody listed that folder yet: nothing to update
+        old = parent.children.get(parts[-1]) if parent is not None else self.top
+        try:
+            st = os.lstat(self.abspath(rel))
+        except (FileNotFoundError, NotADirectoryError):
+            if parent is not None and old is not None:
+                del parent.children[parts[-1]]
+                self._changed(rel)
+            return
+        if parts and len(parts) == 1 and parts[0].startswith(COOKIE_PREFIX):
+            return
+        if old is not None and old.kind == kind_of(st.st_mode) == KIND_DIR:
+            mode_changed = old.key[5] != st.st_mode
+            old.key = stat_key(st)
+            if mode_changed:
+                self._changed(rel)
+            return
+        if old is not None and old.key == stat_key(st) and old.kind == kind_of(st.st_mode):
+            if old.racy:
+                old.record = None
+                self._changed(rel)
+            return
+        if parent is None:
+            raise NotADirectoryError(f"watched root {self.root} is no longer a directory")
+        parent.children[parts[-1]] = Entry(st)
+        self._changed(rel)
+
+    def rescan(self) -> None:
+        """Re-stat every known path (after lost events); re-read only changed files."""
+        self.refresh("")
+        for rel, entry in list(self.walk_loaded()):
+            if entry.kind == KIND_DIR and entry.children is not None:
+                self._relist(rel, entry)
+
+    # -- internals ---------------------------------------------------------
+    def _relist(self, rel: str, entry: Entry) -> None:
+        """Bring a listed directory's children in line with the disk."""
+        current = self._list(self.abspath(rel))
+        for name in set(entry.children) | set(current):
+            old, new = entry.children.get(name), current.get(name)
+            if old is not None and new is not None and old.key == new.key and old.kind == new.kind:
+                continue
+            if old is not None and new is not None and old.kind == new.kind == KIND_DIR:
+                new.children = old.children
+            if new is None:
+                del entry.children[name]
+            else:
+                entry.children[name] = new
+            self._changed(join(rel, name))
+
+    def _list(self, path: str) -> dict[str, Entry]:
+        found: dict[str, Entry] = {}
+        try:
+            with os.scandir(path) as it:
+                for item in it:
+                    if item.name.startswith(COOKIE_PREFIX) and path == self.root:
+                        continue
+                    try:
+                        found[item.name] = Entry(item.stat(follow_symlinks=False))
+                    except FileNotFoundError:
+                        continue  # deleted between listing and stat
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        return found
+
+    def _loaded_parent(self, parts: list[str]) -> Entry | None:
+        entry = self.top
+        for name in parts[:-1]:
+            if entry.children is None:
+                return None
+            entry = entry.children.get(name)
+            if entry is None or entry.kind != KIND_DIR:
+                return None
+        return entry if entry.children is not None else None
+
+    def _changed(self, rel: str) -> None:
+        for listener in self.listeners:
+            listener(rel)

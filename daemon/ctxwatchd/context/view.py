@@ -1,0 +1,116 @@
+"""A context's view of a shared tree: only what would be sent to the builder.
+
+The view applies the context's .dockerignore patterns the way BuildKit's file
+walker does (an excluded folder is skipped unless an exception pattern may
+re-include something below it, and then it is sent as the parent of what is
+re-included) and keeps the Merkle digest of every path it computed. A file
+event drops the memo of that path and its ancestors only; entries whose tree
+entry was replaced are recomputed because the memo remembers which entry it
+was made from.
+"""
+
+from __future__ import annotations
+
+from .ignore import PathMatcher
+from .nodes import Child, Node, digest_of, encode_dir, encode_file
+from .records import KIND_DIR
+from .tree import Entry, Tree, join, split
+
+
+class ContextReadError(Exception):
+    """A file the builder must be sent cannot be read (BuildKit fails the build)."""
+
+    def __init__(self, rel: str, reason: str) -> None:
+        super().__init__(f"cannot read {rel!r}: {reason}")
+        self.rel = rel
+        self.reason = reason
+
+
+class ViewNode:
+    __slots__ = ("node", "blob", "digest")
+
+    def __init__(self, node: Node, blob: bytes) -> None:
+        self.node = node
+        self.blob = blob
+        self.digest = digest_of(blob)
+
+
+class ContextView:
+    """Filtered Merkle digests of one context root inside a tree."""
+
+    def __init__(self, tree: Tree, prefix: str, matcher: PathMatcher) -> None:
+        self.tree = tree
+        self.prefix = prefix  # the context folder, relative to the tree's root
+        self.matcher = matcher
+        self.memo: dict[str, tuple[Entry, ViewNode | None]] = {}
+        tree.listeners.append(self.invalidate)
+
+    def close(self) -> None:
+        self.tree.listeners.remove(self.invalidate)
+
+    def invalidate(self, tree_rel: str) -> None:
+        """Forget the digests of a changed path and of every folder above it."""
+        rel = self._context_rel(tree_rel)
+        if rel is None:
+            return
+        self.memo.pop(rel, None)
+        parts = split(rel)
+        for i in range(len(parts)):
+            self.memo.pop("/".join(parts[:i]), None)
+
+    def node(self, rel: str) -> ViewNode | None:
+        """The node at context path `rel` ("" is the root), or None when it is
+        missing or not sent (excluded by .dockerignore)."""
+        entry = self.entry(rel)
+        if entry is None:
+            return None
+        return self._node(rel, entry, bool(rel) and self.matcher.excluded_full(rel))
+
+    def entry(self, rel: str) -> Entry | None:
+        return self.tree.get(self._tree_rel(rel))
+
+    def _node(self, rel: str, entry: Entry, excluded: bool) -> ViewNode | None:
+        hit = self.memo.get(rel)
+        if hit is not None and hit[0] is entry:
+            return hit[1]
+        result = self._dir(rel, entry, excluded) if entry.kind == KIND_DIR else self._file(rel, entry, excluded)
+        self.memo[rel] = (entry, result)
+        return result
+
+    def _file(self, rel: str, entry: Entry, excluded: bool) -> ViewNode | None:
+        if excluded:
+            return None
+        try:
+            record = self.tree.record(self._tree_rel(rel), entry)
+        except OSError as e:
+            raise ContextReadError(rel, e.strerror or str(e)) from e
+        return ViewNode(Node(kind=record.kind, record=record), encode_file(record))
+
+    def _dir(self, rel: str, entry: Entry, excluded: bool) -> ViewNode | None:
+        if excluded and not self.matcher.may_include_under(rel):
+            return None
+        children = []
+        listing = self.tree.children(entry, self._tree_rel(rel))
+        for name in sorted(listing):
+            child_rel = join(rel, name)
+            child = self._node(child_rel, listing[name], self.matcher.excluded(child_rel, excluded))
+            if child is not None:
+                children.append(Child(name, child.node.kind, child.digest))
+        if excluded and not children:
+            return None
+        mode = entry.key[5] & 0o7777
+        return ViewNode(Node(kind=KIND_DIR, mode=mode, children=tuple(children)), encode_dir(mode, children))
+
+    def _tree_rel(self, rel: str) -> str:
+        return join(self.prefix, rel) if rel else self.prefix
+
+    def _context_rel(self, tree_rel: str) -> str | None:
+        if not self.prefix:
+            return tree_rel
+        if tree_rel == self.prefix:
+            return ""
+        if tree_rel.startswith(self.prefix + "/"):
+            return tree_rel[len(self.prefix) + 1 :]
+        if self.prefix.startswith(tree_rel + "/") or not tree_rel:
+            return ""  # a folder above the context changed: drop the root's digest
+        return None

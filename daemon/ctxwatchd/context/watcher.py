@@ -1,0 +1,164 @@
+"""Keeps a tree current from filesystem events, and proves it is current.
+
+Events only mark paths dirty; the tree is brought up to date when a query
+needs it, so a burst of 10,000 events costs one pass. Before answering, a
+query writes a uniquely named cookie file in the root and waits for its
+event (as watchman does): every write made before the query was queued
+before the cookie, so once the cookie is seen, the dirty set is complete.
+
+watchdog rebuilds its own watches after an inotify queue overflow but does
+not tell the event handler; the emitter below passes the overflow on, and
+the root then re-scans (stat walk, changed files re-read) before its next
+answer. A root whose watch could not be added re-scans before every answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
+
+from .tree import COOKIE_PREFIX, Tree
+
+log = logging.getLogger(__name__)
+
+SYNC_TIMEOUT_S = 10.0
+_cookie_numbers = itertools.count()
+
+
+class SyncTimeout(Exception):
+    """The watcher did not confirm it had seen recent writes in time."""
+
+
+class EventsLost(FileSystemEvent):
+    """The kernel dropped events below this path (inotify queue overflow)."""
+
+    event_type = "events_lost"
+
+
+class _OverflowReportingWatchGroup(InotifyWatchGroup):
+    report_overflow: Callable[[], None] = staticmethod(lambda: None)
+
+    def on_queue_overflow(self) -> None:
+        super().on_queue_overflow()
+        self.report_overflow()
+
+
+class _OverflowReportingEmitter(InotifyEmitter):
+    def on_thread_start(self) -> None:
+        path = os.fsencode(self.watch.path)
+        group = _OverflowReportingWatchGroup(
+            self._inotify_fd, path, is_recursive=self.watch.is_recursive,
+            event_mask=self.get_event_mask_from_filter(), follow_symlink=self.watch.follow_symlink)
+        group.report_overflow = lambda: self.queue_event(EventsLost(self.watch.path))
+        self._inotify = group
+
+
+class Observer(InotifyObserver):
+    """watchdog's inotify observer, with overflows delivered to the handlers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._emitter_class = _OverflowReportingEmitter
+
+
+class WatchedRoot(FileSystemEventHandler):
+    """One tree, its watch, and the paths that changed since the last query."""
+
+    def __init__(self, path: str, observer: Observer | None) -> None:
+        self.path = path
+        self.tree = Tree(path)
+        self.lock = threading.Lock()
+        self.dirty: set[str] = set()
+        self.cookies: dict[str, threading.Event] = {}
+        self.needs_rescan = False
+        self.problem = ""  # why answers currently rely on re-scans
+        self.watch = None
+        self.observer = observer
+        if observer is not None:
+            try:
+                self.watch = observer.schedule(self, path, recursive=True)
+            except OSError as e:
+                self._degrade(f"cannot watch {path}: {e.strerror or e}; every query re-scans")
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self.dirty)
+
+    def close(self) -> None:
+        if self.observer is not None and self.watch is not None:
+            self.observer.unschedule(self.watch)
+            self.watch = None
+
+    # -- events (watchdog's thread) ----------------------------------------------
+    def dispatch(self, event: FileSystemEvent) -> None:
+        if isinstance(event, EventsLost):
+            log.warning("events were lost below %s; re-scanning before the next answer", self.path)
+            with self.lock:
+                self.needs_rescan = True
+                self.problem = "the kernel dropped file events (inotify queue overflow); re-scanned"
+            return
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            if raw:
+                self._mark(os.fsdecode(raw))
+
+    def _mark(self, path: str) -> None:
+        rel = os.path.relpath(path, self.path)
+        if rel == ".":
+            rel = ""
+        elif rel.startswith(".."):
+            return
+        if rel.startswith(COOKIE_PREFIX):
+            cookie = self.cookies.get(rel)
+            if cookie is not None:
+                cookie.set()
+            return
+        with self.lock:
+            self.dirty.add(rel)
+
+    # -- queries -------------------------------------------------------------------
+    def sync(self, timeout: float = SYNC_TIMEOUT_S) -> None:
+        """Return once the tree reflects every write made before the call."""
+        if self.watch is not None and not self.needs_rescan:
+            self._wait_for_cookie(timeout)
+        with self.lock:
+            dirty, self.dirty = self.dirty, set()
+            rescan, self.needs_rescan = self.needs_rescan or self.watch is None, False
+        if rescan:
+            self.tree.rescan()
+            return
+        for rel in sorted(dirty, key=lambda r: r.count("/")):
+            self.tree.refresh(rel)
+
+    def _wait_for_cookie(self, timeout: float) -> None:
+        name = f"{COOKIE_PREFIX}{os.getpid()}-{next(_cookie_numbers)}"
+        seen = threading.Event()
+        self.cookies[name] = seen
+        path = os.path.join(self.path, name)
+        try:
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except OSError as e:
+                # A read-only root cannot take cookies: fall back to a re-scan.
+                self._degrade(f"cannot write sync cookies in {self.path}: {e.strerror or e}; every query re-scans")
+                return
+            if not seen.wait(timeout):
+                raise SyncTimeout(f"the file watcher of {self.path} did not catch up within {timeout:.0f} s")
+        finally:
+            self.cookies.pop(name, None)
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    def _degrade(self, problem: str) -> None:
+        log.warning("%s", problem)
+        with self.lock:
+            self.problem = problem
+            self.needs_rescan = True
+        self.close()

@@ -1,0 +1,366 @@
+"""From a parsed Dockerfile to a build plan: stages, steps and their inputs.
+
+This is what BuildKit's Dockerfile frontend does before it builds: ARG/ENV
+scoping and expansion, stage names and indexes, `--target` pruning, and for
+each step the inputs it really reads (context paths, other stages, remote
+images and URLs) and the values it sees. Instructions that only change image
+metadata (ENV, LABEL, USER, EXPOSE, ...) are not steps; they change the
+config that later steps see.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .parser import Instruction, ParsedDockerfile
+from .shell import ShellExpansionError, expand_word
+
+# BuildKit shows these as steps; the others only change the image config.
+STEP_KEYWORDS = {"run", "copy", "add", "workdir"}
+KNOWN_KEYWORDS = STEP_KEYWORDS | {
+    "from", "arg", "env", "label", "user", "expose", "volume", "cmd", "entrypoint", "shell",
+    "stopsignal", "healthcheck", "onbuild", "maintainer",
+}
+REMOTE_URL = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
+DEFAULT_SHELL = ("/bin/sh", "-c")
+
+
+class PlanError(ValueError):
+    """The Dockerfile is valid syntax but cannot be built (unknown stage, bad flag...)."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}" if line else message)
+        self.line = line
+        self.message = message
+
+
+@dataclass
+class Step:
+    stage: "Stage"
+    keyword: str  # run, copy, add, workdir, from
+    instruction: str  # the first line as written
+    line: int
+    spec: dict  # everything of the instruction that goes into its key, expanded
+    sources: tuple[str, ...] = ()  # context paths it reads (cleaned; may hold wildcards)
+    excludes: tuple[str, ...] = ()  # COPY --exclude patterns
+    parents: bool = False  # COPY --parents
+    link: bool = False  # COPY --link: the copy does not depend on its parent's files
+    source_stages: tuple[int, ...] = ()  # stages whose files it reads (COPY --from, mount from=)
+    remote: str = ""  # an unpinned remote it depends on (image, URL)
+    values: dict[str, str] = field(default_factory=dict)  # ARG/ENV values it sees
+    error: str = ""  # BuildKit would fail on it
+
+
+@dataclass
+class Stage:
+    index: int
+    name: str  # as written; "" when unnamed
+    base: str  # FROM's argument after expansion
+    base_stage: int | None
+    line: int
+    remote: str = ""  # an unpinned base image
+    steps: list[Step] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # ENV, inherited through FROM <stage>
+    args: dict[str, str] = field(default_factory=dict)  # declared ARGs with a value
+    workdir: str = "/"
+    user: str = ""
+    shell: tuple[str, ...] = DEFAULT_SHELL
+
+    @property
+    def label(self) -> str:
+        return self.name or str(self.index)
+
+
+@dataclass
+class Plan:
+    stages: list[Stage]  # every stage the target needs, in Dockerfile order
+    target: Stage
+    unused_build_args: tuple[str, ...]
+
+    @property
+    def steps(self) -> list[Step]:
+        return [step for stage in self.stages for step in stage.steps]
+
+
+def build_plan(parsed: ParsedDockerfile, text_lines: list[str], build_args: Mapping[str, str],
+               target: str = "") -> Plan:
+    """Raises PlanError for Dockerfiles BuildKit would refuse before building."""
+    return _Planner(parsed, text_lines, build_args).plan(target)
+
+
+def clean_source(src: str) -> str:
+    """A context path as BuildKit resolves it: `..` cannot climb out of the root."""
+    cleaned = posixpath.normpath("/" + src).lstrip("/")
+    return cleaned or "."
+
+
+def is_pinned_image(ref: str) -> bool:
+    return "@sha256:" in ref
+
+
+class _Planner:
+    def __init__(self, parsed: ParsedDockerfile, text_lines: list[str], build_args: Mapping[str, str]) -> None:
+        self.parsed = parsed
+        self.lines = text_lines
+        self.build_args = dict(build_args)
+        self.used_args: set[str] = set()
+        self.global_args: dict[str, str | None] = {}
+        self.stages: list[Stage] = []
+        self.by_name: dict[str, int] = {}
+
+    def plan(self, target: str) -> Plan:
+        stage: Stage | None = None
+        for ins in self.parsed.instructions:
+            if ins.keyword not in KNOWN_KEYWORDS:
+                raise PlanError(ins.start_line, f"unknown instruction: {ins.keyword.upper()}")
+            if ins.keyword == "from":
+                stage = self._from(ins)
+            elif stage is None:
+                if ins.keyword != "arg":
+                    raise PlanError(ins.start_line, "no build stage in current context: "
+                                    f"{ins.keyword.upper()} must come after FROM")
+                self._global_arg(ins)
+            else:
+                self._instruction(stage, ins)
+        if not self.stages:
+            raise PlanError(0, "the Dockerfile has no FROM instruction")
+        wanted = self._target(target)
+        needed = self._needed(wanted.index)
+        unused = tuple(sorted(set(self.build_args) - self.used_args))
+        return Plan([s for s in self.stages if s.index in needed], wanted, unused)
+
+    # -- stages ----------------------------------------------------------------
+    def _target(self, target: str) -> Stage:
+        if not target:
+            return self.stages[-1]
+        index = self.by_name.get(target.lower())
+        if index is None:
+            raise PlanError(0, f"target stage {target!r} could not be found")
+        return self.stages[index]
+
+    def _needed(self, index: int) -> set[int]:
+        needed, todo = set(), [index]
+        while todo:
+            i = todo.pop()
+            if i in needed:
+                continue
+            needed.add(i)
+            stage = self.stages[i]
+            if stage.base_stage is not None:
+                todo.append(stage.base_stage)
+            for step in stage.steps:
+                todo.extend(step.source_stages)
+        return needed
+
+    def _global_arg(self, ins: Instruction) -> None:
+        env = {k: v for k, v in self.global_args.items() if v is not None}
+        for name, default in self._arg_pairs(ins, env):
+            self.used_args.add(name)
+            self.global_args[name] = self.build_args.get(name, default)
+
+    def _from(self, ins: Instruction) -> Stage:
+        args = list(ins.args)
+        env = {k: v for k, v in self.global_args.items() if v is not None}
+        base = self._expand(args[0], env, ins) if args else ""
+        name = ""
+        if len(args) == 3 and args[1].lower() == "as":
+            name = args[2]
+        elif len(args) != 1:
+            raise PlanError(ins.start_line, "FROM requires either one or three arguments")
+        if not base:
+            raise PlanError(ins.start_line, "FROM has an empty image name")
+        index = len(self.stages)
+        base_stage = self.by_name.get(base.lower())
+        stage = Stage(index, name, base, base_stage, ins.start_line)
+        if base_stage is not None:
+            parent = self.stages[base_stage]
+            stage.env, stage.workdir, stage.user, stage.shell = dict(parent.env), parent.workdir, parent.user, parent.shell
+        elif base.lower() != "scratch" and not is_pinned_image(base):
+            stage.remote = base
+        if base_stage is None and base.lower() != "scratch":
+            stage.steps.append(Step(stage, "from", self._line_text(ins), ins.start_line,
+                                    {"image": base, "platform": self._flags(ins).get("platform", [""])[-1]},
+                                    remote=stage.remote))
+        if name:
+            if name.lower() in self.by_name:
+                raise PlanError(ins.start_line, f"duplicate stage name {name!r}")
+            self.by_name[name.lower()] = index
+        self.by_name[str(index)] = index
+        self.stages.append(stage)
+        return stage
+
+    # -- instructions ------------------------------------------------------------
+    def _instruction(self, stage: Stage, ins: Instruction) -> None:
+        kw = ins.keyword
+        env = self._env(stage)
+        if kw == "arg":
+            for name, default in self._arg_pairs(ins, env):
+                self.used_args.add(name)
+                value = self.build_args.get(name)
+                if value is None:
+                    value = default if default is not None else self.global_args.get(name)
+                if value is not None:
+                    stage.args[name] = value
+        elif kw == "env":
+            for key, value in _pairs(ins):
+                stage.env[self._expand(key, env, ins)] = self._expand(value, env, ins)
+                env = self._env(stage)
+        elif kw == "workdir":
+            path = self._expand(ins.args[0], env, ins) if ins.args else ""
+            stage.workdir = posixpath.normpath(posixpath.join(stage.workdir, path))
+            self._step(stage, ins, "workdir", {"path": stage.workdir, "user": stage.user})
+        elif kw == "user":
+            stage.user = self._expand(ins.args[0], env, ins) if ins.args else ""
+        elif kw == "shell":
+            stage.shell = tuple(ins.args)
+        elif kw == "run":
+            self._run(stage, ins, env)
+        elif kw in ("copy", "add"):
+            self._copy(stage, ins, env)
+
+    def _run(self, stage: Stage, ins: Instruction, env: dict[str, str]) -> None:
+        flags = self._flags(ins)
+        cmd = list(ins.args) if ins.json_form else [*stage.shell, " ".join(ins.args)]
+        mounts, sources, source_stages = [], [], []
+        for raw in flags.get("mount", []):
+            mount = self._mount(raw, env, ins)
+            mounts.append(mount)
+            if mount["type"] == "bind":
+                if mount.get("from"):
+                    source_stages.append(self._stage_ref(mount["from"], ins))
+                else:
+                    sources.append(clean_source(mount.get("source", ".")))
+        values = {**{k: v for k, v in stage.args.items()}, **stage.env}
+        spec = {
+            "cmd": cmd, "env": sorted(values.items()), "user": stage.user, "workdir": stage.workdir,
+            "mounts": mounts, "network": flags.get("network", ["default"])[-1],
+            "security": flags.get("security", ["sandbox"])[-1],
+            "heredocs": [[h.name, h.content] for h in ins.heredocs],
+        }
+        self._step(stage, ins, "run", spec, sources=tuple(sources), source_stages=tuple(source_stages),
+                   values=values)
+
+    def _copy(self, stage: Stage, ins: Instruction, env: dict[str, str]) -> None:
+        flags = self._flags(ins)
+        words = [self._expand(a, env, ins) for a in ins.args]
+        if len(words) < 2:
+            raise PlanError(ins.start_line, f"{ins.keyword.upper()} requires at least two arguments")
+        *srcs, dest = words
+        heredocs = {h.name: h for h in ins.heredocs}
+        inline, local = [], []
+        for src in srcs:
+            doc = heredocs.get(_heredoc_name(src)) if src.startswith("<<") else None
+            if doc is not None:
+                inline.append([doc.name, doc.content])  # the file's content is in the Dockerfile
+            else:
+                local.append(src)
+        srcs = local
+        from_ref = self._expand(flags["from"][-1], env, ins) if "from" in flags else ""
+        checksum = flags.get("checksum", [""])[-1]
+        spec = {
+            "op": ins.keyword, "dest": _resolve_dest(stage.workdir, dest), "inline": inline,
+            "chown": flags.get("chown", [""])[-1], "chmod": flags.get("chmod", [""])[-1],
+            "link": "link" in flags, "parents": "parents" in flags, "exclude": sorted(flags.get("exclude", [])),
+            "keep_git_dir": "keep-git-dir" in flags, "checksum": checksum,
+        }
+        step_kwargs: dict = {"excludes": tuple(flags.get("exclude", [])), "parents": "parents" in flags,
+                             "link": "link" in flags}
+        if from_ref:
+            spec["from"] = from_ref
+            spec["sources"] = [posixpath.normpath("/" + s) for s in srcs]
+            index = self.by_name.get(from_ref.lower())
+            if index is not None and index < stage.index:
+                step_kwargs["source_stages"] = (index,)
+            elif not is_pinned_image(from_ref):
+                step_kwargs["remote"] = from_ref
+        else:
+            remote = [s for s in srcs if ins.keyword == "add" and REMOTE_URL.search(s)]
+            local = [s for s in srcs if s not in remote]
+            spec["sources"] = [clean_source(s) for s in local] + remote
+            step_kwargs["sources"] = tuple(clean_source(s) for s in local)
+            if remote and not checksum:
+                step_kwargs["remote"] = remote[0]
+        self._step(stage, ins, ins.keyword, spec, **step_kwargs)
+
+    def _mount(self, raw: str, env: dict[str, str], ins: Instruction) -> dict:
+        mount: dict[str, str] = {"type": "bind"}
+        for part in raw.split(","):
+            key, sep, value = part.partition("=")
+            key = key.strip().lower()
+            if key in ("target", "dst", "destination"):
+                key = "target"
+            elif key in ("source", "src"):
+                key = "source"
+            mount[key] = self._expand(value, env, ins) if sep else "true"
+        if "target" not in mount:
+            raise PlanError(ins.start_line, f"--mount={raw}: a mount needs a target")
+        if mount["type"] == "secret":
+            mount.pop("env", None)  # where the value goes matters; the value itself never does
+        return dict(sorted(mount.items()))
+
+    def _stage_ref(self, ref: str, ins: Instruction) -> int:
+        index = self.by_name.get(ref.lower())
+        if index is None or index >= len(self.stages):
+            raise PlanError(ins.start_line, f"--mount from={ref}: no earlier stage has that name "
+                            "(images as mount sources are not supported)")
+        return index
+
+    def _step(self, stage: Stage, ins: Instruction, keyword: str, spec: dict, **kwargs) -> None:
+        stage.steps.append(Step(stage, keyword, self._line_text(ins), ins.start_line, spec, **kwargs))
+
+    # -- helpers ------------------------------------------------------------------
+    def _env(self, stage: Stage) -> dict[str, str]:
+        """What `$NAME` means at this point: ENV wins over ARG, as in BuildKit."""
+        return {**stage.args, **stage.env}
+
+    def _expand(self, word: str, env: Mapping[str, str], ins: Instruction) -> str:
+        try:
+            return expand_word(word, env, self.parsed.escape).words[0]
+        except ShellExpansionError as e:
+            raise PlanError(ins.start_line, f"{ins.keyword.upper()}: {e}") from e
+
+    def _arg_pairs(self, ins: Instruction, env: Mapping[str, str]) -> list[tuple[str, str | None]]:
+        pairs = []
+        for word in ins.args:
+            name, sep, default = word.partition("=")
+            if not name:
+                raise PlanError(ins.start_line, f"ARG {word!r}: a name is required")
+            pairs.append((name, self._expand(default, env, ins) if sep else None))
+        return pairs
+
+    def _flags(self, ins: Instruction) -> dict[str, list[str]]:
+        flags: dict[str, list[str]] = {}
+        for raw in ins.flags:
+            name, _, value = raw[2:].partition("=")
+            flags.setdefault(name.lower(), []).append(value)
+        return flags
+
+    def _line_text(self, ins: Instruction) -> str:
+        return self.lines[ins.start_line - 1].strip() if 0 < ins.start_line <= len(self.lines) else ins.original
+
+
+def _pairs(ins: Instruction) -> list[tuple[str, str]]:
+    """ENV/LABEL arguments come as (key, value, separator) triples from the parser."""
+    args = list(ins.args)
+    return [(args[i], args[i + 1]) for i in range(0, len(args) - 2, 3)]
+
+
+def _heredoc_name(word: str) -> str:
+    return word[2:].lstrip("-").strip("'\"")
+
+
+def _resolve_dest(workdir: str, dest: str) -> str:
+    """The destination as BuildKit's frontend resolves it (trailing slash kept)."""
+    resolved = posixpath.normpath(posixpath.join(workdir, dest))
+    if dest.endswith("/") or dest in (".", "..") or dest.endswith("/."):
+        resolved = resolved.rstrip("/") + "/"
+    return resolved
+
+
+def spec_bytes(spec: dict) -> bytes:
+    """The canonical encoding of a step's spec, for hashing."""
+    return json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()

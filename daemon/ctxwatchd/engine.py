@@ -1,0 +1,376 @@
+"""The engine: registered contexts, their trees, and the answer for each.
+
+One engine serves the daemon (watching, answering many queries) and the
+one-shot `--no-daemon` mode (scan, answer, exit): the same code decides
+both, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ctxwatch.v1 import ctxwatch_pb2 as pb
+
+from .cache.keys import StepKey, compute_keys
+from .cache.report import History, QueryOptions, build_steps, stage_ordinal
+from .cache.store import BuildStepRow, ContextRow, Store
+from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
+from .context.records import StatKey, stat_key
+from .context.view import ContextView
+from .context.watcher import Observer, SyncTimeout, WatchedRoot
+from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
+from .dockerfile.plan import PlanError, build_plan
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+
+MAX_BUILD_ARGS = 1000
+
+
+class WatchedFile:
+    """A small file outside the tree (Dockerfile, ignore file), re-read when its stat changes."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.key: StatKey | None = None
+        self.data: bytes | None = None
+
+    def read(self) -> bytes | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            self.key, self.data = None, None
+            return None
+        # An mtime in the current tick could hide a same-size rewrite: re-read.
+        if stat_key(st) != self.key or time.time_ns() - st.st_mtime_ns < 50_000_000:
+            with open(self.path, "rb") as f:
+                self.data = f.read()
+            self.key = stat_key(st)
+        return self.data
+
+
+@dataclass
+class Registered:
+    row: ContextRow
+    root: WatchedRoot | None
+    prefix: str
+    dockerfile: WatchedFile
+    ignore_files: tuple[WatchedFile, WatchedFile]  # <Dockerfile>.dockerignore, then <context>/.dockerignore
+    views: dict[tuple[str, ...], ContextView] = field(default_factory=dict)
+    patterns: tuple[str, ...] | None = None
+    history: History | None = None
+    parsed: tuple[bytes, ParsedDockerfile] | None = None
+
+
+@dataclass
+class Evaluation:
+    report: pb.Report
+    keys: list[StepKey]
+
+
+class Engine:
+    def __init__(self, store: Store, watch: bool = True) -> None:
+        self.store = store
+        self.lock = threading.RLock()
+        self.observer = Observer() if watch else None
+        if self.observer is not None:
+            self.observer.daemon = True
+            self.observer.start()
+        self.roots: dict[str, WatchedRoot] = {}
+        self.contexts: dict[str, Registered] = {}
+        self.stored_nodes: set[bytes] = set()
+        for row in store.contexts():
+            self.contexts[row.name] = self._activate(row)
+
+    def close(self) -> None:
+        with self.lock:
+            for root in self.roots.values():
+                root.close()
+            if self.observer is not None:
+                self.observer.stop()
+                self.observer.join(timeout=5)
+
+    # -- registry ---------------------------------------------------------------------
+    def register(self, req: pb.RegisterContextRequest) -> tuple[ContextRow, bool]:
+        path = _absolute_dir(req.path)
+        dockerfile = req.dockerfile or "Dockerfile"
+        dockerfile = os.path.normpath(os.path.join(path, dockerfile))
+        if not os.path.exists(dockerfile):
+            raise FailedPrecondition(f"dockerfile: {dockerfile} does not exist")
+        if not os.path.isfile(dockerfile):
+            raise InvalidArgument(f"dockerfile: {dockerfile} is not a file")
+        build_args = _validated_args(req.build_args, "build_args")
+        with self.lock:
+            existing = next((c for c in self.contexts.values()
+                             if c.row.path == path and c.row.dockerfile == dockerfile
+                             and (not req.name or c.row.name == req.name)), None)
+            name = req.name or (existing.row.name if existing else self._free_name(os.path.basename(path) or "root"))
+            if "/" in name or not name.strip():
+                raise InvalidArgument(f"name: {name!r} is not a valid context name (no '/', not empty)")
+            taken = self.contexts.get(name)
+            if taken is not None and taken is not existing:
+                raise AlreadyExists(f"name: a context named {name!r} is already registered for {taken.row.path}")
+            row = ContextRow(name, path, dockerfile, build_args, req.target,
+                             existing.row.created_ms if existing else int(time.time() * 1000))
+            self.store.save_context(row)
+            if existing is not None:
+                existing.row = row
+                return row, True
+            self.contexts[name] = self._activate(row)
+            return row, False
+
+    def unregister(self, ref: pb.ContextRef) -> ContextRow:
+        with self.lock:
+            reg = self.resolve(ref)
+            self.store.delete_context(reg.row.name)
+            del self.contexts[reg.row.name]
+            for view in reg.views.values():
+                view.close()
+            self._release_root(reg.root)
+            return reg.row
+
+    def resolve(self, ref: pb.ContextRef) -> Registered:
+        which = ref.WhichOneof("ref")
+        if which == "name":
+            reg = self.contexts.get(ref.name)
+            if reg is None:
+                raise NotFound(f"context: no context named {ref.name!r} (see `ctxwatch ls`)")
+            return reg
+        if which == "path":
+            path = os.path.realpath(ref.path)
+            found = [c for c in self.contexts.values() if c.row.path == path]
+            if not found:
+                raise NotFound(f"context: no context is registered for {path}")
+            if len(found) > 1:
+                names = ", ".join(sorted(c.row.name for c in found))
+                raise InvalidArgument(f"context: {path} is registered {len(found)} times ({names}); name one")
+            return found[0]
+        raise InvalidArgument("context: give a name or a path")
+
+    def _free_name(self, base: str) -> str:
+        name, n = base, 2
+        while name in self.contexts:
+            name, n = f"{base}-{n}", n + 1
+        return name
+
+    def _activate(self, row: ContextRow) -> Registered:
+        root = self._root_for(row.path)
+        prefix = os.path.relpath(row.path, root.path) if root is not None else ""
+        dockerfile = WatchedFile(row.dockerfile)
+        specific = WatchedFile(row.dockerfile + ".dockerignore")
+        return Registered(row, root, "" if prefix == "." else prefix, dockerfile,
+                          (specific, WatchedFile(os.path.join(row.path, ".dockerignore"))))
+
+    def _root_for(self, path: str) -> WatchedRoot | None:
+        for root_path, root in self.roots.items():
+            if path == root_path or path.startswith(root_path.rstrip("/") + "/"):
+                return root
+        try:
+            root = WatchedRoot(path, self.observer)
+        except OSError:
+            return None  # the folder is gone; reports say so
+        self.roots[path] = root
+        return root
+
+    def _release_root(self, root: WatchedRoot | None) -> None:
+        if root is None or any(c.root is root for c in self.contexts.values()):
+            return
+        root.close()
+        self.roots.pop(root.path, None)
+
+    # -- answers ---------------------------------------------------------------------------
+    def report(self, reg: Registered, options: pb.BuildOptions) -> pb.Report:
+        with self.lock:
+            return self._evaluate(reg, options).report
+
+    def mark_built(self, reg: Registered, options: pb.BuildOptions) -> tuple[int, pb.Report]:
+        with self.lock:
+            ev = self._evaluate(reg, options)
+            if ev.report.error:
+                raise FailedPrecondition(f"{reg.row.name}: cannot record a build: {ev.report.error}")
+            failing = [s for s in ev.report.steps if s.status == pb.STEP_STATUS_ERROR]
+            if failing:
+                raise FailedPrecondition(f"{reg.row.name}: cannot record a build: BuildKit would fail at line "
+                                         f"{failing[0].line} ({failing[0].instruction}): {failing[0].error}")
+            rows = [BuildStepRow(k.index, k.step.stage.label, stage_ordinal(k), k.step.line, k.step.instruction,
+                                 k.key, k.shape, k.step.spec,
+                                 [[i.source, i.resolved, i.digest.hex()] for i in k.inputs], k.step.values)
+                    for k in ev.keys]
+            nodes = list(self._new_nodes(ev.keys))
+            build_id = self.store.record_build(reg.row.name, _options_dict(options), rows, nodes)
+            self.stored_nodes.update(d for d, _ in nodes)
+            reg.history = None
+            return build_id, self._evaluate(reg, options).report
+
+    def _evaluate(self, reg: Registered, options: pb.BuildOptions) -> Evaluation:
+        report = pb.Report(context=context_message(reg.row))
+        if reg.root is None:
+            reg.root = self._root_for(reg.row.path)
+            if reg.root is None:
+                report.error = f"the context folder {reg.row.path} does not exist"
+                return Evaluation(report, [])
+        try:
+            reg.root.sync()
+        except SyncTimeout as e:
+            raise Unavailable(str(e)) from e
+        except OSError as e:
+            report.error = f"cannot read the context folder {reg.row.path}: {e.strerror or e}"
+            return Evaluation(report, [])
+        try:
+            parsed, lines = self._dockerfile(reg)
+            self._refresh_views(reg)
+            args = {**reg.row.build_args, **_validated_args(options.build_args, "options.build_args")}
+            plan = build_plan(parsed, lines, args, options.target or reg.row.target)
+        except (DockerfileSyntaxError, PlanError, IgnoreFileError) as e:
+            report.error, report.error_line = str(e), getattr(e, "line", 0)
+            return Evaluation(report, [])
+        keys = compute_keys(plan, lambda excludes: self._view(reg, excludes))
+        history = self._history(reg)
+        report.steps.extend(build_steps(keys, history, _query_options(options)))
+        report.all_cached = all(s.status == pb.STEP_STATUS_CACHED for s in report.steps)
+        report.builds_recorded = history.count
+        if history.last is not None:
+            report.last_build_unix_ms = history.last.created_ms
+        report.notes.extend(_notes(plan, options))
+        root = reg.views[()].memo.get("") if () in reg.views else None
+        if root is not None and root[1] is not None:
+            report.context_digest = root[1].digest.hex()
+        return Evaluation(report, keys)
+
+    def _dockerfile(self, reg: Registered) -> tuple[ParsedDockerfile, list[str]]:
+        data = reg.dockerfile.read()
+        if data is None:
+            raise PlanError(0, f"Dockerfile not found: {reg.row.dockerfile}")
+        if reg.parsed is None or reg.parsed[0] != data:
+            reg.parsed = (data, parse(data))
+        return reg.parsed[1], data.decode("utf-8", "replace").splitlines()
+
+    def _refresh_views(self, reg: Registered) -> None:
+        """Rebuild the views when the applicable .dockerignore changed."""
+        patterns: tuple[str, ...] = ()
+        for ignore in reg.ignore_files:
+            data = ignore.read()
+            if data is not None:
+                patterns = tuple(read_ignore_file(data))
+                break
+        if patterns != reg.patterns:
+            for view in reg.views.values():
+                view.close()
+            reg.views.clear()
+            reg.patterns = patterns
+
+    def _view(self, reg: Registered, excludes: tuple[str, ...]) -> ContextView:
+        view = reg.views.get(excludes)
+        if view is None:
+            view = ContextView(reg.root.tree, reg.prefix, PathMatcher([*reg.patterns, *excludes]))
+            reg.views[excludes] = view
+        return view
+
+    def _history(self, reg: Registered) -> History:
+        if reg.history is None:
+            keys, shapes = self.store.recorded_keys(reg.row.name)
+            reg.history = History(keys, shapes, self.store.last_build(reg.row.name),
+                                  self.store.build_count(reg.row.name), self.store.node_blob)
+        return reg.history
+
+    def _new_nodes(self, keys: list[StepKey]) -> Iterator[tuple[bytes, bytes]]:
+        """Merkle nodes the recorded inputs reference that the store lacks.
+        A stored node implies its whole subtree is stored, so walks stop there."""
+        emitted: set[bytes] = set()
+        for k in keys:
+            for source in k.inputs:
+                if self._known(source.digest, emitted):
+                    continue
+                emitted.add(source.digest)
+                yield source.digest, source.blob
+                roots = source.matches or (source.resolved,)
+                for rel in roots:
+                    yield from self._subtree(k.view, rel, emitted)
+
+    def _subtree(self, view: ContextView, rel: str, emitted: set[bytes]) -> Iterator[tuple[bytes, bytes]]:
+        stack = [rel]
+        while stack:
+            current = stack.pop()
+            node = view.node(current)
+            if node is None or self._known(node.digest, emitted):
+                continue
+            emitted.add(node.digest)
+            yield node.digest, node.blob
+            stack.extend(f"{current}/{c.name}" if current else c.name for c in node.node.children)
+
+    def _known(self, digest: bytes, emitted: set[bytes]) -> bool:
+        if digest in emitted or digest in self.stored_nodes:
+            return True
+        if self.store.has_node(digest):
+            self.stored_nodes.add(digest)
+            return True
+        return False
+
+    # -- status ---------------------------------------------------------------------------
+    def status(self) -> list[pb.WatchedRoot]:
+        with self.lock:
+            roots = []
+            for root in self.roots.values():
+                files = dirs = 0
+                for _, entry in root.tree.walk_loaded():
+                    if entry.children is not None:
+                        dirs += 1
+                    else:
+                        files += 1
+                roots.append(pb.WatchedRoot(path=root.path, files=files, directories=dirs,
+                                            healthy=not root.problem, message=root.problem))
+            return roots
+
+    def queue_depth(self) -> int:
+        return sum(root.queue_depth for root in self.roots.values())
+
+
+def context_message(row: ContextRow) -> pb.Context:
+    return pb.Context(name=row.name, path=row.path, dockerfile=row.dockerfile, build_args=row.build_args,
+                      target=row.target)
+
+
+def _absolute_dir(path: str) -> str:
+    if not path:
+        raise InvalidArgument("path: required (the build context folder)")
+    if "\0" in path:
+        raise InvalidArgument("path: contains a NUL byte")
+    if not os.path.isabs(path):
+        raise InvalidArgument(f"path: {path!r} is not absolute (paths are on the daemon's machine)")
+    path = os.path.realpath(path)  # events arrive under the real path
+    if not os.path.exists(path):
+        raise NotFound(f"path: {path} does not exist")
+    if not os.path.isdir(path):
+        raise InvalidArgument(f"path: {path} is not a folder (give the build context folder)")
+    return path
+
+
+def _validated_args(args, field_name: str) -> dict[str, str]:
+    if len(args) > MAX_BUILD_ARGS:
+        raise InvalidArgument(f"{field_name}: {len(args)} build args; at most {MAX_BUILD_ARGS}")
+    for key in args:
+        if not key or "=" in key or any(c.isspace() for c in key):
+            raise InvalidArgument(f"{field_name}: {key!r} is not a valid build arg name")
+    return dict(args)
+
+
+def _query_options(options: pb.BuildOptions) -> QueryOptions:
+    names = frozenset(n.strip().lower() for item in options.no_cache_filter for n in item.split(",") if n.strip())
+    return QueryOptions(options.no_cache, names, options.assume_remote_unchanged)
+
+
+def _options_dict(options: pb.BuildOptions) -> dict:
+    return {"build_args": dict(options.build_args), "target": options.target, "no_cache": options.no_cache,
+            "no_cache_filter": list(options.no_cache_filter)}
+
+
+def _notes(plan, options: pb.BuildOptions) -> list[str]:
+    notes = []
+    if plan.unused_build_args:
+        notes.append("build args not declared with ARG (they change nothing): " + ", ".join(plan.unused_build_args))
+    remotes = sorted({s.remote for s in plan.steps if s.remote})
+    if remotes and options.assume_remote_unchanged:
+        notes.append("assumed unchanged since the last build: " + ", ".join(remotes))
+    return notes

@@ -1,0 +1,97 @@
+"""The gRPC service: validates requests, asks the engine, maps errors to status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import grpc
+
+from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch.v1 import ctxwatch_pb2_grpc as pb_grpc
+
+from .. import __version__
+from ..engine import Engine, context_message
+from ..errors import ApiError
+
+log = logging.getLogger(__name__)
+
+
+def _answers(method: Callable) -> Callable:
+    """Turns ApiError into its status code; any other failure into INTERNAL, logged."""
+
+    @functools.wraps(method)
+    def wrapper(self, request, context: grpc.ServicerContext):
+        try:
+            return method(self, request, context)
+        except ApiError as e:
+            context.abort(e.code, e.message)
+        except Exception as e:  # the daemon stays up whatever one request does
+            log.exception("%s failed", method.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}: {e}")
+
+    return wrapper
+
+
+class CtxwatchService(pb_grpc.CtxwatchServicer):
+    def __init__(self, engine: Engine, socket_path: str, state_dir: str, shutdown: threading.Event) -> None:
+        self.engine = engine
+        self.socket_path = socket_path
+        self.state_dir = state_dir
+        self.shutdown = shutdown
+        self.started = time.monotonic()
+
+    @_answers
+    def RegisterContext(self, request: pb.RegisterContextRequest, context) -> pb.RegisterContextResponse:
+        row, updated = self.engine.register(request)
+        return pb.RegisterContextResponse(context=context_message(row), updated=updated)
+
+    @_answers
+    def UnregisterContext(self, request: pb.UnregisterContextRequest, context) -> pb.UnregisterContextResponse:
+        return pb.UnregisterContextResponse(context=context_message(self.engine.unregister(request.context)))
+
+    @_answers
+    def ListContexts(self, request: pb.ListContextsRequest, context) -> pb.ListContextsResponse:
+        with self.engine.lock:
+            rows = sorted((c.row for c in self.engine.contexts.values()), key=lambda r: r.name)
+        return pb.ListContextsResponse(contexts=[context_message(r) for r in rows])
+
+    @_answers
+    def GetReports(self, request: pb.GetReportsRequest, context) -> pb.GetReportsResponse:
+        with self.engine.lock:
+            if request.contexts:
+                targets = [self.engine.resolve(ref) for ref in request.contexts]
+            else:
+                targets = sorted(self.engine.contexts.values(), key=lambda c: c.row.name)
+            return pb.GetReportsResponse(reports=[self.engine.report(t, request.options) for t in targets])
+
+    @_answers
+    def MarkBuilt(self, request: pb.MarkBuiltRequest, context) -> pb.MarkBuiltResponse:
+        with self.engine.lock:
+            build_id, report = self.engine.mark_built(self.engine.resolve(request.context), request.options)
+        return pb.MarkBuiltResponse(report=report, build_id=build_id)
+
+    @_answers
+    def GetDaemonStatus(self, request: pb.GetDaemonStatusRequest, context) -> pb.DaemonStatus:
+        return pb.DaemonStatus(
+            version=__version__, pid=os.getpid(), socket_path=self.socket_path, state_dir=self.state_dir,
+            contexts=len(self.engine.contexts), roots=self.engine.status(), memory_rss_bytes=_rss_bytes(),
+            queue_depth=self.engine.queue_depth(), uptime_seconds=time.monotonic() - self.started)
+
+    @_answers
+    def Shutdown(self, request: pb.ShutdownRequest, context) -> pb.ShutdownResponse:
+        log.info("shutdown requested by a client")
+        self.shutdown.set()
+        return pb.ShutdownResponse()
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0

@@ -78,7 +78,8 @@ def test_original_joins_continuations_without_the_escape() -> None:
 
 
 def test_heredoc_lines_content_and_quoting() -> None:
-    text = "FROM a\nRUN <<EOF cat\necho $HOME\nEOF\nCOPY <<-'A' <<B /dst/\n\tone\n\t\tA-body\n\tA\ntwo\nB\nRUN x\n"
+    text = ("FROM a\nRUN <<EOF cat\necho $HOME\nEOF\n"
+            "COPY <<-'A' <<B /dst/\n\tone\n\t\tA-body\n\tA\ntwo\nB\nRUN x\n")
     run, copy, last = parse(text).instructions[1:]
     assert (run.start_line, run.end_line) == (2, 4)
     assert run.heredocs == (Heredoc("EOF", "echo $HOME\n", expand=True, chomp=False),)

@@ -285,6 +285,16 @@ def test_format_duration(seconds, expected):
 
 def test_mark_built_line():
     response = pb.MarkBuiltResponse(
-        build_id=7, report=report_of(*(step(i, pb.STEP_STATUS_CACHED, "RUN true") for i in range(3)))
+        build_id=7, steps_recorded=3,
+        report=report_of(*(step(i, pb.STEP_STATUS_CACHED, "RUN true") for i in range(3))),
     )
     assert render.render_mark_built(response) == "recorded build 7 of web: 3 steps"
+
+
+def test_mark_built_of_a_failing_build_says_what_was_recorded():
+    response = pb.MarkBuiltResponse(build_id=2, steps_recorded=1, failed='line 4 (COPY x /x): "/x": not found',
+                                    report=report_of(step(0, pb.STEP_STATUS_CACHED, "RUN true")))
+    text = render.render_mark_built(response)
+    assert text.startswith("recorded build 2 of web: 1 step\n")
+    assert 'the build fails at line 4 (COPY x /x): "/x": not found' in text
+    assert "only the steps before the failure were recorded" in text

@@ -130,10 +130,14 @@ def render_daemon_status(status: pb.DaemonStatus) -> str:
 
 def render_mark_built(response: pb.MarkBuiltResponse) -> str:
     report = response.report
-    return (
+    text = (
         f"recorded build {response.build_id} of {report.context.name}: "
-        f"{_plural(len(report.steps), 'step')}"
+        f"{_plural(response.steps_recorded, 'step')}"
     )
+    if response.failed:
+        text += (f"\nthe build fails at {response.failed}\n"
+                 "only the steps before the failure were recorded (BuildKit caches those too)")
+    return text
 
 
 def format_duration(seconds: float) -> str:

@@ -185,24 +185,27 @@ class Engine:
         with self.lock:
             return self._evaluate(reg, options).report
 
-    def mark_built(self, reg: Registered, options: pb.BuildOptions) -> tuple[int, pb.Report]:
+    def mark_built(self, reg: Registered, options: pb.BuildOptions) -> pb.MarkBuiltResponse:
+        """Record the steps a build with these options completes (all of them,
+        or those before a failing step, which BuildKit caches as well)."""
         with self.lock:
             ev = self._evaluate(reg, options)
             if ev.report.error:
                 raise FailedPrecondition(f"{reg.row.name}: cannot record a build: {ev.report.error}")
-            failing = [s for s in ev.report.steps if s.status == pb.STEP_STATUS_ERROR]
-            if failing:
-                raise FailedPrecondition(f"{reg.row.name}: cannot record a build: BuildKit would fail at line "
-                                         f"{failing[0].line} ({failing[0].instruction}): {failing[0].error}")
+            steps = ev.report.steps
+            completed = [k for k, s in zip(ev.keys, steps) if not _fails(s, steps)]
             rows = [BuildStepRow(k.index, k.step.stage.label, stage_ordinal(k), k.step.line, k.step.instruction,
                                  k.key, k.shape, k.step.spec,
                                  [[i.source, i.resolved, i.digest.hex()] for i in k.inputs], k.step.values)
-                    for k in ev.keys]
-            nodes = list(self._new_nodes(ev.keys))
+                    for k in completed]
+            nodes = list(self._new_nodes(completed))
             build_id = self.store.record_build(reg.row.name, _options_dict(options), rows, nodes)
             self.stored_nodes.update(d for d, _ in nodes)
             reg.history = None
-            return build_id, self._evaluate(reg, options).report
+            failed = next((f"line {s.line} ({s.instruction}): {s.error}" for s in steps
+                           if s.status == pb.STEP_STATUS_ERROR), "")
+            return pb.MarkBuiltResponse(report=self._evaluate(reg, options).report, build_id=build_id,
+                                        steps_recorded=len(rows), failed=failed)
 
     def _evaluate(self, reg: Registered, options: pb.BuildOptions) -> Evaluation:
         report = pb.Report(context=context_message(reg.row))
@@ -325,6 +328,13 @@ class Engine:
 
     def queue_depth(self) -> int:
         return sum(root.queue_depth for root in self.roots.values())
+
+
+def _fails(step: pb.Step, steps) -> bool:
+    """True for a failing step and for the steps that cannot run because of it."""
+    if step.status == pb.STEP_STATUS_ERROR:
+        return True
+    return step.cause == pb.CAUSE_UPSTREAM and steps[step.upstream_step].status == pb.STEP_STATUS_ERROR
 
 
 def context_message(row: ContextRow) -> pb.Context:

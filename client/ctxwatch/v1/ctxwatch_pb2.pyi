@@ -188,12 +188,16 @@ class MarkBuiltRequest(_message.Message):
     def __init__(self, context: _Optional[_Union[ContextRef, _Mapping]] = ..., options: _Optional[_Union[BuildOptions, _Mapping]] = ...) -> None: ...
 
 class MarkBuiltResponse(_message.Message):
-    __slots__ = ("report", "build_id")
+    __slots__ = ("report", "build_id", "steps_recorded", "failed")
     REPORT_FIELD_NUMBER: _ClassVar[int]
     BUILD_ID_FIELD_NUMBER: _ClassVar[int]
+    STEPS_RECORDED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
     report: Report
     build_id: int
-    def __init__(self, report: _Optional[_Union[Report, _Mapping]] = ..., build_id: _Optional[int] = ...) -> None: ...
+    steps_recorded: int
+    failed: str
+    def __init__(self, report: _Optional[_Union[Report, _Mapping]] = ..., build_id: _Optional[int] = ..., steps_recorded: _Optional[int] = ..., failed: _Optional[str] = ...) -> None: ...
 
 class PathChange(_message.Message):
     __slots__ = ("path", "kind", "detail")

@@ -105,7 +105,9 @@ class CtxwatchServicer:
 
     def MarkBuilt(self, request, context):
         """Records the current step keys of a context as built (the user just ran
-        `docker build`). Durable when the call returns.
+        `docker build`). Durable when the call returns. When a step would fail,
+        the steps BuildKit completes before the failure are recorded (BuildKit
+        caches them too) and the response says so.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

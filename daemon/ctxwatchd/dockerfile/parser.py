@@ -67,11 +67,12 @@ class _Invalid(Exception):
 
 
 # Go's unicode.IsSpace; Python's str.isspace() also counts \x1c-\x1f.
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
-            "\u2028\u2029\u202f\u205f\u3000"
+_GO_SPACE = ("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+             "\u200a\u2028\u2029\u202f\u205f\u3000")
 # unicode.IsSpace applied to single bytes, as BuildKit's byte-wise scanners do.
 _BYTE_SPACE = "\t\n\v\f\r \x85\xa0"
 _WHITESPACE = re.compile(r"[\t\v\f\r ]+")
+# In the next two, [\t\n\f\r ] is Go's regexp \s (no \v).
 _DIRECTIVE = re.compile(r"([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*")
 _HEREDOC_WORD = re.compile(r"[0-9]*<<(-?)[\t\n\f\r ]*([^<]*)")
 _LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)

@@ -296,10 +296,10 @@ class _Planner:
             elif key in ("source", "src"):
                 key = "source"
             mount[key] = self._expand(value, env, ins) if sep else "true"
-        if "target" not in mount:
-            raise PlanError(ins.start_line, f"--mount={raw}: a mount needs a target")
-        if mount["type"] == "secret":
-            mount.pop("env", None)  # where the value goes matters; the value itself never does
+        if mount["type"] == "secret" and "target" not in mount and "env" not in mount:
+            mount["target"] = "/run/secrets/" + mount.get("id", posixpath.basename(mount.get("source", "")))
+        if "target" not in mount and mount["type"] not in ("secret", "ssh"):
+            raise PlanError(ins.start_line, f"--mount={raw}: a {mount['type']} mount needs a target")
         return dict(sorted(mount.items()))
 
     def _stage_ref(self, ref: str, ins: Instruction) -> int:

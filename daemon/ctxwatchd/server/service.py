@@ -72,8 +72,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
     @_answers
     def MarkBuilt(self, request: pb.MarkBuiltRequest, context) -> pb.MarkBuiltResponse:
         with self.engine.lock:
-            build_id, report = self.engine.mark_built(self.engine.resolve(request.context), request.options)
-        return pb.MarkBuiltResponse(report=report, build_id=build_id)
+            return self.engine.mark_built(self.engine.resolve(request.context), request.options)
 
     @_answers
     def GetDaemonStatus(self, request: pb.GetDaemonStatusRequest, context) -> pb.DaemonStatus:

@@ -1,0 +1,69 @@
+"""Shared fixtures: a real ctxwatchd on a real Unix socket in a temporary folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ctxwatch import spawn
+from ctxwatch.client import CtxwatchClient, connect
+
+
+@dataclass
+class Daemon:
+    """A running ctxwatchd subprocess and a client connected to it."""
+
+    socket: Path
+    state_dir: Path
+    process: subprocess.Popen
+    client: CtxwatchClient
+    log: Path
+
+    def env(self) -> dict[str, str]:
+        """Environment for running the `ctxwatch` CLI against this daemon."""
+        return {**os.environ, "CTXWATCH_SOCKET": str(self.socket), "CTXWATCH_STATE_DIR": str(self.state_dir)}
+
+    def stop(self) -> int:
+        self.client.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(timeout=15)
+
+
+def start_daemon(folder: Path) -> Daemon:
+    folder.mkdir(parents=True, exist_ok=True)
+    socket, state_dir, log = folder / "run" / "d.sock", folder / "state", folder / "ctxwatchd.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "ctxwatchd", "--socket", str(socket),
+                                    "--state-dir", str(state_dir)], stdout=out, stderr=out,
+                                   stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not spawn.is_serving(socket):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"ctxwatchd did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return Daemon(socket, state_dir, process, connect(socket, spawn=False), log)
+
+
+@pytest.fixture(scope="session")
+def shared_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon for the whole run (tests register their own contexts)."""
+    daemon = start_daemon(tmp_path_factory.mktemp("shared-daemon"))
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A daemon of this test's own, for tests that restart or stop it."""
+    daemon = start_daemon(tmp_path / "daemon")
+    yield daemon
+    daemon.stop()

@@ -50,12 +50,29 @@ class StepKey:
     step: Step
     index: int  # position in the report
     key: bytes  # exact: equal to a recorded key means BuildKit has it
-    shape: bytes  # other stages' outputs replaced by a placeholder
+    shape: bytes  # what a re-run step produces replaced by a placeholder
     parent: int | None  # the report index of the step it runs on
-    source_parents: tuple[int, ...] = ()  # last steps of the stages it reads files from
+    output_steps: tuple[int, ...] = ()  # steps of other stages whose unknowable output it reads
     inputs: list[SourceInput] = field(default_factory=list)
     view: ContextView | None = None  # the view its inputs were read from
     error: str = ""
+
+
+@dataclass(frozen=True)
+class _Write:
+    """What a step leaves under `path` in its stage's filesystem."""
+
+    path: str  # absolute, normalised; "/" for steps that may write anywhere
+    identity: bytes
+    opaque_step: int | None  # a step whose output cannot be known (RUN, base image)
+
+
+@dataclass
+class _StageState:
+    fs: bytes
+    shape: bytes
+    last: int | None
+    writes: tuple[_Write, ...]
 
 
 def _h(*parts: bytes) -> bytes:
@@ -77,39 +94,42 @@ def compute_keys(plan: Plan, view_for: Callable[[tuple[str, ...]], ContextView])
     (COPY --exclude); `()` is the plain .dockerignore view.
     """
     keys: list[StepKey] = []
-    # Per stage: (exact fs key, shape fs key, report index of its last step).
-    stage_state: dict[int, tuple[bytes, bytes, int | None]] = {}
+    states: dict[int, _StageState] = {}
     for stage in plan.stages:
         if stage.base_stage is not None:
-            fs, shape_fs, parent = stage_state[stage.base_stage]
+            state = _StageState(**vars(states[stage.base_stage]))
         else:
-            fs = shape_fs = stage_base_key(stage.base)
-            parent = None
+            base = stage_base_key(stage.base)
+            state = _StageState(base, base, None, ())
         for step in stage.steps:
             view = view_for(tuple(_scoped_excludes(step))) if step.sources else None
-            entry = StepKey(step, len(keys), b"", b"", parent, view=view,
-                            source_parents=tuple(p for i in step.source_stages
-                                                 if (p := stage_state[i][2]) is not None))
-            content_exact, content_shape = _content(step, entry, view, stage_state)
+            entry = StepKey(step, len(keys), b"", b"", state.last, view=view)
+            content_exact, content_shape = _content(step, entry, view, states)
             if step.keyword == "from":
-                own_exact, own_shape = fs, shape_fs
+                entry.key = entry.shape = state.fs
+                state.writes += (_Write("/", state.fs, entry.index),)
             elif step.link:
                 # The copy happens on an empty layer: it is its own cache entry.
-                own_exact, own_shape = _h(b"link", content_exact), _h(b"link", content_shape)
-                fs, shape_fs = _h(b"merge", fs, own_exact), _h(b"merge", shape_fs, own_shape)
+                entry.key, entry.shape = _h(b"link", content_exact), _h(b"link", content_shape)
+                state.fs, state.shape = _h(b"merge", state.fs, entry.key), _h(b"merge", state.shape, entry.shape)
             else:
-                own_exact, own_shape = _h(fs, content_exact), _h(shape_fs, content_shape)
-                fs, shape_fs = own_exact, own_shape
-            entry.key, entry.shape = own_exact, own_shape
+                entry.key, entry.shape = _h(state.fs, content_exact), _h(state.shape, content_shape)
+                state.fs, state.shape = entry.key, entry.shape
+            if step.keyword == "run":
+                state.writes += (_Write("/", entry.key, entry.index),)
+            elif step.keyword != "from":
+                dest = step.spec.get("dest") or step.spec.get("path", "/")
+                state.writes += (_Write(posixpath.normpath(dest), content_exact, None),)
             keys.append(entry)
-            parent = entry.index
-        stage_state[stage.index] = (fs, shape_fs, parent)
+            state.last = entry.index
+        states[stage.index] = state
     return keys
 
 
 def _content(step: Step, entry: StepKey, view: ContextView | None,
-             stage_state: dict[int, tuple[bytes, bytes, int | None]]) -> tuple[bytes, bytes]:
-    """What the step reads, hashed: (exact, with other stages' output as a placeholder)."""
+             states: dict[int, _StageState]) -> tuple[bytes, bytes]:
+    """What the step reads, hashed: exactly, and with the output of steps
+    that cannot be known (RUN, remote images) replaced by a placeholder."""
     parts = [step.keyword.encode(), spec_bytes(step.spec)]
     if step.error:
         entry.error = step.error
@@ -120,9 +140,38 @@ def _content(step: Step, entry: StepKey, view: ContextView | None,
         except (SourceNotFound, ContextReadError) as e:
             entry.error = str(e)
             parts.append(str(e).encode())
-    exact = parts + [stage_state[i][0] for i in step.source_stages]
-    shape = parts + [STAGE_OUTPUT_PLACEHOLDER for _ in step.source_stages]
+    exact, shape, opaque = list(parts), list(parts), []
+    for stage_index, path in step.stage_reads:
+        for write in _writes_under(states[stage_index].writes, path):
+            exact.append(write.identity)
+            if write.opaque_step is None:
+                shape.append(write.identity)
+            else:
+                shape.append(STAGE_OUTPUT_PLACEHOLDER)
+                opaque.append(write.opaque_step)
+    entry.output_steps = tuple(dict.fromkeys(opaque))
     return _h(*exact), _h(*shape)
+
+
+def _writes_under(writes: tuple[_Write, ...], path: str) -> list[_Write]:
+    """The writes that can affect the files under `path` (BuildKit checksums
+    only the selected paths of another stage, by content)."""
+    path = posixpath.normpath(_wildcard_free_prefix(path))
+    return [w for w in writes if _overlaps(w.path, path)]
+
+
+def _overlaps(a: str, b: str) -> bool:
+    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
+
+
+def _wildcard_free_prefix(path: str) -> str:
+    parts = []
+    for part in path.split("/"):
+        if has_wildcard(part):
+            break
+        parts.append(part)
+    return "/".join(parts) or "/"
 
 
 def _scoped_excludes(step: Step) -> list[str]:

@@ -73,7 +73,7 @@ def build_steps(keys: list[StepKey], history: History, options: QueryOptions) ->
     for k in keys:
         msg = _base_message(k)
         parent = chains[k.parent] if k.parent is not None else _Chain()
-        sources = [chains[i] for i in k.source_parents]
+        sources = [chains[i] for i in k.output_steps]
         chain = _decide(k, msg, parent, sources, history, options, explainer, out)
         chains.append(chain)
         out.append(msg)
@@ -104,7 +104,8 @@ def _decide(k: StepKey, msg: pb.Step, parent: _Chain, sources: list[_Chain], his
     remote = step.remote or next((c.remote for c in upstream if c.remote), "")
     if options.assume_remote_unchanged:
         remote = ""
-    source_rerun = [c for c in sources if not c.same or c.uncertain]
+    source_rerun = [i for i in k.output_steps
+                    if out[i].status != pb.STEP_STATUS_CACHED and out[i].cause != pb.CAUSE_REMOTE]
     inherited = next((c for c in upstream if c.uncertain), None)
 
     if options.no_cache or _stage_filtered(step.stage, options.no_cache_filter):
@@ -114,9 +115,11 @@ def _decide(k: StepKey, msg: pb.Step, parent: _Chain, sources: list[_Chain], his
 
     if k.key in history.keys or (k.shape in history.shapes and source_rerun and parent.same):
         if source_rerun:
-            stage_names = ", ".join(sorted({out[i].stage for i in k.source_parents}))
+            producer = out[source_rerun[0]]
             _set(msg, pb.STEP_STATUS_UNKNOWN, pb.CAUSE_UPSTREAM_OUTPUT,
-                 f"reads files of stage {stage_names}, which runs again: cached only if those files come out the same")
+                 f"reads files that step {producer.index} of stage {producer.stage} ({producer.instruction}) "
+                 "produces, and that step runs again: cached only if those files come out the same")
+            msg.upstream_step = producer.index
             return _Chain(uncertain=pb.CAUSE_UPSTREAM_OUTPUT, culprit=k.index, remote=remote)
         if inherited is not None or remote:
             cause = inherited.uncertain if inherited is not None else pb.CAUSE_REMOTE
@@ -185,6 +188,10 @@ def _explain(explainer: _Explainer, k: StepKey, msg: pb.Step) -> None:
         return
     if _explain_sources(explainer, k, old, msg):
         return
+    if k.step.stage_reads:
+        _set(msg, msg.status, pb.CAUSE_INPUTS_CHANGED,
+             f"the files it reads from stage {', '.join(_stages_read(k))} changed")
+        return
     _set(msg, msg.status, pb.CAUSE_NOT_IN_LAST_BUILD,
          "its key differs from the last recorded build (another build was run with other options?)")
 
@@ -210,6 +217,13 @@ def _explain_sources(explainer: _Explainer, k: StepKey, old: BuildStepRow, msg: 
             msg.changed_paths.add(path=change.path, kind=CHANGE_KINDS[change.kind], detail=change.detail)
         msg.changed_paths_total = differ.total
     return True
+
+
+def _stages_read(k: StepKey) -> list[str]:
+    """The names, as written, of the stages a step reads files from."""
+    spec = k.step.spec
+    names = [spec["from"]] if "from" in spec else []
+    return names + [m["from"] for m in spec.get("mounts", []) if m.get("from")]
 
 
 def stage_ordinal(k: StepKey) -> int:

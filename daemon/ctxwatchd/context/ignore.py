@@ -96,89 +96,104 @@ def _class_regex(ranges: Sequence[tuple[str, str]], negated: bool) -> str:
 # Go's path/filepath.Match
 
 
-class _Chunk(NamedTuple):
-    """A run of single-character terms, optionally preceded by a "*"."""
+@functools.lru_cache(maxsize=4096)
+def _glob_chunks(pattern: str) -> tuple[tuple[bool, str], ...]:
+    """Split a pattern as Go's scanChunk does: (preceded by "*"?, run of single-character terms)."""
+    chunks = []
+    i = 0
+    while i < len(pattern):
+        star = pattern.startswith("*", i)
+        while pattern.startswith("*", i):
+            i += 1
+        end = _chunk_stop(pattern, i)
+        chunks.append((star, pattern[i:end]))
+        i = end
+    return tuple(chunks)
 
-    star: bool
-    regex: re.Pattern[str] | None  # None: a trailing "*" with nothing after it
 
-
-def _glob_class_char(pattern: str, i: int) -> tuple[str, int]:
-    """One possibly escaped character inside "[...]" (Go's getEsc)."""
-    if i >= len(pattern) or pattern[i] in "-]":
-        raise ValueError(_BAD_PATTERN)
-    if pattern[i] == "\\":
+def _chunk_stop(pattern: str, i: int) -> int:
+    """Index of the next "*" that is not escaped or inside brackets, else len(pattern)."""
+    in_brackets = False
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            i += 1
+        elif char == "[":
+            in_brackets = True
+        elif char == "]":
+            in_brackets = False
+        elif char == "*" and not in_brackets:
+            return i
         i += 1
-        if i >= len(pattern):
-            raise ValueError(_BAD_PATTERN)
-    if i + 1 >= len(pattern):  # the class never closes
+    return len(pattern)
+
+
+def _glob_class_char(chunk: str, i: int) -> tuple[str, int]:
+    """One possibly escaped character inside "[...]" (Go's getEsc)."""
+    if i >= len(chunk) or chunk[i] in "-]":
         raise ValueError(_BAD_PATTERN)
-    return pattern[i], i + 1
+    if chunk[i] == "\\":
+        i += 1
+        if i >= len(chunk):
+            raise ValueError(_BAD_PATTERN)
+    if i + 1 >= len(chunk):  # the class never closes
+        raise ValueError(_BAD_PATTERN)
+    return chunk[i], i + 1
 
 
-def _glob_class(pattern: str, i: int) -> tuple[str, int]:
+def _glob_class(chunk: str, i: int) -> tuple[str, int]:
     """Parse a class whose "[" is just before index i; return its regex and the index after "]"."""
-    negated = pattern.startswith("^", i)
+    negated = chunk.startswith("^", i)
     if negated:
         i += 1
     ranges: list[tuple[str, str]] = []
     # A "]" closes the class only once it holds a range; first it is an error.
-    while not (ranges and pattern.startswith("]", i)):
-        lo, i = _glob_class_char(pattern, i)
+    while not (ranges and chunk.startswith("]", i)):
+        lo, i = _glob_class_char(chunk, i)
         hi = lo
-        if pattern[i] == "-":
-            hi, i = _glob_class_char(pattern, i + 1)
+        if chunk[i] == "-":
+            hi, i = _glob_class_char(chunk, i + 1)
         ranges.append((lo, hi))
     return _class_regex(ranges, negated), i + 1
 
 
 @functools.lru_cache(maxsize=4096)
-def _compile_glob(pattern: str) -> tuple[_Chunk, ...]:
-    """Split a filepath.Match pattern into chunks, raising ValueError if it is malformed.
-
-    Go's Match checks the whole pattern even when the name fails early, so a
-    malformed pattern is an error whatever name it is matched against.
-    """
-    chunks = []
+def _chunk_regex(chunk: str) -> re.Pattern[str]:
+    """Compile a chunk's single-character terms; ValueError if it is malformed."""
+    parts = []
     i = 0
-    while i < len(pattern):
-        star = False
-        while pattern.startswith("*", i):
-            star, i = True, i + 1
-        parts = []
-        while i < len(pattern) and pattern[i] != "*":
-            char = pattern[i]
-            if char == "?":
-                parts.append("[^/]")
-                i += 1
-            elif char == "[":
-                part, i = _glob_class(pattern, i + 1)
-                parts.append(part)
-            elif char == "\\":
-                if i + 1 == len(pattern):
-                    raise ValueError(_BAD_PATTERN)
-                parts.append(re.escape(pattern[i + 1]))
-                i += 2
-            else:
-                parts.append(re.escape(char))
-                i += 1
-        chunks.append(_Chunk(star, re.compile("".join(parts)) if parts else None))
-    return tuple(chunks)
+    while i < len(chunk):
+        char = chunk[i]
+        if char == "?":
+            parts.append("[^/]")
+            i += 1
+        elif char == "[":
+            part, i = _glob_class(chunk, i + 1)
+            parts.append(part)
+        elif char == "\\":
+            if i + 1 == len(chunk):
+                raise ValueError(_BAD_PATTERN)
+            parts.append(re.escape(chunk[i + 1]))
+            i += 2
+        else:
+            parts.append(re.escape(char))
+            i += 1
+    return re.compile("".join(parts))
 
 
-def _chunk_end(chunk: _Chunk, name: str, pos: int, is_last: bool) -> int | None:
-    """Where the chunk ends when placed at the first position that fits, or None.
+def _chunk_end(regex: re.Pattern[str], star: bool, name: str, pos: int, is_last: bool) -> int | None:
+    """Where a chunk ends when placed at the first position that fits, or None.
 
-    Like Go, a "*" takes the shortest run (of non-"/" characters) after which
-    the chunk matches, and never reconsiders it later; only the last chunk has
-    to reach the end of the name.
+    Like Go, a "*" takes the shortest run of non-"/" characters after which
+    the chunk matches and never reconsiders it; only the last chunk has to
+    reach the end of the name.
     """
     start = pos
     while True:
-        found = chunk.regex.match(name, start)
+        found = regex.match(name, start)
         if found and (not is_last or found.end() == len(name)):
             return found.end()
-        if not chunk.star or start >= len(name) or name[start] == "/":
+        if not star or start >= len(name) or name[start] == "/":
             return None
         start += 1
 
@@ -187,14 +202,15 @@ def filepath_match(pattern: str, name: str) -> bool:
     """Go's filepath.Match: does the whole of name match the shell pattern?
 
     "*" and "?" never match "/".  Raises ValueError (Go's ErrBadPattern) for a
-    malformed pattern.
+    malformed pattern; like Go, only for the part of the pattern that was
+    reached before the match failed, so filepath_match("a*[", "b") is False.
     """
-    chunks = _compile_glob(pattern)
+    chunks = _glob_chunks(pattern)
     pos = 0
-    for index, chunk in enumerate(chunks):
-        if chunk.regex is None:
-            return "/" not in name[pos:]
-        end = _chunk_end(chunk, name, pos, is_last=index == len(chunks) - 1)
+    for index, (star, chunk) in enumerate(chunks):
+        if star and not chunk:  # a trailing "*"
+            return name.find("/", pos) < 0
+        end = _chunk_end(_chunk_regex(chunk), star, name, pos, is_last=index == len(chunks) - 1)
         if end is None:
             return False
         pos = end
@@ -228,8 +244,10 @@ class _Kind(enum.Enum):
     REGEXP = "regexp"
 
 
-# Regex metacharacters that mean nothing to filepath.Match, escaped as text.
-_ESCAPED_AS_TEXT = frozenset(".+()|{}$")
+# The regexp metacharacters patternmatcher escapes as text.  It means to
+# escape "|", "{" and "}" too, but its lookup table only works for bytes below
+# 64, so those three reach Go's regexp as operators: "a|b*" is an alternation.
+_ESCAPED_AS_TEXT = frozenset(".+()$")
 
 
 def _patternmatcher_regex(pattern: str) -> tuple[_Kind, str]:
@@ -264,11 +282,14 @@ def _patternmatcher_regex(pattern: str) -> tuple[_Kind, str]:
             kind = _Kind.REGEXP
         elif char in _ESCAPED_AS_TEXT:
             out.append("\\" + char)
-        elif char == "\\":
-            # Syntax checking already refused a trailing backslash.
+        elif char == "\\" and i < len(pattern):
             out.append("\\" + pattern[i])
             i += 1
             kind = _Kind.REGEXP
+        elif char == "\\":
+            # Go's lazy syntax check can let a trailing backslash through; it
+            # then escapes the closing "$" (so the end is not anchored).
+            out.append("\\")
         else:
             out.append(char)
             if char in "[]":
@@ -278,9 +299,26 @@ def _patternmatcher_regex(pattern: str) -> tuple[_Kind, str]:
 
 
 # --------------------------------------------------------------------------
-# Stage 2: read that Go regexp source as Go's regexp/syntax would, emit Python
+# Stage 2: read that Go regexp source as Go's regexp/syntax does, emit Python
 
-# Go regexp POSIX classes, as pairs of range ends.
+
+def _range_pairs(ends: str) -> list[tuple[str, str]]:
+    """"09az" -> [("0", "9"), ("a", "z")]."""
+    return list(zip(ends[::2], ends[1::2]))
+
+
+def _complement(ranges: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    out = []
+    next_free = 0
+    for lo, hi in sorted(ranges):
+        if ord(lo) > next_free:
+            out.append((chr(next_free), chr(ord(lo) - 1)))
+        next_free = max(next_free, ord(hi) + 1)
+    out.append((chr(next_free), chr(0x10FFFF)))
+    return out
+
+
+# Go regexp's POSIX classes ("[:alpha:]" inside brackets), as range ends.
 _POSIX_CLASSES = {
     "alnum": "09AZaz",
     "alpha": "AZaz",
@@ -297,86 +335,150 @@ _POSIX_CLASSES = {
     "word": "09AZ__az",
     "xdigit": "09AFaf",
 }
-
-_RE2_OPERATORS = {"^": r"\A", "$": r"\Z", "(": "(?:", ")": ")", ".": ".", "*": "*", "?": "?"}
-
-
-def _re2_escaped(char: str) -> str:
-    """The character a Go regexp escape "\\<char>" stands for."""
-    if char.isascii() and not char.isalnum():
-        return char
-    # "\d", "\w", "\b"... are classes or assertions in Go's regexp and most
-    # other letters are errors: not the literal that filepath.Match reads.
-    raise ValueError(f"unsupported escape \\{char}: patternmatcher hands it to Go's regexp, which does not read it as a literal")
+# Go regexp's Perl classes ("\d"; "\D" is the complement), as range ends.
+_PERL_CLASSES = {"d": "09", "s": "\t\n\f\r  ", "w": "09AZ__az"}
+_CONTROL_ESCAPES = {"a": "\a", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_ASSERTION_ESCAPES = {"A": r"\A", "z": r"\Z", "b": r"\b", "B": r"\B"}  # outside brackets only
 
 
 def _posix_ranges(spec: str) -> list[tuple[str, str]]:
     """Ranges of a "[:name:]" or "[:^name:]" class."""
     name = spec[2:-2]
-    negated = name.startswith("^")
     ends = _POSIX_CLASSES.get(name.removeprefix("^"))
     if ends is None:
         raise ValueError(f"invalid character class range: {spec}")
-    ranges = list(zip(ends[::2], ends[1::2]))
-    return _complement(ranges) if negated else ranges
+    ranges = _range_pairs(ends)
+    return _complement(ranges) if name.startswith("^") else ranges
 
 
-def _complement(ranges: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    out = []
-    next_free = 0
-    for lo, hi in sorted(ranges):
-        if ord(lo) > next_free:
-            out.append((chr(next_free), chr(ord(lo) - 1)))
-        next_free = max(next_free, ord(hi) + 1)
-    out.append((chr(next_free), chr(0x10FFFF)))
-    return out
+def _perl_ranges(char: str) -> list[tuple[str, str]] | None:
+    """Ranges of the Perl class "\\<char>", or None if it is not one."""
+    ends = _PERL_CLASSES.get(char.lower()) if char.isascii() else None
+    if ends is None:
+        return None
+    ranges = _range_pairs(ends)
+    return _complement(ranges) if char.isupper() else ranges
+
+
+def _re2_escaped_char(char: str) -> str:
+    """The character the Go regexp escape "\\<char>" stands for."""
+    if char.isascii() and not char.isalnum():
+        return char
+    if char in _CONTROL_ESCAPES:
+        return _CONTROL_ESCAPES[char]
+    # Go rejects most other letters; \x, \p, \Q and octal escapes are valid
+    # there but left out here as no one writes them in a .dockerignore.
+    raise ValueError(f"unsupported escape \\{char} (patternmatcher passes it to Go's regexp)")
 
 
 def _re2_class_char(src: str, i: int) -> tuple[str, int]:
     if src[i] == "\\":
-        return _re2_escaped(src[i + 1]), i + 2
+        return _re2_escaped_char(src[i + 1]), i + 2
     return src[i], i + 1
 
 
+def _re2_class_item(src: str, i: int) -> tuple[list[tuple[str, str]], int]:
+    """One item inside Go regexp brackets: a named class, a Perl class, a character or a range."""
+    end = src.find(":]", i + 2) if src.startswith("[:", i) else -1
+    if end >= 0:
+        return _posix_ranges(src[i : end + 2]), end + 2
+    perl = _perl_ranges(src[i + 1]) if src[i] == "\\" else None
+    if perl is not None:
+        return perl, i + 2
+    lo, i = _re2_class_char(src, i)
+    if not (src.startswith("-", i) and i + 1 < len(src) and src[i + 1] != "]"):
+        return [(lo, lo)], i
+    hi, i = _re2_class_char(src, i + 1)
+    if hi < lo:
+        raise ValueError(f"invalid character class range: {lo}-{hi}")
+    return [(lo, hi)], i
+
+
 def _re2_class(src: str, i: int) -> tuple[str, int]:
-    """Parse a Go regexp class whose "[" is just before index i."""
+    """Parse Go regexp brackets whose "[" is just before index i."""
     negated = src.startswith("^", i)
     if negated:
         i += 1
     ranges: list[tuple[str, str]] = []
-    first = True  # Go's regexp reads a "]" right after "[" or "[^" as a literal
+    first = True  # a "]" right after "[" or "[^" is a literal
     while first or not src.startswith("]", i):
         first = False
         if i >= len(src):
             raise ValueError("missing closing ]")
-        end = src.find(":]", i + 2) if src.startswith("[:", i) else -1
-        if end >= 0:
-            ranges += _posix_ranges(src[i : end + 2])
-            i = end + 2
-            continue
-        lo, i = _re2_class_char(src, i)
-        hi = lo
-        if src.startswith("-", i) and i + 1 < len(src) and src[i + 1] != "]":
-            hi, i = _re2_class_char(src, i + 1)
-            if hi < lo:
-                raise ValueError(f"invalid character class range: {lo}-{hi}")
-        ranges.append((lo, hi))
+        item, i = _re2_class_item(src, i)
+        ranges += item
     return _class_regex(ranges, negated), i + 1
 
 
+class _Operand(enum.Enum):
+    """What a following repetition operator would apply to."""
+
+    NONE = "none"  # start of a group or alternative
+    ATOM = "atom"
+    ASSERTION = "assertion"
+    REPETITION = "repetition"
+
+
+_RE2_REPEAT = re.compile(r"\{(0|[1-9][0-9]*)(,(0|[1-9][0-9]*)?)?\}")  # Go allows no leading zeros
+
+
+def _re2_repetition(src: str, i: int) -> tuple[str, int] | None:
+    """A repetition operator at index i, or None ("{" that is not one is a literal)."""
+    if src[i] in "*?":
+        return src[i], i + 1
+    found = _RE2_REPEAT.match(src, i)
+    if found is None:
+        return None
+    low = int(found[1])
+    # "{n}" and "{n,}" have no separate upper bound to check.
+    high = int(found[3]) if found[3] else low
+    if max(low, high) > 1000 or low > high:
+        raise ValueError(f"invalid repeat count: {found[0]}")
+    return found[0], found.end()
+
+
+def _re2_atom(src: str, i: int) -> tuple[str, int, _Operand]:
+    """Translate the item at index i that is not a repetition operator."""
+    char = src[i]
+    if char == "[":
+        text, i = _re2_class(src, i + 1)
+        return text, i, _Operand.ATOM
+    if char == "\\":
+        escaped = src[i + 1]
+        if escaped in _ASSERTION_ESCAPES:
+            return _ASSERTION_ESCAPES[escaped], i + 2, _Operand.ASSERTION
+        perl = _perl_ranges(escaped)
+        text = _class_regex(perl, False) if perl is not None else re.escape(_re2_escaped_char(escaped))
+        return text, i + 2, _Operand.ATOM
+    if char in "(|":
+        return ("(?:" if char == "(" else "|"), i + 1, _Operand.NONE
+    if char in "^$":
+        return (r"\A" if char == "^" else r"\Z"), i + 1, _Operand.ASSERTION
+    if char in ").":
+        return char, i + 1, _Operand.ATOM
+    return re.escape(char), i + 1, _Operand.ATOM
+
+
 def _re2_to_python(src: str) -> str:
-    """Python regex text equivalent to the Go regexp source stage 1 produces."""
-    out = []
+    """Python regex text (for re.ASCII, used with search) equal to a stage 1 Go regexp."""
+    out: list[str] = []
+    operand = _Operand.NONE
     i = 0
     while i < len(src):
-        char = src[i]
-        if char == "[":
-            part, i = _re2_class(src, i + 1)
-        elif char == "\\":
-            part, i = re.escape(_re2_escaped(src[i + 1])), i + 2
-        else:
-            part, i = _RE2_OPERATORS.get(char) or re.escape(char), i + 1
-        out.append(part)
+        repetition = _re2_repetition(src, i)
+        if repetition is None:
+            text, i, operand = _re2_atom(src, i)
+            out.append(text)
+            continue
+        if operand is _Operand.NONE:
+            raise ValueError("missing argument to repetition operator")
+        if operand is _Operand.REPETITION:
+            raise ValueError("invalid nested repetition operator")
+        if operand is _Operand.ASSERTION:  # Python cannot repeat a bare assertion
+            out[-1] = f"(?:{out[-1]})"
+        text, i = repetition
+        out.append(text)
+        operand = _Operand.REPETITION
     return "".join(out)
 
 
@@ -393,7 +495,19 @@ def _path_predicate(pattern: str) -> Callable[[str], object]:
         suffix = pattern[2:]
         bare = suffix[1:] if suffix.startswith("/") else None  # "**/foo" matches "foo"
         return lambda path: path.endswith(suffix) or path == bare
-    return re.compile(_re2_to_python(source)).match
+    try:
+        python_source = _re2_to_python(source)
+    except ValueError as exc:
+        # patternmatcher compiles its regexp on first use, so a pattern Go's
+        # regexp rejects only fails the paths it is actually tried on.
+        return functools.partial(_fail, str(exc))
+    # Go's MatchString is unanchored: only the regexp's own "^" and "$" anchor,
+    # which matters once a "|" splits it.
+    return re.compile(python_source, re.ASCII).search
+
+
+def _fail(message: str, path: str) -> object:
+    raise ValueError(message)
 
 
 # --------------------------------------------------------------------------
@@ -415,8 +529,11 @@ class MatchState(NamedTuple):
 
 
 def _ancestors(rel_path: str) -> list[str]:
-    """"a/b/c" -> ["a", "a/b"]."""
-    return [rel_path[:i] for i, char in enumerate(rel_path) if char == "/"]
+    """"a/b/c" -> ["a", "a/b"], from the cleaned directory part as Go's filepath.Dir gives it."""
+    parent = _go_clean(rel_path[: rel_path.rfind("/") + 1])
+    if parent == ".":
+        return []
+    return [parent[:i] for i, char in enumerate(parent) if char == "/"] + [parent]
 
 
 def _descend_prefixes(patterns: Sequence[_Pattern]) -> tuple[str, ...] | None:
@@ -446,7 +563,11 @@ class PathMatcher:
     """
 
     def __init__(self, patterns: Sequence[str]) -> None:
-        """Compile like patternmatcher.New; raises ValueError on a bad pattern."""
+        """Compile like patternmatcher.New; raises ValueError where New fails.
+
+        Like New, this checks the glob syntax only.  A pattern whose regexp Go
+        would reject makes match() raise when that pattern has to be tried.
+        """
         compiled = []
         for raw in patterns:
             text = _go_trim_space(raw)
@@ -459,7 +580,7 @@ class PathMatcher:
                 if text == "!":
                     raise ValueError('illegal exclusion pattern: "!"')
                 text = text[1:]
-            _compile_glob(text)  # New refuses what filepath.Match calls malformed
+            filepath_match(text, ".")  # New's syntax check, as lazy as Go's
             compiled.append(_Pattern(text, exception, _path_predicate(text)))
         self._compiled = tuple(compiled)
         self._has_exceptions = any(p.exception for p in compiled)

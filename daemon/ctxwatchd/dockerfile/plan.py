@@ -49,7 +49,7 @@ class Step:
     excludes: tuple[str, ...] = ()  # COPY --exclude patterns
     parents: bool = False  # COPY --parents
     link: bool = False  # COPY --link: the copy does not depend on its parent's files
-    source_stages: tuple[int, ...] = ()  # stages whose files it reads (COPY --from, mount from=)
+    stage_reads: tuple[tuple[int, str], ...] = ()  # (stage, absolute path) it reads: COPY --from, mount from=
     remote: str = ""  # an unpinned remote it depends on (image, URL)
     values: dict[str, str] = field(default_factory=dict)  # ARG/ENV values it sees
     error: str = ""  # BuildKit would fail on it
@@ -96,6 +96,11 @@ def clean_source(src: str) -> str:
     """A context path as BuildKit resolves it: `..` cannot climb out of the root."""
     cleaned = posixpath.normpath("/" + src).lstrip("/")
     return cleaned or "."
+
+
+def stage_path(src: str) -> str:
+    """A path inside another stage's filesystem, absolute and normalised."""
+    return "/" + posixpath.normpath("/" + src).lstrip("/")
 
 
 def is_pinned_image(ref: str) -> bool:
@@ -153,7 +158,7 @@ class _Planner:
             if stage.base_stage is not None:
                 todo.append(stage.base_stage)
             for step in stage.steps:
-                todo.extend(step.source_stages)
+                todo.extend(index for index, _ in step.stage_reads)
         return needed
 
     def _global_arg(self, ins: Instruction) -> None:
@@ -225,13 +230,14 @@ class _Planner:
     def _run(self, stage: Stage, ins: Instruction, env: dict[str, str]) -> None:
         flags = self._flags(ins)
         cmd = list(ins.args) if ins.json_form else [*stage.shell, " ".join(ins.args)]
-        mounts, sources, source_stages = [], [], []
+        mounts, sources, stage_reads = [], [], []
         for raw in flags.get("mount", []):
             mount = self._mount(raw, env, ins)
             mounts.append(mount)
             if mount["type"] == "bind":
                 if mount.get("from"):
-                    source_stages.append(self._stage_ref(mount["from"], ins))
+                    stage_reads.append((self._stage_ref(mount["from"], ins),
+                                        stage_path(mount.get("source", "/"))))
                 else:
                     sources.append(clean_source(mount.get("source", ".")))
         values = {**{k: v for k, v in stage.args.items()}, **stage.env}
@@ -241,7 +247,7 @@ class _Planner:
             "security": flags.get("security", ["sandbox"])[-1],
             "heredocs": [[h.name, h.content] for h in ins.heredocs],
         }
-        self._step(stage, ins, "run", spec, sources=tuple(sources), source_stages=tuple(source_stages),
+        self._step(stage, ins, "run", spec, sources=tuple(sources), stage_reads=tuple(stage_reads),
                    values=values)
 
     def _copy(self, stage: Stage, ins: Instruction, env: dict[str, str]) -> None:
@@ -271,10 +277,10 @@ class _Planner:
                              "link": "link" in flags}
         if from_ref:
             spec["from"] = from_ref
-            spec["sources"] = [posixpath.normpath("/" + s) for s in srcs]
+            spec["sources"] = [stage_path(s) for s in srcs]
             index = self.by_name.get(from_ref.lower())
             if index is not None and index < stage.index:
-                step_kwargs["source_stages"] = (index,)
+                step_kwargs["stage_reads"] = tuple((index, path) for path in spec["sources"])
             elif not is_pinned_image(from_ref):
                 step_kwargs["remote"] = from_ref
         else:

@@ -491,8 +491,9 @@ def _path_predicate(pattern: str) -> Callable[[str], object]:
         prefix = pattern[:-2]
         return lambda path: path.startswith(prefix)
     if kind is _Kind.SUFFIX:
-        # The literal is compared as is, so "**.txt" also matches "a.txt".
-        suffix = pattern[2:]
+        # The literal is compared as is, so "**.txt" also matches "a.txt".  Go
+        # cuts the "**" off by bytes, which differs only after a leading BOM.
+        suffix = pattern.encode("utf-8", "surrogateescape")[2:].decode("utf-8", "surrogateescape")
         bare = suffix[1:] if suffix.startswith("/") else None  # "**/foo" matches "foo"
         return lambda path: path.endswith(suffix) or path == bare
     try:

@@ -49,6 +49,22 @@ def check_build(case: GoldenCase, build: GoldenBuild, report: pb.Report) -> None
             assert step.status == pb.STEP_STATUS_INVALIDATED, f"line {step.line} must re-run\n{where}"
     failing = [s for s in report.steps if s.status == pb.STEP_STATUS_ERROR]
     assert bool(failing) == build.build_fails, where
+    if build.reusing_context is not None:
+        check_reused_copy_warning(build, report, where)
+    else:  # a builder reusing its copy behaves the same: no such warning
+        assert not any("kept its copy" in w for s in report.steps for w in s.warnings), where
+
+
+def check_reused_copy_warning(build: GoldenBuild, report: pb.Report, where: str) -> None:
+    """Where a builder reusing its copy of the context served a stale hit, the
+    step whose own files changed must warn about it (its status stays)."""
+    stale = [step for step, fresh, reused in zip(report.steps, build.expected, build.reusing_context)
+             if reused.cached and not fresh.cached]
+    assert stale, where
+    own = [s for s in stale if s.cause == pb.CAUSE_INPUTS_CHANGED]
+    assert own, where
+    for step in own:
+        assert any("kept its copy of the context" in w for w in step.warnings), f"line {step.line} must warn\n{where}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

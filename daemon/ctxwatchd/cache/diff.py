@@ -23,6 +23,10 @@ class Change:
     path: str
     kind: str
     detail: str = ""
+    # A builder that kept its copy of the context re-sends only files whose
+    # size, mtime, mode, owner or link target changed, and never updates a
+    # directory's own metadata: this change would slip past it.
+    unseen_by_reused_copy: bool = False
 
 
 def _join(base: str, name: str) -> str:
@@ -32,9 +36,11 @@ def _join(base: str, name: str) -> str:
 class Differ:
     """Collects changes until `limit`, then only counts them."""
 
-    def __init__(self, load_old: Callable[[bytes], bytes | None], view: ContextView, limit: int) -> None:
+    def __init__(self, load_old: Callable[[bytes], bytes | None], view: ContextView, limit: int,
+                 built_at_ns: int) -> None:
         self.load_old = load_old
         self.view = view
+        self.built_at_ns = built_at_ns
         self.limit = limit
         self.changes: list[Change] = []
         self.total = 0
@@ -58,13 +64,26 @@ class Differ:
     def _compare(self, old: Node, new: Node, rel: str) -> None:
         if old.kind in (KIND_DIR, SELECTION) and new.kind in (KIND_DIR, SELECTION):
             if old.kind == KIND_DIR and new.kind == KIND_DIR and old.mode != new.mode:
-                self.add(Change(rel or ".", MODE, f"mode {old.mode:04o} -> {new.mode:04o}"))
+                self.add(Change(rel or ".", MODE, f"mode {old.mode:04o} -> {new.mode:04o}",
+                                unseen_by_reused_copy=True))
             self._compare_children(old, new, rel, selection=new.kind == SELECTION)
         elif old.kind != new.kind:
             self.add(Change(rel, TYPE, f"{_kind_name(old.kind)} -> {_kind_name(new.kind)}"))
         else:
-            for change in record_changes(rel, old.record, new.record):
-                self.add(change)
+            changes = record_changes(rel, old.record, new.record)
+            unseen = self._unseen(rel, old.record, new.record)
+            for change in changes:
+                self.add(Change(change.path, change.kind, change.detail, unseen))
+
+    def _unseen(self, rel: str, old: FileRecord, new: FileRecord) -> bool:
+        """True when size, mode and link target are unchanged and the mtime is
+        older than the last build (so it was put back, or only xattrs changed)."""
+        if (old.size, old.mode, old.link_target) != (new.size, new.mode, new.link_target):
+            return False
+        if old.content == new.content:
+            return True  # extended attributes alone
+        entry = self.view.entry(rel)
+        return entry is not None and entry.key[3] < self.built_at_ns
 
     def _compare_children(self, old: Node, new: Node, rel: str, selection: bool) -> None:
         before = {c.name: c for c in old.children}

@@ -198,7 +198,8 @@ def _explain(explainer: _Explainer, k: StepKey, msg: pb.Step) -> None:
 
 def _explain_sources(explainer: _Explainer, k: StepKey, old: BuildStepRow, msg: pb.Step) -> bool:
     before = {src: (resolved, digest) for src, resolved, digest in old.sources}
-    differ = Differ(explainer.history.load_node, k.view, CHANGED_PATHS_LIMIT) if k.view else None
+    built_at_ns = explainer.history.last.created_ms * 1_000_000 if explainer.history.last else 0
+    differ = Differ(explainer.history.load_node, k.view, CHANGED_PATHS_LIMIT, built_at_ns) if k.view else None
     changed = False
     for source in k.inputs:
         was = before.get(source.source)
@@ -216,6 +217,13 @@ def _explain_sources(explainer: _Explainer, k: StepKey, old: BuildStepRow, msg: 
         for change in differ.changes:
             msg.changed_paths.add(path=change.path, kind=CHANGE_KINDS[change.kind], detail=change.detail)
         msg.changed_paths_total = differ.total
+        unseen = sorted({c.path for c in differ.changes if c.unseen_by_reused_copy})
+        if unseen:
+            msg.warnings.append(
+                f"a builder that kept its copy of the context from the last build may not notice the change to "
+                f"{', '.join(unseen)} (BuildKit re-sends a file only when its size, mtime, mode, owner or link "
+                f"target changed) and keep the old file; force it with --no-cache-filter {k.step.stage.label} "
+                "or a real content change")
     return True
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -75,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = _command(commands, "check", "exit 0 if every step would be cached, else 1", _cmd_check, common, report_options)
     check.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit code")
+
+    watch = _command(commands, "watch", "show the report live, updated as files change", _cmd_watch, common,
+                     _build_options(remote=True))
+    watch.add_argument("context", metavar="PATH|NAME", nargs="?", help="default: the context containing the current folder")
 
     built = _command(commands, "built", "record that the context was just built", _cmd_built, common, _build_options(remote=False))
     built.add_argument("context", metavar="PATH|NAME", nargs="?", help="default: the context containing the current folder")
@@ -216,6 +221,19 @@ def _cmd_built(args: argparse.Namespace) -> int:
         ref = context_ref(args.context) if args.context else _cwd_ref(client)
         response = client.mark_built(ref, options)
     print(render.render_mark_built(response))
+    return EXIT_OK
+
+
+def _cmd_watch(args: argparse.Namespace) -> int:
+    options = options_from_args(args)
+    style = _style()
+    with _connect(args) as client:
+        ref = context_ref(args.context) if args.context else _cwd_ref(client)
+        for report in client.watch(ref, options):
+            if sys.stdout.isatty():
+                print("\x1b[H\x1b[2J", end="")  # redraw in place
+            stamp = time.strftime("%H:%M:%S")
+            print(f"{render.render_report(report, **style)}\n\n[{stamp}] watching; Ctrl-C to stop", flush=True)
     return EXIT_OK
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -113,6 +114,16 @@ class CtxwatchClient:
         request = pb.MarkBuiltRequest(context=_as_ref(ref), options=options)
         return self._call(self._stub.MarkBuilt, request)
 
+    def watch(self, ref: RefLike, options: pb.BuildOptions | None = None) -> Iterator[pb.Report]:
+        """The context's report now, then each time its answer changes (until closed)."""
+        request = pb.WatchInvalidationsRequest(context=_as_ref(ref), options=options)
+        stream = self._stub.WatchInvalidations(request)
+        try:
+            with self._rpc_errors():
+                yield from stream
+        finally:
+            stream.cancel()
+
     def daemon_status(self) -> pb.DaemonStatus:
         return self._call(self._stub.GetDaemonStatus, pb.GetDaemonStatusRequest())
 
@@ -129,9 +140,14 @@ class CtxwatchClient:
         self.close()
 
     def _call(self, method, request):
+        with self._rpc_errors():
+            return method(request, timeout=self._timeout)
+
+    @contextmanager
+    def _rpc_errors(self) -> Iterator[None]:
         """The one place an RpcError becomes a CtxwatchError."""
         try:
-            return method(request, timeout=self._timeout)
+            yield
         except grpc.RpcError as err:
             code = err.code()
             message = err.details() or ""

@@ -21,7 +21,7 @@ from .cache.store import BuildStepRow, ContextRow, Store
 from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
 from .context.records import StatKey, stat_key
 from .context.view import ContextView
-from .context.watcher import Observer, SyncTimeout, WatchedRoot
+from .context.watcher import ActivityHandler, Observer, SyncTimeout, WatchedRoot
 from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
 from .dockerfile.plan import PlanError, build_plan
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
@@ -59,6 +59,7 @@ class Registered:
     dockerfile: WatchedFile
     ignore_files: tuple[WatchedFile, WatchedFile]  # <Dockerfile>.dockerignore, then <context>/.dockerignore
     views: dict[tuple[str, ...], ContextView] = field(default_factory=dict)
+    dockerfile_watch: object | None = None  # a watch on the Dockerfile's folder when it is outside the tree
     patterns: tuple[str, ...] | None = None
     history: History | None = None
     parsed: tuple[bytes, ParsedDockerfile] | None = None
@@ -79,6 +80,9 @@ class Engine:
             self.observer.daemon = True
             self.observer.start()
         self.roots: dict[str, WatchedRoot] = {}
+        # Bumped on every file event; watchers of reports wait on it.
+        self.activity = threading.Condition()
+        self.generation = 0
         self.contexts: dict[str, Registered] = {}
         self.stored_nodes: set[bytes] = set()
         for row in store.contexts():
@@ -117,6 +121,7 @@ class Engine:
             self.store.save_context(row)
             if existing is not None:
                 existing.row = row
+                self.notify_activity()
                 return row, True
             self.contexts[name] = self._activate(row)
             return row, False
@@ -128,7 +133,10 @@ class Engine:
             del self.contexts[reg.row.name]
             for view in reg.views.values():
                 view.close()
+            if reg.dockerfile_watch is not None:
+                self.observer.unschedule(reg.dockerfile_watch)
             self._release_root(reg.root)
+            self.notify_activity()
             return reg.row
 
     def resolve(self, ref: pb.ContextRef) -> Registered:
@@ -160,15 +168,22 @@ class Engine:
         prefix = os.path.relpath(row.path, root.path) if root is not None else ""
         dockerfile = WatchedFile(row.dockerfile)
         specific = WatchedFile(row.dockerfile + ".dockerignore")
-        return Registered(row, root, "" if prefix == "." else prefix, dockerfile,
-                          (specific, WatchedFile(os.path.join(row.path, ".dockerignore"))))
+        reg = Registered(row, root, "" if prefix == "." else prefix, dockerfile,
+                         (specific, WatchedFile(os.path.join(row.path, ".dockerignore"))))
+        folder = os.path.dirname(row.dockerfile)
+        if self.observer is not None and (root is None or not _inside(folder, root.path)):
+            try:
+                reg.dockerfile_watch = self.observer.schedule(ActivityHandler(self.notify_activity), folder)
+            except OSError:
+                pass  # queries still re-read it; only pushes of its edits are lost
+        return reg
 
     def _root_for(self, path: str) -> WatchedRoot | None:
         for root_path, root in self.roots.items():
-            if path == root_path or path.startswith(root_path.rstrip("/") + "/"):
+            if _inside(path, root_path):
                 return root
         try:
-            root = WatchedRoot(path, self.observer)
+            root = WatchedRoot(path, self.observer, self.notify_activity)
         except OSError:
             return None  # the folder is gone; reports say so
         self.roots[path] = root
@@ -179,6 +194,18 @@ class Engine:
             return
         root.close()
         self.roots.pop(root.path, None)
+
+    # -- activity ----------------------------------------------------------------------------
+    def notify_activity(self) -> None:
+        with self.activity:
+            self.generation += 1
+            self.activity.notify_all()
+
+    def wait_for_activity(self, seen: int) -> int:
+        """Block until something changed after generation `seen`; no polling."""
+        with self.activity:
+            self.activity.wait_for(lambda: self.generation != seen)
+            return self.generation
 
     # -- answers ---------------------------------------------------------------------------
     def report(self, reg: Registered, options: pb.BuildOptions) -> pb.Report:
@@ -202,6 +229,7 @@ class Engine:
             build_id = self.store.record_build(reg.row.name, _options_dict(options), rows, nodes)
             self.stored_nodes.update(d for d, _ in nodes)
             reg.history = None
+            self.notify_activity()
             failed = next((f"line {s.line} ({s.instruction}): {s.error}" for s in steps
                            if s.status == pb.STEP_STATUS_ERROR), "")
             return pb.MarkBuiltResponse(report=self._evaluate(reg, options).report, build_id=build_id,
@@ -328,6 +356,10 @@ class Engine:
 
     def queue_depth(self) -> int:
         return sum(root.queue_depth for root in self.roots.values())
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def _fails(step: pb.Step, steps) -> bool:

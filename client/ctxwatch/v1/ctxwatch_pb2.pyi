@@ -199,6 +199,14 @@ class MarkBuiltResponse(_message.Message):
     failed: str
     def __init__(self, report: _Optional[_Union[Report, _Mapping]] = ..., build_id: _Optional[int] = ..., steps_recorded: _Optional[int] = ..., failed: _Optional[str] = ...) -> None: ...
 
+class WatchInvalidationsRequest(_message.Message):
+    __slots__ = ("context", "options")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    context: ContextRef
+    options: BuildOptions
+    def __init__(self, context: _Optional[_Union[ContextRef, _Mapping]] = ..., options: _Optional[_Union[BuildOptions, _Mapping]] = ...) -> None: ...
+
 class PathChange(_message.Message):
     __slots__ = ("path", "kind", "detail")
     PATH_FIELD_NUMBER: _ClassVar[int]

@@ -59,6 +59,11 @@ class CtxwatchStub:
                 request_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltRequest.SerializeToString,
                 response_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltResponse.FromString,
                 _registered_method=True)
+        self.WatchInvalidations = channel.unary_stream(
+                '/ctxwatch.v1.Ctxwatch/WatchInvalidations',
+                request_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.WatchInvalidationsRequest.SerializeToString,
+                response_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.Report.FromString,
+                _registered_method=True)
         self.GetDaemonStatus = channel.unary_unary(
                 '/ctxwatch.v1.Ctxwatch/GetDaemonStatus',
                 request_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.GetDaemonStatusRequest.SerializeToString,
@@ -113,6 +118,14 @@ class CtxwatchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchInvalidations(self, request, context):
+        """Sends the context's report at once, then a new one each time the answer
+        changes (debounced; the last report sent always matches the files).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDaemonStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -153,6 +166,11 @@ def add_CtxwatchServicer_to_server(servicer, server):
                     servicer.MarkBuilt,
                     request_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltRequest.FromString,
                     response_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltResponse.SerializeToString,
+            ),
+            'WatchInvalidations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchInvalidations,
+                    request_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.WatchInvalidationsRequest.FromString,
+                    response_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.Report.SerializeToString,
             ),
             'GetDaemonStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDaemonStatus,
@@ -300,6 +318,33 @@ class Ctxwatch:
             '/ctxwatch.v1.Ctxwatch/MarkBuilt',
             ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltRequest.SerializeToString,
             ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchInvalidations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/ctxwatch.v1.Ctxwatch/WatchInvalidations',
+            ctxwatch_dot_v1_dot_ctxwatch__pb2.WatchInvalidationsRequest.SerializeToString,
+            ctxwatch_dot_v1_dot_ctxwatch__pb2.Report.FromString,
             options,
             channel_credentials,
             insecure,

@@ -67,11 +67,24 @@ class Observer(InotifyObserver):
         self._emitter_class = _OverflowReportingEmitter
 
 
+class ActivityHandler(FileSystemEventHandler):
+    """Calls back on any event: for folders outside every tree that hold a
+    Dockerfile or its ignore file."""
+
+    def __init__(self, on_activity: Callable[[], None]) -> None:
+        self.on_activity = on_activity
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        self.on_activity()
+
+
 class WatchedRoot(FileSystemEventHandler):
     """One tree, its watch, and the paths that changed since the last query."""
 
-    def __init__(self, path: str, observer: Observer | None) -> None:
+    def __init__(self, path: str, observer: Observer | None,
+                 on_activity: Callable[[], None] = lambda: None) -> None:
         self.path = path
+        self.on_activity = on_activity
         self.tree = Tree(path)
         self.lock = threading.Lock()
         self.dirty: set[str] = set()
@@ -102,6 +115,7 @@ class WatchedRoot(FileSystemEventHandler):
             with self.lock:
                 self.needs_rescan = True
                 self.problem = "the kernel dropped file events (inotify queue overflow); re-scanned"
+            self.on_activity()
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             if raw:
@@ -120,6 +134,8 @@ class WatchedRoot(FileSystemEventHandler):
             return
         with self.lock:
             self.dirty.add(rel)
+        if rel:  # the root's own events come from our sync cookies
+            self.on_activity()
 
     # -- queries -------------------------------------------------------------------
     def sync(self, timeout: float = SYNC_TIMEOUT_S) -> None:

@@ -108,6 +108,7 @@ def serve(socket_path: Path, state_dir: Path) -> int:
     notify_systemd("READY=1")
     stop.wait()
     log.info("shutting down")
+    engine.notify_activity()  # ends open watch streams
     notify_systemd("STOPPING=1")
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=2).wait()

@@ -19,6 +19,7 @@ from ..engine import Engine, context_message
 from ..errors import ApiError
 
 log = logging.getLogger(__name__)
+WATCH_DEBOUNCE_S = 0.05
 
 
 def _answers(method: Callable) -> Callable:
@@ -74,6 +75,26 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
         with self.engine.lock:
             return self.engine.mark_built(self.engine.resolve(request.context), request.options)
 
+    def WatchInvalidations(self, request: pb.WatchInvalidationsRequest, context):
+        """Stream the report, then every changed one, until the client leaves."""
+        try:
+            reg = self.engine.resolve(request.context)
+            context.add_callback(self.engine.notify_activity)  # wakes the wait below on disconnect
+            sent = b""
+            generation = self.engine.generation
+            while context.is_active() and not self.shutdown.is_set():
+                if self.engine.contexts.get(reg.row.name) is not reg:
+                    context.abort(grpc.StatusCode.NOT_FOUND, f"context: {reg.row.name!r} was unregistered")
+                report = self.engine.report(reg, request.options)
+                encoded = report.SerializeToString(deterministic=True)
+                if encoded != sent:
+                    sent = encoded
+                    yield report
+                generation = self.engine.wait_for_activity(generation)
+                time.sleep(WATCH_DEBOUNCE_S)  # let a burst of events settle into one report
+        except ApiError as e:
+            context.abort(e.code, e.message)
+
     @_answers
     def GetDaemonStatus(self, request: pb.GetDaemonStatusRequest, context) -> pb.DaemonStatus:
         return pb.DaemonStatus(
@@ -85,6 +106,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
     def Shutdown(self, request: pb.ShutdownRequest, context) -> pb.ShutdownResponse:
         log.info("shutdown requested by a client")
         self.shutdown.set()
+        self.engine.notify_activity()  # ends open watch streams
         return pb.ShutdownResponse()
 
 

@@ -1,0 +1,190 @@
+"""The acceptance scenario, through the `ctxwatch` command line as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ctxwatch import spawn
+from ctxwatch.client import connect
+
+# The CLI's entry point run by this interpreter, so the tests do not depend on PATH.
+CLI = [sys.executable, "-c", "import sys; from ctxwatch.cli import main; sys.exit(main())"]
+
+DOCKERFILE = """\
+FROM scratch
+COPY app.txt /app/app.txt
+COPY src/ /app/src/
+RUN ["/bin/true"]
+"""
+
+
+def ctxwatch(env: dict[str, str], cwd: Path, *args: str, code: int | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL)
+    if code is not None:
+        assert result.returncode == code, (
+            f"`ctxwatch {' '.join(args)}` exited {result.returncode}, expected {code}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def make_context(folder: Path) -> Path:
+    (folder / "src").mkdir(parents=True)
+    (folder / "Dockerfile").write_text(DOCKERFILE)
+    (folder / ".dockerignore").write_text("*.log\n")
+    (folder / "app.txt").write_text("hello\n")
+    (folder / "src" / "a.py").write_text("print('a')\n")
+    (folder / "notes.log").write_text("started\n")
+    os.chmod(folder / "app.txt", 0o644)
+    return folder
+
+
+def test_acceptance_scenario(shared_daemon, tmp_path):
+    env = shared_daemon.env()
+    folder = make_context(tmp_path / "ctx")
+    name = f"flow-{uuid.uuid4().hex[:10]}"
+    app = folder / "app.txt"
+
+    def run(*args: str, code: int | None = 0) -> subprocess.CompletedProcess:
+        return ctxwatch(env, tmp_path, *args, code=code)
+
+    added = run("add", str(folder), "--name", name)
+    assert f"registered context {name!r}" in added.stdout
+    run("built", name)
+    run("check", name)
+
+    # A content change invalidates the COPY that reads the file, and what follows.
+    app.write_text("hello, world\n")
+    run("check", name, code=1)
+    status = run("status", name).stdout
+    assert re.search(r"^INVALIDATED\s+\S+\s+2\s+COPY app\.txt /app/app\.txt$", status, re.M), status
+    assert re.search(r"^\s+content\s+app\.txt\b", status, re.M), status
+
+    # Recording the build makes it cached; a new mtime alone changes nothing.
+    run("built", name)
+    stat = os.stat(app)
+    os.utime(app, ns=(stat.st_atime_ns, stat.st_mtime_ns - 3_600_000_000_000))
+    run("check", name)
+
+    # The permission bits are part of the checksum.
+    os.chmod(app, 0o755)
+    run("check", name, code=1)
+    status = run("status", name).stdout
+    assert re.search(r"^INVALIDATED\s+\S+\s+2\s+COPY app\.txt", status, re.M), status
+    assert "0644 -> 0755" in status, status
+    run("built", name)
+    run("check", name)
+
+    # An ignored file is never sent: editing it changes nothing.
+    (folder / "notes.log").write_text("started\nmore lines\n")
+    run("check", name)
+
+    # RUN is matched by its text: the check names the old and the new instruction.
+    (folder / "Dockerfile").write_text(DOCKERFILE.replace('RUN ["/bin/true"]', 'RUN ["/bin/false"]'))
+    check = run("check", name, code=1).stdout
+    assert 'RUN ["/bin/true"]' in check and 'RUN ["/bin/false"]' in check, check
+    assert "COPY app.txt" not in check, f"only the RUN step should be listed:\n{check}"
+    run("built", name)
+
+    # notes.log is now sent, but no step reads it (nor the .dockerignore): BuildKit hits the cache.
+    (folder / ".dockerignore").write_text("# nothing ignored\n")
+    run("check", name)
+
+    report = json.loads(run("status", "--json", name).stdout)
+    assert report["context"]["name"] == name
+    assert report["context"]["path"] == str(folder)
+    assert report["allCached"] is True
+    assert [step["line"] for step in report["steps"]] == [2, 3, 4]
+    assert [step["status"] for step in report["steps"]] == ["STEP_STATUS_CACHED"] * 3
+    assert report["steps"][2]["instruction"] == 'RUN ["/bin/false"]'
+    assert report["buildsRecorded"] == 4
+
+    listed = run("ls").stdout
+    assert re.search(rf"^{re.escape(name)}\s+{re.escape(str(folder))}\s", listed, re.M), listed
+
+    removed = run("rm", name).stdout
+    assert f"removed context {name!r}" in removed
+    assert name not in run("ls").stdout
+    unknown = run("check", name, code=2)
+    assert unknown.stderr.startswith("ctxwatch: ") and repr(name) in unknown.stderr, unknown.stderr
+
+
+def test_check_of_an_unknown_name_exits_2_naming_it(shared_daemon, tmp_path):
+    name = f"never-registered-{uuid.uuid4().hex[:10]}"
+    result = ctxwatch(shared_daemon.env(), tmp_path, "check", name, code=2)
+    assert result.stderr.startswith("ctxwatch: ")
+    assert repr(name) in result.stderr and "NOT_FOUND" in result.stderr
+    assert result.stdout == ""
+
+
+def test_status_json_of_a_new_context_uses_protobuf_json_names(shared_daemon, tmp_path):
+    folder = make_context(tmp_path / "ctx")
+    name = f"json-{uuid.uuid4().hex[:10]}"
+    env = shared_daemon.env()
+    ctxwatch(env, tmp_path, "add", str(folder), "--name", name, code=0)
+    report = json.loads(ctxwatch(env, tmp_path, "status", "--json", name, code=0).stdout)
+    # Default values are printed, so a script can read allCached: false.
+    assert report["allCached"] is False
+    assert [s["status"] for s in report["steps"]] == ["STEP_STATUS_INVALIDATED"] * 3
+    assert [s["cause"] for s in report["steps"]] == ["CAUSE_NEVER_BUILT"] * 3
+    assert report["buildsRecorded"] == 0
+
+
+@pytest.fixture
+def no_daemon_env(tmp_path):
+    """A socket path nobody serves on, and a state folder of its own; any daemon started is stopped."""
+    socket = tmp_path / "run" / "d.sock"
+    env = {**os.environ, "CTXWATCH_SOCKET": str(socket), "CTXWATCH_STATE_DIR": str(tmp_path / "state")}
+    assert spawn.probe(socket) is None
+    yield env, socket
+    if spawn.probe(socket) is not None:  # a failed test left a spawned daemon behind
+        with connect(socket, spawn=False) as client:
+            try:
+                client.shutdown()
+            except Exception:
+                pass
+        spawn.wait_until_stopped(socket)
+
+
+def test_no_spawn_without_a_daemon_exits_2(no_daemon_env, tmp_path):
+    env, socket = no_daemon_env
+    result = ctxwatch(env, tmp_path, "--no-spawn", "ls", code=2)
+    assert result.stderr.startswith("ctxwatch: ")
+    assert "no daemon is running" in result.stderr and str(socket) in result.stderr
+    assert not socket.exists()
+    assert spawn.probe(socket) is None
+
+
+def test_cli_starts_the_daemon_on_demand_and_daemon_stop_stops_it(no_daemon_env, tmp_path):
+    env, socket = no_daemon_env
+    listed = ctxwatch(env, tmp_path, "ls", code=0)
+    assert "no contexts registered" in listed.stdout
+    assert spawn.is_serving(socket)
+    with connect(socket, spawn=False) as client:
+        status = client.daemon_status()
+    assert status.socket_path == str(socket)
+    assert status.state_dir == str(tmp_path / "state")
+
+    stopped = ctxwatch(env, tmp_path, "daemon", "stop", code=0)
+    assert f"stopped ctxwatchd (pid {status.pid})" in stopped.stdout
+    assert not socket.exists()
+    assert spawn.probe(socket) is None
+
+
+def test_python_dash_m_ctxwatch_cli_runs_the_cli(shared_daemon, tmp_path):
+    """`python -m ctxwatch.cli` is the PATH-independent way to run the CLI; a silent
+    exit 0 would make `python -m ctxwatch.cli check` pass in every CI script."""
+    name = f"dash-m-{uuid.uuid4().hex[:10]}"
+    result = subprocess.run([sys.executable, "-m", "ctxwatch.cli", "check", name], env=shared_daemon.env(),
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    assert repr(name) in result.stderr

@@ -109,6 +109,12 @@ def _global_options(in_subcommand: bool) -> argparse.ArgumentParser:
         default=argparse.SUPPRESS if in_subcommand else False,
         help="fail instead of starting the daemon",
     )
+    group.add_argument(
+        "--no-daemon",
+        action="store_true",
+        default=argparse.SUPPRESS if in_subcommand else False,
+        help="answer in this process (scan, answer, exit) from the same state; no daemon needed",
+    )
     return options
 
 
@@ -160,6 +166,12 @@ def options_from_args(args: argparse.Namespace) -> pb.BuildOptions:
 
 
 def _connect(args: argparse.Namespace, spawn_allowed: bool = True) -> CtxwatchClient:
+    if args.no_daemon:
+        if not spawn_allowed:
+            raise ValueError("`daemon` commands talk to the daemon: drop --no-daemon")
+        from ctxwatchd.local import LocalClient  # the daemon's engine, in this process
+
+        return LocalClient(paths.resolve_state_dir(args.state_dir))
     return connect(args.socket, spawn=spawn_allowed and not args.no_spawn, state_dir=args.state_dir)
 
 
@@ -311,3 +323,7 @@ def _style() -> dict:
     if not sys.stdout.isatty():
         return {"color": False, "width": None}
     return {"color": not os.environ.get("NO_COLOR"), "width": shutil.get_terminal_size().columns}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

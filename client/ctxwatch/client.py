@@ -87,13 +87,7 @@ class CtxwatchClient:
         name: str | None = None,
     ) -> pb.RegisterContextResponse:
         """Register (or update) a context; a relative `dockerfile` is relative to `path`."""
-        request = pb.RegisterContextRequest(
-            path=os.path.abspath(path),
-            dockerfile=dockerfile or "",
-            build_args=dict(build_args or {}),
-            target=target or "",
-            name=name or "",
-        )
+        request = register_request(path, dockerfile, build_args, target, name)
         return self._call(self._stub.RegisterContext, request)
 
     def unregister(self, ref: RefLike) -> pb.Context:
@@ -154,6 +148,12 @@ class CtxwatchClient:
             if code == grpc.StatusCode.UNAVAILABLE:
                 message = f"cannot reach ctxwatchd on {self.socket_path}: {message}"
             raise CtxwatchError(code.name, message) from None
+
+
+def register_request(path: str, dockerfile: str | None = None, build_args: Mapping[str, str] | None = None,
+                     target: str | None = None, name: str | None = None) -> pb.RegisterContextRequest:
+    return pb.RegisterContextRequest(path=os.path.abspath(path), dockerfile=dockerfile or "",
+                                     build_args=dict(build_args or {}), target=target or "", name=name or "")
 
 
 def connect(

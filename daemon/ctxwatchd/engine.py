@@ -85,6 +85,7 @@ class Engine:
         self.generation = 0
         self.contexts: dict[str, Registered] = {}
         self.stored_nodes: set[bytes] = set()
+        self.store_version = store.written_elsewhere()
         for row in store.contexts():
             self.contexts[row.name] = self._activate(row)
 
@@ -300,6 +301,11 @@ class Engine:
         return view
 
     def _history(self, reg: Registered) -> History:
+        version = self.store.written_elsewhere()
+        if version != self.store_version:  # builds recorded by another process
+            self.store_version = version
+            for other in self.contexts.values():
+                other.history = None
         if reg.history is None:
             keys, shapes = self.store.recorded_keys(reg.row.name)
             reg.history = History(keys, shapes, self.store.last_build(reg.row.name),

@@ -204,6 +204,11 @@ class Store:
                 "WHERE b.context=? ORDER BY b.id", (context,)).fetchall()
         return {r[0] for r in rows}, {r[1]: r[0] for r in rows}
 
+    def written_elsewhere(self) -> int:
+        """Changes whenever another connection (e.g. `ctxwatch --no-daemon built`) commits."""
+        with self.lock:
+            return self.db.execute("PRAGMA data_version").fetchone()[0]
+
     # -- nodes ------------------------------------------------------------------------
     def node_blob(self, digest: bytes) -> bytes | None:
         with self.lock:

@@ -37,12 +37,12 @@ class Daemon:
         return self.process.wait(timeout=15)
 
 
-def start_daemon(folder: Path) -> Daemon:
+def start_daemon(folder: Path, *extra_args: str) -> Daemon:
     folder.mkdir(parents=True, exist_ok=True)
     socket, state_dir, log = folder / "run" / "d.sock", folder / "state", folder / "ctxwatchd.log"
     with open(log, "ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "ctxwatchd", "--socket", str(socket),
-                                    "--state-dir", str(state_dir)], stdout=out, stderr=out,
+                                    "--state-dir", str(state_dir), *extra_args], stdout=out, stderr=out,
                                    stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while not spawn.is_serving(socket):

@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     built = _command(commands, "built", "record that the context was just built", _cmd_built, common, _build_options(remote=False))
     built.add_argument("context", metavar="PATH|NAME", nargs="?", help="default: the context containing the current folder")
 
+    prune = _command(commands, "prune", "forget recorded builds, like `docker builder prune`", _cmd_prune, common)
+    prune.add_argument("contexts", metavar="PATH|NAME", nargs="*", help="default: every context")
+    prune.add_argument("--keep", type=int, default=0, metavar="N", help="keep the newest N builds (default 0)")
+
     daemon = commands.add_parser("daemon", help="the ctxwatchd daemon (never started by these)")
     daemon_commands = daemon.add_subparsers(title="commands", metavar="COMMAND", required=True)
     daemon_status = _command(daemon_commands, "status", "version, memory, watched roots", _cmd_daemon_status, common)
@@ -246,6 +250,13 @@ def _cmd_watch(args: argparse.Namespace) -> int:
                 print("\x1b[H\x1b[2J", end="")  # redraw in place
             stamp = time.strftime("%H:%M:%S")
             print(f"{render.render_report(report, **style)}\n\n[{stamp}] watching; Ctrl-C to stop", flush=True)
+    return EXIT_OK
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        response = client.prune([context_ref(text) for text in args.contexts], args.keep)
+    print(f"forgot {response.builds_removed} recorded build(s); removed {response.nodes_removed} stored node(s)")
     return EXIT_OK
 
 

@@ -108,6 +108,11 @@ class CtxwatchClient:
         request = pb.MarkBuiltRequest(context=_as_ref(ref), options=options)
         return self._call(self._stub.MarkBuilt, request)
 
+    def prune(self, refs: Iterable[RefLike] = (), keep: int = 0) -> pb.PruneBuildsResponse:
+        """Forget all but the newest `keep` builds of the contexts (none given: all)."""
+        request = pb.PruneBuildsRequest(contexts=[_as_ref(ref) for ref in refs], keep=keep)
+        return self._call(self._stub.PruneBuilds, request)
+
     def watch(self, ref: RefLike, options: pb.BuildOptions | None = None) -> Iterator[pb.Report]:
         """The context's report now, then each time its answer changes (until closed)."""
         request = pb.WatchInvalidationsRequest(context=_as_ref(ref), options=options)

@@ -27,6 +27,8 @@ from .dockerfile.plan import PlanError, build_plan
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 MAX_BUILD_ARGS = 1000
+DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context
+GC_EVERY_DROPPED_BUILDS = 16  # node garbage collection is a full mark and sweep: batch it
 
 
 class WatchedFile:
@@ -72,8 +74,10 @@ class Evaluation:
 
 
 class Engine:
-    def __init__(self, store: Store, watch: bool = True) -> None:
+    def __init__(self, store: Store, watch: bool = True, max_builds: int = DEFAULT_MAX_BUILDS) -> None:
         self.store = store
+        self.max_builds = max_builds
+        self.dropped_since_gc = 0
         self.lock = threading.RLock()
         self.observer = Observer() if watch else None
         if self.observer is not None:
@@ -229,12 +233,37 @@ class Engine:
             nodes = list(self._new_nodes(completed))
             build_id = self.store.record_build(reg.row.name, _options_dict(options), rows, nodes)
             self.stored_nodes.update(d for d, _ in nodes)
+            self._drop_builds(reg.row.name, self.max_builds)
             reg.history = None
             self.notify_activity()
             failed = next((f"line {s.line} ({s.instruction}): {s.error}" for s in steps
                            if s.status == pb.STEP_STATUS_ERROR), "")
             return pb.MarkBuiltResponse(report=self._evaluate(reg, options).report, build_id=build_id,
                                         steps_recorded=len(rows), failed=failed)
+
+    def prune(self, refs: list[pb.ContextRef], keep: int) -> tuple[int, int]:
+        """Forget all but the newest `keep` builds of the contexts; (builds, nodes) removed."""
+        if keep < 0:
+            raise InvalidArgument(f"keep: {keep} is negative")
+        with self.lock:
+            targets = [self.resolve(ref) for ref in refs] or list(self.contexts.values())
+            removed = sum(self._drop_builds(reg.row.name, keep) for reg in targets)
+            return removed, self._collect_garbage()
+
+    def _drop_builds(self, name: str, keep: int) -> int:
+        removed = self.store.prune(name, keep)
+        if removed:
+            self.contexts[name].history = None
+            self.dropped_since_gc += removed
+            self.notify_activity()
+            if self.dropped_since_gc >= GC_EVERY_DROPPED_BUILDS:
+                self._collect_garbage()
+        return removed
+
+    def _collect_garbage(self) -> int:
+        self.dropped_since_gc = 0
+        self.stored_nodes.clear()
+        return self.store.collect_garbage()
 
     def _evaluate(self, reg: Registered, options: pb.BuildOptions) -> Evaluation:
         report = pb.Report(context=context_message(reg.row))

@@ -52,6 +52,11 @@ class LocalClient:
         with _errors():
             return self.engine.mark_built(self.engine.resolve(_as_ref(ref)), options or pb.BuildOptions())
 
+    def prune(self, refs: Iterable = (), keep: int = 0) -> pb.PruneBuildsResponse:
+        with _errors():
+            builds, nodes = self.engine.prune([_as_ref(r) for r in refs], keep)
+        return pb.PruneBuildsResponse(builds_removed=builds, nodes_removed=nodes)
+
     def watch(self, ref, options: pb.BuildOptions | None = None) -> Iterator[pb.Report]:
         raise CtxwatchError("FAILED_PRECONDITION", "watch needs the daemon (drop --no-daemon)")
 

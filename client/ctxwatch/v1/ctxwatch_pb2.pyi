@@ -199,6 +199,22 @@ class MarkBuiltResponse(_message.Message):
     failed: str
     def __init__(self, report: _Optional[_Union[Report, _Mapping]] = ..., build_id: _Optional[int] = ..., steps_recorded: _Optional[int] = ..., failed: _Optional[str] = ...) -> None: ...
 
+class PruneBuildsRequest(_message.Message):
+    __slots__ = ("contexts", "keep")
+    CONTEXTS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
+    contexts: _containers.RepeatedCompositeFieldContainer[ContextRef]
+    keep: int
+    def __init__(self, contexts: _Optional[_Iterable[_Union[ContextRef, _Mapping]]] = ..., keep: _Optional[int] = ...) -> None: ...
+
+class PruneBuildsResponse(_message.Message):
+    __slots__ = ("builds_removed", "nodes_removed")
+    BUILDS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    NODES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    builds_removed: int
+    nodes_removed: int
+    def __init__(self, builds_removed: _Optional[int] = ..., nodes_removed: _Optional[int] = ...) -> None: ...
+
 class WatchInvalidationsRequest(_message.Message):
     __slots__ = ("context", "options")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]

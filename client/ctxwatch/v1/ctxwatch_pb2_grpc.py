@@ -59,6 +59,11 @@ class CtxwatchStub:
                 request_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltRequest.SerializeToString,
                 response_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltResponse.FromString,
                 _registered_method=True)
+        self.PruneBuilds = channel.unary_unary(
+                '/ctxwatch.v1.Ctxwatch/PruneBuilds',
+                request_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.PruneBuildsRequest.SerializeToString,
+                response_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.PruneBuildsResponse.FromString,
+                _registered_method=True)
         self.WatchInvalidations = channel.unary_stream(
                 '/ctxwatch.v1.Ctxwatch/WatchInvalidations',
                 request_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.WatchInvalidationsRequest.SerializeToString,
@@ -118,6 +123,14 @@ class CtxwatchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PruneBuilds(self, request, context):
+        """Forgets recorded builds, oldest first (like `docker builder prune`):
+        steps only those builds had are no longer cached.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchInvalidations(self, request, context):
         """Sends the context's report at once, then a new one each time the answer
         changes (debounced; the last report sent always matches the files).
@@ -166,6 +179,11 @@ def add_CtxwatchServicer_to_server(servicer, server):
                     servicer.MarkBuilt,
                     request_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltRequest.FromString,
                     response_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltResponse.SerializeToString,
+            ),
+            'PruneBuilds': grpc.unary_unary_rpc_method_handler(
+                    servicer.PruneBuilds,
+                    request_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.PruneBuildsRequest.FromString,
+                    response_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.PruneBuildsResponse.SerializeToString,
             ),
             'WatchInvalidations': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchInvalidations,
@@ -318,6 +336,33 @@ class Ctxwatch:
             '/ctxwatch.v1.Ctxwatch/MarkBuilt',
             ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltRequest.SerializeToString,
             ctxwatch_dot_v1_dot_ctxwatch__pb2.MarkBuiltResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PruneBuilds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxwatch.v1.Ctxwatch/PruneBuilds',
+            ctxwatch_dot_v1_dot_ctxwatch__pb2.PruneBuildsRequest.SerializeToString,
+            ctxwatch_dot_v1_dot_ctxwatch__pb2.PruneBuildsResponse.FromString,
             options,
             channel_credentials,
             insecure,

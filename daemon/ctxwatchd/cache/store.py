@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..context.nodes import decode
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -178,6 +180,39 @@ class Store:
                   json.dumps(s.spec, sort_keys=True), json.dumps(s.sources), json.dumps(s.values, sort_keys=True))
                  for s in steps])
         return build_id
+
+    def prune(self, context: str, keep: int) -> int:
+        """Forget all but the newest `keep` builds of a context; returns how many went."""
+        with self.lock, self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            cur = self.db.execute(
+                "DELETE FROM builds WHERE context=? AND id NOT IN "
+                "(SELECT id FROM builds WHERE context=? ORDER BY id DESC LIMIT ?)", (context, context, keep))
+            return cur.rowcount
+
+    def collect_garbage(self) -> int:
+        """Delete the nodes no kept build references (mark from every build's
+        sources, sweep the rest); returns how many went."""
+        with self.lock:
+            rows = self.db.execute("SELECT sources FROM build_steps").fetchall()
+        todo = [bytes.fromhex(digest) for (sources,) in rows for _, _, digest in json.loads(sources)]
+        reachable: set[bytes] = set()
+        while todo:
+            digest = todo.pop()
+            if digest in reachable:
+                continue
+            reachable.add(digest)
+            blob = self.node_blob(digest)
+            if blob is not None:
+                todo.extend(child.digest for child in decode(blob).children)
+        with self.lock, self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS reachable(digest BLOB PRIMARY KEY) WITHOUT ROWID")
+            self.db.execute("DELETE FROM reachable")
+            self.db.executemany("INSERT INTO reachable VALUES (?)", ((d,) for d in reachable))
+            cur = self.db.execute("DELETE FROM nodes WHERE digest NOT IN (SELECT digest FROM reachable)")
+            self.db.execute("DELETE FROM reachable")
+            return cur.rowcount
 
     def build_count(self, context: str) -> int:
         with self.lock:

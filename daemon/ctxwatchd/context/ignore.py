@@ -23,7 +23,7 @@ import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 __all__ = [
     "IgnoreFileError",
@@ -507,7 +507,7 @@ def _path_predicate(pattern: str) -> Callable[[str], object]:
     return re.compile(python_source, re.ASCII).search
 
 
-def _fail(message: str, path: str) -> object:
+def _fail(message: str, path: str) -> NoReturn:
     raise ValueError(message)
 
 
@@ -584,6 +584,8 @@ class PathMatcher:
             filepath_match(text, ".")  # New's syntax check, as lazy as Go's
             compiled.append(_Pattern(text, exception, _path_predicate(text)))
         self._compiled = tuple(compiled)
+        # Flat rows for the hot loop: (bit in MatchState.hits, exception?, test).
+        self._table = tuple((1 << i, p.exception, p.matches) for i, p in enumerate(compiled))
         self._has_exceptions = any(p.exception for p in compiled)
         self._descend = _descend_prefixes(compiled)
 
@@ -609,18 +611,17 @@ class PathMatcher:
         ancestors = _ancestors(rel_path) if parent is None else []
         excluded = False
         hits = 0
-        for index, pattern in enumerate(self._compiled):
-            bit = 1 << index
+        for bit, exception, matches in self._table:
             if not inherited & bit:
                 # An include pattern cannot change an excluded path, nor an
                 # exception an included one, so they are not even tried; the
                 # skipped pattern is then not remembered for the children.
-                if pattern.exception != excluded:
+                if exception != excluded:
                     continue
-                if not (pattern.matches(rel_path) or any(map(pattern.matches, ancestors))):
+                if not (matches(rel_path) or (ancestors and any(map(matches, ancestors)))):
                     continue
             hits |= bit
-            excluded = not pattern.exception
+            excluded = not exception
         return MatchState(excluded, hits)
 
     def excluded(self, rel_path: str, parent_excluded: bool = False) -> bool:
@@ -632,7 +633,12 @@ class PathMatcher:
         """
         if self._has_exceptions:
             return self.excluded_full(rel_path)
-        return parent_excluded or any(p.matches(rel_path) for p in self._compiled)
+        if parent_excluded:
+            return True
+        for _, _, matches in self._table:
+            if matches(rel_path):
+                return True
+        return False
 
     def excluded_full(self, rel_path: str) -> bool:
         """The answer BuildKit's walk gives for rel_path, with no parent result."""
@@ -674,11 +680,10 @@ def _ignore_line(line: str) -> str | None:
     invert = pattern.startswith("!")
     if invert:
         pattern = _go_trim_space(pattern[1:])
-        if not pattern:
-            raise ValueError('illegal exclusion pattern: "!"')
-    pattern = _go_clean(pattern)
-    if len(pattern) > 1 and pattern.startswith("/"):
-        pattern = pattern[1:]
+    if pattern:  # a lone "!" is kept; patternmatcher.New rejects it
+        pattern = _go_clean(pattern)
+        if len(pattern) > 1 and pattern.startswith("/"):
+            pattern = pattern[1:]
     return "!" + pattern if invert else pattern
 
 
@@ -703,7 +708,9 @@ def read_ignore_file(text: str | bytes) -> list[str]:
                 line = line.removeprefix("\ufeff")
             pattern = _ignore_line(line.removesuffix("\r"))
             if pattern is not None:
-                PathMatcher([pattern])  # report a bad pattern with its line
+                # BuildKit hands the list to patternmatcher.New, which fails the
+                # build on these; report them here with their line.
+                PathMatcher([pattern])
                 patterns.append(pattern)
         except ValueError as exc:
             raise IgnoreFileError(number, str(exc)) from None

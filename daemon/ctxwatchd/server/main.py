@@ -26,7 +26,7 @@ from ctxwatch.v1 import ctxwatch_pb2, ctxwatch_pb2_grpc
 
 from .. import __version__
 from ..cache.store import Store
-from ..engine import Engine
+from ..engine import DEFAULT_MAX_BUILDS, Engine
 from .service import CtxwatchService
 
 log = logging.getLogger("ctxwatchd")
@@ -41,6 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ctxwatchd", description="The ctxwatch daemon (runs in the foreground).")
     parser.add_argument("--socket", help=f"Unix socket path (env {paths.SOCKET_ENV}; default under the user runtime dir)")
     parser.add_argument("--state-dir", help=f"state folder (env {paths.STATE_DIR_ENV}; default under the user state dir)")
+    parser.add_argument("--max-builds", type=int, default=DEFAULT_MAX_BUILDS, metavar="N",
+                        help=f"recorded builds kept per context, oldest dropped first (default {DEFAULT_MAX_BUILDS})")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--version", action="version", version=f"ctxwatchd {__version__}")
     return parser.parse_args(argv)
@@ -79,11 +81,11 @@ def notify_systemd(message: str) -> None:
             log.warning("could not notify systemd (%s): %s", message, e)
 
 
-def serve(socket_path: Path, state_dir: Path) -> int:
+def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUILDS) -> int:
     prepare_socket(socket_path)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = Store(state_dir / STATE_FILE)
-    engine = Engine(store)
+    engine = Engine(store, max_builds=max_builds)
     stop = threading.Event()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
                          options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)])
@@ -126,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return serve(paths.resolve_socket_path(args.socket), paths.resolve_state_dir(args.state_dir))
+        if args.max_builds < 1:
+            log.error("--max-builds must be at least 1")
+            return 2
+        return serve(paths.resolve_socket_path(args.socket), paths.resolve_state_dir(args.state_dir),
+                     args.max_builds)
     except AlreadyRunning as e:
         log.error("%s", e)
         return 1

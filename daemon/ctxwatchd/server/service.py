@@ -75,6 +75,11 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
         with self.engine.lock:
             return self.engine.mark_built(self.engine.resolve(request.context), request.options)
 
+    @_answers
+    def PruneBuilds(self, request: pb.PruneBuildsRequest, context) -> pb.PruneBuildsResponse:
+        builds, nodes = self.engine.prune(list(request.contexts), request.keep)
+        return pb.PruneBuildsResponse(builds_removed=builds, nodes_removed=nodes)
+
     def WatchInvalidations(self, request: pb.WatchInvalidationsRequest, context):
         """Stream the report, then every changed one, until the client leaves."""
         try:

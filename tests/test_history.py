@@ -1,0 +1,94 @@
+"""Build history: every kept build counts (change and change back: cached again),
+the number kept is bounded, and prune forgets builds like `docker builder prune`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ctxwatch.v1 import ctxwatch_pb2 as pb
+from conftest import start_daemon
+
+DOCKERFILE = "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n"
+
+
+def make_context(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "Dockerfile").write_text(DOCKERFILE)
+    (folder / "a.txt").write_text("A\n")
+    (folder / "b.txt").write_text("b\n")
+    return folder
+
+
+def statuses(client, name: str) -> list[int]:
+    (report,) = client.reports([name])
+    return [s.status for s in report.steps]
+
+
+CACHED = [pb.STEP_STATUS_CACHED] * 2
+
+
+def test_change_and_change_back_is_cached_again(shared_daemon, tmp_path: Path) -> None:
+    client = shared_daemon.client
+    ctx = make_context(tmp_path / "ctx")
+    client.register(str(ctx), name="aba")
+    client.mark_built("aba")
+    (ctx / "a.txt").write_text("B\n")
+    assert statuses(client, "aba")[0] == pb.STEP_STATUS_INVALIDATED
+    client.mark_built("aba")
+    (ctx / "a.txt").write_text("A\n")
+    assert statuses(client, "aba") == CACHED  # build 1 still holds A
+    client.unregister("aba")
+
+
+def test_prune_forgets_old_builds_and_their_nodes(shared_daemon, tmp_path: Path) -> None:
+    client = shared_daemon.client
+    ctx = make_context(tmp_path / "ctx")
+    client.register(str(ctx), name="prune-me")
+    client.mark_built("prune-me")
+    (ctx / "a.txt").write_text("B\n")
+    client.mark_built("prune-me")
+    response = client.prune(["prune-me"], keep=1)
+    assert response.builds_removed == 1
+    assert response.nodes_removed >= 1  # the node of a.txt = "A\n" is no longer referenced
+    (ctx / "a.txt").write_text("A\n")
+    (report,) = client.reports(["prune-me"])
+    assert report.builds_recorded == 1
+    assert report.steps[0].status == pb.STEP_STATUS_INVALIDATED
+    assert client.prune(["prune-me"], keep=0).builds_removed == 1
+    (report,) = client.reports(["prune-me"])
+    assert report.builds_recorded == 0
+    assert {s.cause for s in report.steps} == {pb.CAUSE_NEVER_BUILT}
+    client.unregister("prune-me")
+
+
+def test_history_is_bounded_oldest_first(tmp_path: Path) -> None:
+    daemon = start_daemon(tmp_path / "d", "--max-builds", "2")
+    try:
+        client = daemon.client
+        ctx = make_context(tmp_path / "ctx")
+        client.register(str(ctx), name="bounded")
+        for content in ("A\n", "B\n", "C\n"):
+            (ctx / "a.txt").write_text(content)
+            client.mark_built("bounded")
+        (report,) = client.reports(["bounded"])
+        assert report.builds_recorded == 2
+        (ctx / "a.txt").write_text("B\n")  # build 2 is kept
+        assert statuses(client, "bounded") == CACHED
+        (ctx / "a.txt").write_text("A\n")  # build 1 was dropped
+        assert statuses(client, "bounded")[0] == pb.STEP_STATUS_INVALIDATED
+    finally:
+        daemon.stop()
+
+
+def test_builds_survive_a_restart(tmp_path: Path) -> None:
+    ctx = make_context(tmp_path / "ctx")
+    daemon = start_daemon(tmp_path / "d")
+    daemon.client.register(str(ctx), name="kept")
+    daemon.client.mark_built("kept")
+    assert daemon.stop() == 0
+    again = start_daemon(tmp_path / "d")
+    try:
+        assert [c.name for c in again.client.list()] == ["kept"]
+        assert statuses(again.client, "kept") == CACHED
+    finally:
+        again.stop()

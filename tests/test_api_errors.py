@@ -7,7 +7,6 @@ inside the report; and the daemon must still answer afterwards.
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 

@@ -94,12 +94,10 @@ class Engine:
             self.contexts[row.name] = self._activate(row)
 
     def close(self) -> None:
-        with self.lock:
-            for root in self.roots.values():
-                root.close()
-            if self.observer is not None:
-                self.observer.stop()
-                self.observer.join(timeout=5)
+        """Stop watching (stopping the observer ends every watch at once)."""
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=2)
 
     # -- registry ---------------------------------------------------------------------
     def register(self, req: pb.RegisterContextRequest) -> tuple[ContextRow, bool]:

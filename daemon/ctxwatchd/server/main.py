@@ -120,6 +120,7 @@ def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUIL
         socket_path.unlink()
     except FileNotFoundError:
         pass
+    log.info("stopped")
     return 0
 
 

@@ -1,0 +1,521 @@
+"""Measure ctxwatchd against the quality bars of DESIGN.md and print one table.
+
+    .venv/bin/python bench/run.py --quick                      # 1,000 and 10,000 files, about a minute
+    .venv/bin/python bench/run.py --sweep 1000,10000,100000    # the full run (about 1 GB on disk)
+
+Every figure of a tree size is measured in the same run, against a real
+daemon subprocess on a real Unix socket, through the Python client. See
+bench/README.md for what each figure means and how it is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+import generate
+from ctxwatch import spawn
+from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
+from ctxwatch.v1 import ctxwatch_pb2 as pb
+
+WHOLE_TREE = "monorepo"  # name of the `COPY . /repo` context
+BURST_FILES = 10_000
+CALL_TIMEOUT_S = 600.0  # a deadline on every call, so a hung daemon cannot hang the bench
+START_TIMEOUT_S = 30.0
+CORRECT_TIMEOUT_S = 60.0  # how long restart waits for a correct answer before giving up
+MAX_SOCKET_PATH = 100  # Unix socket paths are limited to about 104-108 bytes
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+IDLE_CPU_LIMIT = 0.01  # "~0": at most 1% of the idle period on the CPU
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How many samples each figure takes."""
+
+    warm_queries: int = 500
+    write_samples: int = 100  # even: the probe file ends with the content it was built with
+    idle_seconds: float = 10.0
+    no_daemon_runs: int = 3
+    scale_queries: int = 50
+    context_counts: tuple[int, ...] = (1, 10, 50)
+
+
+FULL = Profile()
+QUICK = Profile(warm_queries=200, write_samples=50, idle_seconds=5.0, scale_queries=20)
+
+
+# -- results -------------------------------------------------------------------------------
+
+@dataclass
+class Cell:
+    text: str
+    met: bool | None = None  # None: a figure without a target
+
+    def render(self) -> str:
+        return self.text if self.met is None else f"{self.text} {'met' if self.met else 'MISSED'}"
+
+
+# (key, figure, target) in table order
+ROWS = [
+    ("tree", "tree: files / bytes sent (whole-tree context)", ""),
+    ("baseline", "baseline: read + SHA-256 of the sent files", ""),
+    ("cold", "cold index: register + first report", "≤ 1.5× baseline"),
+    ("warm_p50", "warm query p50 (nothing changed)", "≤ 2 ms"),
+    ("warm_p99", "warm query p99", "≤ 10 ms"),
+    ("write_p50", "query after a one-file write p50", "≤ 30 ms"),
+    ("write_p99", "query after a one-file write p99", ""),
+    ("burst", f"{BURST_FILES:,}-file burst until a correct answer", "≤ 2 s"),
+    ("burst_cpu", "daemon CPU during the burst", ""),
+    ("no_daemon", "no-daemon `status --json` (fresh process)", "≥ 100× warm p50"),
+    ("idle", "daemon CPU while idle", "~0"),
+    ("rss", "daemon peak RSS (VmHWM)", "≤ 100 MB"),
+    ("restart", "restart until a correct answer", "≤ 15% of cold index"),
+    *[(f"contexts_{n}", f"{n} context{'s' if n > 1 else ''}: GetReports p50 / daemon RSS", "")
+      for n in FULL.context_counts],
+]
+
+
+@dataclass
+class SizeResult:
+    files: int
+    cells: dict[str, Cell] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile of the sorted samples."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms" if seconds < 0.1 else f"{seconds:.2f} s"
+
+
+def mb(kib: int) -> str:
+    return f"{kib * 1024 / 1e6:.0f} MB"
+
+
+# -- the daemon ----------------------------------------------------------------------------
+
+class Daemon:
+    """A ctxwatchd subprocess (as tests/conftest.py starts it) and a client connected to it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.socket = folder / "d.sock"
+        self.state_dir = folder / "state"
+        self.log = folder / "ctxwatchd.log"
+        self.process: subprocess.Popen | None = None
+        self.client: CtxwatchClient | None = None
+        if len(str(self.socket)) > MAX_SOCKET_PATH:
+            raise SystemExit(f"run: the socket path {self.socket} is too long; use a shorter --dir")
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ctxwatchd", "--socket", str(self.socket), "--state-dir", str(self.state_dir)],
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not spawn.is_serving(self.socket):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"ctxwatchd did not start; see {self.log}")
+            time.sleep(0.01)
+        channel = grpc.insecure_channel(channel_target(self.socket))
+        self.client = CtxwatchClient(channel, self.socket, timeout=CALL_TIMEOUT_S)
+
+    def stop(self) -> None:
+        """Shutdown RPC, then SIGTERM, then SIGKILL: the daemon never outlives the bench."""
+        if self.client is not None:
+            try:
+                self.client.shutdown()
+            except CtxwatchError:
+                pass  # it may close the socket before its reply gets out
+            self.client.close()
+            self.client = None
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the daemon (all its threads), from /proc/<pid>/stat."""
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text()
+        fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def memory_kib(self, key: str) -> int:
+        """VmRSS (now) or VmHWM (peak) from /proc/<pid>/status, in KiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no {key} in /proc/{self.process.pid}/status")
+
+    def report(self, name: str = WHOLE_TREE) -> pb.Report:
+        [report] = self.client.reports([pb.ContextRef(name=name)])
+        if report.error:
+            raise RuntimeError(f"report of {name}: {report.error}")
+        return report
+
+
+@contextmanager
+def running(daemon: Daemon) -> Iterator[Daemon]:
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def timed(call: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = call()
+    return time.perf_counter() - started, result
+
+
+def copy_step(report: pb.Report) -> pb.Step:
+    """The step that reads the context (`COPY . /repo`)."""
+    return next(step for step in report.steps if step.instruction.startswith("COPY"))
+
+
+# -- the page cache ------------------------------------------------------------------------
+
+def drop_page_cache() -> bool:
+    """Drop the kernel's page cache (needs root); False when not allowed."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
+
+
+# -- figures -------------------------------------------------------------------------------
+
+def read_and_hash(root: Path) -> tuple[int, int]:
+    """Read and SHA-256 every file the whole-tree context sends; (files, bytes)."""
+    files = size = 0
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    if not (folder == root and entry.name == generate.IGNORED_DIR):
+                        stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    digest = hashlib.sha256()
+                    with open(entry.path, "rb", buffering=0) as f:
+                        while chunk := f.read(1 << 20):
+                            digest.update(chunk)
+                            size += len(chunk)
+                    files += 1
+    return files, size
+
+
+def measure_baseline(repo: generate.Repo, cold: bool, result: SizeResult) -> float:
+    if not cold:
+        read_and_hash(repo.root)  # the same warm cache the daemon will see
+    else:
+        drop_page_cache()
+    seconds, (files, size) = timed(lambda: read_and_hash(repo.root))
+    result.cells["tree"] = Cell(f"{files:,} / {size / 2**20:,.0f} MiB")
+    result.cells["baseline"] = Cell(f"{seconds:.2f} s")
+    return seconds
+
+
+def measure_cold_index(daemon: Daemon, repo: generate.Repo, cold: bool, baseline: float,
+                       result: SizeResult) -> float:
+    if cold:
+        drop_page_cache()
+    seconds, _ = timed(lambda: (daemon.client.register(str(repo.root), name=WHOLE_TREE), daemon.report()))
+    ratio = seconds / baseline
+    result.cells["cold"] = Cell(f"{seconds:.2f} s ({ratio:.1f}×)", ratio <= 1.5)
+    built = daemon.client.mark_built(pb.ContextRef(name=WHOLE_TREE)).report
+    if not built.all_cached:
+        result.notes.append("MarkBuilt: the report it returned is not all cached")
+    return seconds
+
+
+def measure_warm(daemon: Daemon, samples: int, result: SizeResult) -> float:
+    times, wrong = [], 0
+    for _ in range(samples):
+        seconds, report = timed(daemon.report)
+        times.append(seconds)
+        wrong += not report.all_cached
+    p50, p99 = statistics.median(times), percentile(times, 0.99)
+    result.cells["warm_p50"] = Cell(ms(p50), p50 <= 0.002 and not wrong)
+    result.cells["warm_p99"] = Cell(f"{ms(p99)} (n={samples})", p99 <= 0.010 and not wrong)
+    if wrong:
+        result.notes.append(f"warm query: {wrong}/{samples} reports were not all cached although nothing changed")
+    return p50
+
+
+def probe_is_right(report: pb.Report, built_content: bool) -> bool:
+    """After writing the probe file: cached when it holds the built content, else invalidated by it."""
+    step = copy_step(report)
+    if built_content:
+        return step.status == pb.STEP_STATUS_CACHED
+    return (step.status == pb.STEP_STATUS_INVALIDATED and step.cause == pb.CAUSE_INPUTS_CHANGED
+            and any(change.path == generate.PROBE for change in step.changed_paths))
+
+
+def measure_one_file_write(daemon: Daemon, repo: generate.Repo, samples: int, result: SizeResult) -> None:
+    """Alternate the probe file between its built content and another one; the
+    COPY step must flip between cached and invalidated on every sample."""
+    times, wrong = [], 0
+    for i in range(samples):
+        built_content = i % 2 == 1
+        generate.write_file(repo.root / generate.PROBE, generate.PROBE_CONTENTS[0 if built_content else 1])
+        seconds, report = timed(daemon.report)
+        times.append(seconds)
+        wrong += not probe_is_right(report, built_content)
+    p50, p99 = statistics.median(times), percentile(times, 0.99)
+    result.cells["write_p50"] = Cell(f"{ms(p50)} ({samples - wrong}/{samples} correct)", p50 <= 0.030 and not wrong)
+    result.cells["write_p99"] = Cell(ms(p99))
+    if wrong:
+        result.notes.append(f"one-file write: {wrong}/{samples} reports did not show the probe file's last write")
+
+
+def rewrite(repo: generate.Repo, files: list[str], token: str) -> None:
+    """New content, same sizes: what a branch switch does to these files."""
+    buffer = generate.random_buffer(0)
+    sizes = [os.path.getsize(repo.root / rel) for rel in files]
+    for rel, size in zip(files, sizes):
+        generate.write_file(repo.root / rel, generate.content(buffer, rel, size, token))
+
+
+def measure_burst(daemon: Daemon, repo: generate.Repo, result: SizeResult) -> pb.Report:
+    """Rewrite 10,000 sent files, then time the first report (checked later against --no-daemon)."""
+    sent = repo.sent_files()
+    files = random.Random(len(sent)).sample(sent, min(BURST_FILES, len(sent)))
+    token = hashlib.sha256(str(time.time_ns()).encode()).hexdigest()[:8]  # new content on every run
+    cpu_before = daemon.cpu_seconds()
+    write_seconds, _ = timed(lambda: rewrite(repo, files, token))
+    seconds, report = timed(daemon.report)
+    cpu = daemon.cpu_seconds() - cpu_before
+    result.cells["burst"] = Cell(f"{seconds:.2f} s ({len(files):,} files written in {write_seconds:.1f} s)",
+                                 seconds <= 2.0)
+    result.cells["burst_cpu"] = Cell(f"{cpu:.2f} s (writes + first report)")
+    if copy_step(report).status != pb.STEP_STATUS_INVALIDATED:
+        result.cells["burst"].met = False
+        result.notes.append("burst: the COPY step was not invalidated by the first report after the burst")
+    return report
+
+
+def measure_no_daemon(daemon: Daemon, runs: int, warm_p50: float, expected: pb.Report,
+                      result: SizeResult, cwd: Path) -> None:
+    """`ctxwatch --no-daemon status` in a fresh process, end to end; its digest must match the daemon's."""
+    command = [sys.executable, "-m", "ctxwatch.cli", "--no-daemon", "--state-dir", str(daemon.state_dir),
+               "status", WHOLE_TREE, "--json"]
+    times, digests = [], set()
+    for _ in range(runs):
+        seconds, done = timed(lambda: subprocess.run(command, capture_output=True, text=True, cwd=cwd))
+        if done.returncode != 0:
+            raise RuntimeError(f"--no-daemon status failed ({done.returncode}): {done.stderr.strip()}")
+        times.append(seconds)
+        digests.add(json.loads(done.stdout).get("contextDigest", ""))
+    median = statistics.median(times)
+    ratio = median / warm_p50
+    agrees = digests == {expected.context_digest}
+    result.cells["no_daemon"] = Cell(f"{median:.2f} s ({ratio:,.0f}×)", ratio >= 100)
+    if not agrees:
+        result.notes.append(f"no-daemon digest(s) {sorted(digests)} != the daemon's {expected.context_digest}")
+        for key in ("no_daemon", "burst"):
+            if key in result.cells:
+                result.cells[key].met = False
+
+
+def measure_idle(daemon: Daemon, seconds: float, result: SizeResult) -> None:
+    before = daemon.cpu_seconds()
+    time.sleep(seconds)
+    cpu = daemon.cpu_seconds() - before
+    result.cells["idle"] = Cell(f"{cpu:.2f} s over {seconds:.0f} s", cpu <= IDLE_CPU_LIMIT * seconds)
+
+
+def digest_with_probe(daemon: Daemon, repo: generate.Repo, content: bytes) -> str:
+    generate.write_file(repo.root / generate.PROBE, content)
+    return daemon.report().context_digest
+
+
+def measure_restart(daemon: Daemon, repo: generate.Repo, cold_seconds: float, result: SizeResult) -> None:
+    """Stop, change the probe file while no daemon watches, start again: the first
+    report must see the change (its digest is learned before stopping)."""
+    built, other = generate.PROBE_CONTENTS
+    expected = digest_with_probe(daemon, repo, other)
+    digest_with_probe(daemon, repo, built)
+    daemon.stop()
+    generate.write_file(repo.root / generate.PROBE, other)
+    started = time.perf_counter()
+    daemon.start()
+    wrong = 0
+    while daemon.report().context_digest != expected:
+        wrong += 1
+        if time.perf_counter() - started > CORRECT_TIMEOUT_S:
+            raise RuntimeError(f"restart: no correct report within {CORRECT_TIMEOUT_S:.0f} s")
+    seconds = time.perf_counter() - started
+    share = seconds / cold_seconds
+    result.cells["restart"] = Cell(f"{seconds:.2f} s ({share:.0%})", share <= 0.15 and not wrong)
+    if wrong:
+        result.notes.append(f"restart: {wrong} wrong report(s) before the first correct one")
+    generate.write_file(repo.root / generate.PROBE, built)
+
+
+def service_context(repo: generate.Repo, k: int) -> tuple[str, str, dict[str, str]]:
+    """The k-th per-service context: (name, Dockerfile, build args); past the last
+    service, the same Dockerfiles again with another VARIANT build arg."""
+    svc = repo.services[k % len(repo.services)]
+    variant = k // len(repo.services)
+    name = svc if not variant else f"{svc}-v{variant}"
+    return name, f"services/{svc}/Dockerfile", ({"VARIANT": f"v{variant}"} if variant else {})
+
+
+def measure_contexts_scale(daemon: Daemon, repo: generate.Repo, profile: Profile, result: SizeResult) -> None:
+    names: list[str] = []
+    for count in profile.context_counts:
+        while len(names) < count:
+            name, dockerfile, build_args = service_context(repo, len(names))
+            daemon.client.register(str(repo.root), dockerfile, build_args, name=name)
+            daemon.client.mark_built(pb.ContextRef(name=name))
+            names.append(name)
+        refs = [pb.ContextRef(name=name) for name in names]
+        times, wrong = [], 0
+        for _ in range(profile.scale_queries):
+            seconds, reports = timed(lambda: daemon.client.reports(refs))
+            times.append(seconds)
+            wrong += len(reports) != count or not all(r.all_cached for r in reports)
+        result.cells[f"contexts_{count}"] = Cell(f"{ms(statistics.median(times))} / {mb(daemon.memory_kib('VmRSS'))}")
+        if wrong:
+            result.notes.append(f"{count} contexts: {wrong}/{profile.scale_queries} answers were not all cached")
+
+
+# -- one tree size -------------------------------------------------------------------------
+
+def run_size(files: int, folder: Path, profile: Profile, cold: bool) -> SizeResult:
+    result = SizeResult(files)
+    repo = generate.generate(files, folder)
+    run_folder = folder / f"run-{files}"
+    if run_folder.exists():
+        shutil.rmtree(run_folder)  # our own folder from an earlier run: a fresh state dir
+    run_folder.mkdir(parents=True)
+    generate.write_file(repo.root / generate.PROBE, generate.PROBE_CONTENTS[0])
+    daemon = Daemon(run_folder)
+    try:
+        baseline = measure_baseline(repo, cold, result)
+        with running(daemon):
+            cold_seconds = measure_cold_index(daemon, repo, cold, baseline, result)
+            warm_p50 = measure_warm(daemon, profile.warm_queries, result)
+            measure_one_file_write(daemon, repo, profile.write_samples, result)
+            expected = daemon.report()
+            if len(repo.sent_files()) >= BURST_FILES * 0.9:  # trees of about 10,000 files and more
+                expected = measure_burst(daemon, repo, result)
+            measure_no_daemon(daemon, profile.no_daemon_runs, warm_p50, expected, result, run_folder)
+            measure_idle(daemon, profile.idle_seconds, result)
+            peak = daemon.memory_kib("VmHWM")
+            result.cells["rss"] = Cell(mb(peak), peak * 1024 <= 100e6)
+            measure_restart(daemon, repo, cold_seconds, result)
+            measure_contexts_scale(daemon, repo, profile, result)
+    except Exception as error:  # report what was measured and why the rest is missing
+        result.notes.append(f"stopped early: {type(error).__name__}: {error} (daemon log: {daemon.log})")
+    return result
+
+
+# -- the machine and the table -------------------------------------------------------------
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def filesystem_of(folder: Path) -> str:
+    """The type of the filesystem holding `folder` (longest mount point that contains it)."""
+    path = os.path.realpath(folder)
+    best, fstype = "", "unknown"
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, mount, kind, *_ = line.split()
+        inside = path == mount or path.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > len(best):
+            best, fstype = mount, kind
+    return fstype
+
+
+def machine(folder: Path, cold: bool) -> str:
+    ram = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:")))
+    cache = "dropped before baseline and cold index" if cold else "warm page cache (could not drop it)"
+    return (f"CPU: {cpu_model()}, {os.cpu_count()} cores; RAM: {ram / 2**20:.1f} GiB; "
+            f"Python {platform.python_version()}; Linux {platform.release()}\n"
+            f"bench folder: {folder} ({filesystem_of(folder)}); page cache: {cache}")
+
+
+def table(results: list[SizeResult]) -> str:
+    header = ["figure", "target", *[f"{r.files:,} files" for r in results]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, label, target in ROWS:
+        cells = [r.cells[key].render() if key in r.cells else "n/a" for r in results]
+        lines.append("| " + " | ".join([label, target, *cells]) + " |")
+    notes = [f"- {r.files:,} files: {note}" for r in results for note in r.notes]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--files", type=int, help=f"one tree size (default {generate.DEFAULT_FILES:,})")
+    sizes.add_argument("--sweep", help="comma-separated tree sizes, e.g. 1000,10000,100000")
+    parser.add_argument("--dir", type=Path, default=generate.default_dir(),
+                        help=f"bench folder: trees and daemon state (default {generate.default_dir()})")
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer samples, and sizes 1000,10000 unless given: about a minute")
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.sweep:
+        sizes = [int(size) for size in args.sweep.split(",")]
+    elif args.files:
+        sizes = [args.files]
+    else:
+        sizes = [1000, 10_000] if args.quick else [generate.DEFAULT_FILES]
+    profile = QUICK if args.quick else FULL
+    folder = args.dir.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    cold = drop_page_cache()
+    results = []
+    for files in sizes:
+        print(f"measuring {files:,} files ...", file=sys.stderr, flush=True)
+        results.append(run_size(files, folder, profile, cold))
+    print(machine(folder, cold))
+    print()
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -303,7 +303,7 @@ def measure_one_file_write(daemon: Daemon, repo: generate.Repo, samples: int, re
 
 def rewrite(repo: generate.Repo, files: list[str], token: str) -> None:
     """New content, same sizes: what a branch switch does to these files."""
-    buffer = generate.random_buffer(0)
+    buffer = generate.random_buffer(0)  # any bytes: the token already makes every file new
     sizes = [os.path.getsize(repo.root / rel) for rel in files]
     for rel, size in zip(files, sizes):
         generate.write_file(repo.root / rel, generate.content(buffer, rel, size, token))
@@ -431,7 +431,7 @@ def run_size(files: int, folder: Path, profile: Profile, cold: bool) -> SizeResu
             warm_p50 = measure_warm(daemon, profile.warm_queries, result)
             measure_one_file_write(daemon, repo, profile.write_samples, result)
             expected = daemon.report()
-            if len(repo.sent_files()) >= BURST_FILES * 0.9:  # trees of about 10,000 files and more
+            if files >= BURST_FILES:
                 expected = measure_burst(daemon, repo, result)
             measure_no_daemon(daemon, profile.no_daemon_runs, warm_p50, expected, result, run_folder)
             measure_idle(daemon, profile.idle_seconds, result)

@@ -128,11 +128,12 @@ def no_daemon_env(tmp_path):
     yield env, socket
     if spawn.probe(socket) is not None:  # a failed test left a spawned daemon behind
         with connect(socket, spawn=False) as client:
+            pid = client.daemon_status().pid
             try:
                 client.shutdown()
             except Exception:
                 pass
-        spawn.wait_until_stopped(socket)
+        spawn.wait_until_stopped(socket, pid)
 
 
 def test_no_spawn_without_a_daemon_exits_2(no_daemon_env, tmp_path):

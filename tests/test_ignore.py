@@ -26,7 +26,8 @@ from ctxwatchd.context.ignore import (
 
 def test_read_all_normalizes_each_line():
     text = "test1\n/test2\n/a/file/here\n\nlastfile\n# this is a comment\n! /inverted/abs/path\n"
-    assert read_ignore_file(text) == ["test1", "test2", "a/file/here", "lastfile", "!inverted/abs/path"]
+    expected = ["test1", "test2", "a/file/here", "lastfile", "!inverted/abs/path"]
+    assert read_ignore_file(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -330,7 +331,8 @@ paths = st.lists(st.sampled_from(_NAMES), min_size=1, max_size=4).map("/".join)
 
 def _walk(matcher: PathMatcher, targets: list[str]) -> tuple[dict[str, bool], dict[str, bool]]:
     """Visit every directory before its entries, as BuildKit does, in both APIs."""
-    nodes = sorted({"/".join(p.split("/")[:i]) for p in targets for i in range(1, p.count("/") + 2)})
+    parts = [p.split("/") for p in targets]
+    nodes = sorted({"/".join(p[:i]) for p in parts for i in range(1, len(p) + 1)})
     states: dict[str, MatchState] = {}
     answers: dict[str, bool] = {}
     for node in nodes:

@@ -280,7 +280,7 @@ def _cmd_daemon_stop(args: argparse.Namespace) -> int:
             # The daemon may close the socket before its reply gets out.
             if err.code != "UNAVAILABLE":
                 raise
-    if not spawn.wait_until_stopped(socket_path):
+    if not spawn.wait_until_stopped(socket_path, pid):
         raise CtxwatchError("DEADLINE_EXCEEDED", f"ctxwatchd (pid {pid}) still answers on {socket_path}")
     print(f"stopped ctxwatchd (pid {pid})")
     return EXIT_OK

@@ -7,6 +7,7 @@ loading its state) is waited for, never started a second time.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -122,9 +123,19 @@ def wait_until_serving(
         )
 
 
-def wait_until_stopped(socket_path: Path, timeout: float = DEFAULT_START_TIMEOUT) -> bool:
-    """Poll until nothing answers on the socket; False on timeout."""
-    return _poll(lambda: probe(socket_path) is None, timeout)
+def wait_until_stopped(socket_path: Path, pid: int, timeout: float = DEFAULT_START_TIMEOUT) -> bool:
+    """Poll until nothing answers on the socket and the process has exited; False on timeout."""
+    return _poll(lambda: probe(socket_path) is None and not _alive(pid), timeout)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process with that pid
+    return True
 
 
 def _poll(done: Callable[[], bool], timeout: float) -> bool:

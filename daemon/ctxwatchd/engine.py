@@ -274,6 +274,9 @@ class Engine:
             reg.root.sync()
         except SyncTimeout as e:
             raise Unavailable(str(e)) from e
+        except FileNotFoundError:
+            report.error = f"the context folder {reg.row.path} does not exist"
+            return Evaluation(report, [])
         except OSError as e:
             report.error = f"cannot read the context folder {reg.row.path}: {e.strerror or e}"
             return Evaluation(report, [])
@@ -383,8 +386,13 @@ class Engine:
                         dirs += 1
                     else:
                         files += 1
+                message = root.problem
+                if root.events_lost:
+                    pending = "; re-scanning before the next answer" if root.needs_rescan else "; recovered by re-scans"
+                    message = "; ".join(filter(None, [message, f"the kernel dropped file events "
+                                                      f"(inotify queue overflow) {root.events_lost} time(s){pending}"]))
                 roots.append(pb.WatchedRoot(path=root.path, files=files, directories=dirs,
-                                            healthy=not root.problem, message=root.problem))
+                                            healthy=not root.problem and not root.needs_rescan, message=message))
             return roots
 
     def queue_depth(self) -> int:

@@ -51,7 +51,9 @@ class IgnoreFileError(ValueError):
 
 # unicode.IsSpace, which strings.TrimSpace uses; str.strip() would also eat
 # the ASCII separators \x1c-\x1f, which Go keeps.
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
+    map(chr, range(0x2000, 0x200B))
+)
 
 
 def _go_trim_space(s: str) -> str:
@@ -88,7 +90,8 @@ def _class_regex(ranges: Sequence[tuple[str, str]], negated: bool) -> str:
     usable = [(lo, hi) for lo, hi in ranges if lo <= hi]
     if not usable:
         return "(?s:.)" if negated else "(?!)"
-    body = "".join(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}" for lo, hi in usable)
+    body = "".join(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}"
+                   for lo, hi in usable)
     return f"[^{body}]" if negated else f"[{body}]"
 
 
@@ -181,7 +184,9 @@ def _chunk_regex(chunk: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
-def _chunk_end(regex: re.Pattern[str], star: bool, name: str, pos: int, is_last: bool) -> int | None:
+def _chunk_end(
+    regex: re.Pattern[str], star: bool, name: str, pos: int, is_last: bool
+) -> int | None:
     """Where a chunk ends when placed at the first position that fits, or None.
 
     Like Go, a "*" takes the shortest run of non-"/" characters after which
@@ -448,8 +453,9 @@ def _re2_atom(src: str, i: int) -> tuple[str, int, _Operand]:
         if escaped in _ASSERTION_ESCAPES:
             return _ASSERTION_ESCAPES[escaped], i + 2, _Operand.ASSERTION
         perl = _perl_ranges(escaped)
-        text = _class_regex(perl, False) if perl is not None else re.escape(_re2_escaped_char(escaped))
-        return text, i + 2, _Operand.ATOM
+        if perl is not None:
+            return _class_regex(perl, False), i + 2, _Operand.ATOM
+        return re.escape(_re2_escaped_char(escaped)), i + 2, _Operand.ATOM
     if char in "(|":
         return ("(?:" if char == "(" else "|"), i + 1, _Operand.NONE
     if char in "^$":
@@ -605,7 +611,8 @@ class PathMatcher:
         Pass the state of rel_path's directory as parent, as BuildKit's walker
         does, so each path is matched once.  Without a parent, every ancestor
         is tested instead (MatchesOrParentMatches), which is what BuildKit
-        does for top-level entries.
+        does for top-level entries.  Raises ValueError when it has to try a
+        pattern whose regexp Go rejects, as patternmatcher does.
         """
         inherited = parent.hits if parent is not None else 0
         ancestors = _ancestors(rel_path) if parent is None else []

@@ -106,7 +106,9 @@ class Tree:
         try:
             st = os.lstat(self.abspath(rel))
         except (FileNotFoundError, NotADirectoryError):
-            if parent is not None and old is not None:
+            if parent is None:
+                raise  # the root itself is gone: no answer can be given
+            if old is not None:
                 del parent.children[parts[-1]]
                 self._changed(rel)
             return

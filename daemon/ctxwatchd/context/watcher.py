@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -28,6 +29,7 @@ from .tree import COOKIE_PREFIX, Tree
 log = logging.getLogger(__name__)
 
 SYNC_TIMEOUT_S = 10.0
+WATCH_RETRY_S = 30.0
 _cookie_numbers = itertools.count()
 
 
@@ -91,13 +93,13 @@ class WatchedRoot(FileSystemEventHandler):
         self.cookies: dict[str, threading.Event] = {}
         self.needs_rescan = False
         self.problem = ""  # why answers currently rely on re-scans
-        self.watch = None
+        self.events_lost = 0  # inotify overflows seen; each one cost a re-scan
         self.observer = observer
-        if observer is not None:
-            try:
-                self.watch = observer.schedule(self, path, recursive=True)
-            except OSError as e:
-                self._degrade(f"cannot watch {path}: {e.strerror or e}; every query re-scans")
+        self.watch = None
+        self.watch_broken = False  # the root itself was deleted or moved away
+        self.cookies_impossible = False  # a read-only root: every query re-scans
+        self.retry_watch_at = 0.0
+        self._start_watch()
 
     @property
     def queue_depth(self) -> int:
@@ -105,16 +107,41 @@ class WatchedRoot(FileSystemEventHandler):
 
     def close(self) -> None:
         if self.observer is not None and self.watch is not None:
-            self.observer.unschedule(self.watch)
+            try:
+                self.observer.unschedule(self.watch)
+            except KeyError:
+                pass  # watchdog already dropped it (its folder went away)
             self.watch = None
+
+    def _start_watch(self) -> None:
+        """(Re)start the recursive watch; the tree is re-scanned before the next answer."""
+        if self.observer is None:
+            return
+        self.close()
+        self.watch_broken = False
+        self.needs_rescan = True
+        try:
+            self.watch = self.observer.schedule(self, self.path, recursive=True)
+            self.problem = ""
+        except OSError as e:
+            # No such folder (yet), or the inotify watch limit: retry later, re-scan meanwhile.
+            self.problem = f"cannot watch {self.path}: {e.strerror or e}; queries re-scan until it can"
+            if not isinstance(e, FileNotFoundError):  # e.g. the watch limit: do not retry on every query
+                self.retry_watch_at = time.monotonic() + WATCH_RETRY_S
+            log.warning("%s", self.problem)
 
     # -- events (watchdog's thread) ----------------------------------------------
     def dispatch(self, event: FileSystemEvent) -> None:
+        if os.fsdecode(event.src_path) == self.path and event.event_type in ("deleted", "moved"):
+            with self.lock:
+                self.watch_broken = True
+            self.on_activity()
+            return
         if isinstance(event, EventsLost):
             log.warning("events were lost below %s; re-scanning before the next answer", self.path)
             with self.lock:
                 self.needs_rescan = True
-                self.problem = "the kernel dropped file events (inotify queue overflow); re-scanned"
+                self.events_lost += 1
             self.on_activity()
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
@@ -139,12 +166,18 @@ class WatchedRoot(FileSystemEventHandler):
 
     # -- queries -------------------------------------------------------------------
     def sync(self, timeout: float = SYNC_TIMEOUT_S) -> None:
-        """Return once the tree reflects every write made before the call."""
-        if self.watch is not None and not self.needs_rescan:
+        """Return once the tree reflects every write made before the call.
+
+        Raises OSError when the root folder cannot be read (e.g. it is gone).
+        """
+        if self.watch_broken or (self.watch is None and time.monotonic() >= self.retry_watch_at):
+            self._start_watch()
+        if self.watch is not None and not self.needs_rescan and not self.cookies_impossible:
             self._wait_for_cookie(timeout)
         with self.lock:
             dirty, self.dirty = self.dirty, set()
-            rescan, self.needs_rescan = self.needs_rescan or self.watch is None, False
+            rescan = self.needs_rescan or self.watch is None or self.cookies_impossible
+            self.needs_rescan = False
         if rescan:
             self.tree.rescan()
             return
@@ -159,9 +192,14 @@ class WatchedRoot(FileSystemEventHandler):
         try:
             try:
                 os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            except FileNotFoundError:
+                self.needs_rescan = True  # the root is gone: the re-scan says so
+                return
             except OSError as e:
-                # A read-only root cannot take cookies: fall back to a re-scan.
-                self._degrade(f"cannot write sync cookies in {self.path}: {e.strerror or e}; every query re-scans")
+                # A read-only root cannot take cookies: fall back to re-scans.
+                self.cookies_impossible = True
+                self.problem = f"cannot write sync cookies in {self.path}: {e.strerror or e}; every query re-scans"
+                log.warning("%s", self.problem)
                 return
             if not seen.wait(timeout):
                 raise SyncTimeout(f"the file watcher of {self.path} did not catch up within {timeout:.0f} s")
@@ -171,10 +209,3 @@ class WatchedRoot(FileSystemEventHandler):
                 os.unlink(path)
             except OSError:
                 pass
-
-    def _degrade(self, problem: str) -> None:
-        log.warning("%s", problem)
-        with self.lock:
-            self.problem = problem
-            self.needs_rescan = True
-        self.close()

@@ -103,6 +103,7 @@ def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUIL
     finally:
         os.umask(old_umask)
     os.chmod(socket_path, 0o600)
+    our_socket = os.stat(socket_path).st_ino
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -116,12 +117,18 @@ def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUIL
     server.stop(grace=2).wait()
     engine.close()
     store.close()
-    try:
-        socket_path.unlink()
-    except FileNotFoundError:
-        pass
+    _remove_socket(socket_path, our_socket)
     log.info("stopped")
     return 0
+
+
+def _remove_socket(path: Path, inode: int) -> None:
+    """Remove our socket, never one a newer daemon created at the same path."""
+    try:
+        if os.stat(path).st_ino == inode:
+            path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,7 +94,11 @@ class Engine:
             self.contexts[row.name] = self._activate(row)
 
     def close(self) -> None:
-        """Stop watching (stopping the observer ends every watch at once)."""
+        """Save the content-hash cache, then stop watching (stopping the
+        observer ends every watch at once)."""
+        with self.lock:
+            for root in self.roots.values():
+                self.store.save_records(root.path, root.tree.saveable_records())
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(timeout=2)
@@ -186,7 +190,7 @@ class Engine:
             if _inside(path, root_path):
                 return root
         try:
-            root = WatchedRoot(path, self.observer, self.notify_activity)
+            root = WatchedRoot(path, self.observer, self.notify_activity, self.store.load_records(path))
         except OSError:
             return None  # the folder is gone; reports say so
         self.roots[path] = root

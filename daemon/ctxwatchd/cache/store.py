@@ -21,7 +21,7 @@ from ..context.nodes import decode
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x63747877  # "ctxw": tells our file from someone else's
 
 _SCHEMA = """
@@ -59,6 +59,19 @@ CREATE TABLE nodes (
     blob BLOB NOT NULL
 ) WITHOUT ROWID;
 """
+
+# Each migration takes the schema from version N to N + 1.
+_MIGRATIONS = {
+    1: """
+CREATE TABLE file_records (
+    root TEXT NOT NULL,
+    rel TEXT NOT NULL,
+    stat BLOB NOT NULL,
+    blob BLOB NOT NULL,
+    PRIMARY KEY (root, rel)
+) WITHOUT ROWID;
+""",
+}
 
 
 @dataclass
@@ -129,11 +142,14 @@ class Store:
                 if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                     raise StateFileError("not a ctxwatch state file")
                 db.executescript(f"BEGIN; {_SCHEMA} PRAGMA application_id={APPLICATION_ID}; "
-                                 f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+                                 "PRAGMA user_version=1; COMMIT;")
+                version = 1
             elif app_id != APPLICATION_ID:
                 raise StateFileError("not a ctxwatch state file")
             elif version > SCHEMA_VERSION:
                 raise StateFileError(f"schema version {version} is newer than this daemon's {SCHEMA_VERSION}")
+            for step in range(version, SCHEMA_VERSION):
+                db.executescript(f"BEGIN; {_MIGRATIONS[step]} PRAGMA user_version={step + 1}; COMMIT;")
         except BaseException:
             db.close()
             raise
@@ -238,6 +254,20 @@ class Store:
                 "SELECT s.key, s.shape FROM build_steps s JOIN builds b ON b.id = s.build_id "
                 "WHERE b.context=? ORDER BY b.id", (context,)).fetchall()
         return {r[0] for r in rows}, {r[1]: r[0] for r in rows}
+
+    def load_records(self, root: str) -> dict[str, tuple[bytes, bytes]]:
+        """The file records saved for a watched root: rel -> (stat key, node bytes)."""
+        with self.lock:
+            rows = self.db.execute("SELECT rel, stat, blob FROM file_records WHERE root=?", (root,)).fetchall()
+        return {rel: (stat, blob) for rel, stat, blob in rows}
+
+    def save_records(self, root: str, records: Iterable[tuple[str, bytes, bytes]]) -> None:
+        """Replace the saved records of a root (its content-hash cache)."""
+        with self.lock, self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM file_records WHERE root=?", (root,))
+            self.db.executemany("INSERT INTO file_records(root, rel, stat, blob) VALUES (?,?,?,?)",
+                                ((root, rel, stat, blob) for rel, stat, blob in records))
 
     def written_elsewhere(self) -> int:
         """Changes whenever another connection (e.g. `ctxwatch --no-daemon built`) commits."""

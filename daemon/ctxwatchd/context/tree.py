@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
+from .nodes import decode, encode_file
 from .records import KIND_DIR, FileRecord, StatKey, is_racy, kind_of, read_record, stat_key
 
 COOKIE_PREFIX = ".ctxwatch-cookie-"
@@ -32,6 +33,16 @@ class Entry:
         self.children: dict[str, Entry] | None = None
 
 
+def _same_inode(key: StatKey, st: os.stat_result) -> bool:
+    """A folder replaced by another (moved away and recreated) is not the same
+    folder, even under the same name: its listing must be read again."""
+    return key[:2] == (st.st_dev, st.st_ino)
+
+
+def encode_stat_key(key: StatKey) -> bytes:
+    return ",".join(map(str, key)).encode()
+
+
 def split(rel: str) -> list[str]:
     return [part for part in rel.split("/") if part] if rel else []
 
@@ -43,11 +54,14 @@ def join(parent: str, name: str) -> str:
 class Tree:
     """Stat keys and records of every path under `root` that anyone asked about."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, saved: dict[str, tuple[bytes, bytes]] | None = None) -> None:
         self.root = root
         self.listeners: list[Callable[[str], None]] = []
         self.top = Entry(os.lstat(root))
         self.files_hashed = 0
+        # Records saved by an earlier run (rel -> stat key, node bytes): a file
+        # whose stat key is unchanged is not read again.
+        self.saved = saved or {}
 
     # -- reading ---------------------------------------------------------
     def abspath(self, rel: str) -> str:
@@ -73,6 +87,11 @@ class Tree:
 
     def record(self, rel: str, entry: Entry) -> FileRecord:
         """The record of `entry`, re-hashed when missing or racy."""
+        if entry.record is None and not entry.racy:
+            saved = self.saved.pop(rel, None)
+            if saved is not None and saved[0] == encode_stat_key(entry.key):
+                entry.record = decode(saved[1]).record
+                return entry.record
         if entry.record is None or entry.racy:
             path = self.abspath(rel)
             hashed_at = time.time_ns()
@@ -81,6 +100,12 @@ class Tree:
             entry.record, entry.racy = record, is_racy(st, hashed_at)
             self.files_hashed += 1
         return entry.record
+
+    def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:
+        """(rel, stat key, node bytes) of every record that is safe to reuse later."""
+        for rel, entry in self.walk_loaded():
+            if entry.record is not None and not entry.racy:
+                yield rel, encode_stat_key(entry.key), encode_file(entry.record)
 
     def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
         """Every entry already known, parents before children."""
@@ -114,7 +139,7 @@ class Tree:
             return
         if parts and len(parts) == 1 and parts[0].startswith(COOKIE_PREFIX):
             return
-        if old is not None and old.kind == kind_of(st.st_mode) == KIND_DIR:
+        if old is not None and old.kind == kind_of(st.st_mode) == KIND_DIR and _same_inode(old.key, st):
             mode_changed = old.key[5] != st.st_mode
             old.key = stat_key(st)
             if mode_changed:
@@ -145,8 +170,9 @@ class Tree:
             old, new = entry.children.get(name), current.get(name)
             if old is not None and new is not None and old.key == new.key and old.kind == new.kind:
                 continue
-            if old is not None and new is not None and old.kind == new.kind == KIND_DIR:
-                new.children = old.children
+            if old is not None and new is not None and old.kind == new.kind == KIND_DIR \
+                    and old.key[:2] == new.key[:2]:
+                new.children = old.children  # the same folder: its listing is checked below
             if new is None:
                 del entry.children[name]
             else:

@@ -11,10 +11,13 @@ was made from.
 
 from __future__ import annotations
 
-from .ignore import PathMatcher
+from .ignore import MatchState, PathMatcher
 from .nodes import Child, Node, digest_of, encode_dir, encode_file
 from .records import KIND_DIR
 from .tree import Entry, Tree, join, split
+
+
+ROOT_STATE = MatchState(excluded=False, hits=0)  # the context root is always sent
 
 
 class ContextReadError(Exception):
@@ -64,21 +67,35 @@ class ContextView:
         entry = self.entry(rel)
         if entry is None:
             return None
-        return self._node(rel, entry, bool(rel) and self.matcher.excluded_full(rel))
+        return self._node(rel, entry, self._state(rel))
 
     def entry(self, rel: str) -> Entry | None:
         return self.tree.get(self._tree_rel(rel))
 
-    def _node(self, rel: str, entry: Entry, excluded: bool) -> ViewNode | None:
+    def _state(self, rel: str) -> MatchState:
+        """The .dockerignore answer for `rel` as BuildKit's walk reaches it."""
+        state = ROOT_STATE
+        parts = split(rel)
+        for i in range(len(parts)):
+            state = self._match("/".join(parts[: i + 1]), state if i else None)
+        return state
+
+    def _match(self, rel: str, parent: MatchState | None) -> MatchState:
+        try:
+            return self.matcher.match(rel, parent)
+        except ValueError as e:  # a pattern Go's regexp rejects fails the build there too
+            raise ContextReadError(rel, f"bad .dockerignore or --exclude pattern: {e}") from e
+
+    def _node(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
         hit = self.memo.get(rel)
         if hit is not None and hit[0] is entry:
             return hit[1]
-        result = self._dir(rel, entry, excluded) if entry.kind == KIND_DIR else self._file(rel, entry, excluded)
+        result = self._dir(rel, entry, state) if entry.kind == KIND_DIR else self._file(rel, entry, state)
         self.memo[rel] = (entry, result)
         return result
 
-    def _file(self, rel: str, entry: Entry, excluded: bool) -> ViewNode | None:
-        if excluded:
+    def _file(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
+        if state.excluded:
             return None
         try:
             record = self.tree.record(self._tree_rel(rel), entry)
@@ -86,17 +103,17 @@ class ContextView:
             raise ContextReadError(rel, e.strerror or str(e)) from e
         return ViewNode(Node(kind=record.kind, record=record), encode_file(record))
 
-    def _dir(self, rel: str, entry: Entry, excluded: bool) -> ViewNode | None:
-        if excluded and not self.matcher.may_include_under(rel):
+    def _dir(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
+        if state.excluded and not self.matcher.may_include_under(rel):
             return None
         children = []
         listing = self.tree.children(entry, self._tree_rel(rel))
         for name in sorted(listing):
             child_rel = join(rel, name)
-            child = self._node(child_rel, listing[name], self.matcher.excluded(child_rel, excluded))
+            child = self._node(child_rel, listing[name], self._match(child_rel, state if rel else None))
             if child is not None:
                 children.append(Child(name, child.node.kind, child.digest))
-        if excluded and not children:
+        if state.excluded and not children:
             return None
         mode = entry.key[5] & 0o7777
         return ViewNode(Node(kind=KIND_DIR, mode=mode, children=tuple(children)), encode_dir(mode, children))

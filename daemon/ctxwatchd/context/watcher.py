@@ -84,10 +84,11 @@ class WatchedRoot(FileSystemEventHandler):
     """One tree, its watch, and the paths that changed since the last query."""
 
     def __init__(self, path: str, observer: Observer | None,
-                 on_activity: Callable[[], None] = lambda: None) -> None:
+                 on_activity: Callable[[], None] = lambda: None,
+                 saved: dict[str, tuple[bytes, bytes]] | None = None) -> None:
         self.path = path
         self.on_activity = on_activity
-        self.tree = Tree(path)
+        self.tree = Tree(path, saved)
         self.lock = threading.Lock()
         self.dirty: set[str] = set()
         self.cookies: dict[str, threading.Event] = {}

@@ -1,0 +1,275 @@
+"""Lost file events (inotify queue overflow): the daemon notices, says so in
+its status, and answers from a re-scan, never from a stale tree.
+
+(a) in-process: an Engine that watches, and the EventsLost event the observer
+    delivers on an overflow;
+(b) a real daemon whose inotify queue is made tiny (as root, through
+    /proc/sys/fs/inotify/max_queued_events, which the kernel reads when the
+    inotify instance is created) and real bursts of file events.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import Daemon, start_daemon
+from ctxwatch.client import CtxwatchError
+from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatchd.cache.store import Store
+from ctxwatchd.context.watcher import EventsLost
+from ctxwatchd.engine import Engine
+from ctxwatchd.local import LocalClient
+from ctxwatchd.server.main import STATE_FILE
+
+MAX_QUEUED_EVENTS = Path("/proc/sys/fs/inotify/max_queued_events")
+TINY_QUEUE = 16
+LOST = re.compile(r"lost|dropped|overflow", re.IGNORECASE)
+DOCKERFILE = """\
+FROM scratch
+COPY . /all
+COPY src/ /src/
+COPY *.txt /txt/
+RUN ["/bin/true"]
+"""
+
+
+def make_context(folder: Path, files: int = 20) -> Path:
+    (folder / "src" / "lib").mkdir(parents=True)
+    (folder / "docs").mkdir()
+    (folder / "Dockerfile").write_text(DOCKERFILE)
+    (folder / ".dockerignore").write_text("*.log\n")
+    (folder / "a.txt").write_text("a\n")
+    (folder / "docs" / "readme.md").write_text("readme\n")
+    (folder / "src" / "lib" / "util.py").write_text("util\n")
+    for i in range(files):
+        (folder / "src" / f"m{i}.py").write_text(f"print({i})\n")
+    return folder
+
+
+def fresh_report(context: Path) -> pb.Report:
+    """What a first-time scan of the folder answers (new engine, empty state)."""
+    state = Path(tempfile.mkdtemp(prefix="fresh-state-"))
+    try:
+        with LocalClient(state) as local:
+            local.register(str(context), name="fresh")
+            [report] = local.reports(["fresh"])
+            return report
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def answer(report: pb.Report) -> dict:
+    """The parts of a report that do not depend on build history."""
+    return {
+        "error": (report.error, report.error_line),
+        "context_digest": report.context_digest,
+        "steps": [(s.line, s.instruction, s.key, s.error) for s in report.steps],
+    }
+
+
+def change_everything(ctx: Path) -> None:
+    """Edits of every kind a re-scan must find."""
+    (ctx / "a.txt").write_text("A, changed\n")                      # content
+    os.chmod(ctx / "src" / "m0.py", 0o755)                           # mode
+    (ctx / "docs" / "readme.md").unlink()                            # removal
+    (ctx / "b.txt").write_text("new\n")                              # addition
+    (ctx / "src" / "new" / "deep").mkdir(parents=True)               # new folders with files
+    (ctx / "src" / "new" / "deep" / "x.py").write_text("x\n")
+    shutil.rmtree(ctx / "src" / "lib")                               # folder replaced by a file
+    (ctx / "src" / "lib").write_text("now a file\n")
+    os.chmod(ctx / "docs", 0o700)                                    # folder mode
+    os.symlink("a.txt", ctx / "link")                                # symlink
+    os.replace(ctx / "src" / "m1.py", ctx / "src" / "m2.py")         # rename over a file
+
+
+# -- (a) in-process ------------------------------------------------------------------------
+
+
+@contextmanager
+def watching_engine(state_dir: Path) -> Iterator[Engine]:
+    store = Store(state_dir / STATE_FILE)
+    engine = Engine(store, watch=True)
+    try:
+        yield engine
+    finally:
+        engine.close()
+        store.close()
+
+
+def wait_until_seen(root, rel: str, timeout: float = 10.0) -> None:
+    """Block until the watcher has marked `rel` dirty. Events arrive in order,
+    so every event of an earlier write has been handled by then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with root.lock:
+            if rel in root.dirty:
+                return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the watcher never reported {rel!r}")
+        time.sleep(0.01)
+
+
+def root_status(engine: Engine, path: Path) -> pb.WatchedRoot:
+    [status] = [r for r in engine.status() if r.path == str(path)]
+    return status
+
+
+@pytest.mark.parametrize("seen", [False, True], ids=["events-dropped", "events-seen"])
+def test_events_lost_makes_the_engine_rescan_before_answering(tmp_path, seen):
+    ctx = make_context(tmp_path / "ctx")
+    with watching_engine(tmp_path / "state") as engine:
+        engine.register(pb.RegisterContextRequest(path=str(ctx), name="lost"))
+        reg = engine.resolve(pb.ContextRef(name="lost"))
+        built = engine.mark_built(reg, pb.BuildOptions())
+        assert built.report.all_cached
+        root = reg.root
+        assert root_status(engine, ctx).healthy
+
+        change_everything(ctx)
+        (ctx / "zz-barrier").write_text("")  # its event comes after every event of the edits above
+        wait_until_seen(root, "zz-barrier")
+        if not seen:
+            with root.lock:  # what the kernel does on an overflow: the events are gone
+                root.dirty.clear()
+            stale = engine.report(reg, pb.BuildOptions())
+            assert answer(stale) != answer(fresh_report(ctx)), \
+                "precondition: without its events the tree should not know of the edits"
+
+        root.dispatch(EventsLost(root.path))  # what the observer delivers on IN_Q_OVERFLOW
+        status = root_status(engine, ctx)
+        assert not status.healthy
+        assert LOST.search(status.message), status.message
+
+        report = engine.report(reg, pb.BuildOptions())
+        assert answer(report) == answer(fresh_report(ctx))
+        assert not report.all_cached
+        assert [s.status for s in report.steps] == [pb.STEP_STATUS_INVALIDATED] * 4
+
+        # After the re-scan the events flow again: a later edit shows without another overflow.
+        (ctx / "a.txt").write_text("a\n")
+        (ctx / "b.txt").unlink()
+        report = engine.report(reg, pb.BuildOptions())
+        assert answer(report) == answer(fresh_report(ctx))
+
+
+# -- (b) a real daemon, a real overflow ----------------------------------------------------
+
+
+@contextmanager
+def tiny_inotify_queue(limit: int = TINY_QUEUE) -> Iterator[None]:
+    """Lower the kernel's per-instance queue limit for instances created inside
+    the block; the original value is always written back."""
+    try:
+        original = MAX_QUEUED_EVENTS.read_text()
+    except OSError as e:
+        pytest.fail(f"cannot read {MAX_QUEUED_EVENTS}: {e}")
+    try:
+        MAX_QUEUED_EVENTS.write_text(f"{limit}\n")
+    except OSError as e:
+        pytest.fail(f"cannot write {MAX_QUEUED_EVENTS} ({e}): the overflow tests must run as root "
+                    f"with a writable /proc/sys (as in CI)")
+    try:
+        yield
+    finally:
+        MAX_QUEUED_EVENTS.write_text(original)
+
+
+@pytest.fixture
+def overflowing_daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A daemon whose inotify queue holds only TINY_QUEUE events."""
+    before = MAX_QUEUED_EVENTS.read_text()
+    with tiny_inotify_queue():
+        daemon = start_daemon(tmp_path / "daemon")  # serving means its inotify instance exists
+    assert MAX_QUEUED_EVENTS.read_text() == before
+    yield daemon
+    daemon.stop()
+
+
+def daemon_root(daemon: Daemon, path: Path) -> pb.WatchedRoot:
+    roots = [r for r in daemon.client.daemon_status().roots if r.path == str(path)]
+    assert len(roots) == 1, daemon.client.daemon_status()
+    return roots[0]
+
+
+def test_a_real_queue_overflow_is_reported_and_answers_come_from_a_rescan(overflowing_daemon, tmp_path):
+    client = overflowing_daemon.client
+    ctx = make_context(tmp_path / "ctx", files=100)
+    client.register(str(ctx), name="burst")
+    built = client.mark_built(pb.ContextRef(name="burst"))
+    assert built.report.all_cached
+
+    # A burst (a branch switch, an unpacked archive): far more events than the queue holds.
+    (ctx / "gen").mkdir()
+    for i in range(3000):
+        (ctx / "gen" / f"g{i}.txt").write_text(f"generated {i}\n")
+    for i in range(100):
+        (ctx / "src" / f"m{i}.py").write_text(f"print('changed {i}')\n")
+    change_everything(ctx)
+
+    [report] = client.reports([pb.ContextRef(name="burst")])
+    assert answer(report) == answer(fresh_report(ctx))
+    assert [s.status for s in report.steps] == [pb.STEP_STATUS_INVALIDATED] * 4
+
+    root = daemon_root(overflowing_daemon, ctx)
+    assert not root.healthy
+    assert LOST.search(root.message), root.message
+    log = overflowing_daemon.log.read_text()
+    assert "overflow" in log.lower(), log[-2000:]
+
+    # Still right after more edits and another query.
+    (ctx / "a.txt").write_text("a\n")
+    shutil.rmtree(ctx / "gen")
+    [report] = client.reports([pb.ContextRef(name="burst")])
+    assert answer(report) == answer(fresh_report(ctx))
+
+
+def test_a_quiet_context_answers_while_another_one_overflows_the_queue(overflowing_daemon, tmp_path):
+    """All roots share the daemon's inotify queue. While a burst in one context
+    keeps it overflowing, queries of another context must fall back to a
+    re-scan: a sync cookie whose event the kernel dropped must not leave the
+    query waiting (and failing with UNAVAILABLE)."""
+    client = overflowing_daemon.client
+    quiet, busy = make_context(tmp_path / "quiet"), make_context(tmp_path / "busy")
+    client.register(str(quiet), name="quiet")
+    client.register(str(busy), name="busy")
+    client.mark_built(pb.ContextRef(name="quiet"))
+    client.mark_built(pb.ContextRef(name="busy"))
+
+    stop = threading.Event()
+
+    def flood() -> None:
+        for i in range(2_000_000):
+            if stop.is_set():
+                return
+            (busy / "src" / f"g{i % 50}.txt").write_text(f"{i}\n")
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    failure: CtxwatchError | None = None
+    try:
+        for _ in range(300):
+            try:
+                [report] = client.reports([pb.ContextRef(name="quiet")])
+            except CtxwatchError as e:
+                failure = e
+                break
+            assert report.all_cached  # nothing changed in the quiet context
+    finally:
+        stop.set()
+        flooder.join(timeout=60)
+    assert failure is None, f"a query during an overflow failed instead of re-scanning: {failure}"
+
+    assert not daemon_root(overflowing_daemon, quiet).healthy  # its events may have been lost too
+    for name, ctx in (("quiet", quiet), ("busy", busy)):
+        [report] = client.reports([pb.ContextRef(name=name)])
+        assert answer(report) == answer(fresh_report(ctx))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ctxwatch.v1 import ctxwatch_pb2 as pb
 
 from .cache.keys import StepKey, compute_keys
-from .cache.report import History, QueryOptions, build_steps, stage_ordinal
+from .cache.report import History, QueryOptions, build_steps, printable, stage_ordinal
 from .cache.store import BuildStepRow, ContextRow, Store
 from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
 from .context.records import StatKey, stat_key
@@ -290,7 +290,7 @@ class Engine:
             args = {**reg.row.build_args, **_validated_args(options.build_args, "options.build_args")}
             plan = build_plan(parsed, lines, args, options.target or reg.row.target)
         except (DockerfileSyntaxError, PlanError, IgnoreFileError) as e:
-            report.error, report.error_line = str(e), getattr(e, "line", 0)
+            report.error, report.error_line = printable(str(e)), getattr(e, "line", 0)
             return Evaluation(report, [])
         keys = compute_keys(plan, lambda excludes: self._view(reg, excludes))
         history = self._history(reg)

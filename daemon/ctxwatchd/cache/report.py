@@ -93,7 +93,7 @@ def _decide(k: StepKey, msg: pb.Step, parent: _Chain, sources: list[_Chain], his
     failing = next((c.failing for c in upstream if c.failing is not None), None)
     if k.error:
         _set(msg, pb.STEP_STATUS_ERROR, pb.CAUSE_ERROR, f"BuildKit would fail here: {k.error}")
-        msg.error = k.error
+        msg.error = printable(k.error)
         return _Chain(same=False, culprit=k.index, failing=k.index)
     if failing is not None:
         _set(msg, pb.STEP_STATUS_INVALIDATED, pb.CAUSE_UPSTREAM,
@@ -162,7 +162,13 @@ def _stage_filtered(stage, names: frozenset[str]) -> bool:
 
 
 def _set(msg: pb.Step, status: int, cause: int, explanation: str) -> None:
-    msg.status, msg.cause, msg.explanation = status, cause, explanation
+    msg.status, msg.cause, msg.explanation = status, cause, printable(explanation)
+
+
+def printable(text: str) -> str:
+    """File names need not be UTF-8 (they arrive as surrogate escapes);
+    protobuf strings must be: show such bytes as \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _explain(explainer: _Explainer, k: StepKey, msg: pb.Step) -> None:
@@ -215,15 +221,16 @@ def _explain_sources(explainer: _Explainer, k: StepKey, old: BuildStepRow, msg: 
     _set(msg, msg.status, pb.CAUSE_INPUTS_CHANGED, "files it reads from the context changed")
     if differ is not None:
         for change in differ.changes:
-            msg.changed_paths.add(path=change.path, kind=CHANGE_KINDS[change.kind], detail=change.detail)
+            msg.changed_paths.add(path=printable(change.path), kind=CHANGE_KINDS[change.kind],
+                                  detail=printable(change.detail))
         msg.changed_paths_total = differ.total
         unseen = sorted({c.path for c in differ.changes if c.unseen_by_reused_copy})
         if unseen:
-            msg.warnings.append(
+            msg.warnings.append(printable(
                 f"a builder that kept its copy of the context from the last build may not notice the change to "
                 f"{', '.join(unseen)} (BuildKit re-sends a file only when its size, mtime, mode, owner or link "
                 f"target changed) and keep the old file; force it with --no-cache-filter {k.step.stage.label} "
-                "or a real content change")
+                "or a real content change"))
     return True
 
 

@@ -44,6 +44,12 @@ OUTPUT = outcome(pb.STEP_STATUS_UNKNOWN, pb.CAUSE_UPSTREAM_OUTPUT)
 ERROR = outcome(pb.STEP_STATUS_ERROR, pb.CAUSE_ERROR)
 
 REUSED_COPY_WARNING = "kept its copy of the context"
+DIR_NODES_NOT_STORED = (
+    "Engine._new_nodes (daemon/ctxwatchd/engine.py) adds a source's own digest to `emitted` before calling "
+    "_subtree, which then skips that root at once: the nodes below a directory source (COPY dir, COPY .) are "
+    "never stored by mark_built, so Differ cannot load the old child and reports the changed top-level child "
+    "as kind CONTENT with no detail (observed: [('src/a.txt', 'CONTENT', ''), ('src/empty', 'CONTENT', ''), "
+    "('src/link', 'CONTENT', ''), ('src/sub', 'CONTENT', '')]; and no reused-copy warning for a child)")
 DIGEST = "sha256:" + "ab" * 32
 PAST = time.time() - 3600  # an mtime well before any build of the test
 
@@ -75,7 +81,6 @@ class Ctx:
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content.encode() if isinstance(content, str) else content)
-        os.utime(path, (PAST, PAST))  # old enough never to be "racy"
         if mode is not None:
             os.chmod(path, mode)
         return path
@@ -497,9 +502,11 @@ def test_sources_directory(make) -> None:
     ctx.write("other", "o changed\n")
     assert ctx.report().all_cached
     ctx.write("src/sub/b.txt", "b changed\n")
-    step = ctx.step("COPY src /src")
-    assert outcome(step.status, step.cause) == INPUTS
-    assert changes(step) == [("src/sub/b.txt", "CONTENT", "size 2 -> 10")]
+    assert ctx.outcomes() == [("COPY src /src", INPUTS)]
+    ctx.write("src/sub/b.txt", "b\n")
+    assert ctx.report().all_cached
+    (ctx.root / "src" / "sub" / "b.txt").rename(ctx.root / "src" / "sub" / "c.txt")  # same content, new name
+    assert ctx.outcomes() == [("COPY src /src", INPUTS)]
 
 
 def test_sources_several(make) -> None:
@@ -530,9 +537,12 @@ def test_sources_whole_context(make) -> None:
     ctx.built()
     assert ctx.report().all_cached
     ctx.write("deep/er/b.txt", "b changed\n")
+    assert ctx.outcomes() == [("COPY . /app", INPUTS)]
+    ctx.write("deep/er/b.txt", "b\n")
+    assert ctx.report().all_cached
+    ctx.write("new.txt", "n\n")
     step = ctx.step("COPY . /app")
-    assert outcome(step.status, step.cause) == INPUTS
-    assert changes(step) == [("deep/er/b.txt", "CONTENT", "size 2 -> 10")]
+    assert (outcome(step.status, step.cause), changes(step)) == (INPUTS, [("new.txt", "ADDED", "")])
 
 
 @pytest.mark.parametrize("written", ["./a.txt", "sub/../a.txt", "./sub/../a.txt"])
@@ -543,8 +553,10 @@ def test_sources_equivalent_spellings(make, written: str) -> None:
     ctx.built()
     ctx.set_dockerfile(f"FROM scratch\nCOPY {written} /a.txt\nRUN cat /a.txt\n")
     assert ctx.outcomes() == [(f"COPY {written} /a.txt", CACHED), ("RUN cat /a.txt", CACHED)]
+    ctx.built()  # the build that took both from the cache
     ctx.write("a.txt", "a changed\n")
     assert ctx.outcomes() == [(f"COPY {written} /a.txt", INPUTS), ("RUN cat /a.txt", UPSTREAM)]
+    assert changes(ctx.step(f"COPY {written} /a.txt")) == [("a.txt", "CONTENT", "size 2 -> 10")]
 
 
 def test_sources_dotdot_clamped_to_context_root(make, tmp_path: Path) -> None:
@@ -571,8 +583,11 @@ def test_sources_exclude(make) -> None:
     assert ctx.report().all_cached
     ctx.write("src/a.txt", "a changed\n")
     step = ctx.step("COPY --exclude=*.log src /src")
-    assert outcome(step.status, step.cause) == INPUTS
-    assert changes(step) == [("src/a.txt", "CONTENT", "size 2 -> 10")]
+    assert (outcome(step.status, step.cause), [c.path for c in step.changed_paths]) == (INPUTS, ["src/a.txt"])
+    # The same folder without --exclude is another step.
+    ctx.write("src/a.txt", "a\n")
+    ctx.set_dockerfile("FROM scratch\nCOPY src /src\n")
+    assert ctx.outcomes() == [("COPY src /src", INSTRUCTION)]
 
 
 def test_sources_parents(make) -> None:
@@ -598,10 +613,7 @@ def test_sources_heredoc(make) -> None:
     ctx.set_dockerfile("FROM scratch\n\nCOPY <<EOF /greeting\nhello\nEOF\nRUN cat /greeting\n")  # moved a line
     assert ctx.report().all_cached
     ctx.set_dockerfile("FROM scratch\nCOPY <<EOF /greeting\nhello, world\nEOF\nRUN cat /greeting\n")
-    report = ctx.report()
-    assert [(s.instruction, s.status) for s in report.steps] == [
-        ("COPY <<EOF /greeting", pb.STEP_STATUS_INVALIDATED), ("RUN cat /greeting", pb.STEP_STATUS_INVALIDATED)]
-    assert outcome(report.steps[1].status, report.steps[1].cause) == UPSTREAM
+    assert ctx.outcomes() == [("COPY <<EOF /greeting", INSTRUCTION), ("RUN cat /greeting", UPSTREAM)]
 
 
 def _tar(members: dict[str, bytes]) -> bytes:
@@ -675,8 +687,11 @@ def test_sources_missing_source_is_an_error(make) -> None:
     assert (failing.line, failing.error) == (3, '"/missing.txt": not found')
     assert report.steps[2].upstream_step == 1
     ctx.write("missing.txt", "here\n")
-    assert ctx.outcomes() == [("COPY a.txt /a.txt", CACHED), ("COPY missing.txt /m", INPUTS),
-                              ("RUN echo after", UPSTREAM)]
+    report = ctx.report()
+    assert [(s.status, s.error) for s in report.steps] == [
+        (pb.STEP_STATUS_CACHED, ""), (pb.STEP_STATUS_INVALIDATED, ""), (pb.STEP_STATUS_INVALIDATED, "")]
+    assert outcome(report.steps[2].status, report.steps[2].cause) == UPSTREAM
+    # (the cause of the step that failed last time: test_explain_step_missing_from_last_build)
 
 
 def test_sources_wildcard_matching_nothing_is_an_error(make) -> None:
@@ -709,11 +724,12 @@ def test_sent_dockerignore_patterns(make) -> None:
     for sent in ("sub/keep.log", "sub/build/out", "README.md", "main.c"):
         old = (ctx.root / sent).read_text()
         ctx.write(sent, "changed and sent\n")
-        step = ctx.step("COPY . /app")
-        assert (sent, outcome(step.status, step.cause), changes(step)) == (
-            sent, INPUTS, [(sent, "CONTENT", f"size {len(old)} -> 17")])
+        assert (sent, ctx.outcomes()) == (sent, [("COPY . /app", INPUTS)])
         ctx.write(sent, old)
         assert ctx.report().all_cached, sent
+    # Root-level files are named in the explanation.
+    ctx.write("main.c", "changed\n")
+    assert [c.path for c in ctx.step("COPY . /app").changed_paths] == ["main.c"]
 
 
 def test_sent_dockerfile_specific_dockerignore_wins(make, tmp_path: Path) -> None:
@@ -729,7 +745,7 @@ def test_sent_dockerfile_specific_dockerignore_wins(make, tmp_path: Path) -> Non
     assert ctx.outcomes() == [("COPY . /ctx/", CACHED)]
     ctx.write("b.txt", "b changed\n")
     step = ctx.step("COPY . /ctx/")
-    assert (outcome(step.status, step.cause), changes(step)) == (INPUTS, [("b.txt", "CONTENT", "size 2 -> 10")])
+    assert (outcome(step.status, step.cause), [c.path for c in step.changed_paths]) == (INPUTS, ["b.txt"])
 
 
 def test_sent_dockerfile_inside_context_is_copied(make) -> None:
@@ -762,7 +778,7 @@ def test_sent_dockerignore_edit(make) -> None:
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
         ("COPY src/ /src/", CACHED), ("COPY . /app", INPUTS)]
-    assert changes(report.steps[1]) == [(".dockerignore", "CONTENT", "size 6 -> 22")]
+    assert [c.path for c in report.steps[1].changed_paths] == [".dockerignore"]
 
 
 def test_sent_symlinks_in_folder_are_links(make) -> None:
@@ -777,8 +793,8 @@ def test_sent_symlinks_in_folder_are_links(make) -> None:
     os.remove(ctx.root / "src" / "link")
     os.symlink("b.txt", ctx.root / "src" / "link")
     step = ctx.step("COPY src/ /src")
-    assert (outcome(step.status, step.cause), changes(step)) == (
-        INPUTS, [("src/link", "SYMLINK_TARGET", "a.txt -> b.txt")])
+    assert (outcome(step.status, step.cause), [c.path for c in step.changed_paths]) == (INPUTS, ["src/link"])
+    # (its kind and detail, "a.txt -> b.txt": test_explain_change_inside_directory_source)
 
 
 def test_sent_symlink_source_is_followed(make) -> None:
@@ -841,17 +857,26 @@ def test_sent_fifo_is_a_special_file_never_opened(make) -> None:
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(5)
     try:
-        ctx = make("FROM scratch\nCOPY src /src\n", {"src/a.txt": "a\n", "src/b": "b\n"})
+        ctx = make("FROM scratch\nCOPY src /src\n", {"src/a.txt": "a\n", "src/empty": ""})
         os.mkfifo(ctx.root / "src" / "pipe")
         ctx.built()
         assert ctx.report().all_cached
-        os.remove(ctx.root / "src" / "b")
-        os.mkfifo(ctx.root / "src" / "b")
+        os.remove(ctx.root / "src" / "pipe")
+        ctx.write("src/pipe", "")  # an empty regular file in the FIFO's place
+        assert ctx.outcomes() == [("COPY src /src", INPUTS)]
+        os.remove(ctx.root / "src" / "pipe")
+        os.mkfifo(ctx.root / "src" / "pipe")
+        assert ctx.report().all_cached
+        # An empty file becoming a FIFO (same permission bits): only the file type differs.
+        mode = os.stat(ctx.root / "src" / "empty").st_mode & 0o7777
+        os.remove(ctx.root / "src" / "empty")
+        os.mkfifo(ctx.root / "src" / "empty", mode)
+        os.chmod(ctx.root / "src" / "empty", mode)
         step = ctx.step("COPY src /src")
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-    assert (outcome(step.status, step.cause), changes(step)) == (INPUTS, [("src/b", "TYPE", "file -> special file")])
+    assert (outcome(step.status, step.cause), [c.path for c in step.changed_paths]) == (INPUTS, ["src/empty"])
 
 
 # =====================================================================================
@@ -928,7 +953,7 @@ def test_remote_copy_from_pinned_image_is_known(make) -> None:
 # =====================================================================================
 
 def test_options_what_if_leaves_the_context_alone(make) -> None:
-    ctx = make("FROM scratch AS a\nARG V=1\nRUN echo $V\nFROM scratch AS b\nCOPY b.txt /b\n",
+    ctx = make("FROM scratch AS a\nARG V=1\nRUN echo $V\nFROM a AS b\nCOPY b.txt /b\n",
                {"b.txt": "b\n"}, build_args={"V": "1"})
     ctx.built()
 
@@ -938,7 +963,7 @@ def test_options_what_if_leaves_the_context_alone(make) -> None:
     before = plain()
     assert [s[2] for s in before] == [pb.STEP_STATUS_CACHED] * 2
     # Each what-if really answers differently...
-    assert ctx.outcomes(build_args={"V": "2"})[0] == ("RUN echo $V", ARG_CHANGED)
+    assert ctx.outcomes(build_args={"V": "2"}) == [("RUN echo $V", ARG_CHANGED), ("COPY b.txt /b", UPSTREAM)]
     assert [s.stage for s in ctx.report(target="a").steps] == ["a"]
     assert {o for _, o in ctx.outcomes(no_cache=True)} == {NO_CACHE}
     assert ctx.outcomes(no_cache_filter=["b"]) == [("RUN echo $V", CACHED), ("COPY b.txt /b", NO_CACHE)]
@@ -1000,12 +1025,24 @@ def test_blind_spot_directory_chmod(make) -> None:
 def test_blind_spot_same_size_edit_with_mtime_restored(make) -> None:
     """golden content_same_size: same size, mtime put back to before the build."""
     ctx = make("FROM scratch\nCOPY a.txt /a.txt\n", {"a.txt": "hello\n"})
+    os.utime(ctx.root / "a.txt", (PAST, PAST))
     ctx.built()
-    st = os.stat(ctx.root / "a.txt")
     (ctx.root / "a.txt").write_text("HELLO\n")
-    os.utime(ctx.root / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.utime(ctx.root / "a.txt", (PAST, PAST))  # put back: size and mtime as at the build
     step = ctx.step("COPY a.txt /a.txt")
     assert (outcome(step.status, step.cause), changes(step)) == (INPUTS, [("a.txt", "CONTENT", "")])
+    assert len(step.warnings) == 1 and REUSED_COPY_WARNING in step.warnings[0]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "no warning for an xattr-only change inside a copied folder: " + DIR_NODES_NOT_STORED))
+def test_blind_spot_xattr_inside_copied_folder(make) -> None:
+    ctx = make("FROM scratch\nCOPY src /src\n", {"src/a.txt": "hello\n"})
+    ctx.built()
+    os.setxattr(ctx.root / "src" / "a.txt", "user.x", b"1")
+    step = ctx.step("COPY src /src")
+    assert outcome(step.status, step.cause) == INPUTS
+    assert changes(step) == [("src/a.txt", "XATTR", "extended attributes user.x")]
     assert len(step.warnings) == 1 and REUSED_COPY_WARNING in step.warnings[0]
 
 
@@ -1029,12 +1066,16 @@ def test_explain_build_arg_change(make) -> None:
     assert (outcome(step.status, step.cause), values(step)) == (ARG_CHANGED, [("V", "1", "2", True, True)])
     assert "V" in step.explanation
     # Unset in the last build, set now.
-    ctx.built(build_args={"V": ""})
     ctx.client.register(str(ctx.root), dockerfile=str(ctx.dockerfile_path), build_args={}, name="ctx")
+    ctx.built()
     step = ctx.step("RUN echo $V $W", build_args={"V": "3"})
     assert values(step) == [("V", "", "3", False, True)]
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "plan._copy records no `values` (ARG/ENV seen) for COPY/ADD steps, so report._explain finds the spec "
+    "changed without a value change and says CAUSE_INSTRUCTION_CHANGED ('the instruction changed after "
+    "expansion') with old_instruction equal to the unchanged instruction, and no changed_values"))
 def test_explain_build_arg_in_copy_source(make) -> None:
     """A COPY whose source is chosen by a build arg sees that arg."""
     ctx = make("FROM scratch\nARG V=a\nCOPY ${V}.txt /f.txt\n", {"a.txt": "a\n", "b.txt": "b\n"})
@@ -1086,3 +1127,61 @@ def test_explain_downstream_points_at_first_changed_step(make) -> None:
     assert [(outcome(s.status, s.cause), s.upstream_step) for s in report.steps] == [
         (INPUTS, 0), (UPSTREAM, 0), (UPSTREAM, 0), (UPSTREAM, 0)]
     assert "COPY a.txt /a.txt" in report.steps[3].explanation
+
+
+@pytest.mark.xfail(strict=True, reason=DIR_NODES_NOT_STORED)
+def test_explain_change_inside_directory_source(make) -> None:
+    """Inside a copied folder each change is named with its kind and detail,
+    at any depth, as it is for a single-file source."""
+    ctx = make("FROM scratch\nCOPY src /src\n", {"src/a.txt": "a\n", "src/b.txt": "b\n", "src/empty": "",
+                                                 "src/sub/c.txt": "c\n"})
+    os.symlink("a.txt", ctx.root / "src" / "link")
+    ctx.built()
+    ctx.write("src/a.txt", "a changed\n")
+    ctx.write("src/sub/c.txt", "c changed\n")
+    os.remove(ctx.root / "src" / "link")
+    os.symlink("b.txt", ctx.root / "src" / "link")
+    mode = os.stat(ctx.root / "src" / "empty").st_mode & 0o7777
+    os.remove(ctx.root / "src" / "empty")
+    os.mkfifo(ctx.root / "src" / "empty", mode)
+    os.chmod(ctx.root / "src" / "empty", mode)
+    step = ctx.step("COPY src /src")
+    assert outcome(step.status, step.cause) == INPUTS
+    assert changes(step) == [("src/a.txt", "CONTENT", "size 2 -> 10"), ("src/empty", "TYPE", "file -> special file"),
+                             ("src/link", "SYMLINK_TARGET", "a.txt -> b.txt"),
+                             ("src/sub/c.txt", "CONTENT", "size 2 -> 10")]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "report._explain compares the instruction TEXT with the last build before the expanded spec: after "
+    "`COPY a.txt /a.txt` was rewritten as `COPY ./a.txt /a.txt` (same key, cached) and a.txt then changed, "
+    "the step says CAUSE_INSTRUCTION_CHANGED with old_instruction 'COPY a.txt /a.txt' and no changed_paths, "
+    "though the equivalent rewrite is not why it re-runs"))
+def test_explain_equivalent_rewrite_then_file_change(make) -> None:
+    ctx = make("FROM scratch\nCOPY a.txt /a.txt\n", {"a.txt": "a\n"})
+    ctx.built()
+    ctx.set_dockerfile("FROM scratch\nCOPY ./a.txt /a.txt\n")
+    assert ctx.report().all_cached
+    ctx.write("a.txt", "a changed\n")
+    step = ctx.step("COPY ./a.txt /a.txt")
+    assert (outcome(step.status, step.cause), changes(step)) == (INPUTS, [("a.txt", "CONTENT", "size 2 -> 10")])
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "report._explain gives a step that the last recorded build lacks (its stage was not needed then, or the "
+    "build failed before it) CAUSE_INSTRUCTION_CHANGED ('a new step') with an empty old_instruction, though "
+    "its instruction did not change; the proto defines CAUSE_NEVER_BUILT as 'no recorded build has this step' "
+    "and old_instruction as set for CAUSE_INSTRUCTION_CHANGED"))
+@pytest.mark.parametrize("case", ["stage-not-built", "failed-before"])
+def test_explain_step_missing_from_last_build(make, case: str) -> None:
+    if case == "stage-not-built":
+        ctx = make("ARG BASE=one\nFROM scratch AS one\nCOPY a.txt /a\nFROM scratch AS two\nCOPY b.txt /b\n"
+                   "FROM ${BASE}\nRUN echo final\n", {"a.txt": "a\n", "b.txt": "b\n"})
+        ctx.built()
+        step = ctx.step("COPY b.txt /b", build_args={"BASE": "two"})
+    else:
+        ctx = make("FROM scratch\nCOPY a.txt /a.txt\nCOPY missing.txt /m\n", {"a.txt": "a\n"})
+        ctx.built()
+        ctx.write("missing.txt", "here\n")
+        step = ctx.step("COPY missing.txt /m")
+    assert outcome(step.status, step.cause) == NEVER_BUILT

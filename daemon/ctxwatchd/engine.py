@@ -21,10 +21,10 @@ from .cache.store import BuildStepRow, ContextRow, Store
 from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
 from .context.records import StatKey, stat_key
 from .context.view import ContextView
-from .context.watcher import ActivityHandler, Observer, SyncTimeout, WatchedRoot
+from .context.watcher import ActivityHandler, Observer, WatchedRoot
 from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
 from .dockerfile.plan import PlanError, build_plan
-from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 MAX_BUILD_ARGS = 1000
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context
@@ -190,7 +190,8 @@ class Engine:
             if _inside(path, root_path):
                 return root
         try:
-            root = WatchedRoot(path, self.observer, self.notify_activity, self.store.load_records(path))
+            root = WatchedRoot(path, self.observer, self.notify_activity, self._events_lost,
+                               self.store.load_records(path))
         except OSError:
             return None  # the folder is gone; reports say so
         self.roots[path] = root
@@ -201,6 +202,10 @@ class Engine:
             return
         root.close()
         self.roots.pop(root.path, None)
+
+    def _events_lost(self) -> None:
+        for root in list(self.roots.values()):
+            root.events_were_lost()
 
     # -- activity ----------------------------------------------------------------------------
     def notify_activity(self) -> None:
@@ -276,8 +281,6 @@ class Engine:
                 return Evaluation(report, [])
         try:
             reg.root.sync()
-        except SyncTimeout as e:
-            raise Unavailable(str(e)) from e
         except FileNotFoundError:
             report.error = f"the context folder {reg.row.path} does not exist"
             return Evaluation(report, [])

@@ -27,7 +27,3 @@ class AlreadyExists(ApiError):
 
 class FailedPrecondition(ApiError):
     code = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class Unavailable(ApiError):
-    code = grpc.StatusCode.UNAVAILABLE

@@ -11,6 +11,8 @@ was made from.
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 from .ignore import MatchState, PathMatcher
 from .nodes import Child, Node, digest_of, encode_dir, encode_file
 from .records import KIND_DIR
@@ -87,10 +89,39 @@ class ContextView:
             raise ContextReadError(rel, f"bad .dockerignore or --exclude pattern: {e}") from e
 
     def _node(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
+        """Post-order walk with an explicit stack: folders may nest deeper than
+        Python's recursion limit. Each `_visit` yields the children it needs."""
+        stack = [self._visit(rel, entry, state)]
+        result: ViewNode | None = None
+        while stack:
+            try:
+                child = stack[-1].send(result)
+            except StopIteration as done:
+                stack.pop()
+                result = done.value
+                continue
+            result = None
+            stack.append(self._visit(*child))
+        return result
+
+    def _visit(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, ViewNode | None, ViewNode | None]:
         hit = self.memo.get(rel)
         if hit is not None and hit[0] is entry:
             return hit[1]
-        result = self._dir(rel, entry, state) if entry.kind == KIND_DIR else self._file(rel, entry, state)
+        result = None
+        if entry.kind != KIND_DIR:
+            result = self._file(rel, entry, state)
+        elif not state.excluded or self.matcher.may_include_under(rel):
+            children = []
+            listing = self.tree.children(entry, self._tree_rel(rel))
+            for name in sorted(listing):
+                child_rel = join(rel, name)
+                child = yield child_rel, listing[name], self._match(child_rel, state if rel else None)
+                if child is not None:
+                    children.append(Child(name, child.node.kind, child.digest))
+            if children or not state.excluded:  # an excluded folder is sent only to hold what is re-included
+                mode = entry.key[5] & 0o7777
+                result = ViewNode(Node(kind=KIND_DIR, mode=mode, children=tuple(children)), encode_dir(mode, children))
         self.memo[rel] = (entry, result)
         return result
 
@@ -102,21 +133,6 @@ class ContextView:
         except OSError as e:
             raise ContextReadError(rel, e.strerror or str(e)) from e
         return ViewNode(Node(kind=record.kind, record=record), encode_file(record))
-
-    def _dir(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
-        if state.excluded and not self.matcher.may_include_under(rel):
-            return None
-        children = []
-        listing = self.tree.children(entry, self._tree_rel(rel))
-        for name in sorted(listing):
-            child_rel = join(rel, name)
-            child = self._node(child_rel, listing[name], self._match(child_rel, state if rel else None))
-            if child is not None:
-                children.append(Child(name, child.node.kind, child.digest))
-        if state.excluded and not children:
-            return None
-        mode = entry.key[5] & 0o7777
-        return ViewNode(Node(kind=KIND_DIR, mode=mode, children=tuple(children)), encode_dir(mode, children))
 
     def _tree_rel(self, rel: str) -> str:
         return join(self.prefix, rel) if rel else self.prefix

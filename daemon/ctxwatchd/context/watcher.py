@@ -28,13 +28,9 @@ from .tree import COOKIE_PREFIX, Tree
 
 log = logging.getLogger(__name__)
 
-SYNC_TIMEOUT_S = 10.0
+SYNC_TIMEOUT_S = 5.0
 WATCH_RETRY_S = 30.0
 _cookie_numbers = itertools.count()
-
-
-class SyncTimeout(Exception):
-    """The watcher did not confirm it had seen recent writes in time."""
 
 
 class EventsLost(FileSystemEvent):
@@ -85,9 +81,13 @@ class WatchedRoot(FileSystemEventHandler):
 
     def __init__(self, path: str, observer: Observer | None,
                  on_activity: Callable[[], None] = lambda: None,
+                 on_events_lost: Callable[[], None] | None = None,
                  saved: dict[str, tuple[bytes, bytes]] | None = None) -> None:
         self.path = path
         self.on_activity = on_activity
+        # The kernel queue is shared by every watch of the observer, so a loss
+        # reported on one root concerns them all: the engine fans it out.
+        self.on_events_lost = on_events_lost or self.events_were_lost
         self.tree = Tree(path, saved)
         self.lock = threading.Lock()
         self.dirty: set[str] = set()
@@ -139,11 +139,8 @@ class WatchedRoot(FileSystemEventHandler):
             self.on_activity()
             return
         if isinstance(event, EventsLost):
-            log.warning("events were lost below %s; re-scanning before the next answer", self.path)
-            with self.lock:
-                self.needs_rescan = True
-                self.events_lost += 1
-            self.on_activity()
+            log.warning("the kernel dropped file events (reported below %s); re-scanning", self.path)
+            self.on_events_lost()
             return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             if raw:
@@ -164,6 +161,16 @@ class WatchedRoot(FileSystemEventHandler):
             self.dirty.add(rel)
         if rel:  # the root's own events come from our sync cookies
             self.on_activity()
+
+    def events_were_lost(self) -> None:
+        """Re-scan before the next answer; release queries waiting for a cookie
+        whose event may have been among the lost ones."""
+        with self.lock:
+            self.needs_rescan = True
+            self.events_lost += 1
+        for cookie in list(self.cookies.values()):
+            cookie.set()
+        self.on_activity()
 
     # -- queries -------------------------------------------------------------------
     def sync(self, timeout: float = SYNC_TIMEOUT_S) -> None:
@@ -203,7 +210,10 @@ class WatchedRoot(FileSystemEventHandler):
                 log.warning("%s", self.problem)
                 return
             if not seen.wait(timeout):
-                raise SyncTimeout(f"the file watcher of {self.path} did not catch up within {timeout:.0f} s")
+                # Better slow than wrong: answer from a re-scan.
+                log.warning("no event for a sync cookie in %s within %.0f s; re-scanning", self.path, timeout)
+                with self.lock:
+                    self.needs_rescan = True
         finally:
             self.cookies.pop(name, None)
             try:

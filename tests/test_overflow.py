@@ -10,6 +10,7 @@ its status, and answers from a re-scan, never from a stale tree.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ from ctxwatchd.local import LocalClient
 from ctxwatchd.server.main import STATE_FILE
 
 MAX_QUEUED_EVENTS = Path("/proc/sys/fs/inotify/max_queued_events")
+LIMIT_LOCK = Path(tempfile.gettempdir()) / "ctxwatch-tests-inotify-limit.lock"
 TINY_QUEUE = 16
 LOST = re.compile(r"lost|dropped|overflow", re.IGNORECASE)
 DOCKERFILE = """\
@@ -98,7 +100,9 @@ def change_everything(ctx: Path) -> None:
 @contextmanager
 def watching_engine(state_dir: Path) -> Iterator[Engine]:
     store = Store(state_dir / STATE_FILE)
-    engine = Engine(store, watch=True)
+    with open(LIMIT_LOCK, "a") as lock:  # not while another run has the queue limit lowered
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        engine = Engine(store, watch=True)  # its inotify instance takes the limit now
     try:
         yield engine
     finally:
@@ -169,29 +173,33 @@ def test_events_lost_makes_the_engine_rescan_before_answering(tmp_path, seen):
 @contextmanager
 def tiny_inotify_queue(limit: int = TINY_QUEUE) -> Iterator[None]:
     """Lower the kernel's per-instance queue limit for instances created inside
-    the block; the original value is always written back."""
-    try:
-        original = MAX_QUEUED_EVENTS.read_text()
-    except OSError as e:
-        pytest.fail(f"cannot read {MAX_QUEUED_EVENTS}: {e}")
-    try:
-        MAX_QUEUED_EVENTS.write_text(f"{limit}\n")
-    except OSError as e:
-        pytest.fail(f"cannot write {MAX_QUEUED_EVENTS} ({e}): the overflow tests must run as root "
-                    f"with a writable /proc/sys (as in CI)")
-    try:
-        yield
-    finally:
-        MAX_QUEUED_EVENTS.write_text(original)
+    the block; the original value is always written back.
+
+    The setting is machine-wide: a lock file serialises the window between
+    test runs on the same machine, so that one run never takes another's tiny
+    value for the original and "restores" it."""
+    with open(LIMIT_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            original = MAX_QUEUED_EVENTS.read_text()
+        except OSError as e:
+            pytest.fail(f"cannot read {MAX_QUEUED_EVENTS}: {e}")
+        try:
+            MAX_QUEUED_EVENTS.write_text(f"{limit}\n")
+        except OSError as e:
+            pytest.fail(f"cannot write {MAX_QUEUED_EVENTS} ({e}): the overflow tests must run as root "
+                        f"with a writable /proc/sys (as in CI)")
+        try:
+            yield
+        finally:
+            MAX_QUEUED_EVENTS.write_text(original)
 
 
 @pytest.fixture
 def overflowing_daemon(tmp_path: Path) -> Iterator[Daemon]:
     """A daemon whose inotify queue holds only TINY_QUEUE events."""
-    before = MAX_QUEUED_EVENTS.read_text()
     with tiny_inotify_queue():
         daemon = start_daemon(tmp_path / "daemon")  # serving means its inotify instance exists
-    assert MAX_QUEUED_EVENTS.read_text() == before
     yield daemon
     daemon.stop()
 

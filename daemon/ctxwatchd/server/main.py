@@ -81,7 +81,14 @@ def notify_systemd(message: str) -> None:
             log.warning("could not notify systemd (%s): %s", message, e)
 
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
 def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUILDS) -> int:
+    # Block the stop signals before any thread exists (threads inherit the
+    # mask), and take them with sigwait in this thread: a signal delivered to
+    # a worker thread would otherwise never wake a main thread blocked on a lock.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     prepare_socket(socket_path)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = Store(state_dir / STATE_FILE)
@@ -105,12 +112,11 @@ def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUIL
     os.chmod(socket_path, 0o600)
     our_socket = os.stat(socket_path).st_ino
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     log.info("ctxwatchd %s serving on %s (state in %s)", __version__, socket_path, state_dir)
     notify_systemd("READY=1")
-    stop.wait()
-    log.info("shutting down")
+    received = signal.sigwait(STOP_SIGNALS)
+    stop.set()
+    log.info("shutting down (%s)", signal.Signals(received).name)
     engine.notify_activity()  # ends open watch streams
     notify_systemd("STOPPING=1")
     health_servicer.enter_graceful_shutdown()

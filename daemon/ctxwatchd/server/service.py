@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -110,8 +111,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
     @_answers
     def Shutdown(self, request: pb.ShutdownRequest, context) -> pb.ShutdownResponse:
         log.info("shutdown requested by a client")
-        self.shutdown.set()
-        self.engine.notify_activity()  # ends open watch streams
+        os.kill(os.getpid(), signal.SIGTERM)  # the main thread waits for exactly that
         return pb.ShutdownResponse()
 
 

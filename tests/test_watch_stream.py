@@ -1,0 +1,225 @@
+"""WatchInvalidations (`CtxwatchClient.watch`): the report at once, then a new
+report each time the answer changes; cancelling a stream leaves the daemon
+serving.
+
+Streams are read on a worker thread, one report at a time, with bounded waits,
+so a stream that never delivers fails the test instead of hanging it. Between
+two reads the client's generator is suspended, so the test can close it
+(which cancels the call).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+import grpc
+import pytest
+
+from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
+from ctxwatch.v1 import ctxwatch_pb2 as pb
+
+WAIT_S = 15.0  # bound of every wait for a report; a healthy daemon answers in milliseconds
+DOCKERFILE = """\
+FROM scratch
+COPY app.txt /app/app.txt
+COPY src/ /app/src/
+RUN ["/bin/true"]
+"""
+CACHED, INVALIDATED = pb.STEP_STATUS_CACHED, pb.STEP_STATUS_INVALIDATED
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def make_context(folder: Path, dockerfile: str | None = DOCKERFILE) -> Path:
+    (folder / "src").mkdir(parents=True)
+    (folder / "app.txt").write_text("hello\n")
+    (folder / "src" / "a.py").write_text("print('a')\n")
+    if dockerfile is not None:
+        (folder / "Dockerfile").write_text(dockerfile)
+    return folder
+
+
+@pytest.fixture
+def client(shared_daemon) -> Iterator[CtxwatchClient]:
+    """A connection of the test's own to the shared daemon, with a deadline on
+    unary calls (a daemon that stopped serving fails the test, never hangs it).
+    Closing it at the end cancels any stream a failed test left open."""
+    own = CtxwatchClient(grpc.insecure_channel(channel_target(shared_daemon.socket)), shared_daemon.socket,
+                         timeout=WAIT_S)
+    yield own
+    own.close()
+
+
+class Stream:
+    """A `client.watch()` stream, read on a worker thread with bounded waits."""
+
+    def __init__(self, client: CtxwatchClient, ref, options: pb.BuildOptions | None = None) -> None:
+        self.reports = client.watch(ref, options)
+        self.reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watch-reader")
+        self.received: list[pb.Report] = []
+
+    def next(self, timeout: float = WAIT_S) -> pb.Report:
+        """The next report; CtxwatchError when the stream fails."""
+        future = self.reader.submit(next, self.reports)
+        try:
+            report = future.result(timeout=timeout)
+        except FutureTimeout:
+            pytest.fail(f"no report within {timeout:.0f} s (received so far: {len(self.received)})")
+        except StopIteration:
+            pytest.fail("the stream ended")
+        if self.received:
+            assert report != self.received[-1], "the stream sent the same report twice in a row"
+        self.received.append(report)
+        return report
+
+    def until(self, condition: Callable[[pb.Report], bool], what: str) -> pb.Report:
+        """Read reports until one satisfies `condition` (the stream is debounced:
+        a report in between is allowed, the last one must match the files)."""
+        for _ in range(20):
+            report = self.next()
+            if condition(report):
+                return report
+        pytest.fail(f"20 reports, none {what}; the last: {self.received[-1]}")
+
+    def cancel(self) -> None:
+        """Close the client's generator between two reads: it cancels the call."""
+        self.reports.close()
+        self.reader.shutdown(wait=True)
+
+
+def statuses(report: pb.Report) -> list[int]:
+    return [s.status for s in report.steps]
+
+
+def test_watch_streams_the_report_then_each_change(client, tmp_path):
+    ctx = make_context(tmp_path / "ctx")
+    name = unique("stream")
+    client.register(str(ctx), name=name)
+    try:
+        client.mark_built(name)
+        stream = Stream(client, name)
+
+        first = stream.next()
+        assert first.all_cached and statuses(first) == [CACHED] * 3
+        [current] = client.reports([name])
+        assert first == current
+
+        # A write to a COPY'd file: that step and the ones after it re-run.
+        (ctx / "src" / "a.py").write_text("print('changed')\n")
+        changed = stream.until(lambda r: not r.all_cached, "invalidated after the write")
+        assert statuses(changed) == [CACHED, INVALIDATED, INVALIDATED]
+        assert changed.steps[1].cause == pb.CAUSE_INPUTS_CHANGED
+        assert [(c.path, c.kind) for c in changed.steps[1].changed_paths] == \
+            [("src/a.py", pb.CHANGE_KIND_CONTENT)]
+        assert changed.steps[2].cause == pb.CAUSE_UPSTREAM
+        assert [s.key for s in changed.steps] == [s.key for s in client.reports([name])[0].steps]
+
+        # The user builds: the stream says everything is cached again.
+        built = client.mark_built(name)
+        rebuilt = stream.until(lambda r: r.all_cached, "all cached after MarkBuilt")
+        assert statuses(rebuilt) == [CACHED] * 3
+        assert rebuilt.builds_recorded == 2
+        assert [s.key for s in rebuilt.steps] == [s.key for s in built.report.steps]
+
+        # Changed back to what the first build saw: BuildKit still has it.
+        (ctx / "src" / "a.py").write_text("print('a')\n")
+        reverted = stream.until(lambda r: [s.key for s in r.steps] == [s.key for s in first.steps],
+                                "with the first build's keys after the revert")
+        assert reverted.all_cached
+        stream.cancel()
+    finally:
+        client.unregister(name)
+
+
+def test_watch_sees_edits_of_a_dockerfile_outside_the_context(client, tmp_path):
+    ctx = make_context(tmp_path / "ctx", dockerfile=None)
+    elsewhere = tmp_path / "build"
+    elsewhere.mkdir()
+    dockerfile = elsewhere / "Dockerfile"
+    dockerfile.write_text(DOCKERFILE)
+    name = unique("outside")
+    registered = client.register(str(ctx), dockerfile=str(dockerfile), name=name)
+    assert registered.context.dockerfile == str(dockerfile)
+    try:
+        client.mark_built(name)
+        stream = Stream(client, name)
+        assert stream.next().all_cached
+
+        # Edited in place: the RUN line changes.
+        dockerfile.write_text(DOCKERFILE.replace('RUN ["/bin/true"]', 'RUN ["/bin/true", "again"]'))
+        edited = stream.until(lambda r: r.steps[-1].instruction == 'RUN ["/bin/true", "again"]',
+                              "with the edited RUN line")
+        assert statuses(edited) == [CACHED, CACHED, INVALIDATED]
+        assert edited.steps[-1].cause == pb.CAUSE_INSTRUCTION_CHANGED
+        assert edited.steps[-1].old_instruction == 'RUN ["/bin/true"]'
+
+        # Saved by an editor (new file renamed over it): a COPY line changes.
+        tmp = elsewhere / ".Dockerfile.swp"
+        tmp.write_text(DOCKERFILE.replace("COPY app.txt /app/app.txt", "COPY app.txt /srv/app.txt"))
+        os.replace(tmp, dockerfile)
+        saved = stream.until(lambda r: r.steps[0].instruction == "COPY app.txt /srv/app.txt",
+                             "with the renamed-over Dockerfile")
+        assert statuses(saved) == [INVALIDATED] * 3
+        assert [s.key for s in saved.steps] == [s.key for s in client.reports([name])[0].steps]
+        stream.cancel()
+    finally:
+        client.unregister(name)
+
+
+def test_cancelled_streams_leave_the_daemon_serving(shared_daemon, client, tmp_path):
+    ctx = make_context(tmp_path / "ctx")
+    name = unique("cancel")
+    client.register(str(ctx), name=name)
+    try:
+        # More streams than the daemon has worker threads (16): a cancelled
+        # stream that kept its thread would leave none for the calls below.
+        for _ in range(20):
+            stream = Stream(client, name)
+            assert stream.next().steps
+            stream.cancel()
+        assert name in [c.name for c in client.list()]
+        status = client.daemon_status()
+        assert status.pid == shared_daemon.process.pid
+        assert str(ctx) in [r.path for r in status.roots]
+        assert shared_daemon.process.poll() is None
+
+        # A stream opened after the cancellations still follows the files.
+        stream = Stream(client, name)
+        assert statuses(stream.next()) == [pb.STEP_STATUS_INVALIDATED] * 3  # never built
+        client.mark_built(name)
+        assert stream.until(lambda r: r.all_cached, "all cached after MarkBuilt").all_cached
+        stream.cancel()
+        assert client.reports([name])[0].all_cached
+    finally:
+        client.unregister(name)
+
+
+def test_watch_of_an_unknown_context_fails_with_not_found(shared_daemon, client):
+    missing = unique("no-such-context")
+    stream = Stream(client, pb.ContextRef(name=missing))
+    with pytest.raises(CtxwatchError) as failure:
+        stream.next()
+    assert failure.value.code == "NOT_FOUND"
+    assert missing in failure.value.message
+    assert missing not in [c.name for c in client.list()]  # and the daemon goes on serving
+    assert client.daemon_status().pid == shared_daemon.process.pid
+
+
+def test_watch_ends_with_not_found_when_the_context_is_unregistered(client, tmp_path):
+    ctx = make_context(tmp_path / "ctx")
+    name = unique("gone")
+    client.register(str(ctx), name=name)
+    stream = Stream(client, name)
+    assert stream.next().steps
+    client.unregister(name)
+    with pytest.raises(CtxwatchError) as failure:
+        stream.next()
+    assert failure.value.code == "NOT_FOUND"
+    assert name in failure.value.message

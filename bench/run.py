@@ -54,10 +54,23 @@ class Profile:
     no_daemon_runs: int = 3
     scale_queries: int = 50
     context_counts: tuple[int, ...] = (1, 10, 50)
+    # A sampled figure stops early past this many seconds (with at least
+    # MIN_SAMPLES), so a slow daemon makes the bench report, not hang.
+    budget_seconds: float = 60.0
 
 
 FULL = Profile()
-QUICK = Profile(warm_queries=200, write_samples=50, idle_seconds=5.0, scale_queries=20)
+QUICK = Profile(warm_queries=200, write_samples=50, idle_seconds=5.0, scale_queries=20, budget_seconds=20.0)
+MIN_SAMPLES = 5
+
+
+def samples_within(count: int, budget_seconds: float, step: int = 1, minimum: int = MIN_SAMPLES) -> Iterator[int]:
+    """0 .. count-1, stopping early (only at multiples of `step`) once the budget is spent."""
+    deadline = time.monotonic() + budget_seconds
+    for i in range(count):
+        if i >= minimum and i % step == 0 and time.monotonic() > deadline:
+            return
+        yield i
 
 
 # -- results -------------------------------------------------------------------------------
@@ -261,12 +274,13 @@ def measure_cold_index(daemon: Daemon, repo: generate.Repo, cold: bool, baseline
     return seconds
 
 
-def measure_warm(daemon: Daemon, samples: int, result: SizeResult) -> float:
+def measure_warm(daemon: Daemon, profile: Profile, result: SizeResult) -> float:
     times, wrong = [], 0
-    for _ in range(samples):
+    for _ in samples_within(profile.warm_queries, profile.budget_seconds):
         seconds, report = timed(daemon.report)
         times.append(seconds)
         wrong += not report.all_cached
+    samples = len(times)
     p50, p99 = statistics.median(times), percentile(times, 0.99)
     result.cells["warm_p50"] = Cell(ms(p50), p50 <= 0.002 and not wrong)
     result.cells["warm_p99"] = Cell(f"{ms(p99)} (n={samples})", p99 <= 0.010 and not wrong)
@@ -285,11 +299,12 @@ def names_probe(report: pb.Report) -> bool:
     return any(change.path == generate.PROBE for change in copy_step(report).changed_paths)
 
 
-def measure_one_file_write(daemon: Daemon, repo: generate.Repo, samples: int, result: SizeResult) -> None:
+def measure_one_file_write(daemon: Daemon, repo: generate.Repo, profile: Profile, result: SizeResult) -> None:
     """Alternate the probe file between its built content and another one; the
     COPY step must flip between cached and invalidated on every sample."""
     times, wrong, unnamed, named_instead = [], 0, 0, set()
-    for i in range(samples):
+    # Stop only after a pair, so the probe file ends with its built content.
+    for i in samples_within(profile.write_samples, profile.budget_seconds, step=2):
         built_content = i % 2 == 1
         generate.write_file(repo.root / generate.PROBE, generate.PROBE_CONTENTS[0 if built_content else 1])
         seconds, report = timed(daemon.report)
@@ -298,6 +313,7 @@ def measure_one_file_write(daemon: Daemon, repo: generate.Repo, samples: int, re
         if not built_content and not names_probe(report):  # the status is right, the explanation is not
             unnamed += 1
             named_instead.update(change.path for change in copy_step(report).changed_paths)
+    samples = len(times)
     p50, p99 = statistics.median(times), percentile(times, 0.99)
     result.cells["write_p50"] = Cell(f"{ms(p50)} ({samples - wrong}/{samples} correct)", p50 <= 0.030 and not wrong)
     result.cells["write_p99"] = Cell(ms(p99))
@@ -406,7 +422,11 @@ def service_context(repo: generate.Repo, k: int) -> tuple[str, str, dict[str, st
 
 def measure_contexts_scale(daemon: Daemon, repo: generate.Repo, profile: Profile, result: SizeResult) -> None:
     names: list[str] = []
+    deadline = time.monotonic() + 2 * profile.budget_seconds
     for count in profile.context_counts:
+        if time.monotonic() > deadline:
+            result.cells[f"contexts_{count}"] = Cell("skipped (time budget spent)")
+            continue
         while len(names) < count:
             name, dockerfile, build_args = service_context(repo, len(names))
             daemon.client.register(str(repo.root), dockerfile, build_args, name=name)
@@ -414,13 +434,13 @@ def measure_contexts_scale(daemon: Daemon, repo: generate.Repo, profile: Profile
             names.append(name)
         refs = [pb.ContextRef(name=name) for name in names]
         times, wrong = [], 0
-        for _ in range(profile.scale_queries):
+        for _ in samples_within(profile.scale_queries, profile.budget_seconds / len(profile.context_counts), minimum=1):
             seconds, reports = timed(lambda: daemon.client.reports(refs))
             times.append(seconds)
             wrong += len(reports) != count or not all(r.all_cached for r in reports)
         result.cells[f"contexts_{count}"] = Cell(f"{ms(statistics.median(times))} / {mb(daemon.memory_kib('VmRSS'))}")
         if wrong:
-            result.notes.append(f"{count} contexts: {wrong}/{profile.scale_queries} answers were not all cached")
+            result.notes.append(f"{count} contexts: {wrong}/{len(times)} answers were not all cached")
 
 
 # -- one tree size -------------------------------------------------------------------------
@@ -438,8 +458,8 @@ def run_size(files: int, folder: Path, profile: Profile, cold: bool) -> SizeResu
         baseline = measure_baseline(repo, cold, result)
         with running(daemon):
             cold_seconds = measure_cold_index(daemon, repo, cold, baseline, result)
-            warm_p50 = measure_warm(daemon, profile.warm_queries, result)
-            measure_one_file_write(daemon, repo, profile.write_samples, result)
+            warm_p50 = measure_warm(daemon, profile, result)
+            measure_one_file_write(daemon, repo, profile, result)
             expected = daemon.report()
             if files >= BURST_FILES:
                 expected = measure_burst(daemon, repo, result)

@@ -8,8 +8,7 @@ the whole file takes a few seconds. docs/rules.md maps each rule to its tests.
 
 Where BuildKit's behaviour is quoted, the golden case that observed it
 (../shared/golden/<id>.json) is named, or the BuildKit source or issue that
-says so. A rule ctxwatch does not follow yet is tested all the same and marked
-xfail(strict=True) with what is missing; docs/rules.md lists them.
+says so.
 """
 
 from __future__ import annotations
@@ -398,12 +397,6 @@ def test_stages_cache_mount_target(make) -> None:
     assert ctx.report().all_cached
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "plan._mount keeps a cache mount's `id` in the RUN spec, so id=pip -> id=pip2 reports the RUN "
-    "INVALIDATED (CAUSE_INSTRUCTION_CHANGED) and the next RUN UPSTREAM; BuildKit leaves a non-default "
-    "cache id (and sharing) out of the ExecOp cache map since moby/buildkit#4585 "
-    "(solver/llbsolver/ops/exec.go checkShouldClearCacheOpts), and a maintainer confirms in "
-    "moby/buildkit#7061 that changing the id does not re-run a step that has cache"))
 def test_stages_cache_mount_id(make) -> None:
     ctx = make(f"FROM scratch\n{CACHE_RUN.format('id=pip,target=/root/.cache')}\nRUN echo next\n")
     ctx.built()
@@ -706,12 +699,6 @@ def test_sources_missing_source_is_an_error(make) -> None:
     # (the cause of the step that failed last time: test_explain_step_missing_from_last_build)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "keys.select_source raises SourceNotFound when a wildcard matches nothing, so `COPY *.go /src/` is "
-    "STEP_STATUS_ERROR with error '\"/*.go\": not found' and mark_built records nothing for it; BuildKit's "
-    "Dockerfile frontend copies context sources with AllowWildcard and AllowEmptyWildcard set "
-    "(frontend/dockerfile/dockerfile2llb/convert.go, dispatchCopy), so the step succeeds and copies nothing "
-    "(moby/moby#26332: `COPY requirements.* .` builds with BuildKit, fails only with the legacy builder)"))
 def test_sources_wildcard_matching_nothing_is_not_an_error(make) -> None:
     ctx = make("FROM scratch\nCOPY *.go /src/\nRUN ls /src\n", {"a.txt": "a\n"})
     assert [outcome(s.status, s.cause) for s in ctx.report().steps] == [NEVER_BUILT, NEVER_BUILT]
@@ -1069,10 +1056,6 @@ def _same_size_mtime_restored(root: Path) -> None:
     os.utime(root / "src" / "sub" / "a.txt", (PAST, PAST))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "inside a copied folder (`COPY src /src`, change under src/sub) the step is invalidated but names only "
-    "('src/sub', CONTENT, '') and carries no reused-copy warning, instead of the file or folder with XATTR / "
-    "MODE 'mode 0755 -> 0700' / CONTENT and the warning: " + DIR_NODES_NOT_STORED))
 @pytest.mark.parametrize(("change", "expected"), [
     (_xattr, ("src/sub/a.txt", "XATTR", "extended attributes user.x")),
     (_subdir_chmod, ("src/sub", "MODE", "mode 0755 -> 0700")),
@@ -1116,10 +1099,6 @@ def test_explain_build_arg_change(make) -> None:
     assert values(step) == [("V", "", "3", False, True)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "plan._copy records no `values` (ARG/ENV seen) for COPY/ADD steps, so report._explain finds the spec "
-    "changed without a value change and says CAUSE_INSTRUCTION_CHANGED ('the instruction changed after "
-    "expansion') with old_instruction equal to the unchanged instruction, and no changed_values"))
 def test_explain_build_arg_in_copy_source(make) -> None:
     """A COPY whose source is chosen by a build arg sees that arg."""
     ctx = make("FROM scratch\nARG V=a\nCOPY ${V}.txt /f.txt\n", {"a.txt": "a\n", "b.txt": "b\n"})
@@ -1173,12 +1152,6 @@ def test_explain_downstream_points_at_first_changed_step(make) -> None:
     assert "COPY a.txt /a.txt" in report.steps[3].explanation
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "under `COPY src /src` the changes come out as [('src/a.txt', CONTENT, ''), ('src/deep', CONTENT, ''), "
-    "('src/empty', CONTENT, ''), ('src/link', CONTENT, ''), ('src/sub', CONTENT, '')] instead of the size "
-    "detail, TYPE 'file -> special file', SYMLINK_TARGET 'a.txt -> b.txt' and the nested paths "
-    "'src/sub/c.txt' (CONTENT), 'src/deep/new.txt' (ADDED), 'src/deep/old.txt' (REMOVED): "
-    + DIR_NODES_NOT_STORED))
 def test_explain_change_inside_directory_source(make) -> None:
     """Inside a copied folder each change is named with its kind and detail,
     at any depth, as it is for a single-file source."""
@@ -1204,11 +1177,6 @@ def test_explain_change_inside_directory_source(make) -> None:
                              ("src/sub/c.txt", "CONTENT", "size 2 -> 10")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "report._explain compares the instruction TEXT with the last build before the expanded spec: after "
-    "`COPY a.txt /a.txt` was rewritten as `COPY ./a.txt /a.txt` (same key, cached) and a.txt then changed, "
-    "the step says CAUSE_INSTRUCTION_CHANGED with old_instruction 'COPY a.txt /a.txt' and no changed_paths, "
-    "though the equivalent rewrite is not why it re-runs"))
 def test_explain_equivalent_rewrite_then_file_change(make) -> None:
     ctx = make("FROM scratch\nCOPY a.txt /a.txt\n", {"a.txt": "a\n"})
     ctx.built()
@@ -1219,11 +1187,6 @@ def test_explain_equivalent_rewrite_then_file_change(make) -> None:
     assert (outcome(step.status, step.cause), changes(step)) == (INPUTS, [("a.txt", "CONTENT", "size 2 -> 10")])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "report._explain gives a step that the last recorded build lacks (its stage was not needed then, or the "
-    "build failed before it) CAUSE_INSTRUCTION_CHANGED ('a new step') with an empty old_instruction, though "
-    "its instruction did not change; the proto defines CAUSE_NEVER_BUILT as 'no recorded build has this step' "
-    "and old_instruction as set for CAUSE_INSTRUCTION_CHANGED"))
 @pytest.mark.parametrize("case", ["stage-not-built", "failed-before"])
 def test_explain_step_missing_from_last_build(make, case: str) -> None:
     if case == "stage-not-built":

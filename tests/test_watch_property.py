@@ -33,6 +33,8 @@ DOCKERFILES = [
     DOCKERFILE,
     DOCKERFILE.replace("COPY src/ /src/", "COPY docs/ /docs/"),
     DOCKERFILE.replace("COPY *.txt /txt/", "COPY src/*.py keep.log /py/"),
+    DOCKERFILE.replace("COPY src/ /src/", "COPY link /link/"),
+    DOCKERFILE.replace('RUN ["/bin/true"]', 'RUN ["/bin/echo"]'),  # same size
 ]
 IGNORES = [
     "",
@@ -198,6 +200,7 @@ class Workspace:
         os.rename(self.context / src, self.context / dst)
 
     def op_rename_dir(self, src: str, dst: str) -> None:
+        (self.context / dst).parent.mkdir(parents=True, exist_ok=True)
         os.rename(self.context / src, self.context / dst)
 
     def op_move_out(self, rel: str) -> None:

@@ -20,10 +20,11 @@ from pathlib import Path
 import grpc
 import pytest
 
+from conftest import Daemon
 from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
 from ctxwatch.v1 import ctxwatch_pb2 as pb
 
-WAIT_S = 15.0  # bound of every wait for a report; a healthy daemon answers in milliseconds
+WAIT_S = 10.0  # bound of every wait for a report; a healthy daemon answers in milliseconds
 DOCKERFILE = """\
 FROM scratch
 COPY app.txt /app/app.txt
@@ -46,15 +47,26 @@ def make_context(folder: Path, dockerfile: str | None = DOCKERFILE) -> Path:
     return folder
 
 
+def own_client(daemon: Daemon) -> CtxwatchClient:
+    """A connection of the test's own, with a deadline on unary calls (a daemon
+    that stopped serving fails the test, never hangs it). Closing it cancels
+    any stream a failed test left open."""
+    return CtxwatchClient(grpc.insecure_channel(channel_target(daemon.socket)), daemon.socket, timeout=WAIT_S)
+
+
 @pytest.fixture
 def client(shared_daemon) -> Iterator[CtxwatchClient]:
-    """A connection of the test's own to the shared daemon, with a deadline on
-    unary calls (a daemon that stopped serving fails the test, never hangs it).
-    Closing it at the end cancels any stream a failed test left open."""
-    own = CtxwatchClient(grpc.insecure_channel(channel_target(shared_daemon.socket)), shared_daemon.socket,
-                         timeout=WAIT_S)
-    yield own
-    own.close()
+    """Our own connection to the shared daemon."""
+    with own_client(shared_daemon) as own:
+        yield own
+
+
+@pytest.fixture
+def quiet_client(daemon) -> Iterator[CtxwatchClient]:
+    """A connection to a daemon of the test's own: nothing else happens in it,
+    so a push can only come from the change the test makes."""
+    with own_client(daemon) as own:
+        yield own
 
 
 class Stream:
@@ -138,7 +150,8 @@ def test_watch_streams_the_report_then_each_change(client, tmp_path):
         client.unregister(name)
 
 
-def test_watch_sees_edits_of_a_dockerfile_outside_the_context(client, tmp_path):
+def test_watch_sees_edits_of_a_dockerfile_outside_the_context(quiet_client, tmp_path):
+    client = quiet_client
     ctx = make_context(tmp_path / "ctx", dockerfile=None)
     elsewhere = tmp_path / "build"
     elsewhere.mkdir()
@@ -171,6 +184,57 @@ def test_watch_sees_edits_of_a_dockerfile_outside_the_context(client, tmp_path):
         stream.cancel()
     finally:
         client.unregister(name)
+
+
+def two_contexts_with_dockerfiles_in_one_folder(client: CtxwatchClient, tmp_path: Path) -> tuple[Path, str, str]:
+    """Two contexts whose Dockerfiles live in the same folder, outside both contexts."""
+    build = tmp_path / "build"
+    build.mkdir()
+    names = unique("one"), unique("two")
+    for name in names:
+        (build / f"{name}.Dockerfile").write_text(DOCKERFILE)
+        client.register(str(make_context(tmp_path / name, dockerfile=None)),
+                        dockerfile=str(build / f"{name}.Dockerfile"), name=name)
+    return build, *names
+
+
+def unregister_quietly(client: CtxwatchClient, name: str) -> None:
+    """Clean-up that does not hide the test's own failure."""
+    try:
+        client.unregister(name)
+    except CtxwatchError:
+        pass
+
+
+def test_watch_sees_dockerfile_edits_after_a_context_sharing_its_folder_is_unregistered(quiet_client, tmp_path):
+    client = quiet_client
+    build, one, two = two_contexts_with_dockerfiles_in_one_folder(client, tmp_path)
+    try:
+        client.mark_built(two)
+        client.unregister(one)  # must not take the folder's watch away from `two`
+        stream = Stream(client, two)
+        assert stream.next().all_cached
+
+        (build / f"{two}.Dockerfile").write_text(DOCKERFILE.replace('RUN ["/bin/true"]', 'RUN ["/bin/false"]'))
+        edited = stream.until(lambda r: r.steps[-1].instruction == 'RUN ["/bin/false"]', "with the edited RUN line")
+        assert statuses(edited) == [CACHED, CACHED, INVALIDATED]
+        stream.cancel()
+    finally:
+        unregister_quietly(client, one)
+        unregister_quietly(client, two)
+
+
+def test_unregistering_two_contexts_whose_dockerfiles_share_a_folder(client, tmp_path):
+    _, one, two = two_contexts_with_dockerfiles_in_one_folder(client, tmp_path)
+    try:
+        assert client.unregister(one).name == one
+        assert client.unregister(two).name == two
+        assert not {one, two} & {c.name for c in client.list()}
+        watched = {r.path for r in client.daemon_status().roots}
+        assert not {str(tmp_path / one), str(tmp_path / two)} & watched, "a watched root outlived its context"
+    finally:
+        unregister_quietly(client, one)
+        unregister_quietly(client, two)
 
 
 def test_cancelled_streams_leave_the_daemon_serving(shared_daemon, client, tmp_path):

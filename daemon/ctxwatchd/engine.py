@@ -7,6 +7,7 @@ both, so they cannot disagree.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -25,6 +26,8 @@ from .context.watcher import ActivityHandler, Observer, WatchedRoot
 from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
 from .dockerfile.plan import PlanError, build_plan
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+log = logging.getLogger(__name__)
 
 MAX_BUILD_ARGS = 1000
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context
@@ -61,10 +64,12 @@ class Registered:
     dockerfile: WatchedFile
     ignore_files: tuple[WatchedFile, WatchedFile]  # <Dockerfile>.dockerignore, then <context>/.dockerignore
     views: dict[tuple[str, ...], ContextView] = field(default_factory=dict)
-    dockerfile_watch: object | None = None  # a watch on the Dockerfile's folder when it is outside the tree
+    dockerfile_folder: str = ""  # watched on its own: the Dockerfile lives outside the tree
     patterns: tuple[str, ...] | None = None
     history: History | None = None
     parsed: tuple[bytes, ParsedDockerfile] | None = None
+    ignore_source: bytes | None = None  # the ignore file the patterns were read from
+    last: tuple[tuple, "Evaluation"] | None = None  # the last answer and what it depended on
 
 
 @dataclass
@@ -84,6 +89,7 @@ class Engine:
             self.observer.daemon = True
             self.observer.start()
         self.roots: dict[str, WatchedRoot] = {}
+        self.folder_watches: dict[str, tuple[object | None, int]] = {}  # folder -> (watch, users)
         # Bumped on every file event; watchers of reports wait on it.
         self.activity = threading.Condition()
         self.generation = 0
@@ -127,7 +133,7 @@ class Engine:
                              existing.row.created_ms if existing else int(time.time() * 1000))
             self.store.save_context(row)
             if existing is not None:
-                existing.row = row
+                existing.row, existing.last = row, None
                 self.notify_activity()
                 return row, True
             self.contexts[name] = self._activate(row)
@@ -140,8 +146,8 @@ class Engine:
             del self.contexts[reg.row.name]
             for view in reg.views.values():
                 view.close()
-            if reg.dockerfile_watch is not None:
-                self.observer.unschedule(reg.dockerfile_watch)
+            if reg.dockerfile_folder:
+                self._unwatch_folder(reg.dockerfile_folder)
             self._release_root(reg.root)
             self.notify_activity()
             return reg.row
@@ -179,11 +185,26 @@ class Engine:
                          (specific, WatchedFile(os.path.join(row.path, ".dockerignore"))))
         folder = os.path.dirname(row.dockerfile)
         if self.observer is not None and (root is None or not _inside(folder, root.path)):
-            try:
-                reg.dockerfile_watch = self.observer.schedule(ActivityHandler(self.notify_activity), folder)
-            except OSError:
-                pass  # queries still re-read it; only pushes of its edits are lost
+            reg.dockerfile_folder = folder
+            self._watch_folder(folder)
         return reg
+
+    def _watch_folder(self, folder: str) -> None:
+        """Watch a Dockerfile's folder (shared by the contexts whose Dockerfiles are there)."""
+        watch, users = self.folder_watches.get(folder, (None, 0))
+        if watch is None:
+            try:
+                watch = self.observer.schedule(ActivityHandler(self.notify_activity), folder)
+            except OSError:
+                log.warning("cannot watch %s: edits there are seen by queries but not pushed", folder)
+        self.folder_watches[folder] = (watch, users + 1)
+
+    def _unwatch_folder(self, folder: str) -> None:
+        watch, users = self.folder_watches.pop(folder)
+        if users > 1:
+            self.folder_watches[folder] = (watch, users - 1)
+        elif watch is not None:
+            self.observer.unschedule(watch)
 
     def _root_for(self, path: str) -> WatchedRoot | None:
         for root_path, root in self.roots.items():
@@ -241,7 +262,7 @@ class Engine:
             build_id = self.store.record_build(reg.row.name, _options_dict(options), rows, nodes)
             self.stored_nodes.update(d for d, _ in nodes)
             self._drop_builds(reg.row.name, self.max_builds)
-            reg.history = None
+            reg.history = reg.last = None
             self.notify_activity()
             failed = next((f"line {s.line} ({s.instruction}): {s.error}" for s in steps
                            if s.status == pb.STEP_STATUS_ERROR), "")
@@ -260,7 +281,7 @@ class Engine:
     def _drop_builds(self, name: str, keep: int) -> int:
         removed = self.store.prune(name, keep)
         if removed:
-            self.contexts[name].history = None
+            self.contexts[name].history = self.contexts[name].last = None
             self.dropped_since_gc += removed
             self.notify_activity()
             if self.dropped_since_gc >= GC_EVERY_DROPPED_BUILDS:
@@ -290,13 +311,18 @@ class Engine:
         try:
             parsed, lines = self._dockerfile(reg)
             self._refresh_views(reg)
+            history = self._history(reg)
+            # Nothing the answer depends on changed: the last answer stands.
+            # (A new Dockerfile, history or registration clears reg.last.)
+            depends_on = (reg.root.tree.generation, reg.patterns, options.SerializeToString(deterministic=True))
+            if reg.last is not None and reg.last[0] == depends_on:
+                return reg.last[1]
             args = {**reg.row.build_args, **_validated_args(options.build_args, "options.build_args")}
             plan = build_plan(parsed, lines, args, options.target or reg.row.target)
         except (DockerfileSyntaxError, PlanError, IgnoreFileError) as e:
             report.error, report.error_line = printable(str(e)), getattr(e, "line", 0)
             return Evaluation(report, [])
         keys = compute_keys(plan, lambda excludes: self._view(reg, excludes))
-        history = self._history(reg)
         report.steps.extend(build_steps(keys, history, _query_options(options)))
         report.all_cached = all(s.status == pb.STEP_STATUS_CACHED for s in report.steps)
         report.builds_recorded = history.count
@@ -306,24 +332,24 @@ class Engine:
         root = reg.views[()].memo.get("") if () in reg.views else None
         if root is not None and root[1] is not None:
             report.context_digest = root[1].digest.hex()
-        return Evaluation(report, keys)
+        reg.last = (depends_on, Evaluation(report, keys))
+        return reg.last[1]
 
     def _dockerfile(self, reg: Registered) -> tuple[ParsedDockerfile, list[str]]:
         data = reg.dockerfile.read()
         if data is None:
             raise PlanError(0, f"Dockerfile not found: {reg.row.dockerfile}")
         if reg.parsed is None or reg.parsed[0] != data:
-            reg.parsed = (data, parse(data))
+            reg.parsed, reg.last = (data, parse(data)), None
         return reg.parsed[1], data.decode("utf-8", "replace").splitlines()
 
     def _refresh_views(self, reg: Registered) -> None:
         """Rebuild the views when the applicable .dockerignore changed."""
-        patterns: tuple[str, ...] = ()
-        for ignore in reg.ignore_files:
-            data = ignore.read()
-            if data is not None:
-                patterns = tuple(read_ignore_file(data))
-                break
+        data = next((d for d in (f.read() for f in reg.ignore_files) if d is not None), b"")
+        if data == reg.ignore_source:
+            return
+        patterns = tuple(read_ignore_file(data))
+        reg.ignore_source = data
         if patterns != reg.patterns:
             for view in reg.views.values():
                 view.close()
@@ -342,7 +368,7 @@ class Engine:
         if version != self.store_version:  # builds recorded by another process
             self.store_version = version
             for other in self.contexts.values():
-                other.history = None
+                other.history = other.last = None
         if reg.history is None:
             keys, shapes = self.store.recorded_keys(reg.row.name)
             reg.history = History(keys, shapes, self.store.last_build(reg.row.name),
@@ -355,13 +381,13 @@ class Engine:
         emitted: set[bytes] = set()
         for k in keys:
             for source in k.inputs:
-                if self._known(source.digest, emitted):
-                    continue
-                emitted.add(source.digest)
-                yield source.digest, source.blob
-                roots = source.matches or (source.resolved,)
-                for rel in roots:
-                    yield from self._subtree(k.view, rel, emitted)
+                if not source.wildcard:  # the source is the node at its path
+                    yield from self._subtree(k.view, source.resolved, emitted)
+                elif not self._known(source.digest, emitted):  # a wildcard's selection lists its matches
+                    emitted.add(source.digest)
+                    yield source.digest, source.blob
+                    for rel in source.matches:
+                        yield from self._subtree(k.view, rel, emitted)
 
     def _subtree(self, view: ContextView, rel: str, emitted: set[bytes]) -> Iterator[tuple[bytes, bytes]]:
         stack = [rel]

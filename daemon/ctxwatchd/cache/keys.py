@@ -39,9 +39,10 @@ class SourceInput:
     it resolved to, and the digest of what it selects."""
 
     source: str
-    resolved: str  # context path, or "" for a wildcard selection
+    resolved: str  # context path ("" is the root); unused for a wildcard
     digest: bytes
     blob: bytes  # the node's bytes (a selection's listing for wildcards)
+    wildcard: bool = False
     matches: tuple[str, ...] = ()  # wildcard matches, context paths
 
 
@@ -199,15 +200,15 @@ class SourceNotFound(Exception):
 def select_source(view: ContextView, source: str) -> SourceInput:
     """Resolve one COPY/ADD/bind source the way BuildKit checksums it."""
     if has_wildcard(source):
+        # A wildcard that matches nothing copies nothing: BuildKit's frontend
+        # allows empty wildcards (unlike a missing plain path).
         matches = _glob(view, source)
-        if not matches:
-            raise SourceNotFound(source)
         children = []
         for rel in matches:
             node = view.node(rel)
             children.append(Child(rel, node.node.kind, node.digest))
         blob = encode_selection(children)
-        return SourceInput(source, "", digest_of(blob), blob, tuple(matches))
+        return SourceInput(source, "", digest_of(blob), blob, wildcard=True, matches=tuple(matches))
     rel = "" if source == "." else source
     resolved = _follow_symlinks(view, rel)
     node = view.node(resolved) if resolved is not None else None

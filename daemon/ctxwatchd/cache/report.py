@@ -176,15 +176,15 @@ def _explain(explainer: _Explainer, k: StepKey, msg: pb.Step) -> None:
     msg.status = pb.STEP_STATUS_INVALIDATED
     old = explainer.steps_before.get((k.step.stage.label, stage_ordinal(k)))
     if old is None:
-        _set(msg, msg.status, pb.CAUSE_INSTRUCTION_CHANGED, "a new step: the last recorded build did not have it")
+        _set(msg, msg.status, pb.CAUSE_NEVER_BUILT, "the last recorded build did not run this step (a new step, "
+             "a stage that build did not need, or a step after the one where it failed)")
         return
-    if old.instruction != k.step.instruction:
-        _set(msg, msg.status, pb.CAUSE_INSTRUCTION_CHANGED, "the instruction changed")
-        msg.old_instruction = old.instruction
-        return
-    value_changes = _value_changes(old.values, k.step.values)
-    if old.spec != k.step.spec:
-        if value_changes:
+    if old.spec != k.step.spec:  # the expanded instruction differs (its text alone may not)
+        value_changes = _value_changes(old.values, k.step.values)
+        if old.instruction != k.step.instruction:
+            _set(msg, msg.status, pb.CAUSE_INSTRUCTION_CHANGED, "the instruction changed")
+            msg.old_instruction = old.instruction
+        elif value_changes:
             _set(msg, msg.status, pb.CAUSE_BUILD_ARG_CHANGED,
                  "a build arg or ENV value it sees changed: " + ", ".join(v.name for v in value_changes))
             msg.changed_values.extend(value_changes)

@@ -59,6 +59,7 @@ class Tree:
         self.listeners: list[Callable[[str], None]] = []
         self.top = Entry(os.lstat(root))
         self.files_hashed = 0
+        self.generation = 0  # bumped on every change: answers computed before are stale
         # Records saved by an earlier run (rel -> stat key, node bytes): a file
         # whose stat key is unchanged is not read again.
         self.saved = saved or {}
@@ -168,7 +169,8 @@ class Tree:
         current = self._list(self.abspath(rel))
         for name in set(entry.children) | set(current):
             old, new = entry.children.get(name), current.get(name)
-            if old is not None and new is not None and old.key == new.key and old.kind == new.kind:
+            if old is not None and new is not None and old.key == new.key and old.kind == new.kind \
+                    and not old.racy:
                 continue
             if old is not None and new is not None and old.kind == new.kind == KIND_DIR \
                     and old.key[:2] == new.key[:2]:
@@ -205,5 +207,6 @@ class Tree:
         return entry if entry.children is not None else None
 
     def _changed(self, rel: str) -> None:
+        self.generation += 1
         for listener in self.listeners:
             listener(rel)

@@ -290,7 +290,7 @@ class _Planner:
             step_kwargs["sources"] = tuple(clean_source(s) for s in local)
             if remote and not checksum:
                 step_kwargs["remote"] = remote[0]
-        self._step(stage, ins, ins.keyword, spec, **step_kwargs)
+        self._step(stage, ins, ins.keyword, spec, values=dict(env), **step_kwargs)
 
     def _mount(self, raw: str, env: dict[str, str], ins: Instruction) -> dict:
         mount: dict[str, str] = {"type": "bind"}
@@ -302,6 +302,10 @@ class _Planner:
             elif key in ("source", "src"):
                 key = "source"
             mount[key] = self._expand(value, env, ins) if sep else "true"
+        if mount["type"] == "cache":
+            # BuildKit (0.13+) leaves a cache mount's id and sharing mode out of the step's key.
+            mount.pop("id", None)
+            mount.pop("sharing", None)
         if mount["type"] == "secret" and "target" not in mount and "env" not in mount:
             mount["target"] = "/run/secrets/" + mount.get("id", posixpath.basename(mount.get("source", "")))
         if "target" not in mount and mount["type"] not in ("secret", "ssh"):

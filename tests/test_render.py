@@ -259,7 +259,8 @@ def test_daemon_status():
         queue_depth=3,
         uptime_seconds=3 * 3600 + 7 * 60 + 5,
         roots=[
-            pb.WatchedRoot(path="/src/web", files=1200, directories=80, healthy=True),
+            pb.WatchedRoot(path="/src/web", files=1200, directories=80, healthy=True, files_hashed=1100,
+                           bytes_hashed=52_000_000),
             pb.WatchedRoot(path="/src/api", files=1, directories=1, healthy=False, message="events lost; re-scanning"),
         ],
     )
@@ -270,9 +271,13 @@ def test_daemon_status():
     assert "52.4 MB RSS" in text
     assert "3 events not yet applied" in text
     roots = [line.split() for line in text.splitlines() if line.startswith("  /")]
-    assert roots[0] == ["/src/web", "1200", "files", "80", "dirs", "ok"]
-    assert roots[1][:6] == ["/src/api", "1", "file", "1", "dir", "UNHEALTHY"]
+    assert roots[0] == ["/src/web", "1200", "files", "80", "dirs", "1100", "files", "hashed", "(52.0", "MB)", "ok"]
+    assert roots[1][:10] == ["/src/api", "1", "file", "1", "dir", "0", "files", "hashed", "(0.0", "MB)"]
+    assert roots[1][10] == "UNHEALTHY"
     assert "events lost; re-scanning" in text
+    assert "activity   idle" in text
+    busy = render.render_daemon_status(pb.DaemonStatus(activity="answering for web (/src/web)"))
+    assert "activity   answering for web (/src/web)" in busy
 
 
 @pytest.mark.parametrize(

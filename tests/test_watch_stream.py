@@ -11,6 +11,7 @@ two reads the client's generator is suspended, so the test can close it
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -184,6 +185,45 @@ def test_watch_sees_edits_of_a_dockerfile_outside_the_context(quiet_client, tmp_
         stream.cancel()
     finally:
         client.unregister(name)
+
+
+def test_watch_sees_dockerfile_edits_after_its_outside_folder_is_recreated(quiet_client, tmp_path):
+    """A branch switch removes the folder holding the Dockerfile and brings it
+    back: the Dockerfile's comings and goings and later edits are all pushed."""
+    client = quiet_client
+    ctx = make_context(tmp_path / "ctx", dockerfile=None)
+    build = tmp_path / "build"
+    build.mkdir()
+    dockerfile = build / "Dockerfile"
+    dockerfile.write_text(DOCKERFILE)
+    name = unique("recreated")
+    client.register(str(ctx), dockerfile=str(dockerfile), name=name)
+    try:
+        client.mark_built(name)
+        stream = Stream(client, name)
+        assert stream.next().all_cached
+
+        shutil.rmtree(build)
+        gone = stream.until(lambda r: bool(r.error), "with an error once the Dockerfile is gone")
+        assert "Dockerfile" in gone.error and not gone.steps
+
+        build.mkdir()
+        dockerfile.write_text(DOCKERFILE)
+        back = stream.until(lambda r: not r.error, "without an error once the Dockerfile is back")
+        assert back.all_cached
+
+        # A change that makes a single event (a mode change) and shows in the
+        # answer: once its report is in, every earlier event has been handled,
+        # so only the edit below can make the next push.
+        os.chmod(ctx / "app.txt", 0o755)
+        stream.until(lambda r: r.steps[0].status == INVALIDATED, "with app.txt's new mode")
+
+        dockerfile.write_text(DOCKERFILE.replace('RUN ["/bin/true"]', 'RUN ["/bin/false"]'))
+        edited = stream.until(lambda r: r.steps[-1].instruction == 'RUN ["/bin/false"]', "with the edited RUN line")
+        assert statuses(edited) == [INVALIDATED] * 3
+        stream.cancel()
+    finally:
+        unregister_quietly(client, name)
 
 
 def two_contexts_with_dockerfiles_in_one_folder(client: CtxwatchClient, tmp_path: Path) -> tuple[Path, str, str]:

@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 `check` found steps that are not cached, 2 any error
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from ctxwatch.v1 import ctxwatch_pb2 as pb
 EXIT_OK = 0
 EXIT_NOT_CACHED = 1
 EXIT_ERROR = 2
+PROGRESS_AFTER_S = 0.5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -186,7 +188,7 @@ def _cmd_add(args: argparse.Namespace) -> int:
     with _connect(args) as client:
         response = client.register(args.path, dockerfile, build_args, args.target, args.name)
         name = response.context.name
-        [report] = client.reports([pb.ContextRef(name=name)])
+        [report] = _with_progress(client, lambda: client.reports([pb.ContextRef(name=name)]))
     print(f"{'updated' if response.updated else 'registered'} context {name!r}")
     print(render.render_report(report, **_style()))
     return EXIT_OK
@@ -209,7 +211,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     with _connect(args) as client:
         refs = _selected_refs(client, args.contexts)
-        reports = client.reports(refs, options)
+        reports = _with_progress(client, lambda: client.reports(refs, options))
     if args.json:
         print(_reports_json(reports, single=len(refs) == 1))
     elif not reports:
@@ -222,7 +224,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     with _connect(args) as client:
-        reports = client.reports(_selected_refs(client, args.contexts), options)
+        refs = _selected_refs(client, args.contexts)
+        reports = _with_progress(client, lambda: client.reports(refs, options), quiet=args.quiet)
     if not reports:
         # Nothing to check is a mistake in a script, not a warm cache.
         raise ValueError("no contexts registered (add one with `ctxwatch add PATH`)")
@@ -284,6 +287,28 @@ def _cmd_daemon_stop(args: argparse.Namespace) -> int:
         raise CtxwatchError("DEADLINE_EXCEEDED", f"ctxwatchd (pid {pid}) still answers on {socket_path}")
     print(f"stopped ctxwatchd (pid {pid})")
     return EXIT_OK
+
+
+def _with_progress(client, call, quiet: bool = False):
+    """Run `call`; while it takes long (a first index of a big context), show
+    the daemon's hashing progress on stderr when that is a terminal."""
+    if quiet or not sys.stderr.isatty() or not hasattr(client, "daemon_status"):
+        return call()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(call)
+        shown = False
+        while True:
+            try:
+                result = pending.result(timeout=PROGRESS_AFTER_S)
+                break
+            except concurrent.futures.TimeoutError:
+                roots = client.daemon_status().roots
+                files, size = sum(r.files_hashed for r in roots), sum(r.bytes_hashed for r in roots)
+                print(f"\rindexing: {files:,} files hashed ({size / 1e6:,.0f} MB)", end="", file=sys.stderr)
+                shown = True
+        if shown:
+            print(file=sys.stderr)
+        return result
 
 
 def _selected_refs(client: CtxwatchClient, texts: Sequence[str]) -> list[pb.ContextRef]:

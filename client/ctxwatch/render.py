@@ -107,6 +107,7 @@ def render_daemon_status(status: pb.DaemonStatus) -> str:
                 ["memory", f"{status.memory_rss_bytes / 1e6:.1f} MB RSS"],
                 ["queue", f"{_plural(status.queue_depth, 'event')} not yet applied"],
                 ["contexts", str(status.contexts)],
+                ["activity", status.activity or "idle"],
             ]
         ),
     ]
@@ -119,12 +120,13 @@ def render_daemon_status(status: pb.DaemonStatus) -> str:
             root.path,
             _plural(root.files, "file"),
             _plural(root.directories, "dir"),
+            f"{_plural(root.files_hashed, 'file')} hashed ({root.bytes_hashed / 1e6:,.1f} MB)",
             "ok" if root.healthy else "UNHEALTHY",
             root.message,
         ]
         for root in status.roots
     ]
-    lines += ["  " + line for line in _align(rows, right={1, 2})]
+    lines += ["  " + line for line in _align(rows, right={1, 2, 3})]
     return "\n".join(lines)
 
 

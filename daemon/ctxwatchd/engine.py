@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ctxwatch.v1 import ctxwatch_pb2 as pb
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 
 MAX_BUILD_ARGS = 1000
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context
-GC_EVERY_DROPPED_BUILDS = 16  # node garbage collection is a full mark and sweep: batch it
+GC_EVERY_DROPPED_BUILDS = 16
+STATUS_WAIT_S = 0.2  # node garbage collection is a full mark and sweep: batch it
 
 
 class WatchedFile:
@@ -90,6 +92,7 @@ class Engine:
             self.observer.start()
         self.roots: dict[str, WatchedRoot] = {}
         self.folder_watches: dict[str, tuple[object | None, int]] = {}  # folder -> (watch, users)
+        self.busy_with = ""  # what a query is busy with, for the status RPC
         # Bumped on every file event; watchers of reports wait on it.
         self.activity = threading.Condition()
         self.generation = 0
@@ -245,6 +248,14 @@ class Engine:
         with self.lock:
             return self._evaluate(reg, options).report
 
+    @contextmanager
+    def _busy(self, what: str) -> Iterator[None]:
+        self.busy_with = what
+        try:
+            yield
+        finally:
+            self.busy_with = ""
+
     def mark_built(self, reg: Registered, options: pb.BuildOptions) -> pb.MarkBuiltResponse:
         """Record the steps a build with these options completes (all of them,
         or those before a failing step, which BuildKit caches as well)."""
@@ -294,6 +305,10 @@ class Engine:
         return self.store.collect_garbage()
 
     def _evaluate(self, reg: Registered, options: pb.BuildOptions) -> Evaluation:
+        with self._busy(f"answering for {reg.row.name} ({reg.row.path})"):
+            return self._answer(reg, options)
+
+    def _answer(self, reg: Registered, options: pb.BuildOptions) -> Evaluation:
         report = pb.Report(context=context_message(reg.row))
         if reg.root is None:
             reg.root = self._root_for(reg.row.path)
@@ -410,26 +425,35 @@ class Engine:
 
     # -- status ---------------------------------------------------------------------------
     def status(self) -> list[pb.WatchedRoot]:
-        with self.lock:
-            roots = []
-            for root in self.roots.values():
-                files = dirs = 0
-                for _, entry in root.tree.walk_loaded():
-                    if entry.children is not None:
-                        dirs += 1
-                    else:
-                        files += 1
-                message = root.problem
-                if root.events_lost:
-                    pending = "; re-scanning before the next answer" if root.needs_rescan else "; recovered by re-scans"
-                    message = "; ".join(filter(None, [message, f"the kernel dropped file events "
-                                                      f"(inotify queue overflow) {root.events_lost} time(s){pending}"]))
-                roots.append(pb.WatchedRoot(path=root.path, files=files, directories=dirs,
-                                            healthy=not root.problem and not root.needs_rescan, message=message))
-            return roots
+        """The watched roots. Never waits long for a busy engine (a first index
+        can take a while): then the tree sizes are left out, the hashing
+        counters are still there."""
+        locked = self.lock.acquire(timeout=STATUS_WAIT_S)
+        try:
+            return [self._root_status(root, count_tree=locked) for root in list(self.roots.values())]
+        finally:
+            if locked:
+                self.lock.release()
+
+    def _root_status(self, root: WatchedRoot, count_tree: bool) -> pb.WatchedRoot:
+        files = dirs = 0
+        if count_tree:
+            for _, entry in root.tree.walk_loaded():
+                if entry.children is not None:
+                    dirs += 1
+                else:
+                    files += 1
+        message = root.problem
+        if root.events_lost:
+            pending = "; re-scanning before the next answer" if root.needs_rescan else "; recovered by re-scans"
+            message = "; ".join(filter(None, [message, f"the kernel dropped file events "
+                                              f"(inotify queue overflow) {root.events_lost} time(s){pending}"]))
+        return pb.WatchedRoot(path=root.path, files=files, directories=dirs,
+                              healthy=not root.problem and not root.needs_rescan, message=message,
+                              files_hashed=root.tree.files_hashed, bytes_hashed=root.tree.bytes_hashed)
 
     def queue_depth(self) -> int:
-        return sum(root.queue_depth for root in self.roots.values())
+        return sum(root.queue_depth for root in list(self.roots.values()))
 
 
 def _inside(path: str, folder: str) -> bool:

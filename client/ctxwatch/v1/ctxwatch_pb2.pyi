@@ -310,7 +310,7 @@ class GetDaemonStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DaemonStatus(_message.Message):
-    __slots__ = ("version", "pid", "socket_path", "state_dir", "contexts", "roots", "memory_rss_bytes", "queue_depth", "uptime_seconds")
+    __slots__ = ("version", "pid", "socket_path", "state_dir", "contexts", "roots", "memory_rss_bytes", "queue_depth", "uptime_seconds", "activity")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     SOCKET_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -320,6 +320,7 @@ class DaemonStatus(_message.Message):
     MEMORY_RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVITY_FIELD_NUMBER: _ClassVar[int]
     version: str
     pid: int
     socket_path: str
@@ -329,21 +330,26 @@ class DaemonStatus(_message.Message):
     memory_rss_bytes: int
     queue_depth: int
     uptime_seconds: float
-    def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., socket_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., contexts: _Optional[int] = ..., roots: _Optional[_Iterable[_Union[WatchedRoot, _Mapping]]] = ..., memory_rss_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., uptime_seconds: _Optional[float] = ...) -> None: ...
+    activity: str
+    def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., socket_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., contexts: _Optional[int] = ..., roots: _Optional[_Iterable[_Union[WatchedRoot, _Mapping]]] = ..., memory_rss_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., activity: _Optional[str] = ...) -> None: ...
 
 class WatchedRoot(_message.Message):
-    __slots__ = ("path", "files", "directories", "healthy", "message")
+    __slots__ = ("path", "files", "directories", "healthy", "message", "files_hashed", "bytes_hashed")
     PATH_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     DIRECTORIES_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FILES_HASHED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_HASHED_FIELD_NUMBER: _ClassVar[int]
     path: str
     files: int
     directories: int
     healthy: bool
     message: str
-    def __init__(self, path: _Optional[str] = ..., files: _Optional[int] = ..., directories: _Optional[int] = ..., healthy: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+    files_hashed: int
+    bytes_hashed: int
+    def __init__(self, path: _Optional[str] = ..., files: _Optional[int] = ..., directories: _Optional[int] = ..., healthy: _Optional[bool] = ..., message: _Optional[str] = ..., files_hashed: _Optional[int] = ..., bytes_hashed: _Optional[int] = ...) -> None: ...
 
 class ShutdownRequest(_message.Message):
     __slots__ = ()

@@ -59,6 +59,7 @@ class Tree:
         self.listeners: list[Callable[[str], None]] = []
         self.top = Entry(os.lstat(root))
         self.files_hashed = 0
+        self.bytes_hashed = 0
         self.generation = 0  # bumped on every change: answers computed before are stale
         # Records saved by an earlier run (rel -> stat key, node bytes): a file
         # whose stat key is unchanged is not read again.
@@ -100,6 +101,7 @@ class Tree:
             entry.key, entry.kind = stat_key(st), kind_of(st.st_mode)
             entry.record, entry.racy = record, is_racy(st, hashed_at)
             self.files_hashed += 1
+            self.bytes_hashed += record.size
         return entry.record
 
     def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:

@@ -106,7 +106,8 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
         return pb.DaemonStatus(
             version=__version__, pid=os.getpid(), socket_path=self.socket_path, state_dir=self.state_dir,
             contexts=len(self.engine.contexts), roots=self.engine.status(), memory_rss_bytes=_rss_bytes(),
-            queue_depth=self.engine.queue_depth(), uptime_seconds=time.monotonic() - self.started)
+            queue_depth=self.engine.queue_depth(), uptime_seconds=time.monotonic() - self.started,
+            activity=self.engine.busy_with)
 
     @_answers
     def Shutdown(self, request: pb.ShutdownRequest, context) -> pb.ShutdownResponse:

@@ -438,7 +438,8 @@ def measure_contexts_scale(daemon: Daemon, repo: generate.Repo, profile: Profile
             seconds, reports = timed(lambda: daemon.client.reports(refs))
             times.append(seconds)
             wrong += len(reports) != count or not all(r.all_cached for r in reports)
-        result.cells[f"contexts_{count}"] = Cell(f"{ms(statistics.median(times))} / {mb(daemon.memory_kib('VmRSS'))}")
+        rss = mb(daemon.memory_kib("VmRSS"))
+        result.cells[f"contexts_{count}"] = Cell(f"{ms(statistics.median(times))} / {rss} (n={len(times)})")
         if wrong:
             result.notes.append(f"{count} contexts: {wrong}/{len(times)} answers were not all cached")
 

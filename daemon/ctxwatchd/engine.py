@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from .cache.store import BuildStepRow, ContextRow, Store
 from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
 from .context.records import StatKey, stat_key
 from .context.view import ContextView
-from .context.watcher import ActivityHandler, Observer, WatchedRoot
+from .context.watcher import FolderWatch, Observer, WatchedRoot
 from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
 from .dockerfile.plan import PlanError, build_plan
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -66,7 +67,7 @@ class Registered:
     dockerfile: WatchedFile
     ignore_files: tuple[WatchedFile, WatchedFile]  # <Dockerfile>.dockerignore, then <context>/.dockerignore
     views: dict[tuple[str, ...], ContextView] = field(default_factory=dict)
-    dockerfile_folder: str = ""  # watched on its own: the Dockerfile lives outside the tree
+    dockerfile_watch: FolderWatch | None = None  # when the Dockerfile lives outside the tree
     patterns: tuple[str, ...] | None = None
     history: History | None = None
     parsed: tuple[bytes, ParsedDockerfile] | None = None
@@ -91,13 +92,15 @@ class Engine:
             self.observer.daemon = True
             self.observer.start()
         self.roots: dict[str, WatchedRoot] = {}
-        self.folder_watches: dict[str, tuple[object | None, int]] = {}  # folder -> (watch, users)
+        self.folder_watches: dict[str, FolderWatch] = {}  # shared by Dockerfiles in the same folder
         self.busy_with = ""  # what a query is busy with, for the status RPC
         # Bumped on every file event; watchers of reports wait on it.
         self.activity = threading.Condition()
         self.generation = 0
         self.contexts: dict[str, Registered] = {}
         self.stored_nodes: set[bytes] = set()
+        cores = os.cpu_count() or 1
+        self.hasher = ThreadPoolExecutor(cores, thread_name_prefix="hash") if cores > 1 else None
         self.store_version = store.written_elsewhere()
         for row in store.contexts():
             self.contexts[row.name] = self._activate(row)
@@ -111,6 +114,8 @@ class Engine:
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(timeout=2)
+        if self.hasher is not None:
+            self.hasher.shutdown(wait=False)
 
     # -- registry ---------------------------------------------------------------------
     def register(self, req: pb.RegisterContextRequest) -> tuple[ContextRow, bool]:
@@ -149,8 +154,8 @@ class Engine:
             del self.contexts[reg.row.name]
             for view in reg.views.values():
                 view.close()
-            if reg.dockerfile_folder:
-                self._unwatch_folder(reg.dockerfile_folder)
+            if reg.dockerfile_watch is not None:
+                self._unwatch_folder(reg.dockerfile_watch)
             self._release_root(reg.root)
             self.notify_activity()
             return reg.row
@@ -188,26 +193,24 @@ class Engine:
                          (specific, WatchedFile(os.path.join(row.path, ".dockerignore"))))
         folder = os.path.dirname(row.dockerfile)
         if self.observer is not None and (root is None or not _inside(folder, root.path)):
-            reg.dockerfile_folder = folder
-            self._watch_folder(folder)
+            reg.dockerfile_watch = self._watch_folder(folder)
         return reg
 
-    def _watch_folder(self, folder: str) -> None:
-        """Watch a Dockerfile's folder (shared by the contexts whose Dockerfiles are there)."""
-        watch, users = self.folder_watches.get(folder, (None, 0))
+    def _watch_folder(self, folder: str) -> FolderWatch:
+        watch = self.folder_watches.get(folder)
         if watch is None:
-            try:
-                watch = self.observer.schedule(ActivityHandler(self.notify_activity), folder)
-            except OSError:
-                log.warning("cannot watch %s: edits there are seen by queries but not pushed", folder)
-        self.folder_watches[folder] = (watch, users + 1)
+            watch = self.folder_watches[folder] = FolderWatch(
+                self.observer, folder, self.notify_activity,
+                lambda path: sum(w.watched == path for w in self.folder_watches.values()))
+            watch.retarget()
+        watch.users += 1
+        return watch
 
-    def _unwatch_folder(self, folder: str) -> None:
-        watch, users = self.folder_watches.pop(folder)
-        if users > 1:
-            self.folder_watches[folder] = (watch, users - 1)
-        elif watch is not None:
-            self.observer.unschedule(watch)
+    def _unwatch_folder(self, watch: FolderWatch) -> None:
+        watch.users -= 1
+        if not watch.users:
+            watch.close()
+            del self.folder_watches[watch.folder]
 
     def _root_for(self, path: str) -> WatchedRoot | None:
         for root_path, root in self.roots.items():
@@ -310,6 +313,8 @@ class Engine:
 
     def _answer(self, reg: Registered, options: pb.BuildOptions) -> Evaluation:
         report = pb.Report(context=context_message(reg.row))
+        if reg.dockerfile_watch is not None:
+            reg.dockerfile_watch.retarget()  # before reading it: no edit falls between
         if reg.root is None:
             reg.root = self._root_for(reg.row.path)
             if reg.root is None:
@@ -374,7 +379,7 @@ class Engine:
     def _view(self, reg: Registered, excludes: tuple[str, ...]) -> ContextView:
         view = reg.views.get(excludes)
         if view is None:
-            view = ContextView(reg.root.tree, reg.prefix, PathMatcher([*reg.patterns, *excludes]))
+            view = ContextView(reg.root.tree, reg.prefix, PathMatcher([*reg.patterns, *excludes]), self.hasher)
             reg.views[excludes] = view
         return view
 

@@ -211,6 +211,8 @@ def select_source(view: ContextView, source: str) -> SourceInput:
         return SourceInput(source, "", digest_of(blob), blob, wildcard=True, matches=tuple(matches))
     rel = "" if source == "." else source
     resolved = _follow_symlinks(view, rel)
+    if resolved is not None:
+        view.prefetch(resolved)
     node = view.node(resolved) if resolved is not None else None
     if node is None:
         raise SourceNotFound(source)

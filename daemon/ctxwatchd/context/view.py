@@ -12,10 +12,11 @@ was made from.
 from __future__ import annotations
 
 from collections.abc import Generator
+from concurrent.futures import Executor
 
 from .ignore import MatchState, PathMatcher
 from .nodes import Child, Node, digest_of, encode_dir, encode_file
-from .records import KIND_DIR
+from .records import KIND_DIR, KIND_FILE
 from .tree import Entry, Tree, join, split
 
 
@@ -43,8 +44,9 @@ class ViewNode:
 class ContextView:
     """Filtered Merkle digests of one context root inside a tree."""
 
-    def __init__(self, tree: Tree, prefix: str, matcher: PathMatcher) -> None:
+    def __init__(self, tree: Tree, prefix: str, matcher: PathMatcher, hasher: Executor | None = None) -> None:
         self.tree = tree
+        self.hasher = hasher  # hashes files in parallel before a walk needs them
         self.prefix = prefix  # the context folder, relative to the tree's root
         self.matcher = matcher
         self.memo: dict[str, tuple[Entry, ViewNode | None]] = {}
@@ -70,6 +72,38 @@ class ContextView:
         if entry is None:
             return None
         return self._node(rel, entry, self._state(rel))
+
+    def prefetch(self, rel: str) -> None:
+        """Hash, in parallel, the files under `rel` that the next walk will need.
+
+        hashlib and file reads release the GIL, so threads really overlap.
+        Folders whose digest is still known are not entered.
+        """
+        entry = self.entry(rel)
+        if self.hasher is None or entry is None:
+            return
+        todo, files = [(rel, entry, self._state(rel))], []
+        while todo:
+            path, item, state = todo.pop()
+            hit = self.memo.get(path)
+            if hit is not None and hit[0] is item:
+                continue
+            if item.kind != KIND_DIR:
+                if not state.excluded and item.kind == KIND_FILE and (item.record is None or item.racy):
+                    files.append((self._tree_rel(path), item))
+            elif not state.excluded or self.matcher.may_include_under(path):
+                for name, child in self.tree.children(item, self._tree_rel(path)).items():
+                    child_rel = join(path, name)
+                    todo.append((child_rel, child, self._match(child_rel, state if path else None)))
+        if len(files) > 1:
+            for _ in self.hasher.map(self._hash_quietly, files):
+                pass
+
+    def _hash_quietly(self, item: tuple[str, Entry]) -> None:
+        try:
+            self.tree.record(*item)
+        except OSError:
+            pass  # the walk reads it again and reports the error on the step
 
     def entry(self, rel: str) -> Entry | None:
         return self.tree.get(self._tree_rel(rel))

@@ -21,7 +21,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent, FileAttribEvent,
+    FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 
 from .tree import COOKIE_PREFIX, Tree
@@ -37,6 +41,13 @@ class EventsLost(FileSystemEvent):
     """The kernel dropped events below this path (inotify queue overflow)."""
 
     event_type = "events_lost"
+
+
+# Only changes: without a filter inotify also reports every open and close,
+# including the daemon's own reads while hashing (a flood for nothing).
+CHANGE_EVENTS = [FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent,
+                 FileAttribEvent, DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent, DirAttribEvent,
+                 EventsLost]  # the emitter filters what it queues, our own event included
 
 
 class _OverflowReportingWatchGroup(InotifyWatchGroup):
@@ -65,12 +76,47 @@ class Observer(InotifyObserver):
         self._emitter_class = _OverflowReportingEmitter
 
 
-class ActivityHandler(FileSystemEventHandler):
-    """Calls back on any event: for folders outside every tree that hold a
-    Dockerfile or its ignore file."""
+class FolderWatch(FileSystemEventHandler):
+    """Reports any change in a folder outside every tree (an out-of-context
+    Dockerfile's). While the folder does not exist, its nearest existing
+    parent is watched instead, so its return is noticed too."""
 
-    def __init__(self, on_activity: Callable[[], None]) -> None:
+    def __init__(self, observer: Observer, folder: str, on_activity: Callable[[], None],
+                 watchers_of: Callable[[str], int]) -> None:
+        self.observer = observer
+        self.folder = folder
         self.on_activity = on_activity
+        self.watchers_of = watchers_of  # how many folder watches watch a path (they share watchdog's watch)
+        self.watch = None
+        self.watched = ""
+        self.users = 0  # contexts whose Dockerfile lives in the folder
+
+    def retarget(self) -> None:
+        """Watch the folder, or the parent that exists; called before each answer."""
+        target = self.folder
+        while not os.path.isdir(target) and os.path.dirname(target) != target:
+            target = os.path.dirname(target)
+        if target == self.watched and self.watch is not None:
+            return
+        self.close()
+        try:
+            self.watch = self.observer.schedule(self, target, event_filter=CHANGE_EVENTS)
+            self.watched = target
+        except OSError as e:
+            log.warning("cannot watch %s (%s): edits there are seen by queries but not pushed", target, e)
+
+    def close(self) -> None:
+        if self.watch is None:
+            return
+        watch, path = self.watch, self.watched
+        self.watch, self.watched = None, ""
+        if self.watchers_of(path):
+            self.observer.remove_handler_for_watch(self, watch)  # another folder's watch uses it
+        else:
+            try:
+                self.observer.unschedule(watch)
+            except KeyError:
+                pass  # watchdog already dropped it (the folder went away)
 
     def dispatch(self, event: FileSystemEvent) -> None:
         self.on_activity()
@@ -122,7 +168,7 @@ class WatchedRoot(FileSystemEventHandler):
         self.watch_broken = False
         self.needs_rescan = True
         try:
-            self.watch = self.observer.schedule(self, self.path, recursive=True)
+            self.watch = self.observer.schedule(self, self.path, recursive=True, event_filter=CHANGE_EVENTS)
             self.problem = ""
         except OSError as e:
             # No such folder (yet), or the inotify watch limit: retry later, re-scan meanwhile.

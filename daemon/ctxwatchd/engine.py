@@ -99,8 +99,9 @@ class Engine:
         self.generation = 0
         self.contexts: dict[str, Registered] = {}
         self.stored_nodes: set[bytes] = set()
-        cores = os.cpu_count() or 1
-        self.hasher = ThreadPoolExecutor(cores, thread_name_prefix="hash") if cores > 1 else None
+        # This thread hashes too: one helper thread per extra core.
+        self.hash_workers = (os.cpu_count() or 1) - 1
+        self.hasher = ThreadPoolExecutor(self.hash_workers, thread_name_prefix="hash") if self.hash_workers else None
         self.store_version = store.written_elsewhere()
         for row in store.contexts():
             self.contexts[row.name] = self._activate(row)
@@ -379,7 +380,8 @@ class Engine:
     def _view(self, reg: Registered, excludes: tuple[str, ...]) -> ContextView:
         view = reg.views.get(excludes)
         if view is None:
-            view = ContextView(reg.root.tree, reg.prefix, PathMatcher([*reg.patterns, *excludes]), self.hasher)
+            view = ContextView(reg.root.tree, reg.prefix, PathMatcher([*reg.patterns, *excludes]), self.hasher,
+                               self.hash_workers)
             reg.views[excludes] = view
         return view
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..context.nodes import SELECTION, Node, decode
-from ..context.records import KIND_DIR, KIND_SYMLINK, FileRecord
+from ..context.records import KIND_DIR, KIND_SYMLINK, FileRecord, key_mtime_ns
 from ..context.view import ContextView
 
 ADDED, REMOVED, CONTENT, MODE, SYMLINK_TARGET, TYPE, XATTR = (
@@ -83,7 +83,7 @@ class Differ:
         if old.content == new.content:
             return True  # extended attributes alone
         entry = self.view.entry(rel)
-        return entry is not None and entry.key[3] < self.built_at_ns
+        return entry is not None and key_mtime_ns(entry.key) < self.built_at_ns
 
     def _compare_children(self, old: Node, new: Node, rel: str, selection: bool) -> None:
         before = {c.name: c for c in old.children}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
 from dataclasses import dataclass
 
 KIND_FILE = "f"
@@ -27,7 +28,10 @@ IGNORED_XATTR_PREFIXES = ("security.selinux", "system.posix_acl")
 # "racy clean" problem); such a record is re-hashed on the next look.
 RACY_WINDOW_NS = 20_000_000
 
-StatKey = tuple[int, int, int, int, int, int]
+# dev, ino, size, mtime_ns, ctime_ns, mode, packed: 48 bytes per path instead
+# of a tuple of six int objects (memory per file matters at 100,000 files).
+StatKey = bytes
+_STAT_KEY = struct.Struct("<QQQqqQ")
 
 
 def kind_of(mode: int) -> str:
@@ -42,7 +46,19 @@ def kind_of(mode: int) -> str:
 
 def stat_key(st: os.stat_result) -> StatKey:
     """What must stay equal for a cached record to still be right."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+    return _STAT_KEY.pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
+
+
+def key_inode(key: StatKey) -> bytes:
+    return key[:16]
+
+
+def key_mtime_ns(key: StatKey) -> int:
+    return _STAT_KEY.unpack(key)[3]
+
+
+def key_mode(key: StatKey) -> int:
+    return _STAT_KEY.unpack(key)[5]
 
 
 @dataclass(frozen=True, slots=True)

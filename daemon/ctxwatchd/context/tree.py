@@ -14,8 +14,10 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
-from .nodes import decode, encode_file
-from .records import KIND_DIR, FileRecord, StatKey, is_racy, kind_of, read_record, stat_key
+from .nodes import decode, digest_of, encode_file
+from .records import (
+    KIND_DIR, FileRecord, StatKey, is_racy, key_inode, key_mode, kind_of, read_record, stat_key,
+)
 
 COOKIE_PREFIX = ".ctxwatch-cookie-"
 
@@ -23,24 +25,15 @@ COOKIE_PREFIX = ".ctxwatch-cookie-"
 class Entry:
     """One path of the tree. Directory children are None until listed."""
 
-    __slots__ = ("kind", "key", "record", "racy", "children")
+    __slots__ = ("kind", "key", "record", "digest", "racy", "children")
 
     def __init__(self, st: os.stat_result) -> None:
         self.kind: str = kind_of(st.st_mode)
         self.key: StatKey = stat_key(st)
         self.record: FileRecord | None = None
+        self.digest = b""  # of the record's node: files do not depend on a context's filter
         self.racy = False
         self.children: dict[str, Entry] | None = None
-
-
-def _same_inode(key: StatKey, st: os.stat_result) -> bool:
-    """A folder replaced by another (moved away and recreated) is not the same
-    folder, even under the same name: its listing must be read again."""
-    return key[:2] == (st.st_dev, st.st_ino)
-
-
-def encode_stat_key(key: StatKey) -> bytes:
-    return ",".join(map(str, key)).encode()
 
 
 def split(rel: str) -> list[str]:
@@ -91,8 +84,8 @@ class Tree:
         """The record of `entry`, re-hashed when missing or racy."""
         if entry.record is None and not entry.racy:
             saved = self.saved.pop(rel, None)
-            if saved is not None and saved[0] == encode_stat_key(entry.key):
-                entry.record = decode(saved[1]).record
+            if saved is not None and saved[0] == entry.key:
+                entry.record, entry.digest = decode(saved[1]).record, digest_of(saved[1])
                 return entry.record
         if entry.record is None or entry.racy:
             path = self.abspath(rel)
@@ -100,6 +93,7 @@ class Tree:
             record, st = read_record(path, os.lstat(path))
             entry.key, entry.kind = stat_key(st), kind_of(st.st_mode)
             entry.record, entry.racy = record, is_racy(st, hashed_at)
+            entry.digest = digest_of(encode_file(record))
             self.files_hashed += 1
             self.bytes_hashed += record.size
         return entry.record
@@ -108,7 +102,7 @@ class Tree:
         """(rel, stat key, node bytes) of every record that is safe to reuse later."""
         for rel, entry in self.walk_loaded():
             if entry.record is not None and not entry.racy:
-                yield rel, encode_stat_key(entry.key), encode_file(entry.record)
+                yield rel, entry.key, encode_file(entry.record)
 
     def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
         """Every entry already known, parents before children."""
@@ -142,13 +136,15 @@ class Tree:
             return
         if parts and len(parts) == 1 and parts[0].startswith(COOKIE_PREFIX):
             return
-        if old is not None and old.kind == kind_of(st.st_mode) == KIND_DIR and _same_inode(old.key, st):
-            mode_changed = old.key[5] != st.st_mode
-            old.key = stat_key(st)
+        key = stat_key(st)
+        # A folder replaced by another (moved away, recreated) must be listed again.
+        if old is not None and old.kind == kind_of(st.st_mode) == KIND_DIR and key_inode(old.key) == key_inode(key):
+            mode_changed = key_mode(old.key) != st.st_mode
+            old.key = key
             if mode_changed:
                 self._changed(rel)
             return
-        if old is not None and old.key == stat_key(st) and old.kind == kind_of(st.st_mode):
+        if old is not None and old.key == key and old.kind == kind_of(st.st_mode):
             if old.racy:
                 old.record = None
                 self._changed(rel)
@@ -175,7 +171,7 @@ class Tree:
                     and not old.racy:
                 continue
             if old is not None and new is not None and old.kind == new.kind == KIND_DIR \
-                    and old.key[:2] == new.key[:2]:
+                    and key_inode(old.key) == key_inode(new.key):
                 new.children = old.children  # the same folder: its listing is checked below
             if new is None:
                 del entry.children[name]

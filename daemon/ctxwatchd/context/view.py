@@ -16,7 +16,7 @@ from concurrent.futures import Executor
 
 from .ignore import MatchState, PathMatcher
 from .nodes import Child, Node, digest_of, encode_dir, encode_file
-from .records import KIND_DIR, KIND_FILE
+from .records import KIND_DIR, KIND_FILE, key_mode
 from .tree import Entry, Tree, join, split
 
 
@@ -33,22 +33,33 @@ class ContextReadError(Exception):
 
 
 class ViewNode:
-    __slots__ = ("node", "blob", "digest")
+    """A path as this view sends it: a file's record, or a folder's listing."""
 
-    def __init__(self, node: Node, blob: bytes) -> None:
+    __slots__ = ("node", "digest")
+
+    def __init__(self, node: Node, digest: bytes) -> None:
         self.node = node
-        self.blob = blob
-        self.digest = digest_of(blob)
+        self.digest = digest
+
+    @property
+    def blob(self) -> bytes:
+        """The node's canonical bytes (made again when needed, not kept)."""
+        if self.node.record is not None:
+            return encode_file(self.node.record)
+        return encode_dir(self.node.mode, self.node.children)
 
 
 class ContextView:
     """Filtered Merkle digests of one context root inside a tree."""
 
-    def __init__(self, tree: Tree, prefix: str, matcher: PathMatcher, hasher: Executor | None = None) -> None:
+    def __init__(self, tree: Tree, prefix: str, matcher: PathMatcher, hasher: Executor | None = None,
+                 hash_workers: int = 0) -> None:
         self.tree = tree
         self.hasher = hasher  # hashes files in parallel before a walk needs them
+        self.hash_workers = hash_workers
         self.prefix = prefix  # the context folder, relative to the tree's root
         self.matcher = matcher
+        # Folders only: a file's digest lives on its tree entry, shared by all views.
         self.memo: dict[str, tuple[Entry, ViewNode | None]] = {}
         tree.listeners.append(self.invalidate)
 
@@ -85,25 +96,32 @@ class ContextView:
         todo, files = [(rel, entry, self._state(rel))], []
         while todo:
             path, item, state = todo.pop()
-            hit = self.memo.get(path)
-            if hit is not None and hit[0] is item:
-                continue
             if item.kind != KIND_DIR:
                 if not state.excluded and item.kind == KIND_FILE and (item.record is None or item.racy):
                     files.append((self._tree_rel(path), item))
-            elif not state.excluded or self.matcher.may_include_under(path):
+                continue
+            hit = self.memo.get(path)
+            if hit is not None and hit[0] is item:
+                continue  # its digest is known: nothing below needs hashing
+            if not state.excluded or self.matcher.may_include_under(path):
                 for name, child in self.tree.children(item, self._tree_rel(path)).items():
                     child_rel = join(path, name)
                     todo.append((child_rel, child, self._match(child_rel, state if path else None)))
         if len(files) > 1:
-            for _ in self.hasher.map(self._hash_quietly, files):
-                pass
+            # One batch per worker and one for this thread: a future per file costs more than small files.
+            workers = self.hash_workers
+            batches = [files[i::workers + 1] for i in range(workers + 1)]
+            pending = [self.hasher.submit(self._hash_quietly, batch) for batch in batches[1:]]
+            self._hash_quietly(batches[0])
+            for future in pending:
+                future.result()
 
-    def _hash_quietly(self, item: tuple[str, Entry]) -> None:
-        try:
-            self.tree.record(*item)
-        except OSError:
-            pass  # the walk reads it again and reports the error on the step
+    def _hash_quietly(self, batch: list[tuple[str, Entry]]) -> None:
+        for item in batch:
+            try:
+                self.tree.record(*item)
+            except OSError:
+                pass  # the walk reads it again and reports the error on the step
 
     def entry(self, rel: str) -> Entry | None:
         return self.tree.get(self._tree_rel(rel))
@@ -139,23 +157,29 @@ class ContextView:
         return result
 
     def _visit(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, ViewNode | None, ViewNode | None]:
+        if entry.kind != KIND_DIR:
+            return self._file(rel, entry, state)
         hit = self.memo.get(rel)
         if hit is not None and hit[0] is entry:
             return hit[1]
         result = None
-        if entry.kind != KIND_DIR:
-            result = self._file(rel, entry, state)
-        elif not state.excluded or self.matcher.may_include_under(rel):
+        if not state.excluded or self.matcher.may_include_under(rel):
             children = []
             listing = self.tree.children(entry, self._tree_rel(rel))
             for name in sorted(listing):
                 child_rel = join(rel, name)
-                child = yield child_rel, listing[name], self._match(child_rel, state if rel else None)
+                child_entry = listing[name]
+                child_state = self._match(child_rel, state if rel else None)
+                if child_entry.kind == KIND_DIR:
+                    child = yield child_rel, child_entry, child_state
+                else:  # files need no stack frame
+                    child = self._file(child_rel, child_entry, child_state)
                 if child is not None:
                     children.append(Child(name, child.node.kind, child.digest))
             if children or not state.excluded:  # an excluded folder is sent only to hold what is re-included
-                mode = entry.key[5] & 0o7777
-                result = ViewNode(Node(kind=KIND_DIR, mode=mode, children=tuple(children)), encode_dir(mode, children))
+                mode = key_mode(entry.key) & 0o7777
+                result = ViewNode(Node(kind=KIND_DIR, mode=mode, children=tuple(children)),
+                                  digest_of(encode_dir(mode, children)))
         self.memo[rel] = (entry, result)
         return result
 
@@ -166,7 +190,7 @@ class ContextView:
             record = self.tree.record(self._tree_rel(rel), entry)
         except OSError as e:
             raise ContextReadError(rel, e.strerror or str(e)) from e
-        return ViewNode(Node(kind=record.kind, record=record), encode_file(record))
+        return ViewNode(Node(kind=record.kind, record=record), entry.digest)
 
     def _tree_rel(self, rel: str) -> str:
         return join(self.prefix, rel) if rel else self.prefix

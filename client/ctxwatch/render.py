@@ -234,8 +234,8 @@ def _path_lines(step: pb.Step) -> list[str]:
         lines.append(f"{kind:<8} {change.path}{detail}")
     # changed_paths itself is capped by the daemon; the total says how many there were.
     hidden = max(step.changed_paths_total, len(step.changed_paths)) - len(shown)
-    if hidden > 0:
-        lines.append(f"{ELLIPSIS} and {hidden} more")
+    if hidden > 0 or step.changed_paths_truncated:
+        lines.append(f"{ELLIPSIS} and {hidden}{'+' if step.changed_paths_truncated else ''} more")
     return lines
 
 

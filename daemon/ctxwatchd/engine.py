@@ -66,7 +66,7 @@ class Registered:
     prefix: str
     dockerfile: WatchedFile
     ignore_files: tuple[WatchedFile, WatchedFile]  # <Dockerfile>.dockerignore, then <context>/.dockerignore
-    views: dict[tuple[str, ...], ContextView] = field(default_factory=dict)
+    views: set[tuple] = field(default_factory=set)  # keys of the shared views it reads through
     dockerfile_watch: FolderWatch | None = None  # when the Dockerfile lives outside the tree
     patterns: tuple[str, ...] | None = None
     history: History | None = None
@@ -92,8 +92,10 @@ class Engine:
             self.observer.daemon = True
             self.observer.start()
         self.roots: dict[str, WatchedRoot] = {}
+        self.views: dict[tuple, ContextView] = {}  # (root, prefix, patterns, excludes) -> view
         self.folder_watches: dict[str, FolderWatch] = {}  # shared by Dockerfiles in the same folder
         self.busy_with = ""  # what a query is busy with, for the status RPC
+        self.tree_sizes: dict[str, tuple[int, int, int]] = {}  # root -> (generation, files, folders)
         # Bumped on every file event; watchers of reports wait on it.
         self.activity = threading.Condition()
         self.generation = 0
@@ -153,8 +155,7 @@ class Engine:
             reg = self.resolve(ref)
             self.store.delete_context(reg.row.name)
             del self.contexts[reg.row.name]
-            for view in reg.views.values():
-                view.close()
+            self._close_unused_views()
             if reg.dockerfile_watch is not None:
                 self._unwatch_folder(reg.dockerfile_watch)
             self._release_root(reg.root)
@@ -350,7 +351,8 @@ class Engine:
         if history.last is not None:
             report.last_build_unix_ms = history.last.created_ms
         report.notes.extend(_notes(plan, options))
-        root = reg.views[()].memo.get("") if () in reg.views else None
+        whole = self.views.get(self._view_key(reg, ()))
+        root = whole.memo.get("") if whole is not None else None
         if root is not None and root[1] is not None:
             report.context_digest = root[1].digest.hex()
         reg.last = (depends_on, Evaluation(report, keys))
@@ -372,18 +374,29 @@ class Engine:
         patterns = tuple(read_ignore_file(data))
         reg.ignore_source = data
         if patterns != reg.patterns:
-            for view in reg.views.values():
-                view.close()
-            reg.views.clear()
             reg.patterns = patterns
+            reg.views.clear()
+            self._close_unused_views()
+
+    def _view_key(self, reg: Registered, excludes: tuple[str, ...]) -> tuple:
+        return reg.root.path, reg.prefix, reg.patterns, excludes
 
     def _view(self, reg: Registered, excludes: tuple[str, ...]) -> ContextView:
-        view = reg.views.get(excludes)
+        """The view of a context with extra excludes. Contexts that send the
+        same files (same folder, same ignore patterns: 50 Dockerfiles of one
+        monorepo) share it, and so share its digests."""
+        key = self._view_key(reg, excludes)
+        view = self.views.get(key)
         if view is None:
-            view = ContextView(reg.root.tree, reg.prefix, PathMatcher([*reg.patterns, *excludes]), self.hasher,
-                               self.hash_workers)
-            reg.views[excludes] = view
+            view = self.views[key] = ContextView(reg.root.tree, reg.prefix, PathMatcher([*reg.patterns, *excludes]),
+                                                 self.hasher, self.hash_workers)
+        reg.views.add(key)
         return view
+
+    def _close_unused_views(self) -> None:
+        used = set().union(*(c.views for c in self.contexts.values()))
+        for key in set(self.views) - used:
+            self.views.pop(key).close()
 
     def _history(self, reg: Registered) -> History:
         version = self.store.written_elsewhere()
@@ -445,11 +458,7 @@ class Engine:
     def _root_status(self, root: WatchedRoot, count_tree: bool) -> pb.WatchedRoot:
         files = dirs = 0
         if count_tree:
-            for _, entry in root.tree.walk_loaded():
-                if entry.children is not None:
-                    dirs += 1
-                else:
-                    files += 1
+            files, dirs = self._tree_size(root.tree)
         message = root.problem
         if root.events_lost:
             pending = "; re-scanning before the next answer" if root.needs_rescan else "; recovered by re-scans"
@@ -458,6 +467,19 @@ class Engine:
         return pb.WatchedRoot(path=root.path, files=files, directories=dirs,
                               healthy=not root.problem and not root.needs_rescan, message=message,
                               files_hashed=root.tree.files_hashed, bytes_hashed=root.tree.bytes_hashed)
+
+    def _tree_size(self, tree) -> tuple[int, int]:
+        """(files, folders) known in a tree; counted again only after it changed."""
+        counted = self.tree_sizes.get(tree.root)
+        if counted is None or counted[0] != tree.generation:
+            files = dirs = 0
+            for _, entry in tree.walk_loaded():
+                if entry.children is not None:
+                    dirs += 1
+                else:
+                    files += 1
+            counted = self.tree_sizes[tree.root] = (tree.generation, files, dirs)
+        return counted[1], counted[2]
 
     def queue_depth(self) -> int:
         return sum(root.queue_depth for root in list(self.roots.values()))

@@ -248,7 +248,7 @@ class ValueChange(_message.Message):
     def __init__(self, name: _Optional[str] = ..., old_value: _Optional[str] = ..., new_value: _Optional[str] = ..., old_set: _Optional[bool] = ..., new_set: _Optional[bool] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("stage", "stage_index", "index", "instruction", "line", "status", "cause", "explanation", "changed_paths", "changed_paths_total", "old_instruction", "changed_values", "upstream_step", "warnings", "error", "key")
+    __slots__ = ("stage", "stage_index", "index", "instruction", "line", "status", "cause", "explanation", "changed_paths", "changed_paths_total", "old_instruction", "changed_values", "upstream_step", "warnings", "error", "key", "changed_paths_truncated")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     STAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -265,6 +265,7 @@ class Step(_message.Message):
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_PATHS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     stage: str
     stage_index: int
     index: int
@@ -281,7 +282,8 @@ class Step(_message.Message):
     warnings: _containers.RepeatedScalarFieldContainer[str]
     error: str
     key: str
-    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., index: _Optional[int] = ..., instruction: _Optional[str] = ..., line: _Optional[int] = ..., status: _Optional[_Union[StepStatus, str]] = ..., cause: _Optional[_Union[Cause, str]] = ..., explanation: _Optional[str] = ..., changed_paths: _Optional[_Iterable[_Union[PathChange, _Mapping]]] = ..., changed_paths_total: _Optional[int] = ..., old_instruction: _Optional[str] = ..., changed_values: _Optional[_Iterable[_Union[ValueChange, _Mapping]]] = ..., upstream_step: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+    changed_paths_truncated: bool
+    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., index: _Optional[int] = ..., instruction: _Optional[str] = ..., line: _Optional[int] = ..., status: _Optional[_Union[StepStatus, str]] = ..., cause: _Optional[_Union[Cause, str]] = ..., explanation: _Optional[str] = ..., changed_paths: _Optional[_Iterable[_Union[PathChange, _Mapping]]] = ..., changed_paths_total: _Optional[int] = ..., old_instruction: _Optional[str] = ..., changed_values: _Optional[_Iterable[_Union[ValueChange, _Mapping]]] = ..., upstream_step: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., key: _Optional[str] = ..., changed_paths_truncated: _Optional[bool] = ...) -> None: ...
 
 class Report(_message.Message):
     __slots__ = ("context", "steps", "error", "error_line", "all_cached", "builds_recorded", "last_build_unix_ms", "notes", "context_digest")

@@ -33,8 +33,13 @@ def _join(base: str, name: str) -> str:
     return f"{base}/{name}" if base else name
 
 
+# Nodes compared per step at most: after a branch switch, counting every
+# changed file of a large tree would cost more than the answer is worth.
+COMPARE_BUDGET = 2000
+
+
 class Differ:
-    """Collects changes until `limit`, then only counts them."""
+    """Collects changes until `limit`, then only counts them, within a budget."""
 
     def __init__(self, load_old: Callable[[bytes], bytes | None], view: ContextView, limit: int,
                  built_at_ns: int) -> None:
@@ -44,6 +49,8 @@ class Differ:
         self.limit = limit
         self.changes: list[Change] = []
         self.total = 0
+        self.budget = COMPARE_BUDGET
+        self.truncated = False  # the budget ran out: total is a lower bound
 
     def add(self, change: Change) -> None:
         self.total += 1
@@ -62,6 +69,10 @@ class Differ:
         return True
 
     def _compare(self, old: Node, new: Node, rel: str) -> None:
+        self.budget -= 1
+        if self.budget < 0:
+            self.truncated = True
+            return
         if old.kind in (KIND_DIR, SELECTION) and new.kind in (KIND_DIR, SELECTION):
             if old.kind == KIND_DIR and new.kind == KIND_DIR and old.mode != new.mode:
                 self.add(Change(rel or ".", MODE, f"mode {old.mode:04o} -> {new.mode:04o}",

@@ -224,6 +224,7 @@ def _explain_sources(explainer: _Explainer, k: StepKey, old: BuildStepRow, msg: 
             msg.changed_paths.add(path=printable(change.path), kind=CHANGE_KINDS[change.kind],
                                   detail=printable(change.detail))
         msg.changed_paths_total = differ.total
+        msg.changed_paths_truncated = differ.truncated
         unseen = sorted({c.path for c in differ.changes if c.unseen_by_reused_copy})
         if unseen:
             msg.warnings.append(printable(

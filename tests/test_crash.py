@@ -222,11 +222,10 @@ def test_foreign_sqlite_file_is_moved_aside_untouched(tmp_path: Path) -> None:
 
 
 def test_earlier_moved_aside_state_file_is_never_overwritten(tmp_path: Path) -> None:
-    """BUG: cache/store.py Store._open_or_replace() names the aside file
-    state.sqlite3.unreadable-<YYYYmmdd-HHMMSS> and moves the bad file there with
-    Path.rename(), which silently replaces an existing file: two bad state files
-    within the same second (a crash loop under systemd's Restart=) lose the
-    first one. Expected: an earlier moved-aside file is never overwritten.
+    """Two bad state files in a row (a crash loop under systemd's Restart=)
+    must both be kept. Found failing: Store._open_or_replace() named the aside
+    file with a one-second timestamp and Path.rename() silently replaced an
+    existing one.
 
     To make this deterministic, every name the next start can pick (the next
     60 seconds) is occupied by a file of its own; none may be replaced."""

@@ -287,10 +287,10 @@ def test_fifo_in_a_copied_folder_is_never_opened(served, tmp_path):
 
 @pytest.mark.parametrize("special", [".dockerignore", "Dockerfile"])
 def test_fifo_in_place_of_the_dockerignore_or_dockerfile_is_never_opened(served, tmp_path, special):
-    """BUG: engine.WatchedFile.read() opens whatever is at the path; a FIFO
-    there blocks the daemon (holding the engine lock: every context stops
-    answering) until someone writes to the FIFO. Expected: never opened; the
-    context's report says the file is not a regular file (or ignores it)."""
+    """Found failing: engine.WatchedFile.read() opened whatever was at the path;
+    a FIFO there blocked the daemon, holding the engine lock (every context
+    stops answering), until someone wrote to it. Expected: never opened; the
+    context's report is an error naming the file."""
     daemon, client = served
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY keep.txt /keep.txt\n", {"keep.txt": "keep\n"})
     name = register(client, ctx)
@@ -299,10 +299,11 @@ def test_fifo_in_place_of_the_dockerignore_or_dockerfile_is_never_opened(served,
     os.mkfifo(ctx / special)
     try:
         with ReaderDetector(ctx / special) as detector:
-            client.reports([pb.ContextRef(name=name)])
+            (report,) = client.reports([pb.ContextRef(name=name)])
     finally:
         (ctx / special).unlink()
     assert detector.readers_seen == 0, f"the daemon opened the FIFO {special} for reading (and blocked on it)"
+    assert str(ctx / special) in report.error and report.steps == []
     assert_serving(daemon, client)
 
 
@@ -427,10 +428,10 @@ def test_unreadable_file_is_a_step_error_naming_it(nobody_daemon):
 
 
 def test_unreadable_folder_is_a_step_error_naming_it(nobody_daemon):
-    """BUG: a folder the daemon cannot list, inside a copied folder, fails the
-    whole GetReports call with INTERNAL (PermissionError from Tree._list via
-    ContextView._visit is not turned into a ContextReadError). Expected: the
-    COPY step is STEP_STATUS_ERROR naming the folder."""
+    """A folder the daemon cannot list, inside a copied folder: the COPY step
+    is STEP_STATUS_ERROR naming the folder. Found failing: the whole GetReports
+    call failed with INTERNAL (a PermissionError from Tree._list, reached
+    through ContextView._visit, was not turned into a ContextReadError)."""
     base, process, client = nobody_daemon
     ctx = nobody_context(base, "unreadable-folder", "FROM scratch\nCOPY data/ /data/\n",
                          {"data/ok.txt": "ok\n", "data/sub/x.txt": "x\n"})
@@ -446,13 +447,9 @@ def test_unreadable_folder_is_a_step_error_naming_it(nobody_daemon):
 
 
 def test_folder_made_unreadable_after_listing_is_a_step_error_naming_it(nobody_daemon):
-    """BUG: once listed, a folder that becomes unreadable is not an error: the
-    reports show the COPY step INVALIDATED by a mode change (the old listing is
-    reused), or, when the query re-scans, fail as a whole with "cannot read the
-    context folder <root>: Permission denied" (naming the readable context
-    root, not the folder). Expected: every report has the COPY step as
-    STEP_STATUS_ERROR naming data/sub, as when the folder is unreadable from
-    the start."""
+    """A folder that becomes unreadable after the daemon listed it is an error
+    too, on every report (the old listing must not be reused, and the error
+    names the folder, not the readable context root)."""
     base, process, client = nobody_daemon
     ctx = nobody_context(base, "folder-made-unreadable", "FROM scratch\nCOPY data/ /data/\n",
                          {"data/ok.txt": "ok\n", "data/sub/x.txt": "x\n"})
@@ -524,11 +521,10 @@ def test_600_folders_deep_tree_is_hashed_and_cached(served, deep):
 
 
 def test_change_600_folders_deep_is_explained(served, deep):
-    """BUG: cache/diff.py Differ._compare/_compare_children recurse once per
-    folder level (2 frames a level): explaining a change ~500+ folders deep
-    exceeds Python's recursion limit, and GetReports fails with INTERNAL
-    "maximum recursion depth exceeded". Expected: the step is INVALIDATED with
-    the deep file in changed_paths."""
+    """A change 600 folders deep is explained with the file's path. Found
+    failing: cache/diff.py Differ._compare/_compare_children recursed once per
+    folder level, so GetReports failed with INTERNAL "maximum recursion depth
+    exceeded"."""
     daemon, client = served
     name, ctx, bottom = deep
     report_of(client, name)
@@ -630,12 +626,11 @@ def daemon_has_open(pid: int, path: Path) -> bool:
 
 
 def test_files_deleted_while_being_hashed_are_not_errors(served, tmp_path):
-    """BUG: a file listed, then deleted before the daemon reads it, makes the
-    step STEP_STATUS_ERROR "cannot read 'data/fNNNN.txt': No such file or
-    directory" (Tree.record -> read_record raises FileNotFoundError, which
-    ContextView._file turns into ContextReadError). No state of the folder has
-    that error: the file either was there or was not. Expected: the vanished
-    file counts as deleted, and no report shows an error.
+    """A file listed, then deleted before the daemon reads it, counts as
+    deleted: no report shows an error. Found failing: the step was
+    STEP_STATUS_ERROR "cannot read 'data/fNNNN.txt': No such file or
+    directory" (Tree.record -> read_record raised FileNotFoundError, turned
+    into a ContextReadError), an answer no state of the folder has.
 
     To hit the window every time, the folder starts with a 100 MiB file that
     sorts first: once the daemon has it open (it hashes in name order, after

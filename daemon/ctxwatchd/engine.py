@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -37,6 +38,10 @@ GC_EVERY_DROPPED_BUILDS = 16
 STATUS_WAIT_S = 0.2  # node garbage collection is a full mark and sweep: batch it
 
 
+class NotRegularFile(PlanError):
+    """A Dockerfile or ignore file that is a FIFO, a device or a folder."""
+
+
 class WatchedFile:
     """A small file outside the tree (Dockerfile, ignore file), re-read when its stat changes."""
 
@@ -46,11 +51,15 @@ class WatchedFile:
         self.data: bytes | None = None
 
     def read(self) -> bytes | None:
+        """The file's bytes, or None when it does not exist. Raises
+        NotRegularFile for a FIFO or the like (never opened: it would block)."""
         try:
             st = os.stat(self.path)
         except OSError:
             self.key, self.data = None, None
             return None
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(0, f"{self.path} is not a regular file")
         # An mtime in the current tick could hide a same-size rewrite: re-read.
         if stat_key(st) != self.key or time.time_ns() - st.st_mtime_ns < 50_000_000:
             with open(self.path, "rb") as f:
@@ -123,8 +132,9 @@ class Engine:
     # -- registry ---------------------------------------------------------------------
     def register(self, req: pb.RegisterContextRequest) -> tuple[ContextRow, bool]:
         path = _absolute_dir(req.path)
-        dockerfile = req.dockerfile or "Dockerfile"
-        dockerfile = os.path.normpath(os.path.join(path, dockerfile))
+        if "\0" in req.dockerfile:
+            raise InvalidArgument("dockerfile: contains a NUL byte")
+        dockerfile = os.path.normpath(os.path.join(path, req.dockerfile or "Dockerfile"))
         if not os.path.exists(dockerfile):
             raise FailedPrecondition(f"dockerfile: {dockerfile} does not exist")
         if not os.path.isfile(dockerfile):
@@ -170,7 +180,7 @@ class Engine:
                 raise NotFound(f"context: no context named {ref.name!r} (see `ctxwatch ls`)")
             return reg
         if which == "path":
-            path = os.path.realpath(ref.path)
+            path = os.path.realpath(_absolute(ref.path, "context.path"))
             found = [c for c in self.contexts.values() if c.row.path == path]
             if not found:
                 raise NotFound(f"context: no context is registered for {path}")
@@ -501,14 +511,18 @@ def context_message(row: ContextRow) -> pb.Context:
                       target=row.target)
 
 
-def _absolute_dir(path: str) -> str:
+def _absolute(path: str, field_name: str) -> str:
     if not path:
-        raise InvalidArgument("path: required (the build context folder)")
+        raise InvalidArgument(f"{field_name}: required (an absolute path on the daemon's machine)")
     if "\0" in path:
-        raise InvalidArgument("path: contains a NUL byte")
+        raise InvalidArgument(f"{field_name}: contains a NUL byte")
     if not os.path.isabs(path):
-        raise InvalidArgument(f"path: {path!r} is not absolute (paths are on the daemon's machine)")
-    path = os.path.realpath(path)  # events arrive under the real path
+        raise InvalidArgument(f"{field_name}: {path!r} is not absolute (paths are on the daemon's machine)")
+    return path
+
+
+def _absolute_dir(path: str) -> str:
+    path = os.path.realpath(_absolute(path, "path"))  # events arrive under the real path
     if not os.path.exists(path):
         raise NotFound(f"path: {path} does not exist")
     if not os.path.isdir(path):

@@ -65,26 +65,30 @@ class Differ:
         blob = self.load_old(old_digest)
         if blob is None:
             return False
-        self._compare(decode(blob), new_node, new_rel)
+        # An explicit stack: folders may nest deeper than Python's recursion limit.
+        pending = [(decode(blob), new_node, new_rel)]
+        while pending and not self.truncated:
+            pending.extend(self._compare(*pending.pop()))
         return True
 
-    def _compare(self, old: Node, new: Node, rel: str) -> None:
+    def _compare(self, old: Node, new: Node, rel: str) -> list[tuple[Node, Node, str]]:
+        """Record what differs at this node; return the child pairs to compare."""
         self.budget -= 1
         if self.budget < 0:
             self.truncated = True
-            return
+            return []
         if old.kind in (KIND_DIR, SELECTION) and new.kind in (KIND_DIR, SELECTION):
             if old.kind == KIND_DIR and new.kind == KIND_DIR and old.mode != new.mode:
                 self.add(Change(rel or ".", MODE, f"mode {old.mode:04o} -> {new.mode:04o}",
                                 unseen_by_reused_copy=True))
-            self._compare_children(old, new, rel, selection=new.kind == SELECTION)
-        elif old.kind != new.kind:
+            return self._compare_children(old, new, rel, selection=new.kind == SELECTION)
+        if old.kind != new.kind:
             self.add(Change(rel, TYPE, f"{_kind_name(old.kind)} -> {_kind_name(new.kind)}"))
-        else:
-            changes = record_changes(rel, old.record, new.record)
-            unseen = self._unseen(rel, old.record, new.record)
-            for change in changes:
-                self.add(Change(change.path, change.kind, change.detail, unseen))
+            return []
+        unseen = self._unseen(rel, old.record, new.record)
+        for change in record_changes(rel, old.record, new.record):
+            self.add(Change(change.path, change.kind, change.detail, unseen))
+        return []
 
     def _unseen(self, rel: str, old: FileRecord, new: FileRecord) -> bool:
         """True when size, mode and link target are unchanged and the mtime is
@@ -96,9 +100,10 @@ class Differ:
         entry = self.view.entry(rel)
         return entry is not None and key_mtime_ns(entry.key) < self.built_at_ns
 
-    def _compare_children(self, old: Node, new: Node, rel: str, selection: bool) -> None:
+    def _compare_children(self, old: Node, new: Node, rel: str, selection: bool) -> list[tuple[Node, Node, str]]:
         before = {c.name: c for c in old.children}
         after = {c.name: c for c in new.children}
+        pairs = []
         for name in sorted(before.keys() | after.keys()):
             child_rel = name if selection else _join(rel, name)
             was, now = before.get(name), after.get(name)
@@ -112,7 +117,8 @@ class Differ:
                 if blob is None or current is None:
                     self.add(Change(child_rel, CONTENT))
                 else:
-                    self._compare(decode(blob), current.node, child_rel)
+                    pairs.append((decode(blob), current.node, child_rel))
+        return pairs[::-1]  # the stack pops them in name order
 
 
 def record_changes(rel: str, old: FileRecord, new: FileRecord) -> list[Change]:

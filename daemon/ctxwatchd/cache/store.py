@@ -120,7 +120,7 @@ class Store:
         try:
             return self._open(path)
         except (sqlite3.DatabaseError, StateFileError) as e:
-            aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+            aside = _unused_name(path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"))
             log.error("state file %s cannot be used (%s); moved it to %s and starting fresh", path, e, aside)
             for suffix in ("", "-wal", "-shm"):
                 side = Path(str(path) + suffix)
@@ -283,6 +283,14 @@ class Store:
     def has_node(self, digest: bytes) -> bool:
         with self.lock:
             return self.db.execute("SELECT 1 FROM nodes WHERE digest=?", (digest,)).fetchone() is not None
+
+
+def _unused_name(path: Path) -> Path:
+    """`path`, or `path-2`, `path-3`...: never replace an earlier moved-aside file."""
+    candidate, n = path, 2
+    while any(Path(str(candidate) + suffix).exists() for suffix in ("", "-wal", "-shm")):
+        candidate, n = path.with_name(f"{path.name}-{n}"), n + 1
+    return candidate
 
 
 class StateFileError(Exception):

@@ -164,7 +164,12 @@ class Tree:
     # -- internals ---------------------------------------------------------
     def _relist(self, rel: str, entry: Entry) -> None:
         """Bring a listed directory's children in line with the disk."""
-        current = self._list(self.abspath(rel))
+        try:
+            current = self._list(self.abspath(rel))
+        except OSError:  # unreadable now: forget the listing; the next walk reports it
+            entry.children = None
+            self._changed(rel)
+            return
         for name in set(entry.children) | set(current):
             old, new = entry.children.get(name), current.get(name)
             if old is not None and new is not None and old.key == new.key and old.kind == new.kind \

@@ -104,7 +104,7 @@ class ContextView:
             if hit is not None and hit[0] is item:
                 continue  # its digest is known: nothing below needs hashing
             if not state.excluded or self.matcher.may_include_under(path):
-                for name, child in self.tree.children(item, self._tree_rel(path)).items():
+                for name, child in self._listing(path, item).items():
                     child_rel = join(path, name)
                     todo.append((child_rel, child, self._match(child_rel, state if path else None)))
         if len(files) > 1:
@@ -165,7 +165,7 @@ class ContextView:
         result = None
         if not state.excluded or self.matcher.may_include_under(rel):
             children = []
-            listing = self.tree.children(entry, self._tree_rel(rel))
+            listing = self._listing(rel, entry)
             for name in sorted(listing):
                 child_rel = join(rel, name)
                 child_entry = listing[name]
@@ -183,11 +183,21 @@ class ContextView:
         self.memo[rel] = (entry, result)
         return result
 
+    def _listing(self, rel: str, entry: Entry) -> dict[str, Entry]:
+        try:
+            return self.tree.children(entry, self._tree_rel(rel))
+        except OSError as e:  # e.g. a folder without read permission: BuildKit fails the build too
+            raise ContextReadError(rel or ".", e.strerror or str(e)) from e
+
     def _file(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
         if state.excluded:
             return None
         try:
             record = self.tree.record(self._tree_rel(rel), entry)
+        except FileNotFoundError:
+            # Deleted since it was listed: its event is on the way, and the
+            # answer already treats it as gone (as the builder would).
+            return None
         except OSError as e:
             raise ContextReadError(rel, e.strerror or str(e)) from e
         return ViewNode(Node(kind=record.kind, record=record), entry.digest)

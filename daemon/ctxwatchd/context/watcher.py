@@ -130,6 +130,7 @@ class WatchedRoot(FileSystemEventHandler):
                  on_events_lost: Callable[[], None] | None = None,
                  saved: dict[str, tuple[bytes, bytes]] | None = None) -> None:
         self.path = path
+        self.prefix = path.rstrip("/") + "/"
         self.on_activity = on_activity
         # The kernel queue is shared by every watch of the observer, so a loss
         # reported on one root concerns them all: the engine fans it out.
@@ -193,10 +194,13 @@ class WatchedRoot(FileSystemEventHandler):
                 self._mark(os.fsdecode(raw))
 
     def _mark(self, path: str) -> None:
-        rel = os.path.relpath(path, self.path)
-        if rel == ".":
+        # Events arrive under the watched path as given: slicing is enough
+        # (and this runs for every event of a 10,000-file burst).
+        if path == self.path:
             rel = ""
-        elif rel.startswith(".."):
+        elif path.startswith(self.prefix):
+            rel = path[len(self.prefix):]
+        else:
             return
         if rel.startswith(COOKIE_PREFIX):
             cookie = self.cookies.get(rel)

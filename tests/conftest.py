@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,6 +16,8 @@ import pytest
 
 from ctxwatch import spawn
 from ctxwatch.client import CtxwatchClient, connect
+from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatchd.local import LocalClient
 
 
 @dataclass
@@ -67,3 +71,25 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     daemon = start_daemon(tmp_path / "daemon")
     yield daemon
     daemon.stop()
+
+
+def fresh_report(context: Path) -> pb.Report:
+    """The report of a first-time scan: a new engine over an empty state folder."""
+    state = Path(tempfile.mkdtemp(prefix="fresh-state-"))
+    try:
+        with LocalClient(state) as local:
+            local.register(str(context), name="fresh")
+            [report] = local.reports(["fresh"])
+            return report
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def answer(report: pb.Report) -> dict:
+    """What must not depend on build history: steps, keys, errors, the context digest."""
+    return {
+        "error": (report.error, report.error_line),
+        "context_digest": report.context_digest,
+        "steps": [(s.line, s.instruction, s.key, s.status == pb.STEP_STATUS_ERROR, s.error)
+                  for s in report.steps],
+    }

@@ -229,6 +229,25 @@ def test_relative_symlink_source_cannot_climb_out_of_the_context(served, tmp_pat
     assert_serving(daemon, client)
 
 
+def test_symlinked_parent_folder_of_a_copy_source_is_followed_inside_the_context(served, tmp_path):
+    """`COPY linkdir/f.txt` with linkdir -> real: BuildKit's checksum
+    (cache/contenthash getFollowLinksWalk) resolves symlinks in every parent
+    component of a source, scoped to the context, so this copies real/f.txt.
+    cache/keys.py _follow_symlinks only follows the last component: the step
+    is reported as an ERROR '"/linkdir/f.txt": not found'."""
+    daemon, client = served
+    ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY linkdir/f.txt /x\n", {"real/f.txt": "one\n"})
+    os.symlink("real", ctx / "linkdir")
+    name = register(client, ctx)
+    (step,) = context_steps(report_of(client, name))
+    assert (step.status, step.error) == (pb.STEP_STATUS_INVALIDATED, ""), step.error
+    assert_cached_after_build(client, name)
+    (ctx / "real" / "f.txt").write_text("two\n")
+    (step,) = context_steps(report_of(client, name))
+    assert (step.status, step.cause) == (pb.STEP_STATUS_INVALIDATED, pb.CAUSE_INPUTS_CHANGED)
+    assert_serving(daemon, client)
+
+
 def test_symlink_loops_in_a_copied_folder_are_copied_as_links(served, tmp_path):
     daemon, client = served
     ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY data/ /data/\n", {"data/keep.txt": "keep\n"})

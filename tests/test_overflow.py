@@ -23,13 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, start_daemon
+from conftest import Daemon, answer, fresh_report, start_daemon
 from ctxwatch.client import CtxwatchError
 from ctxwatch.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.cache.store import Store
 from ctxwatchd.context.watcher import EventsLost
 from ctxwatchd.engine import Engine
-from ctxwatchd.local import LocalClient
 from ctxwatchd.server.main import STATE_FILE
 
 MAX_QUEUED_EVENTS = Path("/proc/sys/fs/inotify/max_queued_events")
@@ -56,27 +55,6 @@ def make_context(folder: Path, files: int = 20) -> Path:
     for i in range(files):
         (folder / "src" / f"m{i}.py").write_text(f"print({i})\n")
     return folder
-
-
-def fresh_report(context: Path) -> pb.Report:
-    """What a first-time scan of the folder answers (new engine, empty state)."""
-    state = Path(tempfile.mkdtemp(prefix="fresh-state-"))
-    try:
-        with LocalClient(state) as local:
-            local.register(str(context), name="fresh")
-            [report] = local.reports(["fresh"])
-            return report
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
-
-
-def answer(report: pb.Report) -> dict:
-    """The parts of a report that do not depend on build history."""
-    return {
-        "error": (report.error, report.error_line),
-        "context_digest": report.context_digest,
-        "steps": [(s.line, s.instruction, s.key, s.error) for s in report.steps],
-    }
 
 
 def change_everything(ctx: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import answer, fresh_report
 from ctxwatch.v1 import ctxwatch_pb2 as pb
-from ctxwatchd.local import LocalClient
 
 DOCKERFILE = """\
 FROM scratch
@@ -97,28 +96,6 @@ SEQUENCES = st.lists(OPERATIONS, min_size=1, max_size=12)
 
 
 # -- the two answers -------------------------------------------------------------------
-
-
-def fresh_report(context: Path) -> pb.Report:
-    """The report of a first-time scan: a new engine over an empty state folder."""
-    state = Path(tempfile.mkdtemp(prefix="fresh-state-"))
-    try:
-        with LocalClient(state) as local:
-            local.register(str(context), name="fresh")
-            [report] = local.reports(["fresh"])
-            return report
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
-
-
-def answer(report: pb.Report) -> dict:
-    """What must not depend on build history: steps, keys, errors, the context digest."""
-    return {
-        "error": (report.error, report.error_line),
-        "context_digest": report.context_digest,
-        "steps": [(s.line, s.instruction, s.key, s.status == pb.STEP_STATUS_ERROR, s.error)
-                  for s in report.steps],
-    }
 
 
 def assert_matches_fresh_scan(daemon, name: str, context: Path, built_keys: set[str], history: list) -> None:

@@ -34,8 +34,11 @@ log = logging.getLogger(__name__)
 
 MAX_BUILD_ARGS = 1000
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context
-GC_EVERY_DROPPED_BUILDS = 16
-STATUS_WAIT_S = 0.2  # node garbage collection is a full mark and sweep: batch it
+GC_EVERY_DROPPED_BUILDS = 16  # node garbage collection is a full mark and sweep: batch it
+STATUS_WAIT_S = 0.2
+# A file whose mtime is this recent may be rewritten within the same timestamp
+# tick without a visible stat change (the racy case): read it again.
+RECENT_WRITE_NS = 50_000_000
 
 
 class NotRegularFile(PlanError):
@@ -60,8 +63,7 @@ class WatchedFile:
             return None
         if not stat.S_ISREG(st.st_mode):
             raise NotRegularFile(0, f"{self.path} is not a regular file")
-        # An mtime in the current tick could hide a same-size rewrite: re-read.
-        if stat_key(st) != self.key or time.time_ns() - st.st_mtime_ns < 50_000_000:
+        if stat_key(st) != self.key or time.time_ns() - st.st_mtime_ns < RECENT_WRITE_NS:
             with open(self.path, "rb") as f:
                 self.data = f.read()
             self.key = stat_key(st)
@@ -234,7 +236,25 @@ class Engine:
         except OSError:
             return None  # the folder is gone; reports say so
         self.roots[path] = root
+        for inner in [r for r in self.roots.values() if r is not root and _inside(r.path, path)]:
+            self._merge_root(inner, root)
         return root
+
+    def _merge_root(self, inner: WatchedRoot, outer: WatchedRoot) -> None:
+        """Move the contexts of a root into a new root above it: one watch and
+        one tree per folder, and what was hashed is not hashed again."""
+        prefix = os.path.relpath(inner.path, outer.path)
+        outer.tree.saved.update({f"{prefix}/{rel}" if rel else prefix: (key, blob)
+                                 for rel, key, blob in inner.tree.saveable_records()})
+        for reg in self.contexts.values():
+            if reg.root is inner:
+                reg.root, reg.prefix = outer, os.path.relpath(reg.row.path, outer.path)
+                reg.views.clear()
+                reg.last = None
+        inner.close()
+        del self.roots[inner.path]
+        self.store.save_records(inner.path, [])
+        self._close_unused_views()
 
     def _release_root(self, root: WatchedRoot | None) -> None:
         if root is None or any(c.root is root for c in self.contexts.values()):

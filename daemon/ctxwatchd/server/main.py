@@ -28,6 +28,7 @@ from .. import __version__
 from ..cache.store import Store
 from ..engine import DEFAULT_MAX_BUILDS, Engine
 from .service import CtxwatchService
+from .tcp import LOOPBACK, TOKEN_FILE, TokenCheck, load_or_create_token
 
 log = logging.getLogger("ctxwatchd")
 STATE_FILE = "state.sqlite3"
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-dir", help=f"state folder (env {paths.STATE_DIR_ENV}; default under the user state dir)")
     parser.add_argument("--max-builds", type=int, default=DEFAULT_MAX_BUILDS, metavar="N",
                         help=f"recorded builds kept per context, oldest dropped first (default {DEFAULT_MAX_BUILDS})")
+    parser.add_argument("--tcp-port", type=int, metavar="PORT",
+                        help=f"also serve on {LOOPBACK}:PORT (loopback only); callers must send the token "
+                             f"from <state dir>/{TOKEN_FILE} as 'authorization: Bearer <token>'")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--version", action="version", version=f"ctxwatchd {__version__}")
     return parser.parse_args(argv)
@@ -84,7 +88,8 @@ def notify_systemd(message: str) -> None:
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
-def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUILDS) -> int:
+def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUILDS,
+          tcp_port: int | None = None) -> int:
     # Block the stop signals before any thread exists (threads inherit the
     # mask), and take them with sigwait in this thread: a signal delivered to
     # a worker thread would otherwise never wake a main thread blocked on a lock.
@@ -94,7 +99,9 @@ def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUIL
     store = Store(state_dir / STATE_FILE)
     engine = Engine(store, max_builds=max_builds)
     stop = threading.Event()
+    interceptors = [TokenCheck(load_or_create_token(state_dir))] if tcp_port is not None else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
+                         interceptors=interceptors,
                          options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)])
     ctxwatch_pb2_grpc.add_CtxwatchServicer_to_server(
         CtxwatchService(engine, str(socket_path), str(state_dir), stop), server)
@@ -106,6 +113,8 @@ def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUIL
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
         server.add_insecure_port(f"unix:{socket_path}")
+        if tcp_port is not None and not server.add_insecure_port(f"{LOOPBACK}:{tcp_port}"):
+            raise OSError(f"cannot listen on {LOOPBACK}:{tcp_port}")
         server.start()
     finally:
         os.umask(old_umask)
@@ -113,6 +122,8 @@ def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUIL
     our_socket = os.stat(socket_path).st_ino
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("ctxwatchd %s serving on %s (state in %s)", __version__, socket_path, state_dir)
+    if tcp_port is not None:
+        log.info("also serving on %s:%d; callers need the token in %s", LOOPBACK, tcp_port, state_dir / TOKEN_FILE)
     notify_systemd("READY=1")
     received = signal.sigwait(STOP_SIGNALS)
     stop.set()
@@ -146,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("--max-builds must be at least 1")
             return 2
         return serve(paths.resolve_socket_path(args.socket), paths.resolve_state_dir(args.state_dir),
-                     args.max_builds)
+                     args.max_builds, args.tcp_port)
     except AlreadyRunning as e:
         log.error("%s", e)
         return 1

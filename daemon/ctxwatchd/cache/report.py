@@ -74,7 +74,7 @@ def build_steps(keys: list[StepKey], history: History, options: QueryOptions) ->
         msg = _base_message(k)
         parent = chains[k.parent] if k.parent is not None else _Chain()
         sources = [chains[i] for i in k.output_steps]
-        chain = _decide(k, msg, parent, sources, history, options, explainer, out)
+        chain = _decide(k, msg, parent, sources, options, explainer, out)
         chains.append(chain)
         out.append(msg)
     return out
@@ -86,9 +86,10 @@ def _base_message(k: StepKey) -> pb.Step:
                    instruction=step.instruction, line=step.line, key=k.key.hex())
 
 
-def _decide(k: StepKey, msg: pb.Step, parent: _Chain, sources: list[_Chain], history: History,
-            options: QueryOptions, explainer: _Explainer, out: list[pb.Step]) -> _Chain:
-    step = k.step
+def _decide(k: StepKey, msg: pb.Step, parent: _Chain, sources: list[_Chain], options: QueryOptions,
+            explainer: _Explainer, out: list[pb.Step]) -> _Chain:
+    """Set the step's status and cause; return the state it leaves for the steps after it."""
+    step, history = k.step, explainer.history
     upstream = [parent, *sources]
     failing = next((c.failing for c in upstream if c.failing is not None), None)
     if k.error:
@@ -121,14 +122,16 @@ def _decide(k: StepKey, msg: pb.Step, parent: _Chain, sources: list[_Chain], his
                  "produces, and that step runs again: cached only if those files come out the same")
             msg.upstream_step = producer.index
             return _Chain(uncertain=pb.CAUSE_UPSTREAM_OUTPUT, culprit=k.index, remote=remote)
-        if inherited is not None or remote:
-            cause = inherited.uncertain if inherited is not None else pb.CAUSE_REMOTE
-            what = f"the remote {remote}, which may have changed" if cause == pb.CAUSE_REMOTE else \
-                "files a re-run step produces"
-            _set(msg, pb.STEP_STATUS_UNKNOWN, cause, f"cached only if {what} did not change; depends on {what}")
-            if cause == pb.CAUSE_REMOTE:
-                msg.explanation = f"depends on {remote}, which the daemon cannot see (pin it with @sha256: or --checksum)"
-            return _Chain(uncertain=cause, culprit=k.index, remote=remote)
+        if inherited is not None and inherited.uncertain == pb.CAUSE_UPSTREAM_OUTPUT:
+            _set(msg, pb.STEP_STATUS_UNKNOWN, pb.CAUSE_UPSTREAM_OUTPUT,
+                 f"runs on step {inherited.culprit}, whose result depends on files a re-run step produces")
+            msg.upstream_step = inherited.culprit
+            return _Chain(uncertain=pb.CAUSE_UPSTREAM_OUTPUT, culprit=inherited.culprit, remote=remote)
+        if remote:
+            _set(msg, pb.STEP_STATUS_UNKNOWN, pb.CAUSE_REMOTE,
+                 f"depends on {remote}, which the daemon cannot see: cached if it did not change (pin it "
+                 "with @sha256: or --checksum, or pass --assume-remote-unchanged)")
+            return _Chain(uncertain=pb.CAUSE_REMOTE, culprit=k.index, remote=remote)
         _set(msg, pb.STEP_STATUS_CACHED, pb.CAUSE_UNSPECIFIED, "")
         if step.link and not parent.same:
             # The copy itself is reused and only re-applied onto the changed parent.

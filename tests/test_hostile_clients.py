@@ -450,3 +450,22 @@ def test_100_concurrent_clients_get_consistent_reports_while_files_change(daemon
         (fresh,) = local.reports([ref])
     assert decisions(final) == decisions(fresh)
     assert daemon.process.poll() is None
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "two\nlines", "x" * 129, "-rf", " "])
+def test_unprintable_long_or_option_like_names_are_invalid_argument(shared_daemon, tmp_path, name):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    err = rpc_error(shared_daemon, "RegisterContext", pb.RegisterContextRequest(path=str(ctx), name=name))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "name" in err.details()
+    assert_still_serving(shared_daemon)
+
+
+def test_too_many_context_refs_in_one_request_are_invalid_argument(shared_daemon):
+    refs = [pb.ContextRef(name=f"n{i}") for i in range(1001)]
+    err = rpc_error(shared_daemon, "GetReports", pb.GetReportsRequest(contexts=refs))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "at most 1000" in err.details()
+    assert_still_serving(shared_daemon)

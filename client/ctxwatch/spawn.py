@@ -7,7 +7,6 @@ loading its state) is waited for, never started a second time.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ctxwatch import paths
+from ctxwatch.processes import alive
 from ctxwatch.client import CtxwatchError, channel_target
 
 DEFAULT_START_TIMEOUT = 10.0
@@ -125,17 +125,7 @@ def wait_until_serving(
 
 def wait_until_stopped(socket_path: Path, pid: int, timeout: float = DEFAULT_START_TIMEOUT) -> bool:
     """Poll until nothing answers on the socket and the process has exited; False on timeout."""
-    return _poll(lambda: probe(socket_path) is None and not _alive(pid), timeout)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process with that pid
-    return True
+    return _poll(lambda: probe(socket_path) is None and not alive(pid), timeout)
 
 
 def _poll(done: Callable[[], bool], timeout: float) -> bool:

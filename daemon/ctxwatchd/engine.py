@@ -33,6 +33,7 @@ from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 log = logging.getLogger(__name__)
 
 MAX_BUILD_ARGS = 1000
+MAX_NAME_LENGTH = 128
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context
 GC_EVERY_DROPPED_BUILDS = 16  # node garbage collection is a full mark and sweep: batch it
 STATUS_WAIT_S = 0.2
@@ -147,8 +148,7 @@ class Engine:
                              if c.row.path == path and c.row.dockerfile == dockerfile
                              and (not req.name or c.row.name == req.name)), None)
             name = req.name or (existing.row.name if existing else self._free_name(os.path.basename(path) or "root"))
-            if "/" in name or not name.strip():
-                raise InvalidArgument(f"name: {name!r} is not a valid context name (no '/', not empty)")
+            _check_name(name)
             taken = self.contexts.get(name)
             if taken is not None and taken is not existing:
                 raise AlreadyExists(f"name: a context named {name!r} is already registered for {taken.row.path}")
@@ -529,6 +529,14 @@ def _fails(step: pb.Step, steps) -> bool:
 def context_message(row: ContextRow) -> pb.Context:
     return pb.Context(name=row.name, path=row.path, dockerfile=row.dockerfile, build_args=row.build_args,
                       target=row.target)
+
+
+def _check_name(name: str) -> None:
+    """Names show up in tables and shell commands: printable, short, no '/'."""
+    if (not name.strip() or "/" in name or len(name) > MAX_NAME_LENGTH or name.startswith("-")
+            or not name.isprintable()):
+        raise InvalidArgument(f"name: {name[:80]!r} is not a valid context name (printable, at most "
+                              f"{MAX_NAME_LENGTH} characters, no '/', not starting with '-')")
 
 
 def _absolute(path: str, field_name: str) -> str:

@@ -220,19 +220,30 @@ def select_source(view: ContextView, source: str) -> SourceInput:
 
 
 def _follow_symlinks(view: ContextView, rel: str) -> str | None:
-    """The source path itself is followed, inside the context: an absolute
-    target is taken from the context root, `..` cannot climb out of it."""
-    for _ in range(MAX_SYMLINK_HOPS):
-        entry = view.entry(rel)
-        if entry is None or entry.kind != KIND_SYMLINK:
-            return rel
-        node = view.node(rel)
-        if node is None:
+    """Resolve symlinks in every part of a source path, inside the context:
+    an absolute target is taken from the context root and `..` cannot climb
+    out of it (BuildKit's follow-links walk). None when it loops."""
+    pending = [p for p in rel.split("/") if p]
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        path = "/".join([*resolved, pending[0]])
+        entry = view.entry(path)
+        if entry is None:
+            return "/".join([*resolved, *pending])  # missing: the caller says "not found"
+        if entry.kind != KIND_SYMLINK:
+            resolved.append(pending.pop(0))
+            continue
+        hops += 1
+        node = view.node(path)
+        if node is None or hops > MAX_SYMLINK_HOPS:
             return None
         target = node.node.record.link_target
-        base = "/" if target.startswith("/") else "/" + posixpath.dirname(rel)
-        rel = posixpath.normpath(posixpath.join(base, target)).lstrip("/")
-    return None
+        base = "/" if target.startswith("/") else "/" + "/".join(resolved)
+        target_parts = posixpath.normpath(posixpath.join(base, target)).lstrip("/").split("/")
+        pending = [p for p in target_parts if p and p != "."] + pending[1:]
+        resolved = []
+    return "/".join(resolved)
 
 
 def _glob(view: ContextView, pattern: str) -> list[str]:

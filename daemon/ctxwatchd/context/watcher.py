@@ -28,6 +28,8 @@ from watchdog.events import (
 )
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 
+from ctxwatch.processes import alive
+
 from .tree import COOKIE_PREFIX, Tree
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,25 @@ class FolderWatch(FileSystemEventHandler):
         self.on_activity()
 
 
+def remove_stale_cookies(root: str) -> None:
+    """Delete sync cookies a killed daemon left in the root (its pid is gone):
+    they are hidden from answers but would be sent to the builder."""
+    try:
+        names = [n for n in os.listdir(root) if n.startswith(COOKIE_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(COOKIE_PREFIX):].split("-")[0]
+        if pid.isdigit() and not alive(int(pid)):
+            try:
+                os.unlink(os.path.join(root, name))
+            except OSError:
+                pass
+
+
+    return True
+
+
 class WatchedRoot(FileSystemEventHandler):
     """One tree, its watch, and the paths that changed since the last query."""
 
@@ -135,6 +156,7 @@ class WatchedRoot(FileSystemEventHandler):
         # The kernel queue is shared by every watch of the observer, so a loss
         # reported on one root concerns them all: the engine fans it out.
         self.on_events_lost = on_events_lost or self.events_were_lost
+        remove_stale_cookies(path)
         self.tree = Tree(path, saved)
         self.lock = threading.Lock()
         self.dirty: set[str] = set()

@@ -17,10 +17,11 @@ from ctxwatch.v1 import ctxwatch_pb2_grpc as pb_grpc
 
 from .. import __version__
 from ..engine import Engine, context_message
-from ..errors import ApiError
+from ..errors import ApiError, InvalidArgument
 
 log = logging.getLogger(__name__)
 WATCH_DEBOUNCE_S = 0.05
+MAX_CONTEXTS_PER_REQUEST = 1000
 
 
 def _answers(method: Callable) -> Callable:
@@ -66,7 +67,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
     def GetReports(self, request: pb.GetReportsRequest, context) -> pb.GetReportsResponse:
         with self.engine.lock:
             if request.contexts:
-                targets = [self.engine.resolve(ref) for ref in request.contexts]
+                targets = [self.engine.resolve(ref) for ref in _limited(request.contexts)]
             else:
                 targets = sorted(self.engine.contexts.values(), key=lambda c: c.row.name)
             return pb.GetReportsResponse(reports=[self.engine.report(t, request.options) for t in targets])
@@ -78,7 +79,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
 
     @_answers
     def PruneBuilds(self, request: pb.PruneBuildsRequest, context) -> pb.PruneBuildsResponse:
-        builds, nodes = self.engine.prune(list(request.contexts), request.keep)
+        builds, nodes = self.engine.prune(_limited(request.contexts), request.keep)
         return pb.PruneBuildsResponse(builds_removed=builds, nodes_removed=nodes)
 
     def WatchInvalidations(self, request: pb.WatchInvalidationsRequest, context):
@@ -114,6 +115,13 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
         log.info("shutdown requested by a client")
         os.kill(os.getpid(), signal.SIGTERM)  # the main thread waits for exactly that
         return pb.ShutdownResponse()
+
+
+def _limited(refs) -> list[pb.ContextRef]:
+    if len(refs) > MAX_CONTEXTS_PER_REQUEST:
+        raise InvalidArgument(f"contexts: {len(refs)} given; at most {MAX_CONTEXTS_PER_REQUEST} per request "
+                              "(an empty list means all)")
+    return list(refs)
 
 
 def _rss_bytes() -> int:

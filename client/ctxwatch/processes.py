@@ -1,0 +1,16 @@
+"""Process helpers shared by the CLI and the daemon."""
+
+from __future__ import annotations
+
+import os
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid exists (someone else's counts too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -112,7 +112,6 @@ class Engine:
         self.activity = threading.Condition()
         self.generation = 0
         self.contexts: dict[str, Registered] = {}
-        self.stored_nodes: set[bytes] = set()
         # This thread hashes too: one helper thread per extra core.
         self.hash_workers = (os.cpu_count() or 1) - 1
         self.hasher = ThreadPoolExecutor(self.hash_workers, thread_name_prefix="hash") if self.hash_workers else None
@@ -246,6 +245,7 @@ class Engine:
         prefix = os.path.relpath(inner.path, outer.path)
         outer.tree.saved.update({f"{prefix}/{rel}" if rel else prefix: (key, blob)
                                  for rel, key, blob in inner.tree.saveable_records()})
+        outer.tree.saved_peak = len(outer.tree.saved)
         for reg in self.contexts.values():
             if reg.root is inner:
                 reg.root, reg.prefix = outer, os.path.relpath(reg.row.path, outer.path)
@@ -304,9 +304,8 @@ class Engine:
                                  k.key, k.shape, k.step.spec,
                                  [[i.source, i.resolved, i.digest.hex()] for i in k.inputs], k.step.values)
                     for k in completed]
-            nodes = list(self._new_nodes(completed))
+            nodes = self._new_nodes(completed)  # streamed into the transaction, never all in memory
             build_id = self.store.record_build(reg.row.name, _options_dict(options), rows, nodes)
-            self.stored_nodes.update(d for d, _ in nodes)
             self._drop_builds(reg.row.name, self.max_builds)
             reg.history = reg.last = None
             self.notify_activity()
@@ -336,7 +335,6 @@ class Engine:
 
     def _collect_garbage(self) -> int:
         self.dropped_since_gc = 0
-        self.stored_nodes.clear()
         return self.store.collect_garbage()
 
     def _evaluate(self, reg: Registered, options: pb.BuildOptions) -> Evaluation:
@@ -466,12 +464,7 @@ class Engine:
             stack.extend(f"{current}/{c.name}" if current else c.name for c in node.node.children)
 
     def _known(self, digest: bytes, emitted: set[bytes]) -> bool:
-        if digest in emitted or digest in self.stored_nodes:
-            return True
-        if self.store.has_node(digest):
-            self.stored_nodes.add(digest)
-            return True
-        return False
+        return digest in emitted or self.store.has_node(digest)
 
     # -- status ---------------------------------------------------------------------------
     def status(self) -> list[pb.WatchedRoot]:

@@ -112,7 +112,9 @@ class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
-        self.lock = threading.Lock()
+        # Re-entrant: record_build consumes a generator of nodes that itself
+        # asks has_node, inside the same transaction.
+        self.lock = threading.RLock()
         self.db = self._open_or_replace(path)
 
     # -- opening ------------------------------------------------------------------

@@ -57,6 +57,7 @@ class Tree:
         # Records saved by an earlier run (rel -> stat key, node bytes): a file
         # whose stat key is unchanged is not read again.
         self.saved = saved or {}
+        self.saved_peak = len(self.saved)
 
     # -- reading ---------------------------------------------------------
     def abspath(self, rel: str) -> str:
@@ -82,8 +83,12 @@ class Tree:
 
     def record(self, rel: str, entry: Entry) -> FileRecord:
         """The record of `entry`, re-hashed when missing or racy."""
-        if entry.record is None and not entry.racy:
+        if entry.record is None and not entry.racy and self.saved:
             saved = self.saved.pop(rel, None)
+            if len(self.saved) < self.saved_peak // 2:
+                # A dict keeps its size after pops: copy it to give the memory back.
+                self.saved = dict(self.saved)
+                self.saved_peak = len(self.saved)
             if saved is not None and saved[0] == entry.key:
                 entry.record, entry.digest = decode(saved[1]).record, digest_of(saved[1])
                 return entry.record

@@ -22,9 +22,8 @@ import time
 from collections.abc import Callable
 
 from watchdog.events import (
-    DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent, FileAttribEvent,
-    FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent,
-    FileSystemEventHandler,
+    DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileAttribEvent, FileCreatedEvent,
+    FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler,
 )
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 
@@ -45,10 +44,12 @@ class EventsLost(FileSystemEvent):
     event_type = "events_lost"
 
 
-# Only changes: without a filter inotify also reports every open and close,
-# including the daemon's own reads while hashing (a flood for nothing).
-CHANGE_EVENTS = [FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileClosedEvent,
-                 FileAttribEvent, DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent, DirAttribEvent,
+# Only what changes what a path holds. Without a filter inotify also reports
+# every open and close, the daemon's own reads included (a flood for
+# nothing); a folder's "modified" events only repeat its entries' events, and
+# a write's close only repeats its modify event.
+CHANGE_EVENTS = [FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileAttribEvent,
+                 DirCreatedEvent, DirDeletedEvent, DirMovedEvent, DirAttribEvent,
                  EventsLost]  # the emitter filters what it queues, our own event included
 
 
@@ -231,8 +232,7 @@ class WatchedRoot(FileSystemEventHandler):
             return
         with self.lock:
             self.dirty.add(rel)
-        if rel:  # the root's own events come from our sync cookies
-            self.on_activity()
+        self.on_activity()
 
     def events_were_lost(self) -> None:
         """Re-scan before the next answer; release queries waiting for a cookie

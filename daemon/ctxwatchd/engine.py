@@ -280,8 +280,13 @@ class Engine:
 
     # -- answers ---------------------------------------------------------------------------
     def report(self, reg: Registered, options: pb.BuildOptions) -> pb.Report:
+        return self.reports([reg], options)[0]
+
+    def reports(self, regs: list[Registered], options: pb.BuildOptions) -> list[pb.Report]:
+        """Reports of several contexts; a root they share is synced once for all."""
         with self.lock:
-            return self._evaluate(reg, options).report
+            synced: set[str] = set()
+            return [self._evaluate(reg, options, synced).report for reg in regs]
 
     @contextmanager
     def _busy(self, what: str) -> Iterator[None]:
@@ -337,11 +342,13 @@ class Engine:
         self.dropped_since_gc = 0
         return self.store.collect_garbage()
 
-    def _evaluate(self, reg: Registered, options: pb.BuildOptions) -> Evaluation:
+    def _evaluate(self, reg: Registered, options: pb.BuildOptions, synced: set[str] | None = None) -> Evaluation:
+        """The answer for one context. `synced` holds the roots already synced
+        by this request (a sync proves every earlier write is seen)."""
         with self._busy(f"answering for {reg.row.name} ({reg.row.path})"):
-            return self._answer(reg, options)
+            return self._answer(reg, options, set() if synced is None else synced)
 
-    def _answer(self, reg: Registered, options: pb.BuildOptions) -> Evaluation:
+    def _answer(self, reg: Registered, options: pb.BuildOptions, synced: set[str]) -> Evaluation:
         report = pb.Report(context=context_message(reg.row))
         if reg.dockerfile_watch is not None:
             reg.dockerfile_watch.retarget()  # before reading it: no edit falls between
@@ -351,7 +358,9 @@ class Engine:
                 report.error = f"the context folder {reg.row.path} does not exist"
                 return Evaluation(report, [])
         try:
-            reg.root.sync()
+            if reg.root.path not in synced:
+                reg.root.sync()
+                synced.add(reg.root.path)
         except FileNotFoundError:
             report.error = f"the context folder {reg.row.path} does not exist"
             return Evaluation(report, [])

@@ -46,7 +46,7 @@ class LocalClient:
         with _errors():
             targets = [self.engine.resolve(_as_ref(r)) for r in refs] or \
                 sorted(self.engine.contexts.values(), key=lambda c: c.row.name)
-            return [self.engine.report(t, options) for t in targets]
+            return self.engine.reports(targets, options)
 
     def mark_built(self, ref, options: pb.BuildOptions | None = None) -> pb.MarkBuiltResponse:
         with _errors():

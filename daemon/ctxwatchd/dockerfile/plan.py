@@ -47,7 +47,6 @@ class Step:
     spec: dict  # everything of the instruction that goes into its key, expanded
     sources: tuple[str, ...] = ()  # context paths it reads (cleaned; may hold wildcards)
     excludes: tuple[str, ...] = ()  # COPY --exclude patterns
-    parents: bool = False  # COPY --parents
     link: bool = False  # COPY --link: the copy does not depend on its parent's files
     stage_reads: tuple[tuple[int, str], ...] = ()  # (stage, absolute path) it reads: COPY --from, mount from=
     remote: str = ""  # an unpinned remote it depends on (image, URL)
@@ -240,7 +239,7 @@ class _Planner:
                                         stage_path(mount.get("source", "/"))))
                 else:
                     sources.append(clean_source(mount.get("source", ".")))
-        values = {**{k: v for k, v in stage.args.items()}, **stage.env}
+        values = dict(env)  # declared ARGs with a value and ENV: what the command's environment holds
         spec = {
             "cmd": cmd, "env": sorted(values.items()), "user": stage.user, "workdir": stage.workdir,
             "mounts": mounts, "network": flags.get("network", ["default"])[-1],
@@ -273,8 +272,7 @@ class _Planner:
             "link": "link" in flags, "parents": "parents" in flags, "exclude": sorted(flags.get("exclude", [])),
             "keep_git_dir": "keep-git-dir" in flags, "checksum": checksum,
         }
-        step_kwargs: dict = {"excludes": tuple(flags.get("exclude", [])), "parents": "parents" in flags,
-                             "link": "link" in flags}
+        step_kwargs: dict = {"excludes": tuple(flags.get("exclude", [])), "link": "link" in flags}
         if from_ref:
             spec["from"] = from_ref
             spec["sources"] = [stage_path(s) for s in srcs]

@@ -70,7 +70,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
                 targets = [self.engine.resolve(ref) for ref in _limited(request.contexts)]
             else:
                 targets = sorted(self.engine.contexts.values(), key=lambda c: c.row.name)
-            return pb.GetReportsResponse(reports=[self.engine.report(t, request.options) for t in targets])
+            return pb.GetReportsResponse(reports=self.engine.reports(targets, request.options))
 
     @_answers
     def MarkBuilt(self, request: pb.MarkBuiltRequest, context) -> pb.MarkBuiltResponse:

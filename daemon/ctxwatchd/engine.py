@@ -23,7 +23,7 @@ from .cache.keys import StepKey, compute_keys
 from .cache.report import History, QueryOptions, build_steps, printable, stage_ordinal
 from .cache.store import BuildStepRow, ContextRow, Store
 from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
-from .context.records import StatKey, stat_key
+from .context.records import KIND_DIR, StatKey, stat_key
 from .context.view import ContextView
 from .context.watcher import FolderWatch, Observer, WatchedRoot
 from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
@@ -470,7 +470,8 @@ class Engine:
                 continue
             emitted.add(node.digest)
             yield node.digest, node.blob
-            stack.extend(f"{current}/{c.name}" if current else c.name for c in node.node.children)
+            if node.kind == KIND_DIR:
+                stack.extend(f"{current}/{c.name}" if current else c.name for c in node.node.children)
 
     def _known(self, digest: bytes, emitted: set[bytes]) -> bool:
         return digest in emitted or self.store.has_node(digest)

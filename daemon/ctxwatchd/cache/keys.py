@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from ..context.ignore import filepath_match, has_wildcard
 from ..context.nodes import Child, digest_of, encode_selection
 from ..context.records import KIND_DIR, KIND_SYMLINK
-from ..context.view import ContextReadError, ContextView
+from ..context.view import ContextReadError, ContextView, ViewNode
 from ..dockerfile.plan import Plan, Step, spec_bytes
 
 MAX_SYMLINK_HOPS = 40
@@ -41,9 +41,15 @@ class SourceInput:
     source: str
     resolved: str  # context path ("" is the root); unused for a wildcard
     digest: bytes
-    blob: bytes  # the node's bytes (a selection's listing for wildcards)
+    node: ViewNode | None = None  # what a plain path selects
+    selection: bytes = b""  # a wildcard's listing of its matches
     wildcard: bool = False
     matches: tuple[str, ...] = ()  # wildcard matches, context paths
+
+    @property
+    def blob(self) -> bytes:
+        """The selected node's bytes, made only when a build is recorded or explained."""
+        return self.selection if self.wildcard else self.node.blob
 
 
 @dataclass
@@ -206,9 +212,9 @@ def select_source(view: ContextView, source: str) -> SourceInput:
         children = []
         for rel in matches:
             node = view.node(rel)
-            children.append(Child(rel, node.node.kind, node.digest))
+            children.append(Child(rel, node.kind, node.digest))
         blob = encode_selection(children)
-        return SourceInput(source, "", digest_of(blob), blob, wildcard=True, matches=tuple(matches))
+        return SourceInput(source, "", digest_of(blob), selection=blob, wildcard=True, matches=tuple(matches))
     rel = "" if source == "." else source
     resolved = _follow_symlinks(view, rel)
     if resolved is not None:
@@ -216,7 +222,7 @@ def select_source(view: ContextView, source: str) -> SourceInput:
     node = view.node(resolved) if resolved is not None else None
     if node is None:
         raise SourceNotFound(source)
-    return SourceInput(source, resolved, node.digest, node.blob)
+    return SourceInput(source, resolved, node.digest, node=node)
 
 
 def _follow_symlinks(view: ContextView, rel: str) -> str | None:
@@ -256,7 +262,7 @@ def _glob(view: ContextView, pattern: str) -> list[str]:
         for base in current:
             if has_wildcard(part):
                 node = view.node(base)
-                if node is None or node.node.kind != KIND_DIR:
+                if node is None or node.kind != KIND_DIR:
                     continue
                 found += [_join(base, c.name) for c in node.node.children if filepath_match(part, c.name)]
             elif view.node(_join(base, part)) is not None:

@@ -25,12 +25,13 @@ COOKIE_PREFIX = ".ctxwatch-cookie-"
 class Entry:
     """One path of the tree. Directory children are None until listed."""
 
-    __slots__ = ("kind", "key", "record", "digest", "racy", "children")
+    __slots__ = ("kind", "key", "record", "blob", "digest", "racy", "children")
 
     def __init__(self, st: os.stat_result) -> None:
         self.kind: str = kind_of(st.st_mode)
         self.key: StatKey = stat_key(st)
         self.record: FileRecord | None = None
+        self.blob: bytes | None = None  # a saved record's node bytes, decoded into `record` on demand
         self.digest = b""  # of the record's node: files do not depend on a context's filter
         self.racy = False
         self.children: dict[str, Entry] | None = None
@@ -81,33 +82,51 @@ class Tree:
             entry.children = self._list(self.abspath(rel))
         return entry.children
 
+    def digest(self, rel: str, entry: Entry) -> bytes:
+        """The node digest of a non-folder entry. The file is read only when
+        its stat key changed since it was hashed (or saved), or it was racy."""
+        if entry.racy or not entry.digest:
+            if entry.racy or not self._take_saved(rel, entry):
+                self._hash(rel, entry)
+        return entry.digest
+
     def record(self, rel: str, entry: Entry) -> FileRecord:
-        """The record of `entry`, re-hashed when missing or racy."""
-        if entry.record is None and not entry.racy and self.saved:
-            saved = self.saved.pop(rel, None)
-            if len(self.saved) < self.saved_peak // 2:
-                # A dict keeps its size after pops: copy it to give the memory back.
-                self.saved = dict(self.saved)
-                self.saved_peak = len(self.saved)
-            if saved is not None and saved[0] == entry.key:
-                entry.record, entry.digest = decode(saved[1]).record, digest_of(saved[1])
-                return entry.record
-        if entry.record is None or entry.racy:
-            path = self.abspath(rel)
-            hashed_at = time.time_ns()
-            record, st = read_record(path, os.lstat(path))
-            entry.key, entry.kind = stat_key(st), kind_of(st.st_mode)
-            entry.record, entry.racy = record, is_racy(st, hashed_at)
-            entry.digest = digest_of(encode_file(record))
-            self.files_hashed += 1
-            self.bytes_hashed += record.size
+        """The full record (for explanations); decoded from saved bytes if need be."""
+        self.digest(rel, entry)
+        if entry.record is None:
+            entry.record, entry.blob = decode(entry.blob).record, None
         return entry.record
+
+    def _take_saved(self, rel: str, entry: Entry) -> bool:
+        saved = self.saved.pop(rel, None) if self.saved else None
+        if self.saved and len(self.saved) < self.saved_peak // 2:
+            # A dict keeps its size after pops: copy it to give the memory back.
+            self.saved = dict(self.saved)
+            self.saved_peak = len(self.saved)
+        if saved is None or saved[0] != entry.key:
+            return False
+        entry.record, entry.blob, entry.digest = None, saved[1], digest_of(saved[1])
+        return True
+
+    def _hash(self, rel: str, entry: Entry) -> None:
+        path = self.abspath(rel)
+        hashed_at = time.time_ns()
+        record, st = read_record(path, os.lstat(path))
+        entry.key, entry.kind = stat_key(st), kind_of(st.st_mode)
+        entry.record, entry.blob, entry.racy = record, None, is_racy(st, hashed_at)
+        entry.digest = digest_of(encode_file(record))
+        self.files_hashed += 1
+        self.bytes_hashed += record.size
+
+    def node_bytes(self, rel: str, entry: Entry) -> bytes:
+        self.digest(rel, entry)
+        return entry.blob if entry.blob is not None else encode_file(entry.record)
 
     def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:
         """(rel, stat key, node bytes) of every record that is safe to reuse later."""
         for rel, entry in self.walk_loaded():
-            if entry.record is not None and not entry.racy:
-                yield rel, entry.key, encode_file(entry.record)
+            if entry.digest and not entry.racy:
+                yield rel, entry.key, entry.blob if entry.blob is not None else encode_file(entry.record)
 
     def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
         """Every entry already known, parents before children."""
@@ -151,7 +170,7 @@ class Tree:
             return
         if old is not None and old.key == key and old.kind == kind_of(st.st_mode):
             if old.racy:
-                old.record = None
+                old.record, old.blob, old.digest = None, None, b""
                 self._changed(rel)
             return
         if parent is None:

@@ -15,7 +15,7 @@ from collections.abc import Generator
 from concurrent.futures import Executor
 
 from .ignore import MatchState, PathMatcher
-from .nodes import Child, Node, digest_of, encode_dir, encode_file
+from .nodes import Child, Node, digest_of, encode_dir
 from .records import KIND_DIR, KIND_FILE, key_mode
 from .tree import Entry, Tree, join, split
 
@@ -33,20 +33,31 @@ class ContextReadError(Exception):
 
 
 class ViewNode:
-    """A path as this view sends it: a file's record, or a folder's listing."""
+    """A path as this view sends it: a folder's listing, or a file whose full
+    record is only loaded when someone needs it (a diff, a symlink target)."""
 
-    __slots__ = ("node", "digest")
+    __slots__ = ("kind", "digest", "_node", "_file")
 
-    def __init__(self, node: Node, digest: bytes) -> None:
-        self.node = node
+    def __init__(self, kind: str, digest: bytes, node: Node | None = None,
+                 file: tuple[Tree, str, Entry] | None = None) -> None:
+        self.kind = kind
         self.digest = digest
+        self._node = node
+        self._file = file  # (tree, tree-relative path, entry) for files
+
+    @property
+    def node(self) -> Node:
+        if self._node is None:
+            tree, rel, entry = self._file
+            self._node = Node(kind=self.kind, record=tree.record(rel, entry))
+        return self._node
 
     @property
     def blob(self) -> bytes:
         """The node's canonical bytes (made again when needed, not kept)."""
-        if self.node.record is not None:
-            return encode_file(self.node.record)
-        return encode_dir(self.node.mode, self.node.children)
+        if self._file is not None:
+            return self._file[0].node_bytes(self._file[1], self._file[2])
+        return encode_dir(self._node.mode, self._node.children)
 
 
 class ContextView:
@@ -97,7 +108,7 @@ class ContextView:
         while todo:
             path, item, state = todo.pop()
             if item.kind != KIND_DIR:
-                if not state.excluded and item.kind == KIND_FILE and (item.record is None or item.racy):
+                if not state.excluded and item.kind == KIND_FILE and (not item.digest or item.racy):
                     files.append((self._tree_rel(path), item))
                 continue
             hit = self.memo.get(path)
@@ -119,7 +130,7 @@ class ContextView:
     def _hash_quietly(self, batch: list[tuple[str, Entry]]) -> None:
         for item in batch:
             try:
-                self.tree.record(*item)
+                self.tree.digest(*item)
             except OSError:
                 pass  # the walk reads it again and reports the error on the step
 
@@ -175,11 +186,11 @@ class ContextView:
                 else:  # files need no stack frame
                     child = self._file(child_rel, child_entry, child_state)
                 if child is not None:
-                    children.append(Child(name, child.node.kind, child.digest))
+                    children.append(Child(name, child.kind, child.digest))
             if children or not state.excluded:  # an excluded folder is sent only to hold what is re-included
                 mode = key_mode(entry.key) & 0o7777
-                result = ViewNode(Node(kind=KIND_DIR, mode=mode, children=tuple(children)),
-                                  digest_of(encode_dir(mode, children)))
+                result = ViewNode(KIND_DIR, digest_of(encode_dir(mode, children)),
+                                  node=Node(kind=KIND_DIR, mode=mode, children=tuple(children)))
         self.memo[rel] = (entry, result)
         return result
 
@@ -192,15 +203,16 @@ class ContextView:
     def _file(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
         if state.excluded:
             return None
+        tree_rel = self._tree_rel(rel)
         try:
-            record = self.tree.record(self._tree_rel(rel), entry)
+            digest = self.tree.digest(tree_rel, entry)
         except FileNotFoundError:
             # Deleted since it was listed: its event is on the way, and the
             # answer already treats it as gone (as the builder would).
             return None
         except OSError as e:
             raise ContextReadError(rel, e.strerror or str(e)) from e
-        return ViewNode(Node(kind=record.kind, record=record), entry.digest)
+        return ViewNode(entry.kind, digest, file=(self.tree, tree_rel, entry))
 
     def _tree_rel(self, rel: str) -> str:
         return join(self.prefix, rel) if rel else self.prefix

@@ -90,6 +90,15 @@ class Tree:
                 self._hash(rel, entry)
         return entry.digest
 
+    def must_read(self, rel: str, entry: Entry) -> bool:
+        """Whether digest() would have to read the file (no hash, none saved, or racy)."""
+        if entry.racy:
+            return True
+        if entry.digest:
+            return False
+        saved = self.saved.get(rel)
+        return saved is None or saved[0] != entry.key
+
     def record(self, rel: str, entry: Entry) -> FileRecord:
         """The full record (for explanations); decoded from saved bytes if need be."""
         self.digest(rel, entry)

@@ -104,20 +104,27 @@ class ContextView:
         entry = self.entry(rel)
         if self.hasher is None or entry is None:
             return
+        if entry.kind != KIND_DIR:
+            return
+        # Only folders are matched against the ignore patterns here: the walk
+        # matches every path anyway, and a file excluded on its own (a rare
+        # pattern like *.log) costs a needless hash, not a wrong answer.
         todo, files = [(rel, entry, self._state(rel))], []
         while todo:
             path, item, state = todo.pop()
-            if item.kind != KIND_DIR:
-                if not state.excluded and item.kind == KIND_FILE and (not item.digest or item.racy):
-                    files.append((self._tree_rel(path), item))
-                continue
             hit = self.memo.get(path)
             if hit is not None and hit[0] is item:
                 continue  # its digest is known: nothing below needs hashing
-            if not state.excluded or self.matcher.may_include_under(path):
-                for name, child in self._listing(path, item).items():
-                    child_rel = join(path, name)
+            if state.excluded and not self.matcher.may_include_under(path):
+                continue
+            for name, child in self._listing(path, item).items():
+                child_rel = join(path, name)
+                if child.kind == KIND_DIR:
                     todo.append((child_rel, child, self._match(child_rel, state if path else None)))
+                elif child.kind == KIND_FILE and not state.excluded:
+                    tree_rel = self._tree_rel(child_rel)
+                    if self.tree.must_read(tree_rel, child):
+                        files.append((tree_rel, child))
         if len(files) > 1:
             # One batch per worker and one for this thread: a future per file costs more than small files.
             workers = self.hash_workers

@@ -14,6 +14,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -209,13 +210,19 @@ def test_a_real_queue_overflow_is_reported_and_answers_come_from_a_rescan(overfl
     built = client.mark_built(pb.ContextRef(name="burst"))
     assert built.report.all_cached
 
-    # A burst (a branch switch, an unpacked archive): far more events than the queue holds.
-    (ctx / "gen").mkdir()
-    for i in range(1000):
-        (ctx / "gen" / f"g{i}.txt").write_text(f"generated {i}\n")
-    for i in range(100):
-        (ctx / "src" / f"m{i}.py").write_text(f"print('changed {i}')\n")
-    change_everything(ctx)
+    # A burst (a branch switch, an unpacked archive): far more events than the
+    # queue holds. The daemon is stopped meanwhile so that it cannot keep up
+    # by reading fast: the kernel must drop events.
+    os.kill(overflowing_daemon.process.pid, signal.SIGSTOP)
+    try:
+        (ctx / "gen").mkdir()
+        for i in range(1000):
+            (ctx / "gen" / f"g{i}.txt").write_text(f"generated {i}\n")
+        for i in range(100):
+            (ctx / "src" / f"m{i}.py").write_text(f"print('changed {i}')\n")
+        change_everything(ctx)
+    finally:
+        os.kill(overflowing_daemon.process.pid, signal.SIGCONT)
 
     # Unhealthy until a query has re-scanned; the status names the cause.
     wait_for_reported_loss(overflowing_daemon, ctx)
@@ -254,6 +261,14 @@ def test_a_quiet_context_answers_while_another_one_overflows_the_queue(overflowi
                 return
             (busy / "src" / f"g{i % 50}.txt").write_text(f"{i}\n")
 
+    # One certain overflow first (the daemon cannot read while stopped), then a
+    # flood that keeps the queue busy while the quiet context is queried.
+    os.kill(overflowing_daemon.process.pid, signal.SIGSTOP)
+    try:
+        for i in range(200):
+            (busy / "src" / f"g{i % 50}.txt").write_text(f"first {i}\n")
+    finally:
+        os.kill(overflowing_daemon.process.pid, signal.SIGCONT)
     flooder = threading.Thread(target=flood, daemon=True)
     flooder.start()
     failure: CtxwatchError | None = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -23,52 +22,20 @@ from .cache.keys import StepKey, compute_keys
 from .cache.report import History, QueryOptions, build_steps, printable, stage_ordinal
 from .cache.store import BuildStepRow, ContextRow, Store
 from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
-from .context.records import KIND_DIR, StatKey, stat_key
+from .context.records import KIND_DIR
 from .context.view import ContextView
+from .context.watched_file import WatchedFile
 from .context.watcher import FolderWatch, Observer, WatchedRoot
 from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
 from .dockerfile.plan import PlanError, build_plan
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .requests import absolute_dir, absolute_path, check_name, validated_args
 
 log = logging.getLogger(__name__)
 
-MAX_BUILD_ARGS = 1000
-MAX_NAME_LENGTH = 128
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context
 GC_EVERY_DROPPED_BUILDS = 16  # node garbage collection is a full mark and sweep: batch it
 STATUS_WAIT_S = 0.2
-# A file whose mtime is this recent may be rewritten within the same timestamp
-# tick without a visible stat change (the racy case): read it again.
-RECENT_WRITE_NS = 50_000_000
-
-
-class NotRegularFile(PlanError):
-    """A Dockerfile or ignore file that is a FIFO, a device or a folder."""
-
-
-class WatchedFile:
-    """A small file outside the tree (Dockerfile, ignore file), re-read when its stat changes."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.key: StatKey | None = None
-        self.data: bytes | None = None
-
-    def read(self) -> bytes | None:
-        """The file's bytes, or None when it does not exist. Raises
-        NotRegularFile for a FIFO or the like (never opened: it would block)."""
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            self.key, self.data = None, None
-            return None
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(0, f"{self.path} is not a regular file")
-        if stat_key(st) != self.key or time.time_ns() - st.st_mtime_ns < RECENT_WRITE_NS:
-            with open(self.path, "rb") as f:
-                self.data = f.read()
-            self.key = stat_key(st)
-        return self.data
 
 
 @dataclass
@@ -133,7 +100,7 @@ class Engine:
 
     # -- registry ---------------------------------------------------------------------
     def register(self, req: pb.RegisterContextRequest) -> tuple[ContextRow, bool]:
-        path = _absolute_dir(req.path)
+        path = absolute_dir(req.path)
         if "\0" in req.dockerfile:
             raise InvalidArgument("dockerfile: contains a NUL byte")
         dockerfile = os.path.normpath(os.path.join(path, req.dockerfile or "Dockerfile"))
@@ -141,13 +108,13 @@ class Engine:
             raise FailedPrecondition(f"dockerfile: {dockerfile} does not exist")
         if not os.path.isfile(dockerfile):
             raise InvalidArgument(f"dockerfile: {dockerfile} is not a file")
-        build_args = _validated_args(req.build_args, "build_args")
+        build_args = validated_args(req.build_args, "build_args")
         with self.lock:
             existing = next((c for c in self.contexts.values()
                              if c.row.path == path and c.row.dockerfile == dockerfile
                              and (not req.name or c.row.name == req.name)), None)
             name = req.name or (existing.row.name if existing else self._free_name(os.path.basename(path) or "root"))
-            _check_name(name)
+            check_name(name)
             taken = self.contexts.get(name)
             if taken is not None and taken is not existing:
                 raise AlreadyExists(f"name: a context named {name!r} is already registered for {taken.row.path}")
@@ -181,7 +148,7 @@ class Engine:
                 raise NotFound(f"context: no context named {ref.name!r} (see `ctxwatch ls`)")
             return reg
         if which == "path":
-            path = os.path.realpath(_absolute(ref.path, "context.path"))
+            path = os.path.realpath(absolute_path(ref.path, "context.path"))
             found = [c for c in self.contexts.values() if c.row.path == path]
             if not found:
                 raise NotFound(f"context: no context is registered for {path}")
@@ -376,10 +343,13 @@ class Engine:
             depends_on = (reg.root.tree.generation, reg.patterns, options.SerializeToString(deterministic=True))
             if reg.last is not None and reg.last[0] == depends_on:
                 return reg.last[1]
-            args = {**reg.row.build_args, **_validated_args(options.build_args, "options.build_args")}
+            args = {**reg.row.build_args, **validated_args(options.build_args, "options.build_args")}
             plan = build_plan(parsed, lines, args, options.target or reg.row.target)
         except (DockerfileSyntaxError, PlanError, IgnoreFileError) as e:
             report.error, report.error_line = printable(str(e)), getattr(e, "line", 0)
+            return Evaluation(report, [])
+        except OSError as e:  # the Dockerfile or ignore file cannot be read (or is a FIFO)
+            report.error = printable(str(e))
             return Evaluation(report, [])
         keys = compute_keys(plan, lambda excludes: self._view(reg, excludes))
         report.steps.extend(build_steps(keys, history, _query_options(options)))
@@ -532,42 +502,6 @@ def _fails(step: pb.Step, steps) -> bool:
 def context_message(row: ContextRow) -> pb.Context:
     return pb.Context(name=row.name, path=row.path, dockerfile=row.dockerfile, build_args=row.build_args,
                       target=row.target)
-
-
-def _check_name(name: str) -> None:
-    """Names show up in tables and shell commands: printable, short, no '/'."""
-    if (not name.strip() or "/" in name or len(name) > MAX_NAME_LENGTH or name.startswith("-")
-            or not name.isprintable()):
-        raise InvalidArgument(f"name: {name[:80]!r} is not a valid context name (printable, at most "
-                              f"{MAX_NAME_LENGTH} characters, no '/', not starting with '-')")
-
-
-def _absolute(path: str, field_name: str) -> str:
-    if not path:
-        raise InvalidArgument(f"{field_name}: required (an absolute path on the daemon's machine)")
-    if "\0" in path:
-        raise InvalidArgument(f"{field_name}: contains a NUL byte")
-    if not os.path.isabs(path):
-        raise InvalidArgument(f"{field_name}: {path!r} is not absolute (paths are on the daemon's machine)")
-    return path
-
-
-def _absolute_dir(path: str) -> str:
-    path = os.path.realpath(_absolute(path, "path"))  # events arrive under the real path
-    if not os.path.exists(path):
-        raise NotFound(f"path: {path} does not exist")
-    if not os.path.isdir(path):
-        raise InvalidArgument(f"path: {path} is not a folder (give the build context folder)")
-    return path
-
-
-def _validated_args(args, field_name: str) -> dict[str, str]:
-    if len(args) > MAX_BUILD_ARGS:
-        raise InvalidArgument(f"{field_name}: {len(args)} build args; at most {MAX_BUILD_ARGS}")
-    for key in args:
-        if not key or "=" in key or any(c.isspace() for c in key):
-            raise InvalidArgument(f"{field_name}: {key!r} is not a valid build arg name")
-    return dict(args)
 
 
 def _query_options(options: pb.BuildOptions) -> QueryOptions:

@@ -1,0 +1,48 @@
+"""Checks of what clients send: every field a client can get wrong is named
+in the error, with what would be right."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from .errors import InvalidArgument, NotFound
+
+MAX_BUILD_ARGS = 1000
+MAX_NAME_LENGTH = 128
+
+
+def check_name(name: str) -> None:
+    """Names show up in tables and shell commands: printable, short, no '/'."""
+    if (not name.strip() or "/" in name or len(name) > MAX_NAME_LENGTH or name.startswith("-")
+            or not name.isprintable()):
+        raise InvalidArgument(f"name: {name[:80]!r} is not a valid context name (printable, at most "
+                              f"{MAX_NAME_LENGTH} characters, no '/', not starting with '-')")
+
+
+def absolute_path(path: str, field_name: str) -> str:
+    if not path:
+        raise InvalidArgument(f"{field_name}: required (an absolute path on the daemon's machine)")
+    if "\0" in path:
+        raise InvalidArgument(f"{field_name}: contains a NUL byte")
+    if not os.path.isabs(path):
+        raise InvalidArgument(f"{field_name}: {path!r} is not absolute (paths are on the daemon's machine)")
+    return path
+
+
+def absolute_dir(path: str) -> str:
+    path = os.path.realpath(absolute_path(path, "path"))  # events arrive under the real path
+    if not os.path.exists(path):
+        raise NotFound(f"path: {path} does not exist")
+    if not os.path.isdir(path):
+        raise InvalidArgument(f"path: {path} is not a folder (give the build context folder)")
+    return path
+
+
+def validated_args(args: Mapping[str, str], field_name: str) -> dict[str, str]:
+    if len(args) > MAX_BUILD_ARGS:
+        raise InvalidArgument(f"{field_name}: {len(args)} build args; at most {MAX_BUILD_ARGS}")
+    for key in args:
+        if not key or "=" in key or any(c.isspace() for c in key):
+            raise InvalidArgument(f"{field_name}: {key!r} is not a valid build arg name")
+    return dict(args)

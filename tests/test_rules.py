@@ -385,23 +385,23 @@ CACHE_RUN = "RUN --mount=type=cache,{} pip install x"
 def test_stages_cache_mount_target(make) -> None:
     """The target of a cache mount is part of the step (moby/buildkit#7061:
     "changing `target` ... does trigger layer invalidation"); its content is not."""
-    ctx = make(f"FROM scratch\n{CACHE_RUN.format('id=pip,target=/root/.cache')}\nRUN echo next\n")
+    ctx = make(f"FROM scratch\n{CACHE_RUN.format('id=pip,target=/var/cache/pip')}\nRUN echo next\n")
     ctx.built()
     assert ctx.report().all_cached
     ctx.set_dockerfile(f"FROM scratch\n{CACHE_RUN.format('id=pip,target=/cache')}\nRUN echo next\n")
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
         (CACHE_RUN.format("id=pip,target=/cache"), INSTRUCTION), ("RUN echo next", UPSTREAM)]
-    assert report.steps[0].old_instruction == CACHE_RUN.format("id=pip,target=/root/.cache")
-    ctx.set_dockerfile(f"FROM scratch\n{CACHE_RUN.format('id=pip,target=/root/.cache')}\nRUN echo next\n")
+    assert report.steps[0].old_instruction == CACHE_RUN.format("id=pip,target=/var/cache/pip")
+    ctx.set_dockerfile(f"FROM scratch\n{CACHE_RUN.format('id=pip,target=/var/cache/pip')}\nRUN echo next\n")
     assert ctx.report().all_cached
 
 
 def test_stages_cache_mount_id(make) -> None:
-    ctx = make(f"FROM scratch\n{CACHE_RUN.format('id=pip,target=/root/.cache')}\nRUN echo next\n")
+    ctx = make(f"FROM scratch\n{CACHE_RUN.format('id=pip,target=/var/cache/pip')}\nRUN echo next\n")
     ctx.built()
-    ctx.set_dockerfile(f"FROM scratch\n{CACHE_RUN.format('id=pip2,target=/root/.cache')}\nRUN echo next\n")
-    assert ctx.outcomes() == [(CACHE_RUN.format("id=pip2,target=/root/.cache"), CACHED), ("RUN echo next", CACHED)]
+    ctx.set_dockerfile(f"FROM scratch\n{CACHE_RUN.format('id=pip2,target=/var/cache/pip')}\nRUN echo next\n")
+    assert ctx.outcomes() == [(CACHE_RUN.format("id=pip2,target=/var/cache/pip"), CACHED), ("RUN echo next", CACHED)]
 
 
 def test_stages_secret_mount_value_never_matters_id_and_target_do(make) -> None:

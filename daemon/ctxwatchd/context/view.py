@@ -21,6 +21,7 @@ from .tree import Entry, Tree, join, split
 
 
 ROOT_STATE = MatchState(excluded=False, hits=0)  # the context root is always sent
+PREFETCH_CHUNK = 2000  # files handed to the hashing threads at a time
 
 
 class ContextReadError(Exception):
@@ -125,14 +126,21 @@ class ContextView:
                     tree_rel = self._tree_rel(child_rel)
                     if self.tree.must_read(tree_rel, child):
                         files.append((tree_rel, child))
-        if len(files) > 1:
-            # One batch per worker and one for this thread: a future per file costs more than small files.
-            workers = self.hash_workers
-            batches = [files[i::workers + 1] for i in range(workers + 1)]
-            pending = [self.hasher.submit(self._hash_quietly, batch) for batch in batches[1:]]
-            self._hash_quietly(batches[0])
-            for future in pending:
-                future.result()
+            if len(files) >= PREFETCH_CHUNK:  # hash as the walk goes: memory stays flat
+                self._hash_parallel(files)
+                files = []
+        self._hash_parallel(files)
+
+    def _hash_parallel(self, files: list[tuple[str, Entry]]) -> None:
+        """One batch per worker and one for this thread: a future per file costs more than small files."""
+        if not files:
+            return
+        workers = self.hash_workers
+        batches = [files[i::workers + 1] for i in range(workers + 1)]
+        pending = [self.hasher.submit(self._hash_quietly, batch) for batch in batches[1:]]
+        self._hash_quietly(batches[0])
+        for future in pending:
+            future.result()
 
     def _hash_quietly(self, batch: list[tuple[str, Entry]]) -> None:
         for item in batch:

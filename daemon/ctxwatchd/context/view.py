@@ -21,7 +21,7 @@ from .tree import Entry, Tree, join, split
 
 
 ROOT_STATE = MatchState(excluded=False, hits=0)  # the context root is always sent
-PREFETCH_CHUNK = 2000  # files handed to the hashing threads at a time
+PREFETCH_CHUNK = 20_000  # files handed to the hashing threads at a time
 
 
 class ContextReadError(Exception):

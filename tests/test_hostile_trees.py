@@ -10,6 +10,7 @@ daemon that blocks fails the test instead of hanging the run.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import socket
@@ -394,11 +395,14 @@ def nobody_daemon() -> Iterator[tuple[Path, subprocess.Popen, CtxwatchClient]]:
     try:
         os.chown(base, NOBODY, NOBODY)
         sock, log = base / "run" / "d.sock", base / "ctxwatchd.log"
+        # The checkout may sit in a folder `nobody` cannot enter: give the
+        # daemon a copy of the packages it imports.
+        env = {**os.environ, "PYTHONPATH": str(copy_packages_for_nobody(base / "lib"))}
         with open(log, "ab") as out:
             process = subprocess.Popen(
-                ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-m",
+                ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-s", "-m",
                  "ctxwatchd", "--socket", str(sock), "--state-dir", str(base / "state")],
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 30
         while not spawn.is_serving(sock):
             if process.poll() is not None or time.monotonic() > deadline:
@@ -411,6 +415,23 @@ def nobody_daemon() -> Iterator[tuple[Path, subprocess.Popen, CtxwatchClient]]:
         stop_or_kill(process)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def copy_packages_for_nobody(lib: Path) -> Path:
+    """A copy of ctxwatchd, ctxwatch and what they import, readable by anyone."""
+    import google.protobuf
+
+    lib.mkdir(parents=True)
+    shutil.copytree(Path(google.protobuf.__file__).parents[1], lib / "google",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("ctxwatchd", "ctxwatch", "grpc", "grpc_health", "grpc_reflection", "watchdog", "platformdirs",
+                 "typing_extensions"):
+        source = Path(importlib.import_module(name).__file__)
+        if source.name == "__init__.py":
+            shutil.copytree(source.parent, lib / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:  # a single-file module
+            shutil.copy2(source, lib / source.name)
+    return lib
 
 
 def nobody_context(base: Path, name: str, dockerfile: str, files: dict[str, str]) -> Path:

@@ -23,6 +23,7 @@ from .cache.report import History, QueryOptions, build_steps, printable, stage_o
 from .cache.store import BuildStepRow, ContextRow, Store
 from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
 from .context.records import KIND_DIR
+from .context.tree import join
 from .context.view import ContextView
 from .context.watched_file import WatchedFile
 from .context.watcher import FolderWatch, Observer, WatchedRoot
@@ -49,7 +50,7 @@ class Registered:
     dockerfile_watch: FolderWatch | None = None  # when the Dockerfile lives outside the tree
     patterns: tuple[str, ...] | None = None
     history: History | None = None
-    parsed: tuple[bytes, ParsedDockerfile] | None = None
+    parsed: tuple[bytes, ParsedDockerfile, list[str]] | None = None  # the Dockerfile's bytes, parse, lines
     ignore_source: bytes | None = None  # the ignore file the patterns were read from
     last: tuple[tuple, "Evaluation"] | None = None  # the last answer and what it depended on
 
@@ -210,7 +211,7 @@ class Engine:
         """Move the contexts of a root into a new root above it: one watch and
         one tree per folder, and what was hashed is not hashed again."""
         prefix = os.path.relpath(inner.path, outer.path)
-        outer.tree.saved.update({f"{prefix}/{rel}" if rel else prefix: (key, blob)
+        outer.tree.saved.update({join(prefix, rel) if rel else prefix: (key, blob)
                                  for rel, key, blob in inner.tree.saveable_records()})
         outer.tree.saved_peak = len(outer.tree.saved)
         for reg in self.contexts.values():
@@ -370,8 +371,8 @@ class Engine:
         if data is None:
             raise PlanError(0, f"Dockerfile not found: {reg.row.dockerfile}")
         if reg.parsed is None or reg.parsed[0] != data:
-            reg.parsed, reg.last = (data, parse(data)), None
-        return reg.parsed[1], data.decode("utf-8", "replace").splitlines()
+            reg.parsed, reg.last = (data, parse(data), data.decode("utf-8", "replace").splitlines()), None
+        return reg.parsed[1], reg.parsed[2]
 
     def _refresh_views(self, reg: Registered) -> None:
         """Rebuild the views when the applicable .dockerignore changed."""
@@ -441,7 +442,7 @@ class Engine:
             emitted.add(node.digest)
             yield node.digest, node.blob
             if node.kind == KIND_DIR:
-                stack.extend(f"{current}/{c.name}" if current else c.name for c in node.node.children)
+                stack.extend(join(current, c.name) for c in node.node.children)
 
     def _known(self, digest: bytes, emitted: set[bytes]) -> bool:
         return digest in emitted or self.store.has_node(digest)

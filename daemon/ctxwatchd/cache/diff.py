@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..context.nodes import SELECTION, Node, decode
 from ..context.records import KIND_DIR, KIND_SYMLINK, FileRecord, key_mtime_ns
+from ..context.tree import join
 from ..context.view import ContextView
 
 ADDED, REMOVED, CONTENT, MODE, SYMLINK_TARGET, TYPE, XATTR = (
@@ -29,8 +30,6 @@ class Change:
     unseen_by_reused_copy: bool = False
 
 
-def _join(base: str, name: str) -> str:
-    return f"{base}/{name}" if base else name
 
 
 # Nodes compared per step at most: after a branch switch, counting every
@@ -105,7 +104,7 @@ class Differ:
         after = {c.name: c for c in new.children}
         pairs = []
         for name in sorted(before.keys() | after.keys()):
-            child_rel = name if selection else _join(rel, name)
+            child_rel = name if selection else join(rel, name)
             was, now = before.get(name), after.get(name)
             if was is None:
                 self.add(Change(child_rel, ADDED))

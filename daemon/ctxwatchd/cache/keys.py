@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from ..context.ignore import filepath_match, has_wildcard
 from ..context.nodes import Child, digest_of, encode_selection
 from ..context.records import KIND_DIR, KIND_SYMLINK
+from ..context.tree import join
 from ..context.view import ContextReadError, ContextView, ViewNode
 from ..dockerfile.plan import Plan, Step, spec_bytes
 
@@ -264,12 +265,8 @@ def _glob(view: ContextView, pattern: str) -> list[str]:
                 node = view.node(base)
                 if node is None or node.kind != KIND_DIR:
                     continue
-                found += [_join(base, c.name) for c in node.node.children if filepath_match(part, c.name)]
-            elif view.node(_join(base, part)) is not None:
-                found.append(_join(base, part))
+                found += [join(base, c.name) for c in node.node.children if filepath_match(part, c.name)]
+            elif view.node(join(base, part)) is not None:
+                found.append(join(base, part))
         current = found
     return sorted(current)
-
-
-def _join(base: str, name: str) -> str:
-    return f"{base}/{name}" if base else name

@@ -649,10 +649,15 @@ class PathMatcher:
 
     def excluded_full(self, rel_path: str) -> bool:
         """The answer BuildKit's walk gives for rel_path, with no parent result."""
+        return self.walk_state(rel_path).excluded
+
+    def walk_state(self, rel_path: str) -> MatchState:
+        """The state BuildKit's walk reaches rel_path with: each ancestor
+        matched in turn, passing its state down."""
         state = None
         for path in [*_ancestors(rel_path), rel_path]:
             state = self.match(path, state)
-        return state.excluded
+        return state
 
     def may_include_under(self, rel_dir: str) -> bool:
         """For an excluded directory: might an exception re-include something below it?

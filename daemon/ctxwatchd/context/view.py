@@ -11,7 +11,7 @@ was made from.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Executor
 
 from .ignore import MatchState, PathMatcher
@@ -154,17 +154,10 @@ class ContextView:
 
     def _state(self, rel: str) -> MatchState:
         """The .dockerignore answer for `rel` as BuildKit's walk reaches it."""
-        state = ROOT_STATE
-        parts = split(rel)
-        for i in range(len(parts)):
-            state = self._match("/".join(parts[: i + 1]), state if i else None)
-        return state
+        return _checked(rel, lambda: self.matcher.walk_state(rel)) if rel else ROOT_STATE
 
     def _match(self, rel: str, parent: MatchState | None) -> MatchState:
-        try:
-            return self.matcher.match(rel, parent)
-        except ValueError as e:  # a pattern Go's regexp rejects fails the build there too
-            raise ContextReadError(rel, f"bad .dockerignore or --exclude pattern: {e}") from e
+        return _checked(rel, lambda: self.matcher.match(rel, parent))
 
     def _node(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
         """Post-order walk with an explicit stack: folders may nest deeper than
@@ -242,3 +235,10 @@ class ContextView:
         if self.prefix.startswith(tree_rel + "/") or not tree_rel:
             return ""  # a folder above the context changed: drop the root's digest
         return None
+
+
+def _checked(rel: str, match: Callable[[], MatchState]) -> MatchState:
+    try:
+        return match()
+    except ValueError as e:  # a pattern Go's regexp rejects fails the build there too
+        raise ContextReadError(rel, f"bad .dockerignore or --exclude pattern: {e}") from e

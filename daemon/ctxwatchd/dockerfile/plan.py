@@ -143,7 +143,8 @@ class _Planner:
             return self.stages[-1]
         index = self.by_name.get(target.lower())
         if index is None:
-            raise PlanError(0, f"target stage {target!r} could not be found")
+            named = ", ".join(s.name for s in self.stages if s.name) or "none are named"
+            raise PlanError(0, f"target stage {target!r} could not be found (stages: {named})")
         return self.stages[index]
 
     def _needed(self, index: int) -> set[int]:

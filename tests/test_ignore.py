@@ -360,6 +360,40 @@ def test_without_exceptions_ancestor_scan_equals_walk(patterns, path):
 
 
 # --------------------------------------------------------------------------
+# entries_state: one answer for all entries of a folder no pattern can reach
+
+_PREFIX_POOL = _POOL + ["a/b/c", "a/b/*.md", "a/**/c", "b/c|x*", "ab{0}/c*", "a/b{1}", "a\\/b", "[a-c]/b",
+                        "a/b/**", "**.md", "!a/b/keep", "!**"]
+_ENTRY_NAMES = _NAMES + ["aa", "b{1}", "c|x", "keepx"]
+
+
+@settings(max_examples=400)
+@given(st.lists(st.sampled_from(_PREFIX_POOL), min_size=1, max_size=5), paths)
+def test_entries_state_equals_matching_each_entry(patterns, folder):
+    matcher = PathMatcher(patterns)
+    state = matcher.walk_state(folder)
+    shared = matcher.entries_state(folder, state)
+    if shared is not None:
+        for name in _ENTRY_NAMES:
+            assert matcher.match(f"{folder}/{name}", state) == shared, (patterns, folder, name)
+
+
+def test_entries_state_answers_once_below_top_level_patterns():
+    matcher = PathMatcher(["node_modules", ".git", "build/**", "!build/keep"])
+    assert matcher.entries_state("src/app", matcher.walk_state("src/app")) == MatchState(False, 0)
+    excluded = matcher.walk_state("node_modules/x")
+    assert matcher.entries_state("node_modules/x", excluded) == excluded
+    assert matcher.entries_state("", matcher.walk_state("")) is None  # node_modules is an entry of the root
+    assert matcher.entries_state("build", matcher.walk_state("build")) is None  # the exception may apply
+
+
+@pytest.mark.parametrize("pattern", ["**/*.md", "*/x", "a|b*", "x{2}*", "\ufeffa*"])
+def test_entries_state_gives_up_where_a_pattern_can_reach_anywhere(pattern):
+    matcher = PathMatcher([pattern])
+    assert matcher.entries_state("deep/folder", matcher.walk_state("deep/folder")) is None
+
+
+# --------------------------------------------------------------------------
 # may_include_under (fsutil's skip of excluded directories)
 
 

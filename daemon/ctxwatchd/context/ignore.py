@@ -521,11 +521,30 @@ def _fail(message: str, path: str) -> NoReturn:
 # The matcher
 
 
+def _literal_prefix(pattern: str) -> str:
+    """Text that every path the pattern matches starts with ("" when unknown).
+
+    Conservative: a Go regexp operator that patternmatcher leaves in
+    ("|", "{", "}") or a leading BOM gives up, since an alternation or a
+    repetition can reach past the literal part.
+    """
+    kind, _ = _patternmatcher_regex(pattern)
+    if kind is _Kind.EXACT:
+        return pattern
+    if kind is _Kind.PREFIX:
+        return pattern[:-2]
+    if kind is _Kind.SUFFIX or any(char in pattern for char in "|{}\ufeff"):
+        return ""
+    end = min((i for i, char in enumerate(pattern) if char in "*?[\\"), default=len(pattern))
+    return pattern[:end]
+
+
 @dataclass(frozen=True)
 class _Pattern:
     text: str  # cleaned, without the leading "!"
     exception: bool
     matches: Callable[[str], object]
+    prefix: str  # every path it matches starts with this ("" for any path)
 
 
 class MatchState(NamedTuple):
@@ -588,10 +607,14 @@ class PathMatcher:
                     raise ValueError('illegal exclusion pattern: "!"')
                 text = text[1:]
             filepath_match(text, ".")  # New's syntax check, as lazy as Go's
-            compiled.append(_Pattern(text, exception, _path_predicate(text)))
+            matches = _path_predicate(text)
+            # A pattern Go's regexp rejects must be tried on every path, to fail there.
+            prefix = "" if isinstance(matches, functools.partial) else _literal_prefix(text)
+            compiled.append(_Pattern(text, exception, matches, prefix))
         self._compiled = tuple(compiled)
         # Flat rows for the hot loop: (bit in MatchState.hits, exception?, test).
         self._table = tuple((1 << i, p.exception, p.matches) for i, p in enumerate(compiled))
+        self._prefixes = tuple((1 << i, p.prefix) for i, p in enumerate(compiled))
         self._has_exceptions = any(p.exception for p in compiled)
         self._descend = _descend_prefixes(compiled)
 
@@ -630,6 +653,25 @@ class PathMatcher:
             hits |= bit
             excluded = not exception
         return MatchState(excluded, hits)
+
+    def entries_state(self, rel_dir: str, state: MatchState) -> MatchState | None:
+        """The state match() gives every entry of the directory rel_dir (whose
+        state is `state`) when no pattern that could change it can match below
+        rel_dir; None when entries must be matched one by one.
+
+        A deep folder of a tree whose patterns name a few top-level paths is
+        answered once instead of once per entry.
+        """
+        dir_slash = rel_dir + "/" if rel_dir else ""
+        for bit, prefix in self._prefixes:
+            if not state.hits & bit and (prefix.startswith(dir_slash) or dir_slash.startswith(prefix)):
+                return None
+        # Only the inherited patterns apply, and they need no test.
+        excluded = False
+        for bit, exception, _ in self._table:
+            if state.hits & bit:
+                excluded = not exception
+        return state if excluded == state.excluded else MatchState(excluded, state.hits)
 
     def excluded(self, rel_path: str, parent_excluded: bool = False) -> bool:
         """Is rel_path left out of the context, given its directory's answer?

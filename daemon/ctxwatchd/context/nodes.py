@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import sys
 from dataclasses import dataclass
 
 from .records import KIND_DIR, FileRecord
@@ -44,8 +45,12 @@ def digest_of(blob: bytes) -> bytes:
     return hashlib.sha256(blob).digest()
 
 
+_LENGTH = struct.Struct(">I").pack
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+
+
 def _field(data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + data
+    return _LENGTH(len(data)) + data
 
 
 def encode_file(record: FileRecord) -> bytes:
@@ -66,7 +71,11 @@ def encode_selection(children: list[Child] | tuple[Child, ...]) -> bytes:
 
 
 def _encode_children(children: list[Child] | tuple[Child, ...]) -> bytes:
-    return b"".join(_field(os.fsencode(c.name)) + c.kind.encode() + c.digest for c in children)
+    parts = []
+    for child in children:
+        name = child.name.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode, without a call per name
+        parts += (_LENGTH(len(name)), name, child.kind.encode(), child.digest)
+    return b"".join(parts)
 
 
 def decode(blob: bytes) -> Node:

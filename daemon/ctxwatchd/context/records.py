@@ -12,6 +12,7 @@ import hashlib
 import os
 import stat
 import struct
+import threading
 from dataclasses import dataclass
 
 KIND_FILE = "f"
@@ -53,6 +54,10 @@ def key_inode(key: StatKey) -> bytes:
     return key[:16]
 
 
+def key_size(key: StatKey) -> int:
+    return _STAT_KEY.unpack(key)[2]
+
+
 def key_mtime_ns(key: StatKey) -> int:
     return _STAT_KEY.unpack(key)[3]
 
@@ -87,39 +92,68 @@ def read_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
     return tuple(found)
 
 
-def hash_content(path: str) -> bytes:
-    """SHA-256 of a regular file, read in chunks so memory stays flat."""
-    h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.digest()
+# One read buffer per hashing thread: no 1 MiB allocation per file read.
+_buffers = threading.local()
 
 
-def read_record(path: str, st: os.stat_result) -> tuple[FileRecord, os.stat_result]:
-    """Build the record of `path`, whose lstat is `st`.
+def hash_content(path: str, size: int) -> bytes:
+    """SHA-256 of the first `size` bytes of a regular file: its size when it
+    was stat'ed, which is what the builder sends (the caller stats it again
+    afterwards, so a file that grew or shrank meanwhile is read again).
+    Read in chunks into a reused buffer, so memory stays flat."""
+    buffer = getattr(_buffers, "view", None)
+    if buffer is None:
+        buffer = _buffers.view = memoryview(bytearray(CHUNK))
+    digest = hashlib.sha256()
+    # O_NONBLOCK: a FIFO swapped in for the file cannot block the open.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        left = size
+        while left > 0:
+            count = os.readv(fd, [buffer[: min(left, CHUNK)]])
+            if not count:
+                break
+            digest.update(buffer[:count])
+            left -= count
+    finally:
+        os.close(fd)
+    return digest.digest()
 
-    Returns the record and the stat it is valid for: a file that changes while
-    it is hashed is hashed again, so the pair is always consistent.
-    Raises OSError when the file cannot be read (e.g. no permission).
+
+def read_record(path: str, key: StatKey) -> tuple[FileRecord, StatKey]:
+    """Build the record of `path`, whose lstat gave `key` (at any time before).
+
+    Returns the record and the stat key it is valid for: the path is stat'ed
+    again after reading, and a path that changed meanwhile (even into another
+    type) is read again, so the pair is always consistent. Raises OSError
+    when the path is gone or cannot be read (e.g. no permission).
     """
-    kind = kind_of(st.st_mode)
     for _ in range(5):
-        content = b""
-        target = ""
-        if kind == KIND_FILE:
-            content = hash_content(path)
-        elif kind == KIND_SYMLINK:
-            target = os.readlink(path)
-        record = FileRecord(kind, stat.S_IMODE(st.st_mode), st.st_size if kind == KIND_FILE else 0,
-                            content, target, read_xattrs(path))
-        after = os.lstat(path)
-        if stat_key(after) == stat_key(st):
-            return record, st
-        st, kind = after, kind_of(after.st_mode)
-    return record, st
+        try:
+            record = _record_as_stated(path, key)
+        except OSError:
+            after = stat_key(os.lstat(path))
+            if after == key:
+                raise  # unreadable as it is
+            key = after
+            continue
+        after = stat_key(os.lstat(path))
+        if after == key:
+            return record, key
+        key = after
+    return _record_as_stated(path, key), key  # still changing: is_racy has it read again
 
 
-def is_racy(st: os.stat_result, hashed_at_ns: int) -> bool:
+def _record_as_stated(path: str, key: StatKey) -> FileRecord:
+    _, _, size, _, _, st_mode = _STAT_KEY.unpack(key)
+    kind = kind_of(st_mode)
+    content = hash_content(path, size) if kind == KIND_FILE else b""
+    target = os.readlink(path) if kind == KIND_SYMLINK else ""
+    return FileRecord(kind, stat.S_IMODE(st_mode), size if kind == KIND_FILE else 0, content, target,
+                      read_xattrs(path))
+
+
+def is_racy(key: StatKey, hashed_at_ns: int) -> bool:
     """True when a later write could keep the same stat key (see RACY_WINDOW_NS)."""
-    return st.st_mtime_ns + RACY_WINDOW_NS >= hashed_at_ns or st.st_ctime_ns + RACY_WINDOW_NS >= hashed_at_ns
+    _, _, _, mtime_ns, ctime_ns, _ = _STAT_KEY.unpack(key)
+    return mtime_ns + RACY_WINDOW_NS >= hashed_at_ns or ctime_ns + RACY_WINDOW_NS >= hashed_at_ns

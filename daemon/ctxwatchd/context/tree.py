@@ -118,11 +118,10 @@ class Tree:
         return True
 
     def _hash(self, rel: str, entry: Entry) -> None:
-        path = self.abspath(rel)
         hashed_at = time.time_ns()
-        record, st = read_record(path, os.lstat(path))
-        entry.key, entry.kind = stat_key(st), kind_of(st.st_mode)
-        entry.record, entry.blob, entry.racy = record, None, is_racy(st, hashed_at)
+        record, key = read_record(self.abspath(rel), entry.key)
+        entry.key, entry.kind = key, record.kind
+        entry.record, entry.blob, entry.racy = record, None, is_racy(key, hashed_at)
         entry.digest = digest_of(encode_file(record))
         self.files_hashed += 1
         self.bytes_hashed += record.size

@@ -11,17 +11,19 @@ was made from.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator
 from concurrent.futures import Executor
 
 from .ignore import MatchState, PathMatcher
 from .nodes import Child, Node, digest_of, encode_dir
-from .records import KIND_DIR, KIND_FILE, key_mode
+from .records import KIND_DIR, KIND_FILE, key_mode, key_size
 from .tree import Entry, Tree, join, split
 
 
 ROOT_STATE = MatchState(excluded=False, hits=0)  # the context root is always sent
 PREFETCH_CHUNK = 20_000  # files handed to the hashing threads at a time
+LARGE_FILE = 256 * 1024  # bytes: from here on a file is worth a hashing thread
 
 
 class ContextReadError(Exception):
@@ -97,10 +99,8 @@ class ContextView:
         return self._node(rel, entry, self._state(rel))
 
     def prefetch(self, rel: str) -> None:
-        """Hash, in parallel, the files under `rel` that the next walk will need.
-
-        hashlib and file reads release the GIL, so threads really overlap.
-        Folders whose digest is still known are not entered.
+        """Hash the files under `rel` that the next walk will need, large ones
+        in parallel. Folders whose digest is still known are not entered.
         """
         entry = self.entry(rel)
         if self.hasher is None or entry is None:
@@ -118,10 +118,11 @@ class ContextView:
                 continue  # its digest is known: nothing below needs hashing
             if state.excluded and not self.matcher.may_include_under(path):
                 continue
+            shared = self.matcher.entries_state(path, state)  # None: match each
             for name, child in self._listing(path, item).items():
                 child_rel = join(path, name)
                 if child.kind == KIND_DIR:
-                    todo.append((child_rel, child, self._match(child_rel, state if path else None)))
+                    todo.append((child_rel, child, self._match(child_rel, state) if shared is None else shared))
                 elif child.kind == KIND_FILE and not state.excluded:
                     tree_rel = self._tree_rel(child_rel)
                     if self.tree.must_read(tree_rel, child):
@@ -132,22 +133,34 @@ class ContextView:
         self._hash_parallel(files)
 
     def _hash_parallel(self, files: list[tuple[str, Entry]]) -> None:
-        """One batch per worker and one for this thread: a future per file costs more than small files."""
+        """Large files go to the worker threads, small ones stay on this thread,
+        which then helps with the large ones. Reading and hashing a large file
+        happens mostly outside the GIL; a small file's cost is Python work
+        under it, and two threads taking turns at the GIL are slower than one."""
         if not files:
             return
-        workers = self.hash_workers
-        batches = [files[i::workers + 1] for i in range(workers + 1)]
-        pending = [self.hasher.submit(self._hash_quietly, batch) for batch in batches[1:]]
-        self._hash_quietly(batches[0])
+        large = deque(item for item in files if key_size(item[1].key) >= LARGE_FILE)
+        small = [item for item in files if key_size(item[1].key) < LARGE_FILE]
+        pending = [self.hasher.submit(self._hash_from, large) for _ in range(min(self.hash_workers, len(large)))]
+        for item in small:
+            self._hash_quietly(item)
+        self._hash_from(large)
         for future in pending:
             future.result()
 
-    def _hash_quietly(self, batch: list[tuple[str, Entry]]) -> None:
-        for item in batch:
+    def _hash_from(self, queue: deque[tuple[str, Entry]]) -> None:
+        while True:
             try:
-                self.tree.digest(*item)
-            except OSError:
-                pass  # the walk reads it again and reports the error on the step
+                item = queue.popleft()  # atomic: threads share the queue
+            except IndexError:
+                return
+            self._hash_quietly(item)
+
+    def _hash_quietly(self, item: tuple[str, Entry]) -> None:
+        try:
+            self.tree.digest(*item)
+        except OSError:
+            pass  # the walk reads it again and reports the error on the step
 
     def entry(self, rel: str) -> Entry | None:
         return self.tree.get(self._tree_rel(rel))
@@ -156,7 +169,7 @@ class ContextView:
         """The .dockerignore answer for `rel` as BuildKit's walk reaches it."""
         return _checked(rel, lambda: self.matcher.walk_state(rel)) if rel else ROOT_STATE
 
-    def _match(self, rel: str, parent: MatchState | None) -> MatchState:
+    def _match(self, rel: str, parent: MatchState) -> MatchState:
         return _checked(rel, lambda: self.matcher.match(rel, parent))
 
     def _node(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
@@ -185,16 +198,19 @@ class ContextView:
         if not state.excluded or self.matcher.may_include_under(rel):
             children = []
             listing = self._listing(rel, entry)
+            shared = self.matcher.entries_state(rel, state)  # None: match each
             for name in sorted(listing):
                 child_rel = join(rel, name)
                 child_entry = listing[name]
-                child_state = self._match(child_rel, state if rel else None)
+                child_state = self._match(child_rel, state) if shared is None else shared
                 if child_entry.kind == KIND_DIR:
                     child = yield child_rel, child_entry, child_state
-                else:  # files need no stack frame
-                    child = self._file(child_rel, child_entry, child_state)
-                if child is not None:
-                    children.append(Child(name, child.kind, child.digest))
+                    if child is not None:
+                        children.append(Child(name, KIND_DIR, child.digest))
+                elif not child_state.excluded:  # files need no stack frame, nor a ViewNode
+                    digest = self._file_digest(child_rel, child_entry)
+                    if digest is not None:
+                        children.append(Child(name, child_entry.kind, digest))
             if children or not state.excluded:  # an excluded folder is sent only to hold what is re-included
                 mode = key_mode(entry.key) & 0o7777
                 result = ViewNode(KIND_DIR, digest_of(encode_dir(mode, children)),
@@ -209,18 +225,20 @@ class ContextView:
             raise ContextReadError(rel or ".", e.strerror or str(e)) from e
 
     def _file(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
-        if state.excluded:
+        digest = None if state.excluded else self._file_digest(rel, entry)
+        if digest is None:
             return None
-        tree_rel = self._tree_rel(rel)
+        return ViewNode(entry.kind, digest, file=(self.tree, self._tree_rel(rel), entry))
+
+    def _file_digest(self, rel: str, entry: Entry) -> bytes | None:
         try:
-            digest = self.tree.digest(tree_rel, entry)
+            return self.tree.digest(self._tree_rel(rel), entry)
         except FileNotFoundError:
             # Deleted since it was listed: its event is on the way, and the
             # answer already treats it as gone (as the builder would).
             return None
         except OSError as e:
             raise ContextReadError(rel, e.strerror or str(e)) from e
-        return ViewNode(entry.kind, digest, file=(self.tree, tree_rel, entry))
 
     def _tree_rel(self, rel: str) -> str:
         return join(self.prefix, rel) if rel else self.prefix

@@ -141,9 +141,6 @@ def remove_stale_cookies(root: str) -> None:
                 pass
 
 
-    return True
-
-
 class WatchedRoot(FileSystemEventHandler):
     """One tree, its watch, and the paths that changed since the last query."""
 

@@ -420,32 +420,29 @@ class Engine:
 
     def _new_nodes(self, keys: list[StepKey]) -> Iterator[tuple[bytes, bytes]]:
         """Merkle nodes the recorded inputs reference that the store lacks.
-        A stored node implies its whole subtree is stored, so walks stop there."""
-        emitted: set[bytes] = set()
+        A stored node implies its whole subtree is stored, so walks stop there.
+        The store is asked even about nodes emitted moments ago: the insert
+        consumes this generator in the same transaction and sees its own rows
+        (no set of every digest of a large tree held in memory meanwhile)."""
         for k in keys:
             for source in k.inputs:
                 if not source.wildcard:  # the source is the node at its path
-                    yield from self._subtree(k.view, source.resolved, emitted)
-                elif not self._known(source.digest, emitted):  # a wildcard's selection lists its matches
-                    emitted.add(source.digest)
+                    yield from self._subtree(k.view, source.resolved)
+                elif not self.store.has_node(source.digest):  # a wildcard's selection lists its matches
                     yield source.digest, source.blob
                     for rel in source.matches:
-                        yield from self._subtree(k.view, rel, emitted)
+                        yield from self._subtree(k.view, rel)
 
-    def _subtree(self, view: ContextView, rel: str, emitted: set[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    def _subtree(self, view: ContextView, rel: str) -> Iterator[tuple[bytes, bytes]]:
         stack = [rel]
         while stack:
             current = stack.pop()
             node = view.node(current)
-            if node is None or self._known(node.digest, emitted):
+            if node is None or self.store.has_node(node.digest):
                 continue
-            emitted.add(node.digest)
             yield node.digest, node.blob
             if node.kind == KIND_DIR:
                 stack.extend(join(current, c.name) for c in node.node.children)
-
-    def _known(self, digest: bytes, emitted: set[bytes]) -> bool:
-        return digest in emitted or self.store.has_node(digest)
 
     # -- status ---------------------------------------------------------------------------
     def status(self) -> list[pb.WatchedRoot]:

@@ -25,14 +25,15 @@ COOKIE_PREFIX = ".ctxwatch-cookie-"
 class Entry:
     """One path of the tree. Directory children are None until listed."""
 
-    __slots__ = ("kind", "key", "record", "blob", "digest", "racy", "children")
+    __slots__ = ("kind", "key", "blob", "digest", "racy", "children")
 
     def __init__(self, st: os.stat_result) -> None:
         self.kind: str = kind_of(st.st_mode)
         self.key: StatKey = stat_key(st)
-        self.record: FileRecord | None = None
-        self.blob: bytes | None = None  # a saved record's node bytes, decoded into `record` on demand
-        self.digest = b""  # of the record's node: files do not depend on a context's filter
+        # A file's record only as its node bytes: a decoded record costs about
+        # twice the memory, and only explanations need one (decoded on demand).
+        self.blob: bytes | None = None
+        self.digest = b""  # of the node bytes: files do not depend on a context's filter
         self.racy = False
         self.children: dict[str, Entry] | None = None
 
@@ -100,11 +101,8 @@ class Tree:
         return saved is None or saved[0] != entry.key
 
     def record(self, rel: str, entry: Entry) -> FileRecord:
-        """The full record (for explanations); decoded from saved bytes if need be."""
-        self.digest(rel, entry)
-        if entry.record is None:
-            entry.record, entry.blob = decode(entry.blob).record, None
-        return entry.record
+        """The full record (for explanations), decoded from the node bytes."""
+        return decode(self.node_bytes(rel, entry)).record
 
     def _take_saved(self, rel: str, entry: Entry) -> bool:
         saved = self.saved.pop(rel, None) if self.saved else None
@@ -114,27 +112,27 @@ class Tree:
             self.saved_peak = len(self.saved)
         if saved is None or saved[0] != entry.key:
             return False
-        entry.record, entry.blob, entry.digest = None, saved[1], digest_of(saved[1])
+        entry.blob, entry.digest = saved[1], digest_of(saved[1])
         return True
 
     def _hash(self, rel: str, entry: Entry) -> None:
         hashed_at = time.time_ns()
         record, key = read_record(self.abspath(rel), entry.key)
-        entry.key, entry.kind = key, record.kind
-        entry.record, entry.blob, entry.racy = record, None, is_racy(key, hashed_at)
-        entry.digest = digest_of(encode_file(record))
+        entry.key, entry.kind, entry.racy = key, record.kind, is_racy(key, hashed_at)
+        entry.blob = encode_file(record)
+        entry.digest = digest_of(entry.blob)
         self.files_hashed += 1
         self.bytes_hashed += record.size
 
     def node_bytes(self, rel: str, entry: Entry) -> bytes:
         self.digest(rel, entry)
-        return entry.blob if entry.blob is not None else encode_file(entry.record)
+        return entry.blob
 
     def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:
         """(rel, stat key, node bytes) of every record that is safe to reuse later."""
         for rel, entry in self.walk_loaded():
             if entry.digest and not entry.racy:
-                yield rel, entry.key, entry.blob if entry.blob is not None else encode_file(entry.record)
+                yield rel, entry.key, entry.blob
 
     def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
         """Every entry already known, parents before children."""
@@ -178,7 +176,7 @@ class Tree:
             return
         if old is not None and old.key == key and old.kind == kind_of(st.st_mode):
             if old.racy:
-                old.record, old.blob, old.digest = None, None, b""
+                old.blob, old.digest = None, b""
                 self._changed(rel)
             return
         if parent is None:

@@ -36,31 +36,36 @@ class ContextReadError(Exception):
 
 
 class ViewNode:
-    """A path as this view sends it: a folder's listing, or a file whose full
-    record is only loaded when someone needs it (a diff, a symlink target)."""
+    """A path as this view sends it. Only the digest is kept: a file's record
+    and a folder's listing are made again when someone needs them (a diff, a
+    symlink target, a recorded build), which keeps a large tree's memory low.
+    The tree does not change between a sync and the answer that follows it,
+    so what is made again is what the digest was computed from."""
 
-    __slots__ = ("kind", "digest", "_node", "_file")
+    __slots__ = ("kind", "digest", "_source")
 
-    def __init__(self, kind: str, digest: bytes, node: Node | None = None,
-                 file: tuple[Tree, str, Entry] | None = None) -> None:
+    def __init__(self, kind: str, digest: bytes, source: tuple) -> None:
         self.kind = kind
         self.digest = digest
-        self._node = node
-        self._file = file  # (tree, tree-relative path, entry) for files
+        # Files: (tree, tree-relative path, entry); folders: (view, rel, entry, state).
+        self._source = source
 
     @property
     def node(self) -> Node:
-        if self._node is None:
-            tree, rel, entry = self._file
-            self._node = Node(kind=self.kind, record=tree.record(rel, entry))
-        return self._node
+        if self.kind != KIND_DIR:
+            tree, rel, entry = self._source
+            return Node(kind=self.kind, record=tree.record(rel, entry))
+        view, rel, entry, state = self._source
+        return Node(kind=KIND_DIR, mode=_folder_mode(entry), children=view._children_now(rel, entry, state))
 
     @property
     def blob(self) -> bytes:
-        """The node's canonical bytes (made again when needed, not kept)."""
-        if self._file is not None:
-            return self._file[0].node_bytes(self._file[1], self._file[2])
-        return encode_dir(self._node.mode, self._node.children)
+        """The node's canonical bytes."""
+        if self.kind != KIND_DIR:
+            tree, rel, entry = self._source
+            return tree.node_bytes(rel, entry)
+        node = self.node
+        return encode_dir(node.mode, node.children)
 
 
 class ContextView:
@@ -173,20 +178,11 @@ class ContextView:
         return _checked(rel, lambda: self.matcher.match(rel, parent))
 
     def _node(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
-        """Post-order walk with an explicit stack: folders may nest deeper than
-        Python's recursion limit. Each `_visit` yields the children it needs."""
-        stack = [self._visit(rel, entry, state)]
-        result: ViewNode | None = None
-        while stack:
-            try:
-                child = stack[-1].send(result)
-            except StopIteration as done:
-                stack.pop()
-                result = done.value
-                continue
-            result = None
-            stack.append(self._visit(*child))
-        return result
+        return _run(self._visit(rel, entry, state), self._visit)
+
+    def _children_now(self, rel: str, entry: Entry, state: MatchState) -> tuple[Child, ...]:
+        """A folder's listing as sent, from the digests known (or computed) now."""
+        return tuple(_run(self._children(rel, entry, state), self._visit))
 
     def _visit(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, ViewNode | None, ViewNode | None]:
         if entry.kind != KIND_DIR:
@@ -196,27 +192,31 @@ class ContextView:
             return hit[1]
         result = None
         if not state.excluded or self.matcher.may_include_under(rel):
-            children = []
-            listing = self._listing(rel, entry)
-            shared = self.matcher.entries_state(rel, state)  # None: match each
-            for name in sorted(listing):
-                child_rel = join(rel, name)
-                child_entry = listing[name]
-                child_state = self._match(child_rel, state) if shared is None else shared
-                if child_entry.kind == KIND_DIR:
-                    child = yield child_rel, child_entry, child_state
-                    if child is not None:
-                        children.append(Child(name, KIND_DIR, child.digest))
-                elif not child_state.excluded:  # files need no stack frame, nor a ViewNode
-                    digest = self._file_digest(child_rel, child_entry)
-                    if digest is not None:
-                        children.append(Child(name, child_entry.kind, digest))
+            children = yield from self._children(rel, entry, state)
             if children or not state.excluded:  # an excluded folder is sent only to hold what is re-included
-                mode = key_mode(entry.key) & 0o7777
-                result = ViewNode(KIND_DIR, digest_of(encode_dir(mode, children)),
-                                  node=Node(kind=KIND_DIR, mode=mode, children=tuple(children)))
+                result = ViewNode(KIND_DIR, digest_of(encode_dir(_folder_mode(entry), children)),
+                                  (self, rel, entry, state))
         self.memo[rel] = (entry, result)
         return result
+
+    def _children(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, ViewNode | None, list[Child]]:
+        """The sent entries of a folder; yields each sub-folder to be visited."""
+        children = []
+        listing = self._listing(rel, entry)
+        shared = self.matcher.entries_state(rel, state)  # None: match each
+        for name in sorted(listing):
+            child_rel = join(rel, name)
+            child_entry = listing[name]
+            child_state = self._match(child_rel, state) if shared is None else shared
+            if child_entry.kind == KIND_DIR:
+                child = yield child_rel, child_entry, child_state
+                if child is not None:
+                    children.append(Child(name, KIND_DIR, child.digest))
+            elif not child_state.excluded:  # files need no stack frame, nor a ViewNode
+                digest = self._file_digest(child_rel, child_entry)
+                if digest is not None:
+                    children.append(Child(name, child_entry.kind, digest))
+        return children
 
     def _listing(self, rel: str, entry: Entry) -> dict[str, Entry]:
         try:
@@ -228,7 +228,7 @@ class ContextView:
         digest = None if state.excluded else self._file_digest(rel, entry)
         if digest is None:
             return None
-        return ViewNode(entry.kind, digest, file=(self.tree, self._tree_rel(rel), entry))
+        return ViewNode(entry.kind, digest, (self.tree, self._tree_rel(rel), entry))
 
     def _file_digest(self, rel: str, entry: Entry) -> bytes | None:
         try:
@@ -253,6 +253,28 @@ class ContextView:
         if self.prefix.startswith(tree_rel + "/") or not tree_rel:
             return ""  # a folder above the context changed: drop the root's digest
         return None
+
+
+def _run(walk: Generator, visit: Callable[..., Generator]) -> object:
+    """Drive a post-order walk with an explicit stack, not recursion: folders
+    may nest deeper than Python's recursion limit. A walk yields the
+    (rel, entry, state) of each sub-folder it needs and is sent its node."""
+    stack = [walk]
+    result = None
+    while stack:
+        try:
+            child = stack[-1].send(result)
+        except StopIteration as done:
+            stack.pop()
+            result = done.value
+            continue
+        result = None
+        stack.append(visit(*child))
+    return result
+
+
+def _folder_mode(entry: Entry) -> int:
+    return key_mode(entry.key) & 0o7777
 
 
 def _checked(rel: str, match: Callable[[], MatchState]) -> MatchState:

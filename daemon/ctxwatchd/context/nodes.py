@@ -41,6 +41,9 @@ class Node:
 SELECTION = "selection"
 
 
+DIGEST_SIZE = 32  # SHA-256
+
+
 def digest_of(blob: bytes) -> bytes:
     return hashlib.sha256(blob).digest()
 
@@ -115,7 +118,7 @@ def _decode_children(body: bytes) -> tuple[Child, ...]:
         name = os.fsdecode(body[pos : pos + length])
         pos += length
         kind = body[pos : pos + 1].decode()
-        digest = body[pos + 1 : pos + 33]
-        pos += 33
+        digest = body[pos + 1 : pos + 1 + DIGEST_SIZE]
+        pos += 1 + DIGEST_SIZE
         children.append(Child(name, kind, digest))
     return tuple(children)

@@ -29,10 +29,11 @@ IGNORED_XATTR_PREFIXES = ("security.selinux", "system.posix_acl")
 # "racy clean" problem); such a record is re-hashed on the next look.
 RACY_WINDOW_NS = 20_000_000
 
-# dev, ino, size, mtime_ns, ctime_ns, mode, packed: 48 bytes per path instead
-# of a tuple of six int objects (memory per file matters at 100,000 files).
+# dev, ino, size, mtime_ns, ctime_ns, mode, packed: 44 bytes per path instead
+# of a tuple of six int objects (memory per file matters at 100,000 files;
+# 44 bytes, not 48, keeps the bytes object in a smaller allocator size class).
 StatKey = bytes
-_STAT_KEY = struct.Struct("<QQQqqQ")
+_STAT_KEY = struct.Struct("<QQQqqI")
 
 
 def kind_of(mode: int) -> str:

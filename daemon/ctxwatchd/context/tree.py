@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
-from .nodes import decode, digest_of, encode_file
+from .nodes import DIGEST_SIZE, decode, digest_of, encode_file
 from .records import (
     KIND_DIR, FileRecord, StatKey, is_racy, key_inode, key_mode, kind_of, read_record, stat_key,
 )
@@ -25,17 +25,26 @@ COOKIE_PREFIX = ".ctxwatch-cookie-"
 class Entry:
     """One path of the tree. Directory children are None until listed."""
 
-    __slots__ = ("kind", "key", "blob", "digest", "racy", "children")
+    __slots__ = ("kind", "key", "hashed", "racy", "children")
 
     def __init__(self, st: os.stat_result) -> None:
         self.kind: str = kind_of(st.st_mode)
         self.key: StatKey = stat_key(st)
-        # A file's record only as its node bytes: a decoded record costs about
-        # twice the memory, and only explanations need one (decoded on demand).
-        self.blob: bytes | None = None
-        self.digest = b""  # of the node bytes: files do not depend on a context's filter
+        # A file's node digest and node bytes in one bytes object (b"" until
+        # hashed): a decoded record, or two objects, cost much more memory at
+        # 100,000 files, and only explanations need a record (decoded on demand).
+        # Files do not depend on a context's filter, so this is shared by all views.
+        self.hashed = b""
         self.racy = False
         self.children: dict[str, Entry] | None = None
+
+    @property
+    def digest(self) -> bytes:
+        return self.hashed[:DIGEST_SIZE]
+
+    @property
+    def blob(self) -> bytes:
+        return self.hashed[DIGEST_SIZE:]
 
 
 def split(rel: str) -> list[str]:
@@ -86,7 +95,7 @@ class Tree:
     def digest(self, rel: str, entry: Entry) -> bytes:
         """The node digest of a non-folder entry. The file is read only when
         its stat key changed since it was hashed (or saved), or it was racy."""
-        if entry.racy or not entry.digest:
+        if entry.racy or not entry.hashed:
             if entry.racy or not self._take_saved(rel, entry):
                 self._hash(rel, entry)
         return entry.digest
@@ -95,7 +104,7 @@ class Tree:
         """Whether digest() would have to read the file (no hash, none saved, or racy)."""
         if entry.racy:
             return True
-        if entry.digest:
+        if entry.hashed:
             return False
         saved = self.saved.get(rel)
         return saved is None or saved[0] != entry.key
@@ -112,15 +121,15 @@ class Tree:
             self.saved_peak = len(self.saved)
         if saved is None or saved[0] != entry.key:
             return False
-        entry.blob, entry.digest = saved[1], digest_of(saved[1])
+        entry.hashed = digest_of(saved[1]) + saved[1]
         return True
 
     def _hash(self, rel: str, entry: Entry) -> None:
         hashed_at = time.time_ns()
         record, key = read_record(self.abspath(rel), entry.key)
         entry.key, entry.kind, entry.racy = key, record.kind, is_racy(key, hashed_at)
-        entry.blob = encode_file(record)
-        entry.digest = digest_of(entry.blob)
+        blob = encode_file(record)
+        entry.hashed = digest_of(blob) + blob
         self.files_hashed += 1
         self.bytes_hashed += record.size
 
@@ -131,7 +140,7 @@ class Tree:
     def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:
         """(rel, stat key, node bytes) of every record that is safe to reuse later."""
         for rel, entry in self.walk_loaded():
-            if entry.digest and not entry.racy:
+            if entry.hashed and not entry.racy:
                 yield rel, entry.key, entry.blob
 
     def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
@@ -176,7 +185,7 @@ class Tree:
             return
         if old is not None and old.key == key and old.kind == kind_of(st.st_mode):
             if old.racy:
-                old.blob, old.digest = None, b""
+                old.hashed = b""
                 self._changed(rel)
             return
         if parent is None:

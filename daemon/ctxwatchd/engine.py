@@ -199,7 +199,7 @@ class Engine:
                 return root
         try:
             root = WatchedRoot(path, self.observer, self.notify_activity, self._events_lost,
-                               self.store.load_records(path))
+                               lambda folder: self.store.saved_records(path, folder))
         except OSError:
             return None  # the folder is gone; reports say so
         self.roots[path] = root
@@ -211,9 +211,9 @@ class Engine:
         """Move the contexts of a root into a new root above it: one watch and
         one tree per folder, and what was hashed is not hashed again."""
         prefix = os.path.relpath(inner.path, outer.path)
-        outer.tree.saved.update({join(prefix, rel) if rel else prefix: (key, blob)
-                                 for rel, key, blob in inner.tree.saveable_records()})
-        outer.tree.saved_peak = len(outer.tree.saved)
+        # Saved under the outer root before its tree lists those folders (it has listed nothing yet).
+        self.store.save_records(outer.path, ((join(prefix, rel), key, hashed)
+                                             for rel, key, hashed in inner.tree.saveable_records()), replace=False)
         for reg in self.contexts.values():
             if reg.root is inner:
                 reg.root, reg.prefix = outer, os.path.relpath(reg.row.path, outer.path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -21,7 +22,7 @@ from ..context.nodes import decode
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x63747877  # "ctxw": tells our file from someone else's
 
 _SCHEMA = """
@@ -69,6 +70,21 @@ CREATE TABLE file_records (
     stat BLOB NOT NULL,
     blob BLOB NOT NULL,
     PRIMARY KEY (root, rel)
+) WITHOUT ROWID;
+""",
+    # The content-hash cache, per folder: a folder's records are read when the
+    # tree first lists it (no table of every file held in memory), with the
+    # node digest, so a restart does not hash them again. Records in the old
+    # layout are dropped: files are read once more after the upgrade.
+    2: """
+DROP TABLE file_records;
+CREATE TABLE file_records (
+    root TEXT NOT NULL,
+    folder BLOB NOT NULL,  -- file names as the file system has them (not always UTF-8)
+    name BLOB NOT NULL,
+    stat BLOB NOT NULL,
+    hashed BLOB NOT NULL,
+    PRIMARY KEY (root, folder, name)
 ) WITHOUT ROWID;
 """,
 }
@@ -257,19 +273,24 @@ class Store:
                 "WHERE b.context=? ORDER BY b.id", (context,)).fetchall()
         return {r[0] for r in rows}, {r[1]: r[0] for r in rows}
 
-    def load_records(self, root: str) -> dict[str, tuple[bytes, bytes]]:
-        """The file records saved for a watched root: rel -> (stat key, node bytes)."""
+    def saved_records(self, root: str, folder: str) -> list[tuple[str, bytes, bytes]]:
+        """The file records saved for one folder of a watched root:
+        (name, stat key, digest + node bytes)."""
         with self.lock:
-            rows = self.db.execute("SELECT rel, stat, blob FROM file_records WHERE root=?", (root,)).fetchall()
-        return {rel: (stat, blob) for rel, stat, blob in rows}
+            rows = self.db.execute("SELECT name, stat, hashed FROM file_records WHERE root=? AND folder=?",
+                                   (root, os.fsencode(folder))).fetchall()
+        return [(os.fsdecode(name), stat, hashed) for name, stat, hashed in rows]
 
-    def save_records(self, root: str, records: Iterable[tuple[str, bytes, bytes]]) -> None:
-        """Replace the saved records of a root (its content-hash cache)."""
+    def save_records(self, root: str, records: Iterable[tuple[str, bytes, bytes]], replace: bool = True) -> None:
+        """Save (rel, stat key, digest + node bytes) records of a root (its
+        content-hash cache), replacing the saved ones unless `replace` is False."""
         with self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")
-            self.db.execute("DELETE FROM file_records WHERE root=?", (root,))
-            self.db.executemany("INSERT INTO file_records(root, rel, stat, blob) VALUES (?,?,?,?)",
-                                ((root, rel, stat, blob) for rel, stat, blob in records))
+            if replace:
+                self.db.execute("DELETE FROM file_records WHERE root=?", (root,))
+            self.db.executemany("INSERT OR REPLACE INTO file_records(root, folder, name, stat, hashed) "
+                                "VALUES (?,?,?,?,?)",
+                                ((root, *_folder_and_name(rel), stat, hashed) for rel, stat, hashed in records))
 
     def written_elsewhere(self) -> int:
         """Changes whenever another connection (e.g. `ctxwatch --no-daemon built`) commits."""
@@ -285,6 +306,11 @@ class Store:
     def has_node(self, digest: bytes) -> bool:
         with self.lock:
             return self.db.execute("SELECT 1 FROM nodes WHERE digest=?", (digest,)).fetchone() is not None
+
+
+def _folder_and_name(rel: str) -> tuple[bytes, bytes]:
+    folder, _, name = rel.rpartition("/")
+    return os.fsencode(folder), os.fsencode(name)
 
 
 def _unused_name(path: Path) -> Path:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .nodes import DIGEST_SIZE, decode, digest_of, encode_file
 from .records import (
@@ -20,6 +20,8 @@ from .records import (
 )
 
 COOKIE_PREFIX = ".ctxwatch-cookie-"
+# folder -> its saved records: (name, stat key, digest + node bytes)
+SavedRecords = Callable[[str], Iterable[tuple[str, bytes, bytes]]]
 
 
 class Entry:
@@ -58,17 +60,16 @@ def join(parent: str, name: str) -> str:
 class Tree:
     """Stat keys and records of every path under `root` that anyone asked about."""
 
-    def __init__(self, root: str, saved: dict[str, tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(self, root: str, saved_in: SavedRecords | None = None) -> None:
         self.root = root
         self.listeners: list[Callable[[str], None]] = []
         self.top = Entry(os.lstat(root))
         self.files_hashed = 0
         self.bytes_hashed = 0
         self.generation = 0  # bumped on every change: answers computed before are stale
-        # Records saved by an earlier run (rel -> stat key, node bytes): a file
-        # whose stat key is unchanged is not read again.
-        self.saved = saved or {}
-        self.saved_peak = len(self.saved)
+        # Records saved by an earlier run, asked for one folder at a time when
+        # it is first listed: a file whose stat key is unchanged is not read again.
+        self.saved_in = saved_in or (lambda folder: ())
 
     # -- reading ---------------------------------------------------------
     def abspath(self, rel: str) -> str:
@@ -90,39 +91,27 @@ class Tree:
         """The children of the directory entry at `rel`, listed on first use."""
         if entry.children is None:
             entry.children = self._list(self.abspath(rel))
+            for name, key, hashed in self.saved_in(rel):
+                child = entry.children.get(name)
+                if child is not None and child.key == key:
+                    child.hashed = hashed
         return entry.children
 
     def digest(self, rel: str, entry: Entry) -> bytes:
         """The node digest of a non-folder entry. The file is read only when
         its stat key changed since it was hashed (or saved), or it was racy."""
         if entry.racy or not entry.hashed:
-            if entry.racy or not self._take_saved(rel, entry):
-                self._hash(rel, entry)
+            self._hash(rel, entry)
         return entry.digest
 
-    def must_read(self, rel: str, entry: Entry) -> bool:
-        """Whether digest() would have to read the file (no hash, none saved, or racy)."""
-        if entry.racy:
-            return True
-        if entry.hashed:
-            return False
-        saved = self.saved.get(rel)
-        return saved is None or saved[0] != entry.key
+    @staticmethod
+    def must_read(entry: Entry) -> bool:
+        """Whether digest() would have to read the file (not hashed yet, or racy)."""
+        return entry.racy or not entry.hashed
 
     def record(self, rel: str, entry: Entry) -> FileRecord:
         """The full record (for explanations), decoded from the node bytes."""
         return decode(self.node_bytes(rel, entry)).record
-
-    def _take_saved(self, rel: str, entry: Entry) -> bool:
-        saved = self.saved.pop(rel, None) if self.saved else None
-        if self.saved and len(self.saved) < self.saved_peak // 2:
-            # A dict keeps its size after pops: copy it to give the memory back.
-            self.saved = dict(self.saved)
-            self.saved_peak = len(self.saved)
-        if saved is None or saved[0] != entry.key:
-            return False
-        entry.hashed = digest_of(saved[1]) + saved[1]
-        return True
 
     def _hash(self, rel: str, entry: Entry) -> None:
         hashed_at = time.time_ns()
@@ -138,10 +127,10 @@ class Tree:
         return entry.blob
 
     def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:
-        """(rel, stat key, node bytes) of every record that is safe to reuse later."""
+        """(rel, stat key, digest + node bytes) of every record that is safe to reuse later."""
         for rel, entry in self.walk_loaded():
             if entry.hashed and not entry.racy:
-                yield rel, entry.key, entry.blob
+                yield rel, entry.key, entry.hashed
 
     def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
         """Every entry already known, parents before children."""

@@ -129,9 +129,8 @@ class ContextView:
                 if child.kind == KIND_DIR:
                     todo.append((child_rel, child, self._match(child_rel, state) if shared is None else shared))
                 elif child.kind == KIND_FILE and not state.excluded:
-                    tree_rel = self._tree_rel(child_rel)
-                    if self.tree.must_read(tree_rel, child):
-                        files.append((tree_rel, child))
+                    if self.tree.must_read(child):
+                        files.append((self._tree_rel(child_rel), child))
             if len(files) >= PREFETCH_CHUNK:  # hash as the walk goes: memory stays flat
                 self._hash_parallel(files)
                 files = []

@@ -29,7 +29,7 @@ from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyW
 
 from ctxwatch.processes import alive
 
-from .tree import COOKIE_PREFIX, Tree
+from .tree import COOKIE_PREFIX, SavedRecords, Tree
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class WatchedRoot(FileSystemEventHandler):
     def __init__(self, path: str, observer: Observer | None,
                  on_activity: Callable[[], None] = lambda: None,
                  on_events_lost: Callable[[], None] | None = None,
-                 saved: dict[str, tuple[bytes, bytes]] | None = None) -> None:
+                 saved_in: SavedRecords | None = None) -> None:
         self.path = path
         self.prefix = path.rstrip("/") + "/"
         self.on_activity = on_activity
@@ -155,7 +155,7 @@ class WatchedRoot(FileSystemEventHandler):
         # reported on one root concerns them all: the engine fans it out.
         self.on_events_lost = on_events_lost or self.events_were_lost
         remove_stale_cookies(path)
-        self.tree = Tree(path, saved)
+        self.tree = Tree(path, saved_in)
         self.lock = threading.Lock()
         self.dirty: set[str] = set()
         self.cookies: dict[str, threading.Event] = {}

@@ -1,0 +1,70 @@
+"""State files written by earlier versions open with everything recorded kept."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ctxwatchd.cache.store import SCHEMA_VERSION, BuildStepRow, ContextRow, Store
+
+# The content-hash cache as schema version 2 kept it: one row per file.
+V2_FILE_RECORDS = """
+DROP TABLE file_records;
+CREATE TABLE file_records (
+    root TEXT NOT NULL, rel TEXT NOT NULL, stat BLOB NOT NULL, blob BLOB NOT NULL,
+    PRIMARY KEY (root, rel)
+) WITHOUT ROWID;
+INSERT INTO file_records VALUES ('/repo', 'src/a.txt', x'00', x'46');
+PRAGMA user_version=2;
+"""
+
+
+def _write_v2_state(path) -> None:
+    store = Store(path)
+    store.save_context(ContextRow("app", "/repo", "Dockerfile", {"A": "1"}, ""))
+    step = BuildStepRow(0, "", 0, 2, "COPY . /app", b"k" * 32, b"s" * 32, {}, [[".", "", "00" * 32]], {})
+    store.record_build("app", {}, [step], [(b"d" * 32, b"D")])
+    store.close()
+    db = sqlite3.connect(path)
+    db.executescript(V2_FILE_RECORDS)
+    db.close()
+
+
+def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(tmp_path):
+    path = tmp_path / "state.sqlite3"
+    _write_v2_state(path)
+
+    store = Store(path)
+    try:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert [c.name for c in store.contexts()] == ["app"]
+        assert store.build_count("app") == 1
+        assert store.node_blob(b"d" * 32) == b"D"
+        # The old per-file rows are gone (files are read once more), the new layout works.
+        assert store.saved_records("/repo", "src") == []
+        store.save_records("/repo", [("src/a.txt", b"key", b"hashed"), ("top.txt", b"k2", b"h2")])
+        assert store.saved_records("/repo", "src") == [("a.txt", b"key", b"hashed")]
+        assert store.saved_records("/repo", "") == [("top.txt", b"k2", b"h2")]
+    finally:
+        store.close()
+
+
+def test_saved_records_keep_names_that_are_not_utf8(tmp_path):
+    store = Store(tmp_path / "state.sqlite3")
+    try:
+        folder, name = "caf\udcc3", "n\udcff.txt"  # as os.fsdecode gives undecodable bytes
+        store.save_records("/repo", [(f"{folder}/{name}", b"key", b"hashed")])
+        assert store.saved_records("/repo", folder) == [(name, b"key", b"hashed")]
+    finally:
+        store.close()
+
+
+def test_adding_records_keeps_the_saved_ones(tmp_path):
+    store = Store(tmp_path / "state.sqlite3")
+    try:
+        store.save_records("/repo", [("a", b"k1", b"h1")])
+        store.save_records("/repo", [("b", b"k2", b"h2")], replace=False)
+        assert sorted(store.saved_records("/repo", "")) == [("a", b"k1", b"h1"), ("b", b"k2", b"h2")]
+        store.save_records("/repo", [("c", b"k3", b"h3")])
+        assert store.saved_records("/repo", "") == [("c", b"k3", b"h3")]
+    finally:
+        store.close()

@@ -23,6 +23,7 @@ from ..context.nodes import decode
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
+PAGE_CACHE_KIB = 512
 APPLICATION_ID = 0x63747877  # "ctxw": tells our file from someone else's
 
 _SCHEMA = """
@@ -154,6 +155,9 @@ class Store:
                 raise StateFileError("integrity check failed")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
+            # A small page cache: the daemon's memory matters more than a few
+            # page reads, which the kernel's page cache serves anyway.
+            db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
             app_id = db.execute("PRAGMA application_id").fetchone()[0]
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if app_id == 0 and version == 0:

@@ -10,6 +10,7 @@ one tree.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,20 +26,20 @@ SavedRecords = Callable[[str], Iterable[tuple[str, bytes, bytes]]]
 
 
 class Entry:
-    """One path of the tree. Directory children are None until listed."""
+    """One path of the tree: its type and stat key (made by new_entry).
 
-    __slots__ = ("kind", "key", "hashed", "racy", "children")
+    A folder and a file are separate classes, each with only the slots it
+    uses: memory per path matters at 100,000 files.
+    """
 
-    def __init__(self, st: os.stat_result) -> None:
-        self.kind: str = kind_of(st.st_mode)
-        self.key: StatKey = stat_key(st)
-        # A file's node digest and node bytes in one bytes object (b"" until
-        # hashed): a decoded record, or two objects, cost much more memory at
-        # 100,000 files, and only explanations need a record (decoded on demand).
-        # Files do not depend on a context's filter, so this is shared by all views.
-        self.hashed = b""
-        self.racy = False
-        self.children: dict[str, Entry] | None = None
+    __slots__ = ("kind", "key")
+    hashed = b""  # what a folder answers; see FileEntry
+    racy = False
+    children: dict[str, Entry] | None = None  # what a file answers; see DirEntry
+
+    def __init__(self, kind: str, key: StatKey) -> None:
+        self.kind = kind
+        self.key = key
 
     @property
     def digest(self) -> bytes:
@@ -47,6 +48,38 @@ class Entry:
     @property
     def blob(self) -> bytes:
         return self.hashed[DIGEST_SIZE:]
+
+
+class FileEntry(Entry):
+    """A file, symlink or special file.
+
+    `hashed` is its node digest and node bytes in one bytes object (b"" until
+    hashed): a decoded record, or two objects, cost much more memory, and only
+    explanations need a record (decoded on demand). Files do not depend on a
+    context's filter, so this is shared by all views.
+    """
+
+    __slots__ = ("hashed", "racy")
+
+    def __init__(self, kind: str, key: StatKey) -> None:
+        super().__init__(kind, key)
+        self.hashed = b""
+        self.racy = False
+
+
+class DirEntry(Entry):
+    """A folder; its children are None until listed."""
+
+    __slots__ = ("children",)
+
+    def __init__(self, kind: str, key: StatKey) -> None:
+        super().__init__(kind, key)
+        self.children = None
+
+
+def new_entry(st: os.stat_result) -> Entry:
+    kind = kind_of(st.st_mode)
+    return (DirEntry if kind == KIND_DIR else FileEntry)(kind, stat_key(st))
 
 
 def split(rel: str) -> list[str]:
@@ -63,7 +96,7 @@ class Tree:
     def __init__(self, root: str, saved_in: SavedRecords | None = None) -> None:
         self.root = root
         self.listeners: list[Callable[[str], None]] = []
-        self.top = Entry(os.lstat(root))
+        self.top = new_entry(os.lstat(root))
         self.files_hashed = 0
         self.bytes_hashed = 0
         self.generation = 0  # bumped on every change: answers computed before are stale
@@ -116,6 +149,10 @@ class Tree:
     def _hash(self, rel: str, entry: Entry) -> None:
         hashed_at = time.time_ns()
         record, key = read_record(self.abspath(rel), entry.key)
+        if record.kind == KIND_DIR:
+            # A folder now, since it was listed: its event is on the way, and
+            # until then the answer treats the file as gone.
+            raise FileNotFoundError(errno.ENOENT, "replaced by a folder", self.abspath(rel))
         entry.key, entry.kind, entry.racy = key, record.kind, is_racy(key, hashed_at)
         blob = encode_file(record)
         entry.hashed = digest_of(blob) + blob
@@ -179,7 +216,7 @@ class Tree:
             return
         if parent is None:
             raise NotADirectoryError(f"watched root {self.root} is no longer a directory")
-        parent.children[parts[-1]] = Entry(st)
+        parent.children[parts[-1]] = new_entry(st)
         self._changed(rel)
 
     def rescan(self) -> None:
@@ -220,7 +257,7 @@ class Tree:
                     if item.name.startswith(COOKIE_PREFIX) and path == self.root:
                         continue
                     try:
-                        found[item.name] = Entry(item.stat(follow_symlinks=False))
+                        found[item.name] = new_entry(item.stat(follow_symlinks=False))
                     except FileNotFoundError:
                         continue  # deleted between listing and stat
         except (FileNotFoundError, NotADirectoryError):

@@ -360,9 +360,9 @@ class Engine:
             report.last_build_unix_ms = history.last.created_ms
         report.notes.extend(_notes(plan, options))
         whole = self.views.get(self._view_key(reg, ()))
-        root = whole.memo.get("") if whole is not None else None
-        if root is not None and root[1] is not None:
-            report.context_digest = root[1].digest.hex()
+        root = whole.known("") if whole is not None else None
+        if root is not None:
+            report.context_digest = root.digest.hex()
         reg.last = (depends_on, Evaluation(report, keys))
         return reg.last[1]
 

@@ -42,28 +42,31 @@ class ViewNode:
     The tree does not change between a sync and the answer that follows it,
     so what is made again is what the digest was computed from."""
 
-    __slots__ = ("kind", "digest", "_source")
+    # Files: owner is the tree, rel tree-relative; folders: owner is the
+    # view, rel context-relative, state the folder's .dockerignore state.
+    __slots__ = ("kind", "digest", "owner", "rel", "entry", "state")
 
-    def __init__(self, kind: str, digest: bytes, source: tuple) -> None:
+    def __init__(self, kind: str, digest: bytes, owner: Tree | ContextView, rel: str, entry: Entry,
+                 state: MatchState | None = None) -> None:
         self.kind = kind
         self.digest = digest
-        # Files: (tree, tree-relative path, entry); folders: (view, rel, entry, state).
-        self._source = source
+        self.owner = owner
+        self.rel = rel
+        self.entry = entry
+        self.state = state
 
     @property
     def node(self) -> Node:
         if self.kind != KIND_DIR:
-            tree, rel, entry = self._source
-            return Node(kind=self.kind, record=tree.record(rel, entry))
-        view, rel, entry, state = self._source
-        return Node(kind=KIND_DIR, mode=_folder_mode(entry), children=view._children_now(rel, entry, state))
+            return Node(kind=self.kind, record=self.owner.record(self.rel, self.entry))
+        children = self.owner._children_now(self.rel, self.entry, self.state)
+        return Node(kind=KIND_DIR, mode=_folder_mode(self.entry), children=children)
 
     @property
     def blob(self) -> bytes:
         """The node's canonical bytes."""
         if self.kind != KIND_DIR:
-            tree, rel, entry = self._source
-            return tree.node_bytes(rel, entry)
+            return self.owner.node_bytes(self.rel, self.entry)
         node = self.node
         return encode_dir(node.mode, node.children)
 
@@ -78,8 +81,10 @@ class ContextView:
         self.hash_workers = hash_workers
         self.prefix = prefix  # the context folder, relative to the tree's root
         self.matcher = matcher
-        # Folders only: a file's digest lives on its tree entry, shared by all views.
-        self.memo: dict[str, tuple[Entry, ViewNode | None]] = {}
+        # Folders only (a file's digest lives on its tree entry, shared by all
+        # views): the folder's node, or its entry when the folder sends nothing.
+        # Either way the memo holds only while the tree entry is the same.
+        self.memo: dict[str, ViewNode | Entry] = {}
         tree.listeners.append(self.invalidate)
 
     def close(self) -> None:
@@ -118,8 +123,7 @@ class ContextView:
         todo, files = [(rel, entry, self._state(rel))], []
         while todo:
             path, item, state = todo.pop()
-            hit = self.memo.get(path)
-            if hit is not None and hit[0] is item:
+            if self._memo_holds(path, item):
                 continue  # its digest is known: nothing below needs hashing
             if state.excluded and not self.matcher.may_include_under(path):
                 continue
@@ -186,17 +190,25 @@ class ContextView:
     def _visit(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, ViewNode | None, ViewNode | None]:
         if entry.kind != KIND_DIR:
             return self._file(rel, entry, state)
-        hit = self.memo.get(rel)
-        if hit is not None and hit[0] is entry:
-            return hit[1]
+        if self._memo_holds(rel, entry):
+            return self.known(rel)
         result = None
         if not state.excluded or self.matcher.may_include_under(rel):
             children = yield from self._children(rel, entry, state)
             if children or not state.excluded:  # an excluded folder is sent only to hold what is re-included
                 result = ViewNode(KIND_DIR, digest_of(encode_dir(_folder_mode(entry), children)),
-                                  (self, rel, entry, state))
-        self.memo[rel] = (entry, result)
+                                  self, rel, entry, state)
+        self.memo[rel] = entry if result is None else result
         return result
+
+    def known(self, rel: str) -> ViewNode | None:
+        """The folder's node as last computed, if it is still known (and sent)."""
+        hit = self.memo.get(rel)
+        return hit if isinstance(hit, ViewNode) else None
+
+    def _memo_holds(self, rel: str, entry: Entry) -> bool:
+        hit = self.memo.get(rel)
+        return hit is not None and (hit.entry if isinstance(hit, ViewNode) else hit) is entry
 
     def _children(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, ViewNode | None, list[Child]]:
         """The sent entries of a folder; yields each sub-folder to be visited."""
@@ -227,7 +239,7 @@ class ContextView:
         digest = None if state.excluded else self._file_digest(rel, entry)
         if digest is None:
             return None
-        return ViewNode(entry.kind, digest, (self.tree, self._tree_rel(rel), entry))
+        return ViewNode(entry.kind, digest, self.tree, self._tree_rel(rel), entry)
 
     def _file_digest(self, rel: str, entry: Entry) -> bytes | None:
         try:

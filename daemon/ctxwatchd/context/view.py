@@ -18,7 +18,7 @@ from concurrent.futures import Executor
 from .ignore import MatchState, PathMatcher
 from .nodes import Child, Node, digest_of, encode_dir
 from .records import KIND_DIR, KIND_FILE, key_mode, key_size
-from .tree import Entry, Tree, join, split
+from .tree import Entry, Tree, join
 
 
 ROOT_STATE = MatchState(excluded=False, hits=0)  # the context root is always sent
@@ -96,9 +96,9 @@ class ContextView:
         if rel is None:
             return
         self.memo.pop(rel, None)
-        parts = split(rel)
-        for i in range(len(parts)):
-            self.memo.pop("/".join(parts[:i]), None)
+        while rel:
+            rel = rel[: max(rel.rfind("/"), 0)]
+            self.memo.pop(rel, None)
 
     def node(self, rel: str) -> ViewNode | None:
         """The node at context path `rel` ("" is the root), or None when it is

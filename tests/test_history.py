@@ -3,10 +3,13 @@ the number kept is bounded, and prune forgets builds like `docker builder prune`
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
 from pathlib import Path
 
 from ctxwatch.v1 import ctxwatch_pb2 as pb
 from conftest import start_daemon
+from ctxwatchd.server.main import STATE_FILE
 
 DOCKERFILE = "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n"
 
@@ -92,3 +95,24 @@ def test_builds_survive_a_restart(tmp_path: Path) -> None:
         assert statuses(again.client, "kept") == CACHED
     finally:
         again.stop()
+
+
+def test_recorded_nodes_are_stored_under_their_own_digest(tmp_path: Path) -> None:
+    """Each stored node is the bytes its digest was computed from, even for a
+    file written moments before the build (re-read on every look)."""
+    daemon = start_daemon(tmp_path / "daemon")
+    try:
+        ctx = make_context(tmp_path / "ctx")
+        (ctx / "Dockerfile").write_text("FROM scratch\nCOPY . /app\n")
+        (ctx / "sub").mkdir()
+        (ctx / "sub" / "c.txt").write_text("c\n")
+        daemon.client.register(str(ctx), name="nodes")
+        (ctx / "a.txt").write_text("written just now\n")
+        assert daemon.client.mark_built("nodes").steps_recorded == 1
+    finally:
+        daemon.stop()
+    db = sqlite3.connect(daemon.state_dir / STATE_FILE)
+    rows = db.execute("SELECT digest, blob FROM nodes").fetchall()
+    db.close()
+    assert len(rows) >= 6  # the context folder, sub/, and the files
+    assert all(hashlib.sha256(blob).digest() == digest for digest, blob in rows)

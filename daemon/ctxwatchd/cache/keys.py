@@ -27,7 +27,7 @@ from ..context.ignore import filepath_match, has_wildcard
 from ..context.nodes import Child, digest_of, encode_selection
 from ..context.records import KIND_DIR, KIND_SYMLINK
 from ..context.tree import join
-from ..context.view import ContextReadError, ContextView, ViewNode
+from ..context.view import ContextReadError, ContextView, SentNode
 from ..dockerfile.plan import Plan, Step, spec_bytes
 
 MAX_SYMLINK_HOPS = 40
@@ -42,7 +42,7 @@ class SourceInput:
     source: str
     resolved: str  # context path ("" is the root); unused for a wildcard
     digest: bytes
-    node: ViewNode | None = None  # what a plain path selects
+    node: SentNode | None = None  # what a plain path selects
     selection: bytes = b""  # a wildcard's listing of its matches
     wildcard: bool = False
     matches: tuple[str, ...] = ()  # wildcard matches, context paths

@@ -15,9 +15,9 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from .nodes import DIGEST_SIZE, decode, digest_of, encode_file
+from .nodes import DIGEST_SIZE, digest_of, encode_file
 from .records import (
-    KIND_DIR, FileRecord, StatKey, is_racy, key_inode, key_mode, kind_of, read_record, stat_key,
+    KIND_DIR, StatKey, is_racy, key_inode, key_mode, kind_of, read_record, stat_key,
 )
 
 COOKIE_PREFIX = ".ctxwatch-cookie-"
@@ -44,10 +44,6 @@ class Entry:
     @property
     def digest(self) -> bytes:
         return self.hashed[:DIGEST_SIZE]
-
-    @property
-    def blob(self) -> bytes:
-        return self.hashed[DIGEST_SIZE:]
 
 
 class FileEntry(Entry):
@@ -142,10 +138,6 @@ class Tree:
         """Whether digest() would have to read the file (not hashed yet, or racy)."""
         return entry.racy or not entry.hashed
 
-    def record(self, rel: str, entry: Entry) -> FileRecord:
-        """The full record (for explanations), decoded from the node bytes."""
-        return decode(self.node_bytes(rel, entry)).record
-
     def _hash(self, rel: str, entry: Entry) -> None:
         hashed_at = time.time_ns()
         record, key = read_record(self.abspath(rel), entry.key)
@@ -158,10 +150,6 @@ class Tree:
         entry.hashed = digest_of(blob) + blob
         self.files_hashed += 1
         self.bytes_hashed += record.size
-
-    def node_bytes(self, rel: str, entry: Entry) -> bytes:
-        self.digest(rel, entry)
-        return entry.blob
 
     def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:
         """(rel, stat key, digest + node bytes) of every record that is safe to reuse later."""

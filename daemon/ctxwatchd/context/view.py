@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator
 from concurrent.futures import Executor
 
 from .ignore import MatchState, PathMatcher
-from .nodes import Child, Node, digest_of, encode_dir
+from .nodes import DIGEST_SIZE, Child, Node, decode, digest_of, encode_dir
 from .records import KIND_DIR, KIND_FILE, key_mode, key_size
 from .tree import Entry, Tree, join
 
@@ -36,39 +36,58 @@ class ContextReadError(Exception):
 
 
 class ViewNode:
-    """A path as this view sends it. Only the digest is kept: a file's record
-    and a folder's listing are made again when someone needs them (a diff, a
-    symlink target, a recorded build), which keeps a large tree's memory low.
-    The tree does not change between a sync and the answer that follows it,
-    so what is made again is what the digest was computed from."""
+    """A folder as this view sends it. Only the digest is kept: the listing is
+    made again when someone needs it (a diff, a recorded build), which keeps
+    a large tree's memory low. The tree does not change between a sync and
+    the answer that follows it, so the listing made again is the one the
+    digest was computed from."""
 
-    # Files: owner is the tree, rel tree-relative; folders: owner is the
-    # view, rel context-relative, state the folder's .dockerignore state.
-    __slots__ = ("kind", "digest", "owner", "rel", "entry", "state")
+    __slots__ = ("kind", "digest", "view", "rel", "entry", "state")
 
-    def __init__(self, kind: str, digest: bytes, owner: Tree | ContextView, rel: str, entry: Entry,
-                 state: MatchState | None = None) -> None:
-        self.kind = kind
+    def __init__(self, digest: bytes, view: ContextView, rel: str, entry: Entry, state: MatchState) -> None:
+        self.kind = KIND_DIR
         self.digest = digest
-        self.owner = owner
+        self.view = view
         self.rel = rel
         self.entry = entry
         self.state = state
 
     @property
     def node(self) -> Node:
-        if self.kind != KIND_DIR:
-            return Node(kind=self.kind, record=self.owner.record(self.rel, self.entry))
-        children = self.owner._children_now(self.rel, self.entry, self.state)
+        children = self.view._children_now(self.rel, self.entry, self.state)
         return Node(kind=KIND_DIR, mode=_folder_mode(self.entry), children=children)
 
     @property
     def blob(self) -> bytes:
         """The node's canonical bytes."""
-        if self.kind != KIND_DIR:
-            return self.owner.node_bytes(self.rel, self.entry)
         node = self.node
         return encode_dir(node.mode, node.children)
+
+
+class FileViewNode:
+    """A file (symlink, special file) as sent: its digest and record exactly
+    as they were hashed, even if the file is read again meanwhile."""
+
+    __slots__ = ("kind", "hashed")
+
+    def __init__(self, kind: str, hashed: bytes) -> None:
+        self.kind = kind
+        self.hashed = hashed  # digest + node bytes, as the tree entry holds them
+
+    @property
+    def digest(self) -> bytes:
+        return self.hashed[:DIGEST_SIZE]
+
+    @property
+    def blob(self) -> bytes:
+        return self.hashed[DIGEST_SIZE:]
+
+    @property
+    def node(self) -> Node:
+        return decode(self.blob)
+
+
+SentNode = ViewNode | FileViewNode  # a path as the view sends it
 
 
 class ContextView:
@@ -100,7 +119,7 @@ class ContextView:
             rel = rel[: max(rel.rfind("/"), 0)]
             self.memo.pop(rel, None)
 
-    def node(self, rel: str) -> ViewNode | None:
+    def node(self, rel: str) -> SentNode | None:
         """The node at context path `rel` ("" is the root), or None when it is
         missing or not sent (excluded by .dockerignore)."""
         entry = self.entry(rel)
@@ -180,14 +199,14 @@ class ContextView:
     def _match(self, rel: str, parent: MatchState) -> MatchState:
         return _checked(rel, lambda: self.matcher.match(rel, parent))
 
-    def _node(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
+    def _node(self, rel: str, entry: Entry, state: MatchState) -> SentNode | None:
         return _run(self._visit(rel, entry, state), self._visit)
 
     def _children_now(self, rel: str, entry: Entry, state: MatchState) -> tuple[Child, ...]:
         """A folder's listing as sent, from the digests known (or computed) now."""
         return tuple(_run(self._children(rel, entry, state), self._visit))
 
-    def _visit(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, ViewNode | None, ViewNode | None]:
+    def _visit(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, SentNode | None, SentNode | None]:
         if entry.kind != KIND_DIR:
             return self._file(rel, entry, state)
         if self._memo_holds(rel, entry):
@@ -196,8 +215,7 @@ class ContextView:
         if not state.excluded or self.matcher.may_include_under(rel):
             children = yield from self._children(rel, entry, state)
             if children or not state.excluded:  # an excluded folder is sent only to hold what is re-included
-                result = ViewNode(KIND_DIR, digest_of(encode_dir(_folder_mode(entry), children)),
-                                  self, rel, entry, state)
+                result = ViewNode(digest_of(encode_dir(_folder_mode(entry), children)), self, rel, entry, state)
         self.memo[rel] = entry if result is None else result
         return result
 
@@ -210,7 +228,7 @@ class ContextView:
         hit = self.memo.get(rel)
         return hit is not None and (hit.entry if isinstance(hit, ViewNode) else hit) is entry
 
-    def _children(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, ViewNode | None, list[Child]]:
+    def _children(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, SentNode | None, list[Child]]:
         """The sent entries of a folder; yields each sub-folder to be visited."""
         children = []
         listing = self._listing(rel, entry)
@@ -235,11 +253,10 @@ class ContextView:
         except OSError as e:  # e.g. a folder without read permission: BuildKit fails the build too
             raise ContextReadError(rel or ".", e.strerror or str(e)) from e
 
-    def _file(self, rel: str, entry: Entry, state: MatchState) -> ViewNode | None:
-        digest = None if state.excluded else self._file_digest(rel, entry)
-        if digest is None:
+    def _file(self, rel: str, entry: Entry, state: MatchState) -> FileViewNode | None:
+        if state.excluded or self._file_digest(rel, entry) is None:
             return None
-        return ViewNode(entry.kind, digest, self.tree, self._tree_rel(rel), entry)
+        return FileViewNode(entry.kind, entry.hashed)
 
     def _file_digest(self, rel: str, entry: Entry) -> bytes | None:
         try:

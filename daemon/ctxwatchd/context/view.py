@@ -11,19 +11,18 @@ was made from.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Generator
 from concurrent.futures import Executor
 
+from .hashing import hash_files
 from .ignore import MatchState, PathMatcher
 from .nodes import DIGEST_SIZE, Child, Node, decode, digest_of, encode_dir
-from .records import KIND_DIR, KIND_FILE, key_mode, key_size
+from .records import KIND_DIR, KIND_FILE, key_mode
 from .tree import Entry, Tree, join
 
 
 ROOT_STATE = MatchState(excluded=False, hits=0)  # the context root is always sent
 PREFETCH_CHUNK = 20_000  # files handed to the hashing threads at a time
-LARGE_FILE = 256 * 1024  # bytes: from here on a file is worth a hashing thread
 
 
 class ContextReadError(Exception):
@@ -128,9 +127,9 @@ class ContextView:
         return self._node(rel, entry, self._state(rel))
 
     def prefetch(self, rel: str) -> None:
-        """Hash the files under `rel` that the next walk will need, large ones
-        in parallel. Folders whose digest is still known are not entered.
-        """
+        """Hash the files under `rel` that the next walk will need, on several
+        threads (see hashing.py). Folders whose digest is still known are not
+        entered."""
         entry = self.entry(rel)
         if self.hasher is None or entry is None:
             return
@@ -155,33 +154,9 @@ class ContextView:
                     if self.tree.must_read(child):
                         files.append((self._tree_rel(child_rel), child))
             if len(files) >= PREFETCH_CHUNK:  # hash as the walk goes: memory stays flat
-                self._hash_parallel(files)
+                hash_files(files, self._hash_quietly, self.hasher, self.hash_workers)
                 files = []
-        self._hash_parallel(files)
-
-    def _hash_parallel(self, files: list[tuple[str, Entry]]) -> None:
-        """Large files go to the worker threads, small ones stay on this thread,
-        which then helps with the large ones. Reading and hashing a large file
-        happens mostly outside the GIL; a small file's cost is Python work
-        under it, and two threads taking turns at the GIL are slower than one."""
-        if not files:
-            return
-        large = deque(item for item in files if key_size(item[1].key) >= LARGE_FILE)
-        small = [item for item in files if key_size(item[1].key) < LARGE_FILE]
-        pending = [self.hasher.submit(self._hash_from, large) for _ in range(min(self.hash_workers, len(large)))]
-        for item in small:
-            self._hash_quietly(item)
-        self._hash_from(large)
-        for future in pending:
-            future.result()
-
-    def _hash_from(self, queue: deque[tuple[str, Entry]]) -> None:
-        while True:
-            try:
-                item = queue.popleft()  # atomic: threads share the queue
-            except IndexError:
-                return
-            self._hash_quietly(item)
+        hash_files(files, self._hash_quietly, self.hasher, self.hash_workers)
 
     def _hash_quietly(self, item: tuple[str, Entry]) -> None:
         try:

@@ -116,3 +116,28 @@ def test_recorded_nodes_are_stored_under_their_own_digest(tmp_path: Path) -> Non
     db.close()
     assert len(rows) >= 6  # the context folder, sub/, and the files
     assert all(hashlib.sha256(blob).digest() == digest for digest, blob in rows)
+
+
+def test_many_changes_show_twenty_paths_and_count_within_a_budget(shared_daemon, tmp_path: Path) -> None:
+    client = shared_daemon.client
+    ctx = tmp_path / "many"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY . /app\n")
+    for i in range(1200):
+        (ctx / f"f{i:04d}.txt").write_text("old\n")
+    client.register(str(ctx), name="many")
+    client.mark_built("many")
+
+    for i in range(30):
+        (ctx / f"f{i:04d}.txt").write_text("new\n")
+    (step,) = client.reports(["many"])[0].steps
+    assert len(step.changed_paths) == 20
+    assert (step.changed_paths_total, step.changed_paths_truncated) == (30, False)
+
+    for i in range(1200):
+        (ctx / f"f{i:04d}.txt").write_text("new\n")
+    (step,) = client.reports(["many"])[0].steps
+    assert len(step.changed_paths) == 20
+    assert step.changed_paths_truncated  # counting stopped: the total is a lower bound
+    assert 20 <= step.changed_paths_total < 1200
+    client.unregister("many")

@@ -33,9 +33,11 @@ class Entry:
     """
 
     __slots__ = ("kind", "key")
-    hashed = b""  # what a folder answers; see FileEntry
+    # Defaults for the slots the other class has: a folder is never hashed,
+    # a file has no children.
+    hashed = b""
     racy = False
-    children: dict[str, Entry] | None = None  # what a file answers; see DirEntry
+    children: dict[str, Entry] | None = None
 
     def __init__(self, kind: str, key: StatKey) -> None:
         self.kind = kind

@@ -44,7 +44,8 @@ def pool():
         yield executor
 
 
-def test_from_the_page_cache_small_files_stay_on_the_calling_thread(tmp_path, pool):
+def test_from_the_page_cache_small_files_stay_on_the_calling_thread(tmp_path, pool, monkeypatch):
+    monkeypatch.setattr(hashing, "DISK_BOUND_S", 1.0)  # a loaded machine must not look like a slow disk
     sizes = [100] * 300 + [hashing.LARGE_FILE] * 5
     items = _items(tmp_path, sizes)
     record = Recorder()
@@ -62,9 +63,11 @@ def test_from_the_disk_every_thread_takes_a_contiguous_share(tmp_path, pool):
     assert set(record.calls.values()) == {1} and len(record.calls) == len(items)
     threads_in_order = [record.threads[name] for name, _ in items[hashing.PROBE_FILES:]]
     assert len(set(threads_in_order)) >= 2  # the waits overlapped
-    # Each thread's files are mostly one run in walk order (stealing from the back aside).
+    # Runs of neighbours on one thread, not alternate files (about 336 runs):
+    # a share per thread, plus what finished threads take from the others' backs.
     runs = sum(1 for a, b in zip(threads_in_order, threads_in_order[1:]) if a != b) + 1
-    assert runs <= 6
+    assert runs <= 20
+    assert threads_in_order[0] == threading.current_thread().name  # the caller starts its own share
 
 
 def test_without_a_pool_everything_runs_here(tmp_path):

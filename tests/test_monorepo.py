@@ -3,9 +3,11 @@ context registered after others reads what was already hashed."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatchd.context.records import RACY_WINDOW_NS
 
 SERVICES = 30
 
@@ -19,6 +21,10 @@ def make_monorepo(root: Path) -> Path:
     (root / "libs").mkdir()
     (root / "libs" / "common.py").write_text("COMMON = 1\n")
     (root / "Dockerfile").write_text("FROM scratch\nCOPY . /repo\n")
+    # A file hashed within RACY_WINDOW_NS of its last write is read again on the
+    # next look (a same-tick rewrite would keep its stat key): these tests count
+    # reads, so the tree ages past that window first.
+    time.sleep(2 * RACY_WINDOW_NS / 1e9)
     return root
 
 

@@ -22,6 +22,7 @@ from .cache.keys import StepKey, compute_keys
 from .cache.report import History, QueryOptions, build_steps, printable, stage_ordinal
 from .cache.store import BuildStepRow, ContextRow, Store
 from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
+from .context.nodes import decode
 from .context.records import KIND_DIR
 from .context.tree import join
 from .context.view import ContextView
@@ -440,9 +441,10 @@ class Engine:
             node = view.node(current)
             if node is None or self.store.has_node(node.digest):
                 continue
-            yield node.digest, node.blob
+            blob = node.blob  # a folder's listing is made on demand: once here
+            yield node.digest, blob
             if node.kind == KIND_DIR:
-                stack.extend(join(current, c.name) for c in node.node.children)
+                stack.extend(join(current, c.name) for c in decode(blob).children)
 
     # -- status ---------------------------------------------------------------------------
     def status(self) -> list[pb.WatchedRoot]:

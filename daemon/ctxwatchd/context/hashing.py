@@ -46,8 +46,8 @@ def hash_files(files: list[Item], hash_one: Callable[[Item], None], pool: Execut
     if (time.perf_counter() - started) / len(probe) > DISK_BOUND_S:
         size = -(-len(rest) // (workers + 1))
         shares = [deque(rest[i : i + size]) for i in range(0, len(rest), size)]
-        mine, jobs = shares[0], [(share, shares) for share in shares[1:]]
-        others = shares[1:]
+        mine, others = shares[0], shares[1:]
+        jobs = [(share, shares) for share in others]
     else:
         large = deque(item for item in rest if key_size(item[1].key) >= LARGE_FILE)
         mine = deque(item for item in rest if key_size(item[1].key) < LARGE_FILE)

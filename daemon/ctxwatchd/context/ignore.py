@@ -507,14 +507,20 @@ def _path_predicate(pattern: str) -> Callable[[str], object]:
     except ValueError as exc:
         # patternmatcher compiles its regexp on first use, so a pattern Go's
         # regexp rejects only fails the paths it is actually tried on.
-        return functools.partial(_fail, str(exc))
+        return _RejectedPattern(str(exc))
     # Go's MatchString is unanchored: only the regexp's own "^" and "$" anchor,
     # which matters once a "|" splits it.
     return re.compile(python_source, re.ASCII).search
 
 
-def _fail(message: str, path: str) -> NoReturn:
-    raise ValueError(message)
+class _RejectedPattern:
+    """The test of a pattern Go's regexp rejects: fails every path it is tried on."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __call__(self, path: str) -> NoReturn:
+        raise ValueError(self.message)
 
 
 # --------------------------------------------------------------------------
@@ -609,7 +615,7 @@ class PathMatcher:
             filepath_match(text, ".")  # New's syntax check, as lazy as Go's
             matches = _path_predicate(text)
             # A pattern Go's regexp rejects must be tried on every path, to fail there.
-            prefix = "" if isinstance(matches, functools.partial) else _literal_prefix(text)
+            prefix = "" if isinstance(matches, _RejectedPattern) else _literal_prefix(text)
             compiled.append(_Pattern(text, exception, matches, prefix))
         self._compiled = tuple(compiled)
         # Flat rows for the hot loop: (bit in MatchState.hits, exception?, test).

@@ -3,10 +3,11 @@
 The view applies the context's .dockerignore patterns the way BuildKit's file
 walker does (an excluded folder is skipped unless an exception pattern may
 re-include something below it, and then it is sent as the parent of what is
-re-included) and keeps the Merkle digest of every path it computed. A file
-event drops the memo of that path and its ancestors only; entries whose tree
-entry was replaced are recomputed because the memo remembers which entry it
-was made from.
+re-included) and keeps the Merkle digest of every folder it computed (a
+file's digest lives on the tree entry, shared by all views). A file event
+drops the memo of that path and its ancestors only; entries whose tree entry
+was replaced are recomputed because the memo remembers which entry it was
+made from.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from concurrent.futures import Executor
 
-from .hashing import hash_files
+from .hashing import Item, hash_files
 from .ignore import MatchState, PathMatcher
 from .nodes import DIGEST_SIZE, Child, Node, decode, digest_of, encode_dir
 from .records import KIND_DIR, KIND_FILE, key_mode
@@ -158,7 +159,7 @@ class ContextView:
                 files = []
         hash_files(files, self._hash_quietly, self.hasher, self.hash_workers)
 
-    def _hash_quietly(self, item: tuple[str, Entry]) -> None:
+    def _hash_quietly(self, item: Item) -> None:
         try:
             self.tree.digest(*item)
         except OSError:

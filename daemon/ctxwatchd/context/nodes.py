@@ -13,6 +13,7 @@ import os
 import struct
 import sys
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .records import KIND_DIR, FileRecord
 
@@ -21,8 +22,10 @@ _DIR_TAG = b"D"
 _LIST_TAG = b"L"  # a selection: named entries without a directory header
 
 
-@dataclass(frozen=True, slots=True)
-class Child:
+class Child(NamedTuple):
+    """One entry of a folder listing. A tuple: a folder digest makes one per
+    entry, and a frozen dataclass costs several times more to create."""
+
     name: str
     kind: str
     digest: bytes

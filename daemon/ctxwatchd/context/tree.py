@@ -14,6 +14,7 @@ import errno
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from stat import S_ISDIR
 
 from .nodes import DIGEST_SIZE, digest_of, encode_file
 from .records import (
@@ -29,7 +30,8 @@ class Entry:
     """One path of the tree: its type and stat key (made by new_entry).
 
     A folder and a file are separate classes, each with only the slots it
-    uses: memory per path matters at 100,000 files.
+    uses: memory per path matters at 100,000 files. Their constructors set
+    the slots directly (no super() call): a restart makes 100,000 of them.
     """
 
     __slots__ = ("kind", "key")
@@ -38,10 +40,6 @@ class Entry:
     hashed = b""
     racy = False
     children: dict[str, Entry] | None = None
-
-    def __init__(self, kind: str, key: StatKey) -> None:
-        self.kind = kind
-        self.key = key
 
     @property
     def digest(self) -> bytes:
@@ -60,7 +58,8 @@ class FileEntry(Entry):
     __slots__ = ("hashed", "racy")
 
     def __init__(self, kind: str, key: StatKey) -> None:
-        super().__init__(kind, key)
+        self.kind = kind
+        self.key = key
         self.hashed = b""
         self.racy = False
 
@@ -70,14 +69,15 @@ class DirEntry(Entry):
 
     __slots__ = ("children",)
 
-    def __init__(self, kind: str, key: StatKey) -> None:
-        super().__init__(kind, key)
+    def __init__(self, key: StatKey) -> None:
+        self.kind = KIND_DIR
+        self.key = key
         self.children = None
 
 
 def new_entry(st: os.stat_result) -> Entry:
-    kind = kind_of(st.st_mode)
-    return (DirEntry if kind == KIND_DIR else FileEntry)(kind, stat_key(st))
+    mode = st.st_mode
+    return DirEntry(stat_key(st)) if S_ISDIR(mode) else FileEntry(kind_of(mode), stat_key(st))
 
 
 def split(rel: str) -> list[str]:
@@ -242,16 +242,23 @@ class Tree:
     def _list(self, path: str) -> dict[str, Entry]:
         found: dict[str, Entry] = {}
         try:
-            with os.scandir(path) as it:
-                for item in it:
-                    if item.name.startswith(COOKIE_PREFIX) and path == self.root:
-                        continue
+            folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return found
+        try:
+            # Listed through a descriptor, each entry is stat'ed relative to
+            # its folder: the kernel does not walk the whole path again.
+            with os.scandir(folder) as items:
+                for item in items:
                     try:
                         found[item.name] = new_entry(item.stat(follow_symlinks=False))
                     except FileNotFoundError:
                         continue  # deleted between listing and stat
-        except (FileNotFoundError, NotADirectoryError):
-            pass
+        finally:
+            os.close(folder)
+        if path == self.root:
+            for name in [name for name in found if name.startswith(COOKIE_PREFIX)]:
+                del found[name]
         return found
 
     def _loaded_parent(self, parts: list[str]) -> Entry | None:

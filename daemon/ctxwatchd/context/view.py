@@ -209,16 +209,18 @@ class ContextView:
         children = []
         listing = self._listing(rel, entry)
         shared = self.matcher.entries_state(rel, state)  # None: match each
+        must_read = self.tree.must_read
         for name in sorted(listing):
-            child_rel = join(rel, name)
             child_entry = listing[name]
-            child_state = self._match(child_rel, state) if shared is None else shared
+            child_state = self._match(join(rel, name), state) if shared is None else shared
             if child_entry.kind == KIND_DIR:
-                child = yield child_rel, child_entry, child_state
+                child = yield join(rel, name), child_entry, child_state
                 if child is not None:
                     children.append(Child(name, KIND_DIR, child.digest))
             elif not child_state.excluded:  # files need no stack frame, nor a ViewNode
-                digest = self._file_digest(child_rel, child_entry)
+                # A file hashed before needs no path (this runs for every file of a restart).
+                digest = self._file_digest(join(rel, name), child_entry) if must_read(child_entry) \
+                    else child_entry.digest
                 if digest is not None:
                     children.append(Child(name, child_entry.kind, digest))
         return children

@@ -336,6 +336,7 @@ class Engine:
         except OSError as e:
             report.error = f"cannot read the context folder {reg.row.path}: {e.strerror or e}"
             return Evaluation(report, [])
+        self._keep_listed(reg.root, os.path.dirname(reg.row.dockerfile))
         try:
             parsed, lines = self._dockerfile(reg)
             self._refresh_views(reg)
@@ -366,6 +367,20 @@ class Engine:
             report.context_digest = root.digest.hex()
         reg.last = (depends_on, Evaluation(report, keys))
         return reg.last[1]
+
+    @staticmethod
+    def _keep_listed(root: WatchedRoot, folder: str) -> None:
+        """A tree watches the folders it lists: list a Dockerfile's folder
+        inside the tree even if no context sends it, so that edits there
+        wake live watchers. (Answers read the Dockerfile itself anyway.)"""
+        if folder != root.path and _inside(folder, root.path):
+            rel = os.path.relpath(folder, root.path)
+            try:
+                entry = root.tree.get(rel)
+                if entry is not None and entry.kind == KIND_DIR:
+                    root.tree.children(entry, rel)
+            except OSError:
+                pass  # unreadable: reading the Dockerfile says what is wrong
 
     def _dockerfile(self, reg: Registered) -> tuple[ParsedDockerfile, list[str]]:
         data = reg.dockerfile.read()

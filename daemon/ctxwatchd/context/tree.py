@@ -91,7 +91,8 @@ def join(parent: str, name: str) -> str:
 class Tree:
     """Stat keys and records of every path under `root` that anyone asked about."""
 
-    def __init__(self, root: str, saved_in: SavedRecords | None = None) -> None:
+    def __init__(self, root: str, saved_in: SavedRecords | None = None,
+                 before_listing: Callable[[str], None] | None = None) -> None:
         self.root = root
         self.listeners: list[Callable[[str], None]] = []
         self.top = new_entry(os.lstat(root))
@@ -101,6 +102,9 @@ class Tree:
         # Records saved by an earlier run, asked for one folder at a time when
         # it is first listed: a file whose stat key is unchanged is not read again.
         self.saved_in = saved_in or (lambda folder: ())
+        # Called with a folder's path just before it is listed (the watcher
+        # starts watching it there: nothing changes unseen in between).
+        self.before_listing = before_listing or (lambda path: None)
 
     # -- reading ---------------------------------------------------------
     def abspath(self, rel: str) -> str:
@@ -241,6 +245,7 @@ class Tree:
 
     def _list(self, path: str) -> dict[str, Entry]:
         found: dict[str, Entry] = {}
+        self.before_listing(path)
         try:
             folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):

@@ -25,6 +25,7 @@ from watchdog.events import (
     DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileAttribEvent, FileCreatedEvent,
     FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler,
 )
+from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 
 from ctxwatch.processes import alive
@@ -54,42 +55,51 @@ CHANGE_EVENTS = [FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMove
 
 
 class _OverflowReportingWatchGroup(InotifyWatchGroup):
+    """watchdog's watches for one path, with two changes: an inotify queue
+    overflow is passed on, and a recursive watch starts with the root alone.
+
+    The tree adds each folder it lists (watch_folder) just before listing it:
+    whatever changes after the watch is added comes as an event, whatever
+    changed before is in the listing. Folders no context reads (an ignored
+    node_modules) cost no watch, and a restart reads each folder once, not
+    once to watch it and once to list it.
+    """
+
     report_overflow: Callable[[], None] = staticmethod(lambda: None)
 
     def on_queue_overflow(self) -> None:
-        super().on_queue_overflow()
+        super().on_queue_overflow()  # drops every watch but the root's; the re-scan lists (and watches) again
         self.report_overflow()
 
     def _add_all_callbacks(self, path: bytes) -> None:
-        """Watch `path` and every folder below it, as watchdog does, but
-        without os.walk's lists of every file name and an lstat per folder:
-        the directory entries' own type says what is a folder (a third of the
-        time to watch a 100,000-file tree)."""
+        """watchdog calls this for the root, after an overflow, and for a
+        folder created or moved in: watch that folder only."""
         if self.follow_symlink or not self.is_recursive:
             super()._add_all_callbacks(path)
-            return
-        self._add_callback(path)
-        todo = [path] if os.path.isdir(path) else []
-        while todo:
-            folder = todo.pop()
-            try:
-                with os.scandir(folder) as entries:
-                    subfolders = [entry.path for entry in entries if entry.is_dir(follow_symlinks=False)]
-            except OSError:
-                continue  # gone or unreadable since: as os.walk, skip it
-            for subfolder in subfolders:
-                self._add_callback(subfolder)
-            todo.extend(subfolders)
+        else:
+            self._add_callback(path)
+
+    def watch_folder(self, path: bytes) -> None:
+        """Watch one more folder. Raises OSError when the kernel refuses
+        (e.g. the inotify watch limit), where watchdog's own adds stay silent."""
+        with self._lock:
+            if not self.is_active or path in self._active_callbacks_by_path:
+                return
+            wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
+            self._active_callbacks_by_path[path] = wd
+            self._active_callbacks_by_watch[wd] = path
 
 
 class _OverflowReportingEmitter(InotifyEmitter):
+    group: _OverflowReportingWatchGroup | None = None
+
     def on_thread_start(self) -> None:
         path = os.fsencode(self.watch.path)
         group = _OverflowReportingWatchGroup(
             self._inotify_fd, path, is_recursive=self.watch.is_recursive,
             event_mask=self.get_event_mask_from_filter(), follow_symlink=self.watch.follow_symlink)
         group.report_overflow = lambda: self.queue_event(EventsLost(self.watch.path))
-        self._inotify = group
+        self._inotify = self.group = group
 
 
 class Observer(InotifyObserver):
@@ -98,6 +108,11 @@ class Observer(InotifyObserver):
     def __init__(self) -> None:
         super().__init__()
         self._emitter_class = _OverflowReportingEmitter
+
+    def watch_group(self, watch: ObservedWatch) -> _OverflowReportingWatchGroup:
+        """The watches behind a scheduled watch (its emitter made them when it started)."""
+        with self._lock:
+            return self._emitter_for_watch[watch].group
 
 
 class FolderWatch(FileSystemEventHandler):
@@ -176,7 +191,7 @@ class WatchedRoot(FileSystemEventHandler):
         # reported on one root concerns them all: the engine fans it out.
         self.on_events_lost = on_events_lost or self.events_were_lost
         remove_stale_cookies(path)
-        self.tree = Tree(path, saved_in)
+        self.tree = Tree(path, saved_in, self._watch_folder)
         self.lock = threading.Lock()
         self.dirty: set[str] = set()
         self.cookies: dict[str, threading.Event] = {}
@@ -185,10 +200,27 @@ class WatchedRoot(FileSystemEventHandler):
         self.events_lost = 0  # inotify overflows seen; each one cost a re-scan
         self.observer = observer
         self.watch = None
+        self.group: _OverflowReportingWatchGroup | None = None  # the watch's folders
         self.watch_broken = False  # the root itself was deleted or moved away
         self.cookies_impossible = False  # a read-only root: every query re-scans
         self.retry_watch_at = 0.0
         self._start_watch()
+
+    def _watch_folder(self, path: str) -> None:
+        """Called by the tree just before it lists a folder below the root."""
+        if self.group is None or path == self.path:
+            return
+        try:
+            self.group.watch_folder(os.fsencode(path))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            pass  # gone or unreadable: the listing finds that too
+        except OSError as e:
+            # E.g. the inotify watch limit: events below that folder would be
+            # missed, so answers come from re-scans until a later retry works.
+            self.close()
+            self.retry_watch_at = time.monotonic() + WATCH_RETRY_S
+            self.problem = f"cannot watch {path}: {e.strerror or e}; queries re-scan until it can"
+            log.warning("%s", self.problem)
 
     @property
     def queue_depth(self) -> int:
@@ -200,10 +232,11 @@ class WatchedRoot(FileSystemEventHandler):
                 self.observer.unschedule(self.watch)
             except KeyError:
                 pass  # watchdog already dropped it (its folder went away)
-            self.watch = None
+            self.watch = self.group = None
 
     def _start_watch(self) -> None:
-        """(Re)start the recursive watch; the tree is re-scanned before the next answer."""
+        """(Re)start the watch (the root; the tree adds the folders it lists);
+        the tree is re-scanned, and so watched again, before the next answer."""
         if self.observer is None:
             return
         self.close()
@@ -211,6 +244,7 @@ class WatchedRoot(FileSystemEventHandler):
         self.needs_rescan = True
         try:
             self.watch = self.observer.schedule(self, self.path, recursive=True, event_filter=CHANGE_EVENTS)
+            self.group = self.observer.watch_group(self.watch)
             self.problem = ""
         except OSError as e:
             # No such folder (yet), or the inotify watch limit: retry later, re-scan meanwhile.

@@ -1,0 +1,154 @@
+"""A tree watches the folders it lists, and only those.
+
+Each folder gets its inotify watch just before it is listed, so folders no
+context sends (an ignored node_modules) cost no watch, and a restart reads
+each folder once. The watches are read from the kernel itself: the
+"inotify wd:" lines of /proc/self/fdinfo name the watched inodes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import answer, fresh_report
+from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatchd.engine import Engine
+from test_overflow import LIMIT_LOCK, wait_until_seen, watching_engine
+
+MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
+DOCKERFILE = "FROM scratch\nCOPY . /app\n"
+
+
+def watched_inodes() -> set[int]:
+    """Inodes watched by this process's inotify instances, as the kernel lists them."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != "anon_inode:inotify":
+                continue
+            info = Path(f"/proc/self/fdinfo/{fd}").read_text()
+        except OSError:
+            continue  # closed meanwhile
+        for line in info.splitlines():
+            if line.startswith("inotify wd:"):
+                fields = dict(field.split(":", 1) for field in line.split()[1:])
+                inodes.add(int(fields["ino"], 16))
+    return inodes
+
+
+def inode(path: Path) -> int:
+    return os.stat(path).st_ino
+
+
+def make_app(folder: Path) -> Path:
+    """A context whose node_modules (50 folders) is ignored."""
+    for name in ("src/api", "src/web", "docs"):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "index.txt").write_text(f"{name}\n")
+    for i in range(50):
+        (folder / "node_modules" / f"pkg{i}").mkdir(parents=True)
+        (folder / "node_modules" / f"pkg{i}" / "index.js").write_text(f"{i}\n")
+    (folder / "Dockerfile").write_text(DOCKERFILE)
+    (folder / ".dockerignore").write_text("node_modules\n")
+    return folder
+
+
+def register(engine: Engine, ctx: Path) -> object:
+    engine.register(pb.RegisterContextRequest(path=str(ctx), name="app"))
+    return engine.resolve(pb.ContextRef(name="app"))
+
+
+def test_only_the_folders_a_context_sends_are_watched(tmp_path):
+    ctx = make_app(tmp_path / "app")
+    with watching_engine(tmp_path / "state") as engine:
+        reg = register(engine, ctx)
+        engine.report(reg, pb.BuildOptions())
+        watched = watched_inodes()
+        sent = [ctx, ctx / "src", ctx / "src" / "api", ctx / "src" / "web", ctx / "docs"]
+        assert {inode(p) for p in sent} <= watched
+        ignored = [ctx / "node_modules", *(ctx / "node_modules").iterdir()]
+        assert not {inode(p) for p in ignored} & watched
+
+        # A folder created after the first answer is watched once it is
+        # listed, and its later edits arrive as events (no re-scan needed).
+        (ctx / "src" / "new").mkdir()
+        (ctx / "src" / "new" / "a.txt").write_text("a\n")
+        assert answer(engine.report(reg, pb.BuildOptions())) == answer(fresh_report(ctx))
+        assert inode(ctx / "src" / "new") in watched_inodes()
+        (ctx / "src" / "new" / "a.txt").write_text("a, changed\n")
+        wait_until_seen(reg.root, "src/new/a.txt")
+        assert answer(engine.report(reg, pb.BuildOptions())) == answer(fresh_report(ctx))
+
+
+def test_a_dockerfile_folder_the_context_does_not_send_is_watched(tmp_path):
+    """Live watchers must wake on Dockerfile edits even where .dockerignore
+    excludes the Dockerfile's folder."""
+    ctx = make_app(tmp_path / "app")
+    (ctx / "docker").mkdir()
+    (ctx / "docker" / "Dockerfile").write_text(DOCKERFILE)
+    (ctx / ".dockerignore").write_text("node_modules\ndocker\n")
+    with watching_engine(tmp_path / "state") as engine:
+        engine.register(pb.RegisterContextRequest(path=str(ctx), name="app", dockerfile="docker/Dockerfile"))
+        reg = engine.resolve(pb.ContextRef(name="app"))
+        engine.report(reg, pb.BuildOptions())
+        assert inode(ctx / "docker") in watched_inodes()
+        seen = engine.generation
+        (ctx / "docker" / "Dockerfile").write_text(DOCKERFILE + "COPY docs /docs\n")
+        assert engine.wait_for_activity(seen) != seen
+
+
+@contextmanager
+def watch_limit(extra: int) -> Iterator[None]:
+    """Allow this user only `extra` inotify watches beyond those in use now
+    (machine-wide, as root; the original is always written back)."""
+    with open(LIMIT_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        original = MAX_USER_WATCHES.read_text()
+        in_use = sum(line.startswith("inotify wd:")
+                     for info in Path("/proc").glob("[0-9]*/fdinfo/*") for line in _lines(info))
+        try:
+            MAX_USER_WATCHES.write_text(f"{in_use + extra}\n")
+        except OSError as e:
+            pytest.fail(f"cannot write {MAX_USER_WATCHES} ({e}): this test must run as root "
+                        f"with a writable /proc/sys (as in CI)")
+        try:
+            yield
+        finally:
+            MAX_USER_WATCHES.write_text(original)
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except OSError:
+        return []  # a process or descriptor gone meanwhile
+
+
+def test_a_folder_the_kernel_will_not_watch_means_answers_from_rescans(tmp_path):
+    ctx = make_app(tmp_path / "app")
+    with watching_engine(tmp_path / "state") as engine:
+        reg = register(engine, ctx)
+        with watch_limit(extra=2):  # the root and one folder; the next one is refused
+            report = engine.report(reg, pb.BuildOptions())
+            [status] = engine.status()
+        assert answer(report) == answer(fresh_report(ctx))
+        assert not status.healthy
+        assert "cannot watch" in status.message and str(ctx) in status.message
+
+        # No event can be trusted now: every answer comes from a re-scan.
+        for folder in ("src/api", "src/web", "docs"):
+            (ctx / folder / "index.txt").write_text("changed\n")
+            assert answer(engine.report(reg, pb.BuildOptions())) == answer(fresh_report(ctx))
+        # Once watches are available again, a retry watches the tree again.
+        reg.root.retry_watch_at = time.monotonic()
+        engine.report(reg, pb.BuildOptions())
+        [status] = engine.status()
+        assert status.healthy, status.message
+        assert inode(ctx / "docs") in watched_inodes()

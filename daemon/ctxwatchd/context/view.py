@@ -140,6 +140,7 @@ class ContextView:
         # matches every path anyway, and a file excluded on its own (a rare
         # pattern like *.log) costs a needless hash, not a wrong answer.
         todo, files = [(rel, entry, self._state(rel))], []
+        must_read = self.tree.must_read
         while todo:
             path, item, state = todo.pop()
             if self._memo_holds(path, item):
@@ -148,12 +149,11 @@ class ContextView:
                 continue
             shared = self.matcher.entries_state(path, state)  # None: match each
             for name, child in self._listing(path, item).items():
-                child_rel = join(path, name)
                 if child.kind == KIND_DIR:
+                    child_rel = join(path, name)
                     todo.append((child_rel, child, self._match(child_rel, state) if shared is None else shared))
-                elif child.kind == KIND_FILE and not state.excluded:
-                    if self.tree.must_read(child):
-                        files.append((self._tree_rel(child_rel), child))
+                elif child.kind == KIND_FILE and not state.excluded and must_read(child):
+                    files.append((self._tree_rel(join(path, name)), child))
             if len(files) >= PREFETCH_CHUNK:  # hash as the walk goes: memory stays flat
                 hash_files(files, self._hash_quietly, self.hasher, self.hash_workers)
                 files = []

@@ -6,8 +6,10 @@ import sqlite3
 
 from ctxwatchd.cache.store import SCHEMA_VERSION, BuildStepRow, ContextRow, Store
 
-# The content-hash cache as schema version 2 kept it: one row per file.
+# The content-hash cache as schema version 2 kept it: one row per file
+# (and no folder digests).
 V2_FILE_RECORDS = """
+DROP TABLE folder_digests;
 DROP TABLE file_records;
 CREATE TABLE file_records (
     root TEXT NOT NULL, rel TEXT NOT NULL, stat BLOB NOT NULL, blob BLOB NOT NULL,
@@ -35,7 +37,7 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
 
     store = Store(path)
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert [c.name for c in store.contexts()] == ["app"]
         assert store.build_count("app") == 1
         assert store.node_blob(b"d" * 32) == b"D"
@@ -44,6 +46,10 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
         store.save_records("/repo", [("src/a.txt", b"key", b"hashed"), ("top.txt", b"k2", b"h2")])
         assert store.saved_records("/repo", "src") == [("a.txt", b"key", b"hashed")]
         assert store.saved_records("/repo", "") == [("top.txt", b"k2", b"h2")]
+        # Folder digests (version 4) start empty and can be saved.
+        assert store.saved_folder_digests("/repo", b"v" * 32) == {}
+        store.save_folder_digests("/repo", {b"v" * 32: [("src", (b"sig", b"digest"))]})
+        assert store.saved_folder_digests("/repo", b"v" * 32) == {"src": (b"sig", b"digest")}
     finally:
         store.close()
 

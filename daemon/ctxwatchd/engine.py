@@ -22,7 +22,7 @@ from .cache.keys import StepKey, compute_keys
 from .cache.report import History, QueryOptions, build_steps, printable, stage_ordinal
 from .cache.store import BuildStepRow, ContextRow, Store
 from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
-from .context.nodes import decode
+from .context.nodes import decode, digest_of
 from .context.records import KIND_DIR
 from .context.tree import join
 from .context.view import ContextView
@@ -94,6 +94,8 @@ class Engine:
         with self.lock:
             for root in self.roots.values():
                 self.store.save_records(root.path, root.tree.saveable_records())
+                self.store.save_folder_digests(root.path, {_view_id(key): view.saveable()
+                                                           for key, view in self.views.items() if key[0] == root.path})
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(timeout=2)
@@ -223,6 +225,7 @@ class Engine:
         inner.close()
         del self.roots[inner.path]
         self.store.save_records(inner.path, [])
+        self.store.save_folder_digests(inner.path, {})
         self._close_unused_views()
 
     def _release_root(self, root: WatchedRoot | None) -> None:
@@ -413,7 +416,8 @@ class Engine:
         view = self.views.get(key)
         if view is None:
             view = self.views[key] = ContextView(reg.root.tree, reg.prefix, PathMatcher([*reg.patterns, *excludes]),
-                                                 self.hasher, self.hash_workers)
+                                                 self.hasher, self.hash_workers,
+                                                 self.store.saved_folder_digests(reg.root.path, _view_id(key)))
         reg.views.add(key)
         return view
 
@@ -501,6 +505,11 @@ class Engine:
 
     def queue_depth(self) -> int:
         return sum(root.queue_depth for root in list(self.roots.values()))
+
+
+def _view_id(key: tuple) -> bytes:
+    """A view's name in the store, the same in every run: its root, folder, patterns and excludes."""
+    return digest_of(repr(key).encode("utf-8", "surrogateescape"))
 
 
 def _inside(path: str, folder: str) -> bool:

@@ -22,7 +22,7 @@ from ..context.nodes import decode
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 PAGE_CACHE_KIB = 512
 APPLICATION_ID = 0x63747877  # "ctxw": tells our file from someone else's
 
@@ -73,8 +73,8 @@ CREATE TABLE file_records (
     PRIMARY KEY (root, rel)
 ) WITHOUT ROWID;
 """,
-    # The content-hash cache, per folder: a folder's records are read when the
-    # tree first lists it (no table of every file held in memory), with the
+    # The content-hash cache, per folder: a folder's records are read when a
+    # file digest there is first needed (no table of every file held in memory), with the
     # node digest, so a restart does not hash them again. Records in the old
     # layout are dropped: files are read once more after the upgrade.
     2: """
@@ -86,6 +86,18 @@ CREATE TABLE file_records (
     stat BLOB NOT NULL,
     hashed BLOB NOT NULL,
     PRIMARY KEY (root, folder, name)
+) WITHOUT ROWID;
+""",
+    # Folder digests per view with the listing signature each rests on: a
+    # restart keeps the digest of every folder whose listing is unchanged.
+    3: """
+CREATE TABLE folder_digests (
+    root TEXT NOT NULL,
+    view BLOB NOT NULL,  -- which files the view sends (Engine._view_id)
+    folder BLOB NOT NULL,
+    signature BLOB NOT NULL,
+    digest BLOB NOT NULL,
+    PRIMARY KEY (root, view, folder)
 ) WITHOUT ROWID;
 """,
 }
@@ -295,6 +307,22 @@ class Store:
             self.db.executemany("INSERT OR REPLACE INTO file_records(root, folder, name, stat, hashed) "
                                 "VALUES (?,?,?,?,?)",
                                 ((root, *_folder_and_name(rel), stat, hashed) for rel, stat, hashed in records))
+
+    def saved_folder_digests(self, root: str, view: bytes) -> dict[str, tuple[bytes, bytes]]:
+        """The folder digests saved for one view of a root: folder -> (listing signature, digest)."""
+        with self.lock:
+            rows = self.db.execute("SELECT folder, signature, digest FROM folder_digests WHERE root=? AND view=?",
+                                   (root, view)).fetchall()
+        return {os.fsdecode(folder): (signature, digest) for folder, signature, digest in rows}
+
+    def save_folder_digests(self, root: str, views: dict[bytes, Iterable[tuple[str, tuple[bytes, bytes]]]]) -> None:
+        """Replace the folder digests saved for a root with those of its current views."""
+        with self.lock, self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("DELETE FROM folder_digests WHERE root=?", (root,))
+            self.db.executemany("INSERT INTO folder_digests(root, view, folder, signature, digest) VALUES (?,?,?,?,?)",
+                                ((root, view, os.fsencode(rel), signature, digest)
+                                 for view, folders in views.items() for rel, (signature, digest) in folders))
 
     def written_elsewhere(self) -> int:
         """Changes whenever another connection (e.g. `ctxwatch --no-daemon built`) commits."""

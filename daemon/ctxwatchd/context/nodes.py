@@ -52,7 +52,7 @@ def digest_of(blob: bytes) -> bytes:
 
 
 _LENGTH = struct.Struct(">I").pack
-_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+FS_ENCODING, FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsencode's
 
 
 def _field(data: bytes) -> bytes:
@@ -79,7 +79,7 @@ def encode_selection(children: list[Child] | tuple[Child, ...]) -> bytes:
 def _encode_children(children: list[Child] | tuple[Child, ...]) -> bytes:
     parts = []
     for child in children:
-        name = child.name.encode(_FS_ENCODING, _FS_ERRORS)  # os.fsencode, without a call per name
+        name = child.name.encode(FS_ENCODING, FS_ERRORS)  # os.fsencode, without a call per name
         parts += (_LENGTH(len(name)), name, child.kind.encode(), child.digest)
     return b"".join(parts)
 

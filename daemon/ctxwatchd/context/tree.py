@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from stat import S_ISDIR
 
-from .nodes import DIGEST_SIZE, digest_of, encode_file
+from .nodes import DIGEST_SIZE, FS_ENCODING, FS_ERRORS, digest_of, encode_file
 from .records import (
     KIND_DIR, StatKey, is_racy, key_inode, key_mode, kind_of, read_record, stat_key,
 )
@@ -80,6 +80,18 @@ def new_entry(st: os.stat_result) -> Entry:
     return DirEntry(stat_key(st)) if S_ISDIR(mode) else FileEntry(kind_of(mode), stat_key(st))
 
 
+def listing_signature(folder: Entry) -> bytes:
+    """What a digest computed from a listed folder rests on: the folder's own
+    stat key and the name and stat key of every entry in it. Equal signatures
+    mean every file in it would give the same record (the rule by which a
+    file is not read again)."""
+    parts = [folder.key]
+    children = folder.children
+    for name in sorted(children):
+        parts += (name.encode(FS_ENCODING, FS_ERRORS), b"\0", children[name].key)
+    return digest_of(b"".join(parts))
+
+
 def split(rel: str) -> list[str]:
     return [part for part in rel.split("/") if part] if rel else []
 
@@ -100,8 +112,11 @@ class Tree:
         self.bytes_hashed = 0
         self.generation = 0  # bumped on every change: answers computed before are stale
         # Records saved by an earlier run, asked for one folder at a time when
-        # it is first listed: a file whose stat key is unchanged is not read again.
-        self.saved_in = saved_in or (lambda folder: ())
+        # a file digest there is first needed (ready()): a file whose stat key
+        # is unchanged is not read again. A restart whose folders kept their
+        # listings never needs them (see ContextView's saved digests).
+        self.saved_in = saved_in
+        self.unapplied: set[str] = set()  # listed folders whose saved records were not applied yet
         # Called with a folder's path just before it is listed (the watcher
         # starts watching it there: nothing changes unseen in between).
         self.before_listing = before_listing or (lambda path: None)
@@ -126,17 +141,30 @@ class Tree:
         """The children of the directory entry at `rel`, listed on first use."""
         if entry.children is None:
             entry.children = self._list(self.abspath(rel))
-            for name, key, hashed in self.saved_in(rel):
-                child = entry.children.get(name)
-                if child is not None and child.key == key:
-                    child.hashed = hashed
+            if self.saved_in is not None:
+                self.unapplied.add(rel)
         return entry.children
+
+    def ready(self, rel: str, entry: Entry) -> None:
+        """Give the files of the listed folder `rel` the records saved by an
+        earlier run, where their stat keys still match (once per listing)."""
+        if rel not in self.unapplied:
+            return
+        self.unapplied.discard(rel)
+        for name, key, hashed in self.saved_in(rel):
+            child = entry.children.get(name)
+            if child is not None and child.key == key and not child.hashed:
+                child.hashed = hashed
 
     def digest(self, rel: str, entry: Entry) -> bytes:
         """The node digest of a non-folder entry. The file is read only when
         its stat key changed since it was hashed (or saved), or it was racy."""
         if entry.racy or not entry.hashed:
-            self._hash(rel, entry)
+            folder = rel.rpartition("/")[0]
+            if folder in self.unapplied:
+                self.ready(folder, self.get(folder))
+            if entry.racy or not entry.hashed:
+                self._hash(rel, entry)
         return entry.digest
 
     @staticmethod
@@ -159,6 +187,8 @@ class Tree:
 
     def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:
         """(rel, stat key, digest + node bytes) of every record that is safe to reuse later."""
+        for rel in list(self.unapplied):  # saved records not used this run are still good
+            self.ready(rel, self.get(rel))
         for rel, entry in self.walk_loaded():
             if entry.hashed and not entry.racy:
                 yield rel, entry.key, entry.hashed

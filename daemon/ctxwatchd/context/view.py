@@ -12,14 +12,15 @@ made from.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor
+from typing import NamedTuple
 
 from .hashing import Item, hash_files
 from .ignore import MatchState, PathMatcher
 from .nodes import DIGEST_SIZE, Child, Node, decode, digest_of, encode_dir
 from .records import KIND_DIR, KIND_FILE, key_mode
-from .tree import Entry, Tree, join
+from .tree import Entry, Tree, join, listing_signature
 
 
 ROOT_STATE = MatchState(excluded=False, hits=0)  # the context root is always sent
@@ -90,11 +91,18 @@ class FileViewNode:
 SentNode = ViewNode | FileViewNode  # a path as the view sends it
 
 
+class SavedFolder(NamedTuple):
+    """A folder digest as saved: the listing signature it rests on, and the digest."""
+
+    signature: bytes
+    digest: bytes
+
+
 class ContextView:
     """Filtered Merkle digests of one context root inside a tree."""
 
     def __init__(self, tree: Tree, prefix: str, matcher: PathMatcher, hasher: Executor | None = None,
-                 hash_workers: int = 0) -> None:
+                 hash_workers: int = 0, saved: dict[str, tuple[bytes, bytes]] | None = None) -> None:
         self.tree = tree
         self.hasher = hasher  # hashes files in parallel before a walk needs them
         self.hash_workers = hash_workers
@@ -104,6 +112,12 @@ class ContextView:
         # views): the folder's node, or its entry when the folder sends nothing.
         # Either way the memo holds only while the tree entry is the same.
         self.memo: dict[str, ViewNode | Entry] = {}
+        # Folder digests saved by an earlier run, with the listing signature
+        # each rests on: a folder whose listing is unchanged keeps its digest
+        # if its sub-folders keep theirs, and no file record is needed for it.
+        self.saved = {rel: SavedFolder(*folder) for rel, folder in (saved or {}).items()}
+        self.unchanged: set[str] = set()  # folders found with their saved listing (not visited yet)
+        self.folders_hashed = 0  # folder digests computed (not restored)
         tree.listeners.append(self.invalidate)
 
     def close(self) -> None:
@@ -115,9 +129,11 @@ class ContextView:
         if rel is None:
             return
         self.memo.pop(rel, None)
+        self.unchanged.discard(rel)
         while rel:
             rel = rel[: max(rel.rfind("/"), 0)]
             self.memo.pop(rel, None)
+            self.unchanged.discard(rel)
 
     def node(self, rel: str) -> SentNode | None:
         """The node at context path `rel` ("" is the root), or None when it is
@@ -148,11 +164,16 @@ class ContextView:
             if state.excluded and not self.matcher.may_include_under(path):
                 continue
             shared = self.matcher.entries_state(path, state)  # None: match each
-            for name, child in self._listing(path, item).items():
+            listing = self._listing(path, item)
+            # Files of a folder whose saved digest may stand are not even looked at.
+            look_at_files = not state.excluded and not self._listing_unchanged(path, item)
+            if look_at_files:
+                self.tree.ready(self._tree_rel(path), item)
+            for name, child in listing.items():
                 if child.kind == KIND_DIR:
                     child_rel = join(path, name)
                     todo.append((child_rel, child, self._match(child_rel, state) if shared is None else shared))
-                elif child.kind == KIND_FILE and not state.excluded and must_read(child):
+                elif look_at_files and child.kind == KIND_FILE and must_read(child):
                     files.append((self._tree_rel(join(path, name)), child))
             if len(files) >= PREFETCH_CHUNK:  # hash as the walk goes: memory stays flat
                 hash_files(files, self._hash_quietly, self.hasher, self.hash_workers)
@@ -189,11 +210,44 @@ class ContextView:
             return self.known(rel)
         result = None
         if not state.excluded or self.matcher.may_include_under(rel):
-            children = yield from self._children(rel, entry, state)
-            if children or not state.excluded:  # an excluded folder is sent only to hold what is re-included
-                result = ViewNode(digest_of(encode_dir(_folder_mode(entry), children)), self, rel, entry, state)
+            digest = None
+            if self._listing_unchanged(rel, entry):
+                self.unchanged.discard(rel)
+                digest = yield from self._restored(rel, entry, state)
+            if digest is None:
+                children = yield from self._children(rel, entry, state)
+                if children or not state.excluded:  # an excluded folder is sent only to hold what is re-included
+                    digest = digest_of(encode_dir(_folder_mode(entry), children))
+                    self.folders_hashed += 1
+            if digest is not None:
+                result = ViewNode(digest, self, rel, entry, state)
         self.memo[rel] = entry if result is None else result
         return result
+
+    def _listing_unchanged(self, rel: str, entry: Entry) -> bool:
+        """Whether the folder is listed as it was when its digest was saved."""
+        if rel in self.unchanged:
+            return True
+        saved = self.saved.get(rel)
+        if saved is None or saved.signature != listing_signature(entry if entry.children is not None else
+                                                                    self._listed(rel, entry)):
+            return False
+        self.unchanged.add(rel)
+        return True
+
+    def _restored(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, SentNode | None, bytes | None]:
+        """The saved digest of a folder whose listing is unchanged, if every
+        sub-folder it sends still has its saved digest (None: compute it)."""
+        same = True
+        shared = self.matcher.entries_state(rel, state)  # None: match each
+        for name, child_entry in entry.children.items():
+            if child_entry.kind == KIND_DIR:
+                child_rel = join(rel, name)
+                child = yield child_rel, child_entry, self._match(child_rel, state) if shared is None else shared
+                saved = self.saved.pop(child_rel, None)
+                same = same and (child.digest if child else None) == (saved.digest if saved else None)
+        saved = self.saved.get(rel)
+        return saved.digest if same and saved is not None else None
 
     def known(self, rel: str) -> ViewNode | None:
         """The folder's node as last computed, if it is still known (and sent)."""
@@ -208,6 +262,7 @@ class ContextView:
         """The sent entries of a folder; yields each sub-folder to be visited."""
         children = []
         listing = self._listing(rel, entry)
+        self.tree.ready(self._tree_rel(rel), entry)
         shared = self.matcher.entries_state(rel, state)  # None: match each
         must_read = self.tree.must_read
         for name in sorted(listing):
@@ -225,11 +280,32 @@ class ContextView:
                     children.append(Child(name, child_entry.kind, digest))
         return children
 
+    def saveable(self) -> Iterator[tuple[str, SavedFolder]]:
+        """(rel, signature and digest) of every folder digest a later run may
+        restore: those whose files were all hashed and none racy."""
+        for rel, node in list(self.memo.items()):
+            if isinstance(node, ViewNode) and self.entry(rel) is node.entry and node.entry.children is not None \
+                    and self._all_hashed(node):
+                yield rel, SavedFolder(listing_signature(node.entry), node.digest)
+
+    def _all_hashed(self, node: ViewNode) -> bool:
+        shared = self.matcher.entries_state(node.rel, node.state)
+        for name, child in node.entry.children.items():
+            if child.kind != KIND_DIR and (child.racy or not child.hashed):
+                state = shared if shared is not None else self._match(join(node.rel, name), node.state)
+                if not state.excluded:
+                    return False
+        return True
+
     def _listing(self, rel: str, entry: Entry) -> dict[str, Entry]:
         try:
             return self.tree.children(entry, self._tree_rel(rel))
         except OSError as e:  # e.g. a folder without read permission: BuildKit fails the build too
             raise ContextReadError(rel or ".", e.strerror or str(e)) from e
+
+    def _listed(self, rel: str, entry: Entry) -> Entry:
+        self._listing(rel, entry)
+        return entry
 
     def _file(self, rel: str, entry: Entry, state: MatchState) -> FileViewNode | None:
         if state.excluded or self._file_digest(rel, entry) is None:

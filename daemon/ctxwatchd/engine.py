@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context
 GC_EVERY_DROPPED_BUILDS = 16  # node garbage collection is a full mark and sweep: batch it
 STATUS_WAIT_S = 0.2
+WARM_UP_PAUSE_S = 0.005  # between two contexts of the warm-up: long enough for a waiting query to take the lock
 
 
 @dataclass
@@ -259,6 +260,25 @@ class Engine:
         with self.lock:
             synced: set[str] = set()
             return [self._evaluate(reg, options, synced).report for reg in regs]
+
+    def warm_up(self) -> None:
+        """Answer every registered context once (the daemon does this as it
+        starts): the first query then finds the trees listed and the digests
+        known. It still syncs, so what changes meanwhile is seen."""
+        with self.lock:
+            names = list(self.contexts)
+        for name in names:
+            with self.lock:
+                reg = self.contexts.get(name)  # it may have been removed meanwhile
+                if reg is None:
+                    continue
+                try:
+                    self._evaluate(reg, pb.BuildOptions())
+                except Exception:  # a query will meet the same problem and report it
+                    log.exception("warming up %s failed", name)
+            # Step aside: a query waiting for the lock takes it now, so it
+            # waits for one context's warm-up at most, not for all of them.
+            time.sleep(WARM_UP_PAUSE_S)
 
     @contextmanager
     def _busy(self, what: str) -> Iterator[None]:
@@ -496,7 +516,7 @@ class Engine:
         if counted is None or counted[0] != tree.generation:
             files = dirs = 0
             for _, entry in tree.walk_loaded():
-                if entry.children is not None:
+                if entry.kind == KIND_DIR:  # listed or not (an ignored node_modules)
                     dirs += 1
                 else:
                     files += 1

@@ -98,6 +98,7 @@ def serve(socket_path: Path, state_dir: Path, max_builds: int = DEFAULT_MAX_BUIL
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     store = Store(state_dir / STATE_FILE)
     engine = Engine(store, max_builds=max_builds)
+    threading.Thread(target=engine.warm_up, name="warm-up", daemon=True).start()
     stop = threading.Event()
     interceptors = [TokenCheck(load_or_create_token(state_dir))] if tcp_port is not None else []
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),

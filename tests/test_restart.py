@@ -1,0 +1,193 @@
+"""A restart keeps what is still true and re-checks everything else.
+
+Each view saves its folder digests with the listing signature they rest on
+(every entry's name and stat key); a new engine keeps the digest of a folder
+whose listing is unchanged when its sub-folders keep theirs, and reads a
+folder's saved file records only where a file digest is needed. Whatever
+changed while no daemon ran, the first answer must equal a fresh scan.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import answer, fresh_report, start_daemon
+from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatchd.cache.store import Store
+from ctxwatchd.context.records import RACY_WINDOW_NS
+from ctxwatchd.engine import Engine
+from ctxwatchd.server.main import STATE_FILE
+
+DOCKERFILE = """\
+FROM scratch
+COPY . /all
+COPY src/ /src/
+COPY *.txt /txt/
+"""
+
+
+def make_tree(folder: Path) -> Path:
+    for i in range(3):
+        for j in range(3):
+            deep = folder / "src" / f"pkg{i}" / f"mod{j}"
+            deep.mkdir(parents=True)
+            for k in range(3):
+                (deep / f"f{k}.py").write_text(f"{i}{j}{k}\n")
+    (folder / "docs").mkdir()
+    (folder / "docs" / "readme.md").write_text("readme\n")
+    (folder / "node_modules" / "pkg").mkdir(parents=True)
+    (folder / "node_modules" / "pkg" / "index.js").write_text("1\n")
+    (folder / "a.txt").write_text("a\n")
+    (folder / "Dockerfile").write_text(DOCKERFILE)
+    (folder / ".dockerignore").write_text("node_modules\n")
+    time.sleep(2 * RACY_WINDOW_NS / 1e9)  # no file is racy when first hashed
+    return folder
+
+
+def run_engine(state: Path, ctx: Path, then: Callable[[Engine, object], None] = lambda engine, reg: None) -> None:
+    """One daemon run: an engine (watching) answers once and closes (saving its caches)."""
+    store = Store(state / STATE_FILE)
+    engine = Engine(store)
+    try:
+        if not engine.contexts:
+            engine.register(pb.RegisterContextRequest(path=str(ctx), name="app"))
+        reg = engine.resolve(pb.ContextRef(name="app"))
+        then(engine, reg)
+    finally:
+        engine.close()
+        store.close()
+
+
+def first_answer(state: Path, ctx: Path) -> tuple[pb.Report, int, int]:
+    """The first report of a restarted engine, the files it read and the folder digests it computed."""
+    seen = {}
+
+    def ask(engine: Engine, reg) -> None:
+        seen["report"] = engine.report(reg, pb.BuildOptions())
+        seen["files"] = reg.root.tree.files_hashed
+        seen["folders"] = sum(view.folders_hashed for view in engine.views.values())
+
+    run_engine(state, ctx, ask)
+    return seen["report"], seen["files"], seen["folders"]
+
+
+def same_size_edit_mtime_put_back(ctx: Path) -> None:
+    path = ctx / "src" / "pkg0" / "mod0" / "f1.py"
+    st = os.stat(path)
+    path.write_text("XYZ\n")  # same size as "001\n"
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # only the ctime tells
+
+
+def replace_folder_with_same_names(ctx: Path) -> None:
+    folder = ctx / "src" / "pkg2" / "mod1"
+    moved = ctx / "src" / "pkg2" / "old"
+    folder.rename(moved)
+    folder.mkdir()
+    for k in range(3):
+        (folder / f"f{k}.py").write_text(f"21{k}\n")  # same names and content, new inodes
+    (folder / "f1.py").write_text("different\n")
+    for path in moved.iterdir():
+        path.unlink()
+    moved.rmdir()
+
+
+CHANGES_WHILE_DOWN = {
+    "deep file content": lambda ctx: (ctx / "src" / "pkg1" / "mod2" / "f0.py").write_text("changed\n"),
+    "same size, mtime put back": same_size_edit_mtime_put_back,
+    "file added": lambda ctx: (ctx / "src" / "pkg0" / "new.py").write_text("new\n"),
+    "file removed": lambda ctx: (ctx / "src" / "pkg1" / "mod0" / "f2.py").unlink(),
+    "folder mode": lambda ctx: os.chmod(ctx / "src" / "pkg2", 0o700),
+    "file mode": lambda ctx: os.chmod(ctx / "docs" / "readme.md", 0o755),
+    "folder replaced": replace_folder_with_same_names,
+    "ignored file edited": lambda ctx: (ctx / "node_modules" / "pkg" / "index.js").write_text("2\n"),
+    "ignore file edited": lambda ctx: (ctx / ".dockerignore").write_text("node_modules\ndocs\n"),
+    "symlink added": lambda ctx: os.symlink("../a.txt", ctx / "src" / "link"),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES_WHILE_DOWN.values()), ids=list(CHANGES_WHILE_DOWN))
+def test_first_answer_after_a_restart_equals_a_fresh_scan(tmp_path, change):
+    ctx = make_tree(tmp_path / "ctx")
+    run_engine(tmp_path / "state", ctx, lambda engine, reg: engine.report(reg, pb.BuildOptions()))
+    change(ctx)
+    report, _, _ = first_answer(tmp_path / "state", ctx)
+    assert answer(report) == answer(fresh_report(ctx))
+
+
+def test_a_restart_with_nothing_changed_reads_no_file_and_computes_no_folder_digest(tmp_path):
+    ctx = make_tree(tmp_path / "ctx")
+    run_engine(tmp_path / "state", ctx, lambda engine, reg: engine.report(reg, pb.BuildOptions()))
+    report, files_read, folders_computed = first_answer(tmp_path / "state", ctx)
+    assert answer(report) == answer(fresh_report(ctx))
+    assert (files_read, folders_computed) == (0, 0)
+
+
+def test_a_deep_change_recomputes_only_the_folders_above_it(tmp_path):
+    ctx = make_tree(tmp_path / "ctx")
+    run_engine(tmp_path / "state", ctx, lambda engine, reg: engine.report(reg, pb.BuildOptions()))
+    (ctx / "src" / "pkg1" / "mod2" / "f0.py").write_text("changed while down\n")
+    time.sleep(2 * RACY_WINDOW_NS / 1e9)  # else each view reads the new file again (racy)
+    report, files_read, folders_computed = first_answer(tmp_path / "state", ctx)
+    assert answer(report) == answer(fresh_report(ctx))
+    assert files_read == 1
+    # mod2, pkg1, src and the root, in each of the two views (the whole
+    # context, and `COPY src/`'s), which share their digests of src and below.
+    assert folders_computed <= 8
+
+
+def test_a_file_racy_at_shutdown_is_read_again(tmp_path):
+    """Hashed within the racy window of its last write: a later write could
+    keep its stat key, so neither its record nor the digest of the folder
+    holding it is kept; the folders beside it are."""
+    ctx = make_tree(tmp_path / "ctx")
+    racy = ctx / "src" / "pkg0" / "mod1" / "f2.py"
+
+    def write_then_answer(engine: Engine, reg) -> None:
+        racy.write_text("v1\n")
+        soon = time.time_ns() + 10**10  # an mtime ahead of the clock: racy whenever it is read
+        os.utime(racy, ns=(soon, soon))
+        engine.report(reg, pb.BuildOptions())
+        [whole] = [view for key, view in engine.views.items() if key[3] == ()]
+        saved = dict(whole.saveable())
+        assert "src/pkg0/mod1" not in saved
+        assert {"src/pkg0/mod0", "src/pkg1", "docs", ""} <= saved.keys()
+
+    run_engine(tmp_path / "state", ctx, write_then_answer)
+    report, files_read, _ = first_answer(tmp_path / "state", ctx)
+    assert answer(report) == answer(fresh_report(ctx))
+    assert files_read >= 1
+
+
+def test_the_daemon_warms_up_its_contexts_as_it_starts(tmp_path):
+    """Registered contexts are answered once at start: the tree is listed
+    before anyone asks (the status RPC does not sync or list anything)."""
+    ctx = make_tree(tmp_path / "ctx")
+    daemon = start_daemon(tmp_path / "daemon")
+    daemon.client.register(str(ctx), name="app")
+    daemon.client.mark_built(pb.ContextRef(name="app"))
+    assert daemon.stop() == 0
+    (ctx / "src" / "pkg0" / "mod0" / "f0.py").write_text("changed while down\n")
+
+    again = start_daemon(tmp_path / "daemon")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            [root] = again.client.daemon_status().roots
+            if root.files:
+                break
+            assert time.monotonic() < deadline, "the tree was never listed without a query"
+            time.sleep(0.05)
+        # Every file and folder but those inside the ignored node_modules (never listed).
+        walked = [(folder, files) for folder, _, files in os.walk(ctx) if "node_modules/" not in folder]
+        assert (root.files, root.directories) == (sum(len(files) for _, files in walked), len(walked))
+        [report] = again.client.reports([pb.ContextRef(name="app")])
+        assert answer(report) == answer(fresh_report(ctx))
+        changed = [c.path for s in report.steps for c in s.changed_paths]
+        assert changed and all(path.endswith("pkg0/mod0/f0.py") for path in changed)
+    finally:
+        assert again.stop() == 0

@@ -69,6 +69,7 @@ class Engine:
         self.max_builds = max_builds
         self.dropped_since_gc = 0
         self.lock = threading.RLock()
+        self.closed = False  # the caches are saved: nothing may change them any more
         self.observer = Observer() if watch else None
         if self.observer is not None:
             self.observer.daemon = True
@@ -93,6 +94,7 @@ class Engine:
         """Save the content-hash cache, then stop watching (stopping the
         observer ends every watch at once)."""
         with self.lock:
+            self.closed = True
             for root in self.roots.values():
                 self.store.save_records(root.path, root.tree.saveable_records())
                 self.store.save_folder_digests(root.path, {_view_id(key): view.saveable()
@@ -270,6 +272,8 @@ class Engine:
         for name in names:
             with self.lock:
                 reg = self.contexts.get(name)  # it may have been removed meanwhile
+                if self.closed:
+                    return
                 if reg is None:
                     continue
                 try:

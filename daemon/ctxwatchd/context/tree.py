@@ -186,12 +186,13 @@ class Tree:
         self.bytes_hashed += record.size
 
     def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:
-        """(rel, stat key, digest + node bytes) of every record that is safe to reuse later."""
-        for rel in list(self.unapplied):  # saved records not used this run are still good
+        """(rel, stat key, digest + node bytes) of every record that is safe to
+        reuse later. Saved records this run did not need are still good: they
+        are applied here, before the caller replaces the saved ones."""
+        for rel in list(self.unapplied):
             self.ready(rel, self.get(rel))
-        for rel, entry in self.walk_loaded():
-            if entry.hashed and not entry.racy:
-                yield rel, entry.key, entry.hashed
+        return ((rel, entry.key, entry.hashed) for rel, entry in self.walk_loaded()
+                if entry.hashed and not entry.racy)
 
     def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
         """Every entry already known, parents before children."""

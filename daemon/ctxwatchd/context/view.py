@@ -229,8 +229,10 @@ class ContextView:
         if rel in self.unchanged:
             return True
         saved = self.saved.get(rel)
-        if saved is None or saved.signature != listing_signature(entry if entry.children is not None else
-                                                                    self._listed(rel, entry)):
+        if saved is None:
+            return False
+        self._listing(rel, entry)
+        if saved.signature != listing_signature(entry):
             return False
         self.unchanged.add(rel)
         return True
@@ -302,10 +304,6 @@ class ContextView:
             return self.tree.children(entry, self._tree_rel(rel))
         except OSError as e:  # e.g. a folder without read permission: BuildKit fails the build too
             raise ContextReadError(rel or ".", e.strerror or str(e)) from e
-
-    def _listed(self, rel: str, entry: Entry) -> Entry:
-        self._listing(rel, entry)
-        return entry
 
     def _file(self, rel: str, entry: Entry, state: MatchState) -> FileViewNode | None:
         if state.excluded or self._file_digest(rel, entry) is None:

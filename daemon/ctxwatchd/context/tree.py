@@ -37,30 +37,31 @@ class Entry:
     __slots__ = ("kind", "key")
     # Defaults for the slots the other class has: a folder is never hashed,
     # a file has no children.
-    hashed = b""
+    blob = b""
     racy = False
     children: dict[str, Entry] | None = None
 
     @property
     def digest(self) -> bytes:
-        return self.hashed[:DIGEST_SIZE]
+        """The node digest (of a hashed file): computed when asked, which
+        costs less than 32 bytes per file kept in memory."""
+        return digest_of(self.blob)
 
 
 class FileEntry(Entry):
     """A file, symlink or special file.
 
-    `hashed` is its node digest and node bytes in one bytes object (b"" until
-    hashed): a decoded record, or two objects, cost much more memory, and only
-    explanations need a record (decoded on demand). Files do not depend on a
-    context's filter, so this is shared by all views.
+    `blob` is its node's bytes (b"" until hashed): a decoded record costs
+    much more memory, and only explanations need one (decoded on demand).
+    Files do not depend on a context's filter, so this is shared by all views.
     """
 
-    __slots__ = ("hashed", "racy")
+    __slots__ = ("blob", "racy")
 
     def __init__(self, kind: str, key: StatKey) -> None:
         self.kind = kind
         self.key = key
-        self.hashed = b""
+        self.blob = b""
         self.racy = False
 
 
@@ -153,24 +154,24 @@ class Tree:
         self.unapplied.discard(rel)
         for name, key, hashed in self.saved_in(rel):
             child = entry.children.get(name)
-            if child is not None and child.key == key and not child.hashed:
-                child.hashed = hashed
+            if child is not None and child.key == key and not child.blob:
+                child.blob = hashed[DIGEST_SIZE:]
 
     def digest(self, rel: str, entry: Entry) -> bytes:
         """The node digest of a non-folder entry. The file is read only when
         its stat key changed since it was hashed (or saved), or it was racy."""
-        if entry.racy or not entry.hashed:
+        if entry.racy or not entry.blob:
             folder = rel.rpartition("/")[0]
             if folder in self.unapplied:
                 self.ready(folder, self.get(folder))
-            if entry.racy or not entry.hashed:
+            if entry.racy or not entry.blob:
                 self._hash(rel, entry)
         return entry.digest
 
     @staticmethod
     def must_read(entry: Entry) -> bool:
         """Whether digest() would have to read the file (not hashed yet, or racy)."""
-        return entry.racy or not entry.hashed
+        return entry.racy or not entry.blob
 
     def _hash(self, rel: str, entry: Entry) -> None:
         hashed_at = time.time_ns()
@@ -180,8 +181,7 @@ class Tree:
             # until then the answer treats the file as gone.
             raise FileNotFoundError(errno.ENOENT, "replaced by a folder", self.abspath(rel))
         entry.key, entry.kind, entry.racy = key, record.kind, is_racy(key, hashed_at)
-        blob = encode_file(record)
-        entry.hashed = digest_of(blob) + blob
+        entry.blob = encode_file(record)
         self.files_hashed += 1
         self.bytes_hashed += record.size
 
@@ -191,8 +191,8 @@ class Tree:
         are applied here, before the caller replaces the saved ones."""
         for rel in list(self.unapplied):
             self.ready(rel, self.get(rel))
-        return ((rel, entry.key, entry.hashed) for rel, entry in self.walk_loaded()
-                if entry.hashed and not entry.racy)
+        return ((rel, entry.key, digest_of(entry.blob) + entry.blob) for rel, entry in self.walk_loaded()
+                if entry.blob and not entry.racy)
 
     def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
         """Every entry already known, parents before children."""
@@ -236,7 +236,7 @@ class Tree:
             return
         if old is not None and old.key == key and old.kind == kind_of(st.st_mode):
             if old.racy:
-                old.hashed = b""
+                old.blob = b""
                 self._changed(rel)
             return
         if parent is None:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from .hashing import Item, hash_files
 from .ignore import MatchState, PathMatcher
-from .nodes import DIGEST_SIZE, Child, Node, decode, digest_of, encode_dir
+from .nodes import Child, Node, decode, digest_of, encode_dir
 from .records import KIND_DIR, KIND_FILE, key_mode
 from .tree import Entry, Tree, join, listing_signature
 
@@ -69,19 +69,12 @@ class FileViewNode:
     """A file (symlink, special file) as sent: its digest and record exactly
     as they were hashed, even if the file is read again meanwhile."""
 
-    __slots__ = ("kind", "hashed")
+    __slots__ = ("kind", "blob", "digest")
 
-    def __init__(self, kind: str, hashed: bytes) -> None:
+    def __init__(self, kind: str, blob: bytes) -> None:
         self.kind = kind
-        self.hashed = hashed  # digest + node bytes, as the tree entry holds them
-
-    @property
-    def digest(self) -> bytes:
-        return self.hashed[:DIGEST_SIZE]
-
-    @property
-    def blob(self) -> bytes:
-        return self.hashed[DIGEST_SIZE:]
+        self.blob = blob  # the node bytes, as the tree entry holds them
+        self.digest = digest_of(blob)
 
     @property
     def node(self) -> Node:
@@ -293,7 +286,7 @@ class ContextView:
     def _all_hashed(self, node: ViewNode) -> bool:
         shared = self.matcher.entries_state(node.rel, node.state)
         for name, child in node.entry.children.items():
-            if child.kind != KIND_DIR and (child.racy or not child.hashed):
+            if child.kind != KIND_DIR and (child.racy or not child.blob):
                 state = shared if shared is not None else self._match(join(node.rel, name), node.state)
                 if not state.excluded:
                     return False
@@ -308,7 +301,7 @@ class ContextView:
     def _file(self, rel: str, entry: Entry, state: MatchState) -> FileViewNode | None:
         if state.excluded or self._file_digest(rel, entry) is None:
             return None
-        return FileViewNode(entry.kind, entry.hashed)
+        return FileViewNode(entry.kind, entry.blob)
 
     def _file_digest(self, rel: str, entry: Entry) -> bytes | None:
         try:

@@ -10,6 +10,7 @@ changed while no daemon ran, the first answer must equal a fresh scan.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -145,6 +146,26 @@ def test_a_deep_change_recomputes_only_the_folders_above_it(tmp_path):
     # mod2, pkg1, src and the root, in each of the two views (the whole
     # context, and `COPY src/`'s), which share their digests of src and below.
     assert folders_computed <= 8
+
+
+def test_folders_removed_while_running_do_not_stop_the_caches_being_saved(tmp_path):
+    """Folders restored (their saved records never needed), then removed or
+    replaced by a file while the daemon runs: shutdown still saves the rest."""
+    ctx = make_tree(tmp_path / "ctx")
+    run_engine(tmp_path / "state", ctx, lambda engine, reg: engine.report(reg, pb.BuildOptions()))
+
+    def remove_folders(engine: Engine, reg) -> None:
+        engine.report(reg, pb.BuildOptions())
+        shutil.rmtree(ctx / "src" / "pkg1")
+        shutil.rmtree(ctx / "src" / "pkg2" / "mod0")
+        (ctx / "src" / "pkg2" / "mod0").write_text("a file now\n")
+        time.sleep(2 * RACY_WINDOW_NS / 1e9)  # read once, and saved
+        assert answer(engine.report(reg, pb.BuildOptions())) == answer(fresh_report(ctx))
+
+    run_engine(tmp_path / "state", ctx, remove_folders)
+    report, files_read, _ = first_answer(tmp_path / "state", ctx)
+    assert answer(report) == answer(fresh_report(ctx))
+    assert files_read == 0  # the new file was read before the shutdown; every record was saved
 
 
 def test_a_file_racy_at_shutdown_is_read_again(tmp_path):

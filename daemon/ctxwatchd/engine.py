@@ -91,8 +91,8 @@ class Engine:
             self.contexts[row.name] = self._activate(row)
 
     def close(self) -> None:
-        """Save the content-hash cache, then stop watching (stopping the
-        observer ends every watch at once)."""
+        """Save the content-hash cache and the folder digests, then stop
+        watching (stopping the observer ends every watch at once)."""
         with self.lock:
             self.closed = True
             for root in self.roots.values():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..context.nodes import SELECTION, Node, decode
+from ..context.nodes import SELECTION, Child, Node, decode
 from ..context.records import KIND_DIR, KIND_SYMLINK, FileRecord, key_mtime_ns
 from ..context.tree import join
 from ..context.view import ContextView
@@ -116,12 +116,22 @@ class Differ:
                 self.add(Change(child_rel, REMOVED))
             elif was.digest != now.digest:
                 blob = self.load_old(was.digest)
-                current = self.view.node(child_rel)
+                current = self._current(child_rel, now)
                 if blob is None or current is None:
                     self.add(Change(child_rel, CONTENT))
                 else:
-                    pairs.append((decode(blob), current.node, child_rel))
+                    pairs.append((decode(blob), current, child_rel))
         return pairs[::-1]  # the stack pops them in name order
+
+    def _current(self, rel: str, child: Child) -> Node | None:
+        """The current node of an entry of a current listing. A file's record
+        comes straight from its tree entry: being listed, it is sent, so the
+        ignore patterns need not be walked again (most compared nodes are files)."""
+        if child.kind != KIND_DIR:
+            entry = self.view.entry(rel)
+            return decode(entry.blob) if entry is not None and entry.blob else None
+        current = self.view.node(rel)
+        return current.node if current is not None else None
 
 
 def record_changes(rel: str, old: FileRecord, new: FileRecord) -> list[Change]:

@@ -74,9 +74,10 @@ CREATE TABLE file_records (
 ) WITHOUT ROWID;
 """,
     # The content-hash cache, per folder: a folder's records are read when a
-    # file digest there is first needed (no table of every file held in memory), with the
-    # node digest, so a restart does not hash them again. Records in the old
-    # layout are dropped: files are read once more after the upgrade.
+    # file digest there is first needed (no table of every file held in
+    # memory), with the node digest, so a restart does not hash them again.
+    # Records in the old layout are dropped: files are read once more after
+    # the upgrade.
     2: """
 DROP TABLE file_records;
 CREATE TABLE file_records (

@@ -146,12 +146,14 @@ class Tree:
                 self.unapplied.add(rel)
         return entry.children
 
-    def ready(self, rel: str, entry: Entry) -> None:
+    def ready(self, rel: str, entry: Entry | None) -> None:
         """Give the files of the listed folder `rel` the records saved by an
         earlier run, where their stat keys still match (once per listing)."""
         if rel not in self.unapplied:
             return
         self.unapplied.discard(rel)
+        if entry is None or entry.children is None:
+            return  # no longer a listed folder: its next listing is a new one
         for name, key, hashed in self.saved_in(rel):
             child = entry.children.get(name)
             if child is not None and child.key == key and not child.blob:

@@ -4,10 +4,12 @@ The view applies the context's .dockerignore patterns the way BuildKit's file
 walker does (an excluded folder is skipped unless an exception pattern may
 re-include something below it, and then it is sent as the parent of what is
 re-included) and keeps the Merkle digest of every folder it computed (a
-file's digest lives on the tree entry, shared by all views). A file event
+file's record lives on the tree entry, shared by all views). A file event
 drops the memo of that path and its ancestors only; entries whose tree entry
 was replaced are recomputed because the memo remembers which entry it was
-made from.
+made from. Folder digests are saved when the daemon stops, with a signature
+of the listing each was computed from; after a restart a folder listed the
+same keeps its digest if its sub-folders keep theirs.
 """
 
 from __future__ import annotations
@@ -268,7 +270,7 @@ class ContextView:
                 if child is not None:
                     children.append(Child(name, KIND_DIR, child.digest))
             elif not child_state.excluded:  # files need no stack frame, nor a ViewNode
-                # A file hashed before needs no path (this runs for every file of a restart).
+                # A file hashed before needs no path (this runs for every file of every folder digest).
                 digest = self._file_digest(join(rel, name), child_entry) if must_read(child_entry) \
                     else child_entry.digest
                 if digest is not None:
@@ -279,8 +281,7 @@ class ContextView:
         """(rel, signature and digest) of every folder digest a later run may
         restore: those whose files were all hashed and none racy."""
         for rel, node in list(self.memo.items()):
-            if isinstance(node, ViewNode) and self.entry(rel) is node.entry and node.entry.children is not None \
-                    and self._all_hashed(node):
+            if isinstance(node, ViewNode) and self.entry(rel) is node.entry and self._all_hashed(node):
                 yield rel, SavedFolder(listing_signature(node.entry), node.digest)
 
     def _all_hashed(self, node: ViewNode) -> bool:

@@ -74,3 +74,17 @@ def test_adding_records_keeps_the_saved_ones(tmp_path):
         assert store.saved_records("/repo", "") == [("c", b"k3", b"h3")]
     finally:
         store.close()
+
+
+def test_saving_records_keeps_the_folders_asked_to_be_kept(tmp_path):
+    """A run keeps the saved records of folders it never needed (they are
+    still good) and replaces every other folder's."""
+    store = Store(tmp_path / "state.sqlite3")
+    try:
+        store.save_records("/repo", [("a/x", b"k1", b"h1"), ("b/y", b"k2", b"h2"), ("c/z", b"k3", b"h3")])
+        store.save_records("/repo", [("a/x", b"k4", b"h4")], keep=["b"])
+        assert store.saved_records("/repo", "a") == [("x", b"k4", b"h4")]
+        assert store.saved_records("/repo", "b") == [("y", b"k2", b"h2")]
+        assert store.saved_records("/repo", "c") == []
+    finally:
+        store.close()

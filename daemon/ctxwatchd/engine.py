@@ -96,7 +96,7 @@ class Engine:
         with self.lock:
             self.closed = True
             for root in self.roots.values():
-                self.store.save_records(root.path, root.tree.saveable_records())
+                self.store.save_records(root.path, root.tree.saveable_records(), keep=root.tree.untouched_folders())
                 self.store.save_folder_digests(root.path, {_view_id(key): view.saveable()
                                                            for key, view in self.views.items() if key[0] == root.path})
         if self.observer is not None:
@@ -218,6 +218,7 @@ class Engine:
         one tree per folder, and what was hashed is not hashed again."""
         prefix = os.path.relpath(inner.path, outer.path)
         # Saved under the outer root before its tree lists those folders (it has listed nothing yet).
+        inner.tree.apply_saved()
         self.store.save_records(outer.path, ((join(prefix, rel), key, hashed)
                                              for rel, key, hashed in inner.tree.saveable_records()), replace=False)
         for reg in self.contexts.values():

@@ -298,13 +298,19 @@ class Store:
                                    (root, os.fsencode(folder))).fetchall()
         return [(os.fsdecode(name), stat, hashed) for name, stat, hashed in rows]
 
-    def save_records(self, root: str, records: Iterable[tuple[str, bytes, bytes]], replace: bool = True) -> None:
+    def save_records(self, root: str, records: Iterable[tuple[str, bytes, bytes]], replace: bool = True,
+                     keep: Iterable[str] = ()) -> None:
         """Save (rel, stat key, digest + node bytes) records of a root (its
-        content-hash cache), replacing the saved ones unless `replace` is False."""
+        content-hash cache), replacing the saved ones unless `replace` is False;
+        the saved records of the folders in `keep` stay as they are."""
         with self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")
             if replace:
-                self.db.execute("DELETE FROM file_records WHERE root=?", (root,))
+                self.db.execute("CREATE TEMP TABLE IF NOT EXISTS kept_folders (folder BLOB PRIMARY KEY)")
+                self.db.execute("DELETE FROM kept_folders")
+                self.db.executemany("INSERT INTO kept_folders VALUES (?)", ((os.fsencode(f),) for f in keep))
+                self.db.execute("DELETE FROM file_records WHERE root=? "
+                                "AND folder NOT IN (SELECT folder FROM kept_folders)", (root,))
             self.db.executemany("INSERT OR REPLACE INTO file_records(root, folder, name, stat, hashed) "
                                 "VALUES (?,?,?,?,?)",
                                 ((root, *_folder_and_name(rel), stat, hashed) for rel, stat, hashed in records))

@@ -188,13 +188,19 @@ class Tree:
         self.bytes_hashed += record.size
 
     def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:
-        """(rel, stat key, digest + node bytes) of every record that is safe to
-        reuse later. Saved records this run did not need are still good: they
-        are applied here, before the caller replaces the saved ones."""
-        for rel in list(self.unapplied):
-            self.ready(rel, self.get(rel))
+        """(rel, stat key, digest + node bytes) of every record that is safe to reuse later."""
         return ((rel, entry.key, digest_of(entry.blob) + entry.blob) for rel, entry in self.walk_loaded()
                 if entry.blob and not entry.racy)
+
+    def untouched_folders(self) -> list[str]:
+        """Listed folders whose saved records this run never needed: those
+        records are still good, and are kept rather than saved again."""
+        return [rel for rel in self.unapplied if (entry := self.get(rel)) is not None and entry.children is not None]
+
+    def apply_saved(self) -> None:
+        """Apply every listed folder's saved records (before they move elsewhere)."""
+        for rel in list(self.unapplied):
+            self.ready(rel, self.get(rel))
 
     def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
         """Every entry already known, parents before children."""

@@ -285,6 +285,8 @@ class ContextView:
                 yield rel, SavedFolder(listing_signature(node.entry), node.digest)
 
     def _all_hashed(self, node: ViewNode) -> bool:
+        if self._tree_rel(node.rel) in self.tree.unapplied:
+            return True  # restored, and untouched since: its files are as saved
         shared = self.matcher.entries_state(node.rel, node.state)
         for name, child in node.entry.children.items():
             if child.kind != KIND_DIR and (child.racy or not child.blob):

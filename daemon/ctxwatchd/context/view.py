@@ -103,7 +103,7 @@ class ContextView:
         self.hash_workers = hash_workers
         self.prefix = prefix  # the context folder, relative to the tree's root
         self.matcher = matcher
-        # Folders only (a file's digest lives on its tree entry, shared by all
+        # Folders only (a file's record lives on its tree entry, shared by all
         # views): the folder's node, or its entry when the folder sends nothing.
         # Either way the memo holds only while the tree entry is the same.
         self.memo: dict[str, ViewNode | Entry] = {}

@@ -168,6 +168,25 @@ def test_folders_removed_while_running_do_not_stop_the_caches_being_saved(tmp_pa
     assert files_read == 0  # the new file was read before the shutdown; every record was saved
 
 
+def test_files_written_just_before_a_stop_are_read_again_at_the_stop_not_at_the_next_start(tmp_path):
+    """A burst of writes right before the daemon stops leaves racy records;
+    reading those files again as it stops lets their records and folder
+    digests be saved, so the next start reads nothing."""
+    ctx = make_tree(tmp_path / "ctx")
+    run_engine(tmp_path / "state", ctx, lambda engine, reg: engine.report(reg, pb.BuildOptions()))
+
+    def burst_then_answer(engine: Engine, reg) -> None:
+        for i in range(3):
+            (ctx / "src" / f"pkg{i}" / "mod1" / "f0.py").write_text(f"burst {i}\n")
+        engine.report(reg, pb.BuildOptions())  # the files are racy when read here
+        time.sleep(2 * RACY_WINDOW_NS / 1e9)
+
+    run_engine(tmp_path / "state", ctx, burst_then_answer)
+    report, files_read, folders_computed = first_answer(tmp_path / "state", ctx)
+    assert answer(report) == answer(fresh_report(ctx))
+    assert (files_read, folders_computed) == (0, 0)
+
+
 def test_a_file_racy_at_shutdown_is_read_again(tmp_path):
     """Hashed within the racy window of its last write: a later write could
     keep its stat key, so neither its record nor the digest of the folder

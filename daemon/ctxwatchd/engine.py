@@ -96,6 +96,7 @@ class Engine:
         with self.lock:
             self.closed = True
             for root in self.roots.values():
+                root.tree.settle_racy()
                 self.store.save_records(root.path, root.tree.saveable_records(), keep=root.tree.untouched_folders())
                 self.store.save_folder_digests(root.path, {_view_id(key): view.saveable()
                                                            for key, view in self.views.items() if key[0] == root.path})

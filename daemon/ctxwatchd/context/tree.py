@@ -192,6 +192,20 @@ class Tree:
         return ((rel, entry.key, digest_of(entry.blob) + entry.blob) for rel, entry in self.walk_loaded()
                 if entry.blob and not entry.racy)
 
+    def settle_racy(self) -> None:
+        """Read again the files hashed too soon after a write (racy): their
+        records, and the folder digests resting on them, can then be saved.
+        One that reads differently now is reported as changed."""
+        for rel, entry in list(self.walk_loaded()):
+            if entry.racy:
+                read = entry.blob
+                try:
+                    self._hash(rel, entry)
+                except OSError:  # gone, or a folder now: its event is on the way
+                    entry.blob = b""
+                if entry.blob != read:
+                    self._changed(rel)
+
     def untouched_folders(self) -> list[str]:
         """Listed folders whose saved records this run never needed: those
         records are still good, and are kept rather than saved again."""

@@ -8,19 +8,14 @@ each folder once. The watches are read from the kernel itself: the
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-import pytest
 
 from conftest import answer, fresh_report
 from ctxwatch.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.engine import Engine
-from test_overflow import LIMIT_LOCK, wait_until_seen, watching_engine
+from test_overflow import lowered_inotify_setting, wait_until_seen, watching_engine
 
 MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
 DOCKERFILE = "FROM scratch\nCOPY . /app\n"
@@ -104,24 +99,13 @@ def test_a_dockerfile_folder_the_context_does_not_send_is_watched(tmp_path):
         assert engine.wait_for_activity(seen) != seen
 
 
-@contextmanager
-def watch_limit(extra: int) -> Iterator[None]:
-    """Allow this user only `extra` inotify watches beyond those in use now
-    (machine-wide, as root; the original is always written back)."""
-    with open(LIMIT_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        original = MAX_USER_WATCHES.read_text()
+def watch_limit(extra: int):
+    """Allow this user only `extra` inotify watches beyond those in use."""
+    def limit() -> int:
         in_use = sum(line.startswith("inotify wd:")
                      for info in Path("/proc").glob("[0-9]*/fdinfo/*") for line in _lines(info))
-        try:
-            MAX_USER_WATCHES.write_text(f"{in_use + extra}\n")
-        except OSError as e:
-            pytest.fail(f"cannot write {MAX_USER_WATCHES} ({e}): this test must run as root "
-                        f"with a writable /proc/sys (as in CI)")
-        try:
-            yield
-        finally:
-            MAX_USER_WATCHES.write_text(original)
+        return in_use + extra
+    return lowered_inotify_setting(MAX_USER_WATCHES, limit)
 
 
 def _lines(path: Path) -> list[str]:

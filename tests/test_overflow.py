@@ -18,7 +18,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -150,28 +150,34 @@ def test_events_lost_makes_the_engine_rescan_before_answering(tmp_path, seen):
 
 
 @contextmanager
-def tiny_inotify_queue(limit: int = TINY_QUEUE) -> Iterator[None]:
-    """Lower the kernel's per-instance queue limit for instances created inside
-    the block; the original value is always written back.
+def lowered_inotify_setting(setting: Path, value: Callable[[], int]) -> Iterator[None]:
+    """Write value() to one of the kernel's inotify settings for the block;
+    the original is always written back.
 
-    The setting is machine-wide: a lock file serialises the window between
-    test runs on the same machine, so that one run never takes another's tiny
-    value for the original and "restores" it."""
+    The settings are machine-wide: a lock file serialises the window between
+    test runs on the same machine, so that one run never takes another's low
+    value for the original and "restores" it. value() is computed once the
+    lock is held."""
     with open(LIMIT_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            original = MAX_QUEUED_EVENTS.read_text()
+            original = setting.read_text()
         except OSError as e:
-            pytest.fail(f"cannot read {MAX_QUEUED_EVENTS}: {e}")
+            pytest.fail(f"cannot read {setting}: {e}")
         try:
-            MAX_QUEUED_EVENTS.write_text(f"{limit}\n")
+            setting.write_text(f"{value()}\n")
         except OSError as e:
-            pytest.fail(f"cannot write {MAX_QUEUED_EVENTS} ({e}): the overflow tests must run as root "
+            pytest.fail(f"cannot write {setting} ({e}): the inotify limit tests must run as root "
                         f"with a writable /proc/sys (as in CI)")
         try:
             yield
         finally:
-            MAX_QUEUED_EVENTS.write_text(original)
+            setting.write_text(original)
+
+
+def tiny_inotify_queue(limit: int = TINY_QUEUE):
+    """Lower the kernel's per-instance queue limit for instances created inside the block."""
+    return lowered_inotify_setting(MAX_QUEUED_EVENTS, lambda: limit)
 
 
 @pytest.fixture

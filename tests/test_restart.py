@@ -51,7 +51,7 @@ def make_tree(folder: Path) -> Path:
 
 
 def run_engine(state: Path, ctx: Path, then: Callable[[Engine, object], None] = lambda engine, reg: None) -> None:
-    """One daemon run: an engine (watching) answers once and closes (saving its caches)."""
+    """One daemon run: an engine (watching) does `then`, and closes (saving its caches)."""
     store = Store(state / STATE_FILE)
     engine = Engine(store)
     try:

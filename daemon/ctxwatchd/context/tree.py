@@ -196,7 +196,7 @@ class Tree:
         """Read again the files hashed too soon after a write (racy): their
         records, and the folder digests resting on them, can then be saved.
         One that reads differently now is reported as changed."""
-        for rel, entry in list(self.walk_loaded()):
+        for rel, entry in self.walk_loaded():  # reads and reports only: the tree keeps its shape
             if entry.racy:
                 read = entry.blob
                 try:

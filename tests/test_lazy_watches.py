@@ -125,6 +125,7 @@ def test_a_folder_the_kernel_will_not_watch_means_answers_from_rescans(tmp_path)
         assert answer(report) == answer(fresh_report(ctx))
         assert not status.healthy
         assert "cannot watch" in status.message and str(ctx) in status.message
+        assert "max_user_watches" in status.message  # what to do about it
 
         # No event can be trusted now: every answer comes from a re-scan.
         for folder in ("src/api", "src/web", "docs"):

@@ -273,9 +273,9 @@ class Engine:
             names = list(self.contexts)
         for name in names:
             with self.lock:
-                reg = self.contexts.get(name)  # it may have been removed meanwhile
                 if self.closed:
                     return
+                reg = self.contexts.get(name)  # it may have been removed meanwhile
                 if reg is None:
                     continue
                 try:

@@ -159,15 +159,19 @@ class Tree:
             if child is not None and child.key == key and not child.blob:
                 child.blob = hashed[DIGEST_SIZE:]
 
-    def digest(self, rel: str, entry: Entry) -> bytes:
-        """The node digest of a non-folder entry. The file is read only when
-        its stat key changed since it was hashed (or saved), or it was racy."""
-        if entry.racy or not entry.blob:
+    def read(self, rel: str, entry: Entry) -> None:
+        """Make a non-folder entry's record current. The file is read only
+        when its stat key changed since it was hashed (or saved), or it was racy."""
+        if self.must_read(entry):
             folder = rel.rpartition("/")[0]
             if folder in self.unapplied:
                 self.ready(folder, self.get(folder))
-            if entry.racy or not entry.blob:
+            if self.must_read(entry):
                 self._hash(rel, entry)
+
+    def digest(self, rel: str, entry: Entry) -> bytes:
+        """The node digest of a non-folder entry (read first if need be)."""
+        self.read(rel, entry)
         return entry.digest
 
     @staticmethod

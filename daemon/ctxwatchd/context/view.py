@@ -73,10 +73,10 @@ class FileViewNode:
 
     __slots__ = ("kind", "blob", "digest")
 
-    def __init__(self, kind: str, blob: bytes) -> None:
+    def __init__(self, kind: str, blob: bytes, digest: bytes) -> None:
         self.kind = kind
         self.blob = blob  # the node bytes, as the tree entry holds them
-        self.digest = digest_of(blob)
+        self.digest = digest
 
     @property
     def node(self) -> Node:
@@ -177,7 +177,7 @@ class ContextView:
 
     def _hash_quietly(self, item: Item) -> None:
         try:
-            self.tree.digest(*item)
+            self.tree.read(*item)
         except OSError:
             pass  # the walk reads it again and reports the error on the step
 
@@ -302,9 +302,8 @@ class ContextView:
             raise ContextReadError(rel or ".", e.strerror or str(e)) from e
 
     def _file(self, rel: str, entry: Entry, state: MatchState) -> FileViewNode | None:
-        if state.excluded or self._file_digest(rel, entry) is None:
-            return None
-        return FileViewNode(entry.kind, entry.blob)
+        digest = None if state.excluded else self._file_digest(rel, entry)
+        return None if digest is None else FileViewNode(entry.kind, entry.blob, digest)
 
     def _file_digest(self, rel: str, entry: Entry) -> bytes | None:
         try:

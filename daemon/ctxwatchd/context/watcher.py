@@ -14,6 +14,7 @@ answer. A root whose watch could not be added re-scans before every answer.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import os
@@ -161,6 +162,16 @@ class FolderWatch(FileSystemEventHandler):
         self.on_activity()
 
 
+def _watch_problem(path: str, error: OSError) -> str:
+    """What the status says when a folder cannot be watched, and what to do."""
+    if error.errno == errno.ENOSPC:  # inotify's way of saying "watch limit reached"
+        why = ("the inotify watch limit is reached (raise it: sysctl fs.inotify.max_user_watches=524288, "
+               "or stop other programs that watch many folders)")
+    else:
+        why = error.strerror or str(error)
+    return f"cannot watch {path}: {why}; queries re-scan until it can"
+
+
 def remove_stale_cookies(root: str) -> None:
     """Delete sync cookies a killed daemon left in the root (its pid is gone):
     they are hidden from answers but would be sent to the builder."""
@@ -219,7 +230,7 @@ class WatchedRoot(FileSystemEventHandler):
             # missed, so answers come from re-scans until a later retry works.
             self.close()
             self.retry_watch_at = time.monotonic() + WATCH_RETRY_S
-            self.problem = f"cannot watch {path}: {e.strerror or e}; queries re-scan until it can"
+            self.problem = _watch_problem(path, e)
             log.warning("%s", self.problem)
 
     @property
@@ -248,7 +259,7 @@ class WatchedRoot(FileSystemEventHandler):
             self.problem = ""
         except OSError as e:
             # No such folder (yet), or the inotify watch limit: retry later, re-scan meanwhile.
-            self.problem = f"cannot watch {self.path}: {e.strerror or e}; queries re-scan until it can"
+            self.problem = _watch_problem(self.path, e)
             if not isinstance(e, FileNotFoundError):  # e.g. the watch limit: do not retry on every query
                 self.retry_watch_at = time.monotonic() + WATCH_RETRY_S
             log.warning("%s", self.problem)

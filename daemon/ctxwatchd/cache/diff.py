@@ -30,8 +30,6 @@ class Change:
     unseen_by_reused_copy: bool = False
 
 
-
-
 # Nodes compared per step, once the changes shown are found: after a branch
 # switch, counting every changed file of a large tree would cost more than
 # the answer is worth, and it is paid on every answer until the next build
@@ -66,20 +64,31 @@ class Differ:
         blob = self.load_old(old_digest)
         if blob is None:
             return False
-        # An explicit stack: folders may nest deeper than Python's recursion limit.
-        pending = [(decode(blob), new_node, new_rel)]
-        while pending and not self.truncated:
-            pending.extend(self._compare(*pending.pop()))
+        # An explicit stack (folders may nest deeper than Python's recursion
+        # limit) of the children whose digests differ. Each is resolved (its
+        # recorded node read, its current one listed) only when its turn
+        # comes: those left when the budget runs out cost nothing.
+        pending = self._compare(decode(blob), new_node, new_rel)
+        while pending and self._within_budget():
+            old_digest, child, rel = pending.pop()
+            blob, current = self.load_old(old_digest), self._current(rel, child)
+            if blob is None or current is None:
+                self.add(Change(rel, CONTENT))
+            else:
+                pending.extend(self._compare(decode(blob), current, rel))
         return True
 
-    def _compare(self, old: Node, new: Node, rel: str) -> list[tuple[Node, Node, str]]:
-        """Record what differs at this node; return the child pairs to compare."""
+    def _within_budget(self) -> bool:
+        """Count one more compared node. Only counting is cut short: the paths
+        shown are always found (the walk descends only where digests differ,
+        so that is cheap)."""
         self.budget -= 1
         if self.budget < 0 and len(self.changes) >= self.limit:
-            # Only counting is cut short: the paths shown are always found
-            # (the walk descends only where digests differ, so that is cheap).
             self.truncated = True
-            return []
+        return not self.truncated
+
+    def _compare(self, old: Node, new: Node, rel: str) -> list[tuple[bytes, Child, str]]:
+        """Record what differs at this node; return the children to compare."""
         if old.kind in (KIND_DIR, SELECTION) and new.kind in (KIND_DIR, SELECTION):
             if old.kind == KIND_DIR and new.kind == KIND_DIR and old.mode != new.mode:
                 self.add(Change(rel or ".", MODE, f"mode {old.mode:04o} -> {new.mode:04o}",
@@ -103,7 +112,7 @@ class Differ:
         entry = self.view.entry(rel)
         return entry is not None and key_mtime_ns(entry.key) < self.built_at_ns
 
-    def _compare_children(self, old: Node, new: Node, rel: str, selection: bool) -> list[tuple[Node, Node, str]]:
+    def _compare_children(self, old: Node, new: Node, rel: str, selection: bool) -> list[tuple[bytes, Child, str]]:
         before = {c.name: c for c in old.children}
         after = {c.name: c for c in new.children}
         pairs = []
@@ -115,12 +124,7 @@ class Differ:
             elif now is None:
                 self.add(Change(child_rel, REMOVED))
             elif was.digest != now.digest:
-                blob = self.load_old(was.digest)
-                current = self._current(child_rel, now)
-                if blob is None or current is None:
-                    self.add(Change(child_rel, CONTENT))
-                else:
-                    pairs.append((decode(blob), current, child_rel))
+                pairs.append((was.digest, now, child_rel))
         return pairs[::-1]  # the stack pops them in name order
 
     def _current(self, rel: str, child: Child) -> Node | None:

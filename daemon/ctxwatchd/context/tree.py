@@ -88,11 +88,13 @@ def listing_signature(folder: Entry) -> bytes:
     stat key and the name and stat key of every entry in it. Equal signatures
     mean every file in it would give the same record (the rule by which a
     file is not read again)."""
-    parts = [folder.key]
     children = folder.children
-    for name in sorted(children):
-        parts += (name.encode(FS_ENCODING, FS_ERRORS), b"\0", children[name].key)
-    return digest_of(b"".join(parts))
+    names = sorted(children)
+    # Keys are 44 bytes each and names hold no "\0": with the count in front,
+    # two listings never give the same bytes. (One join, no loop per name: a
+    # restart signs every folder.)
+    return digest_of(b"".join([folder.key, len(names).to_bytes(4, "little"), *[children[name].key for name in names],
+                               "\0".join(names).encode(FS_ENCODING, FS_ERRORS)]))
 
 
 def split(rel: str) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from conftest import start_daemon
 from ctxwatch.v1 import ctxwatch_pb2 as pb
 from ctxwatch.v1 import ctxwatch_pb2_grpc as pb_grpc
-from ctxwatchd.server.tcp import TOKEN_FILE
+from ctxwatchd.server.main import TOKEN_FILE
 
 
 # 127.0.0.1 as /proc/net/tcp and /proc/net/tcp6 (IPv4-mapped) write it.

@@ -20,7 +20,7 @@ from ctxwatch.v1 import ctxwatch_pb2 as pb
 
 from .cache.keys import StepKey, compute_keys
 from .cache.report import History, QueryOptions, build_steps, printable, stage_ordinal
-from .cache.store import BuildStepRow, ContextRow, Store
+from .cache.store import DEFAULT_MAX_BUILDS, BuildStepRow, ContextRow, Store
 from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
 from .context.nodes import decode, digest_of
 from .context.records import KIND_DIR
@@ -35,7 +35,6 @@ from .requests import absolute_dir, absolute_path, check_name, validated_args
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context
 GC_EVERY_DROPPED_BUILDS = 16  # node garbage collection is a full mark and sweep: batch it
 STATUS_WAIT_S = 0.2
 WARM_UP_PAUSE_S = 0.005  # between two contexts of the warm-up: long enough for a waiting query to take the lock

@@ -23,6 +23,7 @@ from ..context.nodes import decode
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 4
+DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context (ctxwatchd --max-builds)
 PAGE_CACHE_KIB = 512
 APPLICATION_ID = 0x63747877  # "ctxw": tells our file from someone else's
 

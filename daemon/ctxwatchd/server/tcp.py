@@ -14,8 +14,7 @@ from pathlib import Path
 
 import grpc
 
-TOKEN_FILE = "tcp-token"
-LOOPBACK = "127.0.0.1"
+from .main import TOKEN_FILE
 
 
 def load_or_create_token(state_dir: Path) -> str:

@@ -66,6 +66,7 @@ def prepare_socket(path: Path) -> None:
 
 
 def start(socket_path: Path, state_dir: Path, max_builds: int, tcp_port: int | None) -> int:
+    """Claim the socket, open the state file, and serve until told to stop."""
     # Block the stop signals before any thread exists (threads inherit the
     # mask); serve() takes them with sigwait in this thread: a signal delivered
     # to a worker thread would otherwise never wake a main thread blocked on a lock.

@@ -55,16 +55,19 @@ _LENGTH = struct.Struct(">I").pack
 FS_ENCODING, FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsencode's
 
 
-def _field(data: bytes) -> bytes:
-    return _LENGTH(len(data)) + data
+_NUMBERS = struct.Struct(">IQ").pack  # mode, size
 
 
 def encode_file(record: FileRecord) -> bytes:
-    parts = [record.kind.encode(), struct.pack(">IQ", record.mode, record.size), record.content,
-             os.fsencode(record.link_target)]
+    """Each field with its length in front (one join: a cold index encodes every file)."""
+    parts = [_FILE_TAG]
+    for field in (record.kind.encode(), _NUMBERS(record.mode, record.size), record.content,
+                  record.link_target.encode(FS_ENCODING, FS_ERRORS)):
+        parts += (_LENGTH(len(field)), field)
     for name, value in record.xattrs:
-        parts += [name.encode(), value]
-    return _FILE_TAG + b"".join(_field(p) for p in parts)
+        name = name.encode()
+        parts += (_LENGTH(len(name)), name, _LENGTH(len(value)), value)
+    return b"".join(parts)
 
 
 def encode_dir(mode: int, children: list[Child] | tuple[Child, ...]) -> bytes:

@@ -91,7 +91,7 @@ def listing_signature(folder: Entry) -> bytes:
     children = folder.children
     names = sorted(children)
     # Keys are 44 bytes each and names hold no "\0": with the count in front,
-    # two listings never give the same bytes. (One join, no loop per name: a
+    # no two listings give the same bytes. (One join, no loop per name: a
     # restart signs every folder.)
     return digest_of(b"".join([folder.key, len(names).to_bytes(4, "little"), *[children[name].key for name in names],
                                "\0".join(names).encode(FS_ENCODING, FS_ERRORS)]))

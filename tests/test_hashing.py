@@ -1,4 +1,4 @@
-"""hash_files: every file hashed exactly once, on the threads each case calls for."""
+"""hash_files: every file hashed exactly once, on the threads each case calls for,\nand the kernel's page-cache answers it decides by."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from ctxwatchd.context import hashing
+from ctxwatchd.context.records import in_page_cache, read_ahead
 from ctxwatchd.context.tree import new_entry
 
 
@@ -44,35 +45,75 @@ def pool():
         yield executor
 
 
-def test_from_the_page_cache_small_files_stay_on_the_calling_thread(tmp_path, pool, monkeypatch):
-    monkeypatch.setattr(hashing, "DISK_BOUND_S", 1.0)  # a loaded machine must not look like a slow disk
+def test_from_the_page_cache_small_files_stay_on_the_calling_thread(tmp_path, pool):
     sizes = [100] * 300 + [hashing.LARGE_FILE] * 5
     items = _items(tmp_path, sizes)
-    record = Recorder()
-    hashing.hash_files(items, record, pool, workers=2)
+    record = Recorder(delay_s=2 * hashing.DISK_BOUND_S)  # slow, but the kernel says cached: a loaded machine
+    hashing.hash_files(items, record, pool, workers=2, in_page_cache=lambda item: True)
     assert set(record.calls.values()) == {1} and len(record.calls) == len(items)
     me = threading.current_thread().name
     small = [name for (name, entry), size in zip(items, sizes) if size < hashing.LARGE_FILE]
     assert all(record.threads[name] == me for name in small)
+    assert any(record.threads[name] != me for name, _ in items[300:])  # large files went to the workers
 
 
-def test_from_the_disk_every_thread_takes_a_contiguous_share(tmp_path, pool):
-    items = _items(tmp_path, [100] * 400)
-    record = Recorder(delay_s=2 * hashing.DISK_BOUND_S)
-    hashing.hash_files(items, record, pool, workers=2)
+class ReadAhead:
+    """Records each hint with how far ahead of the files hashed so far it came."""
+
+    def __init__(self, record: Recorder) -> None:
+        self.record = record
+        self.lead: dict[str, int] = {}
+
+    def __call__(self, item: hashing.Item) -> None:
+        self.lead[item[0]] = sum(self.record.calls.values())
+
+
+def test_from_the_disk_one_thread_hashes_in_order_while_the_kernel_reads_ahead(tmp_path, pool):
+    items = _items(tmp_path, [100] * 300 + [hashing.LARGE_FILE] * 5)
+    record = Recorder()  # fast, but the kernel says not cached: a fast disk
+    ahead = ReadAhead(record)
+    hashing.hash_files(items, record, pool, workers=2, in_page_cache=lambda item: False, read_ahead=ahead)
     assert set(record.calls.values()) == {1} and len(record.calls) == len(items)
-    threads_in_order = [record.threads[name] for name, _ in items[hashing.PROBE_FILES:]]
-    assert len(set(threads_in_order)) >= 2  # the waits overlapped
-    # Runs of neighbours on one thread, not alternate files (about 336 runs):
-    # a share per thread, plus what finished threads take from the others' backs.
-    runs = sum(1 for a, b in zip(threads_in_order, threads_in_order[1:]) if a != b) + 1
-    assert runs <= 20
-    assert threads_in_order[0] == threading.current_thread().name  # the caller starts its own share
+    assert set(record.threads.values()) == {threading.current_thread().name}
+    assert list(record.calls) == [name for name, _ in items]  # walk order
+    after_probe = [name for name, _ in items[hashing.PROBE_FILES:]]
+    assert set(ahead.lead) == set(after_probe)  # every file read ahead, once
+    for position, name in enumerate(after_probe):
+        hashed_before = hashing.PROBE_FILES + position
+        assert hashed_before - hashing.READ_AHEAD <= ahead.lead[name] <= hashed_before
+
+
+def test_where_the_kernel_cannot_tell_slow_reads_mean_the_disk(tmp_path, pool):
+    items = _items(tmp_path, [100] * 200)
+    record = Recorder(delay_s=2 * hashing.DISK_BOUND_S)
+    ahead = ReadAhead(record)
+    hashing.hash_files(items, record, pool, workers=2, read_ahead=ahead)
+    assert set(record.threads.values()) == {threading.current_thread().name}
+    assert len(ahead.lead) == len(items) - hashing.PROBE_FILES
 
 
 def test_without_a_pool_everything_runs_here(tmp_path):
     items = _items(tmp_path, [10] * 100)
     record = Recorder()
-    hashing.hash_files(items, record, None, workers=0)
+    hashing.hash_files(items, record, None, workers=0, in_page_cache=lambda item: True)
     assert set(record.threads.values()) == {threading.current_thread().name}
     assert sum(record.calls.values()) == 100
+
+
+def test_the_kernel_says_whether_a_file_is_in_the_page_cache(tmp_path):
+    path = tmp_path / "data"
+    path.write_bytes(os.urandom(1 << 20))
+    assert in_page_cache(str(path)) is True  # just written
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # clean pages can be dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    assert in_page_cache(str(path)) is False
+    read_ahead(str(path))
+    deadline = time.monotonic() + 10
+    while not in_page_cache(str(path)):  # the kernel reads it without us waiting for it
+        assert time.monotonic() < deadline, "read_ahead did not bring the file into the page cache"
+        time.sleep(0.01)
+    assert in_page_cache(str(tmp_path / "missing")) is None

@@ -123,6 +123,38 @@ def hash_content(path: str, size: int) -> bytes:
     return digest.digest()
 
 
+def in_page_cache(path: str) -> bool | None:
+    """Whether the start of a file is in the page cache: a read that must not
+    wait says so (None: this kernel or file system cannot tell)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        os.preadv(fd, [bytearray(1)], 0, os.RWF_NOWAIT)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:  # e.g. EOPNOTSUPP
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_ahead(path: str) -> None:
+    """Have the kernel start reading a file that is about to be hashed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return  # reading it says what is wrong
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass  # a hint only
+    finally:
+        os.close(fd)
+
+
 def read_record(path: str, key: StatKey) -> tuple[FileRecord, StatKey]:
     """Build the record of `path`, whose lstat gave `key` (at any time before).
 

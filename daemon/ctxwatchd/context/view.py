@@ -21,7 +21,7 @@ from typing import NamedTuple
 from .hashing import Item, hash_files
 from .ignore import MatchState, PathMatcher
 from .nodes import Child, Node, decode, digest_of, encode_dir
-from .records import KIND_DIR, KIND_FILE, key_mode
+from .records import KIND_DIR, KIND_FILE, in_page_cache, key_mode, read_ahead
 from .tree import Entry, Tree, join, listing_signature
 
 
@@ -99,7 +99,7 @@ class ContextView:
     def __init__(self, tree: Tree, prefix: str, matcher: PathMatcher, hasher: Executor | None = None,
                  hash_workers: int = 0, saved: dict[str, tuple[bytes, bytes]] | None = None) -> None:
         self.tree = tree
-        self.hasher = hasher  # hashes files in parallel before a walk needs them
+        self.hasher = hasher  # threads that hash files from the page cache before a walk needs them
         self.hash_workers = hash_workers
         self.prefix = prefix  # the context folder, relative to the tree's root
         self.matcher = matcher
@@ -139,13 +139,11 @@ class ContextView:
         return self._node(rel, entry, self._state(rel))
 
     def prefetch(self, rel: str) -> None:
-        """Hash the files under `rel` that the next walk will need, on several
-        threads (see hashing.py). Folders whose digest is still known are not
-        entered."""
+        """Hash the files under `rel` that the next walk will need, all at once
+        (see hashing.py: on several threads from the page cache, reading ahead
+        from the disk). Folders whose digest is still known are not entered."""
         entry = self.entry(rel)
-        if self.hasher is None or entry is None:
-            return
-        if entry.kind != KIND_DIR:
+        if entry is None or entry.kind != KIND_DIR:
             return
         # Only folders are matched against the ignore patterns here: the walk
         # matches every path anyway, and a file excluded on its own (a rare
@@ -171,9 +169,14 @@ class ContextView:
                 elif look_at_files and child.kind == KIND_FILE and must_read(child):
                     files.append((self._tree_rel(join(path, name)), child))
             if len(files) >= PREFETCH_CHUNK:  # hash as the walk goes: memory stays flat
-                hash_files(files, self._hash_quietly, self.hasher, self.hash_workers)
+                self._hash(files)
                 files = []
-        hash_files(files, self._hash_quietly, self.hasher, self.hash_workers)
+        self._hash(files)
+
+    def _hash(self, files: list[Item]) -> None:
+        abspath = self.tree.abspath
+        hash_files(files, self._hash_quietly, self.hasher, self.hash_workers,
+                   lambda item: in_page_cache(abspath(item[0])), lambda item: read_ahead(abspath(item[0])))
 
     def _hash_quietly(self, item: Item) -> None:
         try:

@@ -13,9 +13,10 @@ the page cache (where it cannot tell, by timing their reads):
 
 On a 2-core VM, 90,000 files: from the page cache, one thread for the small
 files took 0.55 s per 10,000 where two took 0.85 s. From the disk, one
-thread reading ahead took 10.0-10.8 s where two threads reading contiguous
-shares took 12.6-14.3 s. Timing alone took that disk for the page cache
-(about 0.1 ms per small file either way); the kernel's answer does not.
+thread reading ahead took 10.0-10.8 s, two threads each reading a
+contiguous share 11.0-12.6 s (10.8-10.9 s reading ahead too). Timing alone
+took that disk for the page cache (about 0.1 ms per small file either
+way); the kernel's answer does not.
 """
 
 from __future__ import annotations

@@ -92,6 +92,16 @@ def test_where_the_kernel_cannot_tell_slow_reads_mean_the_disk(tmp_path, pool):
     assert len(ahead.lead) == len(items) - hashing.PROBE_FILES
 
 
+def test_files_the_kernel_says_nothing_about_do_not_count(tmp_path, pool):
+    items = _items(tmp_path, [100] * 200)
+    gone = {name for name, _ in items[:hashing.PROBE_FILES:4]}  # deleted before they could be asked about
+    record = Recorder()  # fast reads: timing alone would say "page cache"
+    ahead = ReadAhead(record)
+    hashing.hash_files(items, record, pool, workers=2,
+                       in_page_cache=lambda item: None if item[0] in gone else False, read_ahead=ahead)
+    assert len(ahead.lead) == len(items) - hashing.PROBE_FILES  # decided by the kernel's answers: the disk
+
+
 def test_without_a_pool_everything_runs_here(tmp_path):
     items = _items(tmp_path, [10] * 100)
     record = Recorder()

@@ -7,6 +7,7 @@ both, so they cannot disagree.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -364,7 +365,7 @@ class Engine:
         except OSError as e:
             report.error = f"cannot read the context folder {reg.row.path}: {e.strerror or e}"
             return Evaluation(report, [])
-        self._keep_listed(reg.root, os.path.dirname(reg.row.dockerfile))
+        self._keep_listed(reg.root, reg.row.dockerfile)
         try:
             parsed, lines = self._dockerfile(reg)
             self._refresh_views(reg)
@@ -397,12 +398,12 @@ class Engine:
         return reg.last[1]
 
     @staticmethod
-    def _keep_listed(root: WatchedRoot, folder: str) -> None:
+    def _keep_listed(root: WatchedRoot, dockerfile: str) -> None:
         """A tree watches the folders it lists: list a Dockerfile's folder
         inside the tree even if no context sends it, so that edits there
         wake live watchers. (Answers read the Dockerfile itself anyway.)"""
-        if folder != root.path and _inside(folder, root.path):
-            rel = os.path.relpath(folder, root.path)
+        rel = _folder_below(root.path, dockerfile)
+        if rel is not None:
             try:
                 entry = root.tree.get(rel)
                 if entry is not None and entry.kind == KIND_DIR:
@@ -535,6 +536,14 @@ class Engine:
 def _view_id(key: tuple) -> bytes:
     """A view's name in the store, the same in every run: its root, folder, patterns and excludes."""
     return digest_of(repr(key).encode("utf-8", "surrogateescape"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _folder_below(root: str, path: str) -> str | None:
+    """The folder of `path` relative to `root`, when it lies below it (asked
+    on every answer, for each context: remembered)."""
+    folder = os.path.dirname(path)
+    return os.path.relpath(folder, root) if folder != root and _inside(folder, root) else None
 
 
 def _inside(path: str, folder: str) -> bool:

@@ -51,10 +51,11 @@ def hash_files(files: list[Item], hash_one: Callable[[Item], None], pool: Execut
         hash_one(item)
     if not rest:
         return
-    if None in cached:
-        from_disk = (time.perf_counter() - started) / len(probe) > DISK_BOUND_S
+    known = [answer for answer in cached if answer is not None]  # a file gone meanwhile says nothing
+    if known:
+        from_disk = known.count(False) * 2 > len(known)
     else:
-        from_disk = cached.count(False) * 2 > len(cached)
+        from_disk = (time.perf_counter() - started) / len(probe) > DISK_BOUND_S
     if from_disk:
         _hash_reading_ahead(rest, hash_one, read_ahead)
     elif pool is None or workers < 1:

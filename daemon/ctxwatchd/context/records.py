@@ -95,6 +95,8 @@ def read_xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
     return tuple(found)
 
 
+# O_NONBLOCK: a FIFO swapped in for a file being read cannot block the open.
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 # One read buffer per hashing thread: no 1 MiB allocation per file read.
 _buffers = threading.local()
 
@@ -108,8 +110,7 @@ def hash_content(path: str, size: int) -> bytes:
     if buffer is None:
         buffer = _buffers.view = memoryview(bytearray(CHUNK))
     digest = hashlib.sha256()
-    # O_NONBLOCK: a FIFO swapped in for the file cannot block the open.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = os.open(path, _READ_FLAGS)
     try:
         left = size
         while left > 0:
@@ -127,7 +128,7 @@ def in_page_cache(path: str) -> bool | None:
     """Whether the start of a file is in the page cache: a read that must not
     wait says so (None: this kernel or file system cannot tell)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, _READ_FLAGS)
     except OSError:
         return None
     try:
@@ -144,7 +145,7 @@ def in_page_cache(path: str) -> bool | None:
 def read_ahead(path: str) -> None:
     """Have the kernel start reading a file that is about to be hashed."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, _READ_FLAGS)
     except OSError:
         return  # reading it says what is wrong
     try:

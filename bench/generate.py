@@ -171,8 +171,10 @@ def check_free_space(folder: Path, needed: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(folder).free
     if free - needed < FREE_SPACE_MARGIN:
-        sys.exit(f"generate: {folder} has {free / 2**30:.1f} GiB free; the tree needs "
-                 f"{needed / 2**30:.1f} GiB and {FREE_SPACE_MARGIN / 2**30:.0f} GiB must stay free")
+        sys.exit(
+            f"generate: {folder} has {free / 2**30:.1f} GiB free; the tree needs "
+            f"{needed / 2**30:.1f} GiB and {FREE_SPACE_MARGIN / 2**30:.0f} GiB must stay free"
+        )
 
 
 def write_tree(repo: Repo, sizes: list[int], seed: int) -> None:
@@ -205,8 +207,11 @@ def generate(files: int = DEFAULT_FILES, folder: Path | None = None, seed: int =
     started = time.monotonic()
     write_tree(repo, sizes, seed)
     marker.write_text(json.dumps(asdict(params)))
-    print(f"generated {len(repo.files):,} files, {sum(sizes) / 2**20:,.0f} MiB in {root} "
-          f"({time.monotonic() - started:.1f} s)", file=sys.stderr)
+    print(
+        f"generated {len(repo.files):,} files, {sum(sizes) / 2**20:,.0f} MiB in {root} "
+        f"({time.monotonic() - started:.1f} s)",
+        file=sys.stderr,
+    )
     return repo
 
 

@@ -32,7 +32,7 @@ import grpc
 import generate
 from ctxwatch import spawn
 from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 WHOLE_TREE = "monorepo"  # name of the `COPY . /repo` context
 BURST_FILES = 10_000
@@ -75,6 +75,7 @@ def samples_within(count: int, budget_seconds: float, step: int = 1, minimum: in
 
 # -- results -------------------------------------------------------------------------------
 
+
 @dataclass
 class Cell:
     text: str
@@ -99,8 +100,10 @@ ROWS = [
     ("no_daemon", "no-daemon `status --json` (fresh process)", "≥ 100× warm p50"),
     ("rss", "daemon peak RSS (VmHWM)", "≤ 100 MB"),
     ("restart", "restart until a correct answer", "≤ 15% of cold index"),
-    *[(f"contexts_{n}", f"{n} context{'s' if n > 1 else ''}: GetReports p50 / daemon RSS", "")
-      for n in FULL.context_counts],
+    *[
+        (f"contexts_{n}", f"{n} context{'s' if n > 1 else ''}: GetReports p50 / daemon RSS", "")
+        for n in FULL.context_counts
+    ],
 ]
 
 
@@ -127,6 +130,7 @@ def mb(kib: int) -> str:
 
 # -- the daemon ----------------------------------------------------------------------------
 
+
 class Daemon:
     """A ctxwatchd subprocess (as tests/conftest.py starts it) and a client connected to it."""
 
@@ -143,7 +147,10 @@ class Daemon:
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "ctxwatchd", "--socket", str(self.socket), "--state-dir", str(self.state_dir)],
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not spawn.is_serving(self.socket):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -217,6 +224,7 @@ def copy_step(report: pb.Report) -> pb.Step:
 
 # -- the page cache ------------------------------------------------------------------------
 
+
 def drop_page_cache() -> bool:
     """Drop the kernel's page cache (needs root); False when not allowed."""
     os.sync()
@@ -228,6 +236,7 @@ def drop_page_cache() -> bool:
 
 
 # -- figures -------------------------------------------------------------------------------
+
 
 def read_and_hash(root: Path) -> tuple[int, int]:
     """Read and SHA-256 every file the whole-tree context sends; (files, bytes)."""
@@ -261,8 +270,7 @@ def measure_baseline(repo: generate.Repo, cold: bool, result: SizeResult) -> flo
     return seconds
 
 
-def measure_cold_index(daemon: Daemon, repo: generate.Repo, cold: bool, baseline: float,
-                       result: SizeResult) -> float:
+def measure_cold_index(daemon: Daemon, repo: generate.Repo, cold: bool, baseline: float, result: SizeResult) -> float:
     if cold:
         drop_page_cache()
     seconds, _ = timed(lambda: (daemon.client.register(str(repo.root), name=WHOLE_TREE), daemon.report()))
@@ -320,8 +328,10 @@ def measure_one_file_write(daemon: Daemon, repo: generate.Repo, profile: Profile
     if wrong:
         result.notes.append(f"one-file write: {wrong}/{samples} COPY step statuses did not follow the last write")
     if unnamed:
-        result.notes.append(f"one-file write: {unnamed}/{samples // 2} invalidated COPY steps did not name "
-                            f"{generate.PROBE} in changed_paths (named: {sorted(named_instead)})")
+        result.notes.append(
+            f"one-file write: {unnamed}/{samples // 2} invalidated COPY steps did not name "
+            f"{generate.PROBE} in changed_paths (named: {sorted(named_instead)})"
+        )
 
 
 def rewrite(repo: generate.Repo, files: list[str], token: str) -> None:
@@ -341,8 +351,9 @@ def measure_burst(daemon: Daemon, repo: generate.Repo, result: SizeResult) -> pb
     write_seconds, _ = timed(lambda: rewrite(repo, files, token))
     seconds, report = timed(daemon.report)
     cpu = daemon.cpu_seconds() - cpu_before
-    result.cells["burst"] = Cell(f"{seconds:.2f} s ({len(files):,} files written in {write_seconds:.1f} s)",
-                                 seconds <= 2.0)
+    result.cells["burst"] = Cell(
+        f"{seconds:.2f} s ({len(files):,} files written in {write_seconds:.1f} s)", seconds <= 2.0
+    )
     result.cells["burst_cpu"] = Cell(f"{cpu:.2f} s (writes + first report)")
     if copy_step(report).status != pb.STEP_STATUS_INVALIDATED:
         result.cells["burst"].met = False
@@ -350,11 +361,21 @@ def measure_burst(daemon: Daemon, repo: generate.Repo, result: SizeResult) -> pb
     return report
 
 
-def measure_no_daemon(daemon: Daemon, runs: int, warm_p50: float, expected: pb.Report,
-                      result: SizeResult, cwd: Path) -> None:
+def measure_no_daemon(
+    daemon: Daemon, runs: int, warm_p50: float, expected: pb.Report, result: SizeResult, cwd: Path
+) -> None:
     """`ctxwatch --no-daemon status` in a fresh process, end to end; its digest must match the daemon's."""
-    command = [sys.executable, "-m", "ctxwatch.cli", "--no-daemon", "--state-dir", str(daemon.state_dir),
-               "status", WHOLE_TREE, "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "ctxwatch.cli",
+        "--no-daemon",
+        "--state-dir",
+        str(daemon.state_dir),
+        "status",
+        WHOLE_TREE,
+        "--json",
+    ]
     times, digests = [], set()
     for _ in range(runs):
         seconds, done = timed(lambda: subprocess.run(command, capture_output=True, text=True, cwd=cwd))
@@ -404,8 +425,9 @@ def measure_restart(daemon: Daemon, repo: generate.Repo, cold_seconds: float, re
     done = time.perf_counter()
     seconds, after_serving = done - started, done - serving
     share = seconds / cold_seconds
-    result.cells["restart"] = Cell(f"{seconds:.2f} s ({share:.0%}; {after_serving:.2f} s of it after serving)",
-                                   share <= 0.15 and not wrong)
+    result.cells["restart"] = Cell(
+        f"{seconds:.2f} s ({share:.0%}; {after_serving:.2f} s of it after serving)", share <= 0.15 and not wrong
+    )
     if wrong:
         result.notes.append(f"restart: {wrong} wrong report(s) before the first correct one")
     generate.write_file(repo.root / generate.PROBE, built)
@@ -446,6 +468,7 @@ def measure_contexts_scale(daemon: Daemon, repo: generate.Repo, profile: Profile
 
 # -- one tree size -------------------------------------------------------------------------
 
+
 def run_size(files: int, folder: Path, profile: Profile, cold: bool) -> SizeResult:
     result = SizeResult(files)
     repo = generate.generate(files, folder)
@@ -478,6 +501,7 @@ def run_size(files: int, folder: Path, profile: Profile, cold: bool) -> SizeResu
 
 # -- the machine and the table -------------------------------------------------------------
 
+
 def cpu_model() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -498,12 +522,15 @@ def filesystem_of(folder: Path) -> str:
 
 
 def machine(folder: Path, cold: bool) -> str:
-    ram = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:")))
+    ram = int(
+        next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
+    )
     cache = "dropped before baseline and cold index" if cold else "warm page cache (could not drop it)"
-    return (f"CPU: {cpu_model()}, {os.cpu_count()} cores; RAM: {ram / 2**20:.1f} GiB; "
-            f"Python {platform.python_version()}; Linux {platform.release()}\n"
-            f"bench folder: {folder} ({filesystem_of(folder)}); page cache: {cache}")
+    return (
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores; RAM: {ram / 2**20:.1f} GiB; "
+        f"Python {platform.python_version()}; Linux {platform.release()}\n"
+        f"bench folder: {folder} ({filesystem_of(folder)}); page cache: {cache}"
+    )
 
 
 def table(results: list[SizeResult]) -> str:
@@ -521,10 +548,15 @@ def parse_args() -> argparse.Namespace:
     sizes = parser.add_mutually_exclusive_group()
     sizes.add_argument("--files", type=int, help=f"one tree size (default {generate.DEFAULT_FILES:,})")
     sizes.add_argument("--sweep", help="comma-separated tree sizes, e.g. 1000,10000,100000")
-    parser.add_argument("--dir", type=Path, default=generate.default_dir(),
-                        help=f"bench folder: trees and daemon state (default {generate.default_dir()})")
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer samples, and sizes 1000,10000 unless given: about a minute")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=generate.default_dir(),
+        help=f"bench folder: trees and daemon state (default {generate.default_dir()})",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer samples, and sizes 1000,10000 unless given: about a minute"
+    )
     return parser.parse_args()
 
 

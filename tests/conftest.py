@@ -16,7 +16,7 @@ import pytest
 
 from ctxwatch import spawn
 from ctxwatch.client import CtxwatchClient, connect
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.local import LocalClient
 
 
@@ -45,9 +45,12 @@ def start_daemon(folder: Path, *extra_args: str) -> Daemon:
     folder.mkdir(parents=True, exist_ok=True)
     socket, state_dir, log = folder / "run" / "d.sock", folder / "state", folder / "ctxwatchd.log"
     with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "ctxwatchd", "--socket", str(socket),
-                                    "--state-dir", str(state_dir), *extra_args], stdout=out, stderr=out,
-                                   stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ctxwatchd", "--socket", str(socket), "--state-dir", str(state_dir), *extra_args],
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+        )
     deadline = time.monotonic() + 20
     while not spawn.is_serving(socket):
         if process.poll() is not None or time.monotonic() > deadline:
@@ -90,6 +93,5 @@ def answer(report: pb.Report) -> dict:
     return {
         "error": (report.error, report.error_line),
         "context_digest": report.context_digest,
-        "steps": [(s.line, s.instruction, s.key, s.status == pb.STEP_STATUS_ERROR, s.error)
-                  for s in report.steps],
+        "steps": [(s.line, s.instruction, s.key, s.status == pb.STEP_STATUS_ERROR, s.error) for s in report.steps],
     }

@@ -18,15 +18,35 @@ from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
-GOLDEN_DIR: Path = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+GOLDEN_DIR: Path = Path(__file__).resolve().parent / "data" / "golden"
 
-CASE_KEYS = frozenset({
-    "id", "question", "observed_with", "files", "outside_files", "dockerfile",
-    "dockerfile_in_context", "dockerfile_name", "dockerfile_dir_files",
-    "build_args", "build_args_after", "target", "frontend_opts", "secrets",
-    "secrets_after", "steps", "phases", "phase_labels", "expected",
-    "expected_by_phase", "observed_reusing_context", "build_fails", "error",
-})
+CASE_KEYS = frozenset(
+    {
+        "id",
+        "question",
+        "observed_with",
+        "files",
+        "outside_files",
+        "dockerfile",
+        "dockerfile_in_context",
+        "dockerfile_name",
+        "dockerfile_dir_files",
+        "build_args",
+        "build_args_after",
+        "target",
+        "frontend_opts",
+        "secrets",
+        "secrets_after",
+        "steps",
+        "phases",
+        "phase_labels",
+        "expected",
+        "expected_by_phase",
+        "observed_reusing_context",
+        "build_fails",
+        "error",
+    }
+)
 PHASE_KEYS = frozenset({"steps", "build_args"})
 FRONTEND_OPT_KEYS = frozenset({"no-cache"})
 # At most one of these says what a file spec creates; none means a regular file.
@@ -135,9 +155,7 @@ def _split_phases(case_id: str, data: dict) -> tuple[tuple[tuple[dict, ...], ...
     return tuple(ops), args
 
 
-def _builds(
-    case_id: str, data: dict, first_args: dict[str, str], phase_args: list[dict]
-) -> tuple[GoldenBuild, ...]:
+def _builds(case_id: str, data: dict, first_args: dict[str, str], phase_args: list[dict]) -> tuple[GoldenBuild, ...]:
     # Every later build gets build_args_after; phase build args pile up from phase to phase.
     args = {**first_args, **data.get("build_args_after", {})}
     no_cache, no_cache_filter = _no_cache(case_id, data)
@@ -146,17 +164,19 @@ def _builds(
     for index, (added_args, result) in enumerate(zip(phase_args, results)):
         args = {**args, **added_args}
         is_last = index == len(phase_args) - 1
-        builds.append(GoldenBuild(
-            label=_label(data, index),
-            build_args=dict(args),
-            no_cache=no_cache,
-            no_cache_filter=no_cache_filter,
-            target=data.get("target"),
-            build_fails=result.get("build_fails", False),
-            error=result.get("error"),
-            expected=_steps(result["expected"]),
-            reusing_context=_reusing_context(data) if is_last else None,
-        ))
+        builds.append(
+            GoldenBuild(
+                label=_label(data, index),
+                build_args=dict(args),
+                no_cache=no_cache,
+                no_cache_filter=no_cache_filter,
+                target=data.get("target"),
+                build_fails=result.get("build_fails", False),
+                error=result.get("error"),
+                expected=_steps(result["expected"]),
+                reusing_context=_reusing_context(data) if is_last else None,
+            )
+        )
     return tuple(builds)
 
 
@@ -282,7 +302,7 @@ class Workspace:
     def _path(self, name: str, base: Path | None = None) -> Path:
         """Where `name` lives: relative to `base` (the context by default) or "@outside/x"."""
         if name == OUTSIDE_PREFIX or name.startswith(OUTSIDE_PREFIX + "/"):
-            base, name = self.outside_dir, name[len(OUTSIDE_PREFIX):].lstrip("/")
+            base, name = self.outside_dir, name[len(OUTSIDE_PREFIX) :].lstrip("/")
         relative = PurePosixPath(name)
         # Tests run as root: a case must never reach outside its temporary folder.
         if relative.is_absolute() or ".." in relative.parts:

@@ -14,8 +14,8 @@ import grpc
 import pytest
 
 from ctxwatch.client import CtxwatchError, channel_target
-from ctxwatch.v1 import ctxwatch_pb2 as pb
-from ctxwatch.v1 import ctxwatch_pb2_grpc as pb_grpc
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 
 DOCKERFILE = """\
 FROM scratch
@@ -28,8 +28,9 @@ def unique(prefix: str = "api") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def make_context(folder: Path, dockerfile: str = DOCKERFILE, files: dict[str, str] | None = None,
-                 dockerignore: str | None = None) -> Path:
+def make_context(
+    folder: Path, dockerfile: str = DOCKERFILE, files: dict[str, str] | None = None, dockerignore: str | None = None
+) -> Path:
     folder.mkdir(parents=True)
     (folder / "Dockerfile").write_text(dockerfile)
     for rel, text in (files if files is not None else {"app.txt": "hello\n"}).items():
@@ -146,8 +147,11 @@ def test_unknown_context_name_is_not_found(shared_daemon, call):
     ref = pb.ContextRef(name=name)
     client = shared_daemon.client
     with pytest.raises(CtxwatchError) as caught:
-        {"reports": lambda: client.reports([ref]), "mark_built": lambda: client.mark_built(ref),
-         "unregister": lambda: client.unregister(ref)}[call]()
+        {
+            "reports": lambda: client.reports([ref]),
+            "mark_built": lambda: client.mark_built(ref),
+            "unregister": lambda: client.unregister(ref),
+        }[call]()
     assert caught.value.code == "NOT_FOUND"
     assert repr(name) in caught.value.message
     assert_still_serving(shared_daemon)
@@ -209,7 +213,7 @@ def test_dockerfile_deleted_after_registration_is_a_report_error(shared_daemon, 
 def test_copy_source_that_matches_nothing_is_a_step_error(shared_daemon, tmp_path):
     folder = make_context(
         tmp_path / "ctx",
-        "FROM scratch\nCOPY gone.txt /gone.txt\nCOPY app.txt /app.txt\nRUN [\"/bin/true\"]\n",
+        'FROM scratch\nCOPY gone.txt /gone.txt\nCOPY app.txt /app.txt\nRUN ["/bin/true"]\n',
         files={"app.txt": "a\n", "gone.txt": "g\n"},
     )
     name = unique()

@@ -28,12 +28,14 @@ RUN ["/bin/true"]
 
 
 def ctxwatch(env: dict[str, str], cwd: Path, *args: str, code: int | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run([*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
     if code is not None:
         assert result.returncode == code, (
             f"`ctxwatch {' '.join(args)}` exited {result.returncode}, expected {code}\n"
-            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
     assert "Traceback" not in result.stderr, result.stderr
     return result
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from conftest import Daemon, start_daemon
 from ctxwatch.client import CtxwatchError
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.local import LocalClient
 
 STATE_FILE = "state.sqlite3"
@@ -55,14 +55,16 @@ def step(report: pb.Report, instruction: str) -> pb.Step:
 
 def summary(report: pb.Report) -> tuple:
     """What a report decides (not its wording): per step its key, status and cause."""
-    return (report.error, report.builds_recorded,
-            [(s.instruction, s.key, s.status, s.cause, s.error) for s in report.steps])
+    return (
+        report.error,
+        report.builds_recorded,
+        [(s.instruction, s.key, s.status, s.cause, s.error) for s in report.steps],
+    )
 
 
 def moved_aside(state_dir: Path) -> list[Path]:
     """The main files moved aside (not their -wal/-shm companions)."""
-    return sorted(p for p in state_dir.glob(f"{STATE_FILE}.unreadable-*")
-                  if not p.name.endswith(("-wal", "-shm")))
+    return sorted(p for p in state_dir.glob(f"{STATE_FILE}.unreadable-*") if not p.name.endswith(("-wal", "-shm")))
 
 
 def fresh_scan(state_image: Path) -> pb.Report:
@@ -138,8 +140,9 @@ def test_acknowledged_builds_survive_sigkill_at_any_moment(tmp_path: Path) -> No
             for build_id, recorded in acknowledged:
                 (ctx / "app.txt").write_text(recorded)
                 (report,) = daemon.client.reports([REF])
-                assert step(report, COPY_APP).status == pb.STEP_STATUS_CACHED, \
+                assert step(report, COPY_APP).status == pb.STEP_STATUS_CACHED, (
                     f"build {build_id} (round {round_no}) was acknowledged but its COPY step is not cached"
+                )
                 assert report.all_cached
     finally:
         daemon.stop()
@@ -172,8 +175,9 @@ def test_sync_cookie_left_by_a_killed_daemon_does_not_hide_from_the_answer(tmp_p
     try:
         (report,) = daemon.client.reports([REF])
         (copy_all,) = [s for s in report.steps if s.instruction == "COPY . /app"]
-        assert not stray.exists() or copy_all.status != pb.STEP_STATUS_CACHED, \
+        assert not stray.exists() or copy_all.status != pb.STEP_STATUS_CACHED, (
             f"{stray.name} stays in the context (docker build sends it) but COPY . is reported CACHED"
+        )
     finally:
         daemon.stop()
 
@@ -197,7 +201,7 @@ def assert_started_fresh(folder: Path, bad_state: Path, ctx: Path, restart: bool
     try:
         assert daemon.client.list() == []
         (aside,) = moved_aside(daemon.state_dir)
-        log = (folder / "ctxwatchd.log").read_text()[len(log_before):]
+        log = (folder / "ctxwatchd.log").read_text()[len(log_before) :]
         lines = [line for line in log.splitlines() if str(aside) in line]
         assert lines, f"nothing in the log says where the state file went:\n{log}"
         assert str(bad_state) in lines[0] and ("ERROR" in lines[0] or "WARNING" in lines[0]), lines[0]

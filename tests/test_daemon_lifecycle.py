@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 import ctxwatchd
 from conftest import start_daemon
 from ctxwatch.client import CtxwatchError, channel_target
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 DOCKERFILE = """\
 FROM scratch
@@ -60,9 +60,20 @@ def test_socket_is_0600_in_a_0700_folder(shared_daemon):
 
 def test_second_daemon_on_the_same_socket_refuses_and_the_first_keeps_serving(shared_daemon, tmp_path):
     second = subprocess.run(
-        [sys.executable, "-m", "ctxwatchd", "--socket", str(shared_daemon.socket),
-         "--state-dir", str(tmp_path / "state")],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "ctxwatchd",
+            "--socket",
+            str(shared_daemon.socket),
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert second.returncode != 0
     assert "another ctxwatchd is already serving" in second.stderr
     assert str(shared_daemon.socket) in second.stderr
@@ -118,8 +129,9 @@ def test_restart_keeps_contexts_and_recorded_builds(daemon, tmp_path):
         assert again.state_dir == daemon.state_dir
         assert again.process.pid != daemon.process.pid
         listed = {(c.name, c.path, c.dockerfile, tuple(c.build_args.items())) for c in again.client.list()}
-        assert listed == {(name, str(folder), str(folder / "Dockerfile"), (("V", "1"),))
-                          for folder, name in names.items()}
+        assert listed == {
+            (name, str(folder), str(folder / "Dockerfile"), (("V", "1"),)) for folder, name in names.items()
+        }
 
         [report] = again.client.reports([pb.ContextRef(name=names[kept])])
         assert not report.error
@@ -130,7 +142,10 @@ def test_restart_keeps_contexts_and_recorded_builds(daemon, tmp_path):
         # The restarted daemon re-checks the files: an edit made while it was down shows.
         [report] = again.client.reports([pb.ContextRef(name=names[edited])])
         assert [s.status for s in report.steps] == [
-            pb.STEP_STATUS_CACHED, pb.STEP_STATUS_INVALIDATED, pb.STEP_STATUS_INVALIDATED]
+            pb.STEP_STATUS_CACHED,
+            pb.STEP_STATUS_INVALIDATED,
+            pb.STEP_STATUS_INVALIDATED,
+        ]
         assert report.steps[1].cause == pb.CAUSE_INPUTS_CHANGED
         assert [c.path for c in report.steps[1].changed_paths] == ["src/a.py"]
     finally:
@@ -149,18 +164,23 @@ def test_health_service_answers_serving(shared_daemon):
 def test_server_reflection_lists_and_describes_the_service(shared_daemon):
     with grpc.insecure_channel(channel_target(shared_daemon.socket)) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        requests = [reflection_pb2.ServerReflectionRequest(list_services=""),
-                    reflection_pb2.ServerReflectionRequest(file_containing_symbol="ctxwatch.v1.Ctxwatch")]
+        requests = [
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="ctxwatch.v1.Ctxwatch"),
+        ]
         listed, described = list(stub.ServerReflectionInfo(iter(requests), timeout=10))
     services = {s.name for s in listed.list_services_response.service}
     assert "ctxwatch.v1.Ctxwatch" in services
     assert "grpc.health.v1.Health" in services
-    files = [descriptor_pb2.FileDescriptorProto.FromString(b)
-             for b in described.file_descriptor_response.file_descriptor_proto]
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(b)
+        for b in described.file_descriptor_response.file_descriptor_proto
+    ]
     [service] = [s for f in files if f.package == "ctxwatch.v1" for s in f.service]
     assert service.name == "Ctxwatch"
     assert {"RegisterContext", "GetReports", "MarkBuilt", "GetDaemonStatus", "Shutdown"} <= {
-        m.name for m in service.method}
+        m.name for m in service.method
+    }
 
 
 # -- systemd notify ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ctxwatch.client import build_options
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from golden_support import GoldenBuild, GoldenCase, Workspace, load_cases
 
 CASES = load_cases()  # raises when ../shared/golden is missing: never skipped
@@ -23,13 +23,20 @@ OUTPUT_DEPENDENT = (pb.STEP_STATUS_UNKNOWN, pb.CAUSE_UPSTREAM_OUTPUT)
 
 
 def options_for(build: GoldenBuild) -> pb.BuildOptions:
-    return build_options([f"{k}={v}" for k, v in build.build_args.items()], build.target,
-                         build.no_cache, list(build.no_cache_filter))
+    return build_options(
+        [f"{k}={v}" for k, v in build.build_args.items()], build.target, build.no_cache, list(build.no_cache_filter)
+    )
 
 
 def describe(report: pb.Report) -> str:
-    return "\n".join(f"  line {s.line} {s.instruction!r}: {pb.StepStatus.Name(s.status)} "
-                     f"{pb.Cause.Name(s.cause)} {s.explanation}" for s in report.steps) or f"  error: {report.error}"
+    return (
+        "\n".join(
+            f"  line {s.line} {s.instruction!r}: {pb.StepStatus.Name(s.status)} "
+            f"{pb.Cause.Name(s.cause)} {s.explanation}"
+            for s in report.steps
+        )
+        or f"  error: {report.error}"
+    )
 
 
 def check_build(case: GoldenCase, build: GoldenBuild, report: pb.Report) -> None:
@@ -58,8 +65,11 @@ def check_build(case: GoldenCase, build: GoldenBuild, report: pb.Report) -> None
 def check_reused_copy_warning(build: GoldenBuild, report: pb.Report, where: str) -> None:
     """Where a builder reusing its copy of the context served a stale hit, the
     step whose own files changed must warn about it (its status stays)."""
-    stale = [step for step, fresh, reused in zip(report.steps, build.expected, build.reusing_context)
-             if reused.cached and not fresh.cached]
+    stale = [
+        step
+        for step, fresh, reused in zip(report.steps, build.expected, build.reusing_context)
+        if reused.cached and not fresh.cached
+    ]
     assert stale, where
     own = [s for s in stale if s.cause == pb.CAUSE_INPUTS_CHANGED]
     assert own, where
@@ -73,8 +83,7 @@ def test_golden_case(case: GoldenCase, shared_daemon, tmp_path: Path) -> None:
     workspace = Workspace(case, tmp_path)
     client.register(str(workspace.context_dir), dockerfile=str(workspace.dockerfile_path), name=case.id)
     # BuildKit caches what a failing build completed, and so does MarkBuilt.
-    client.mark_built(case.id, build_options([f"{k}={v}" for k, v in case.first_build_args.items()],
-                                             case.first_target))
+    client.mark_built(case.id, build_options([f"{k}={v}" for k, v in case.first_build_args.items()], case.first_target))
     for index, build in enumerate(case.builds):
         workspace.apply_phase(index)
         options = options_for(build)

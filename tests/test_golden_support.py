@@ -60,8 +60,29 @@ def test_load_cases_finds_every_file() -> None:
     assert [case.id for case in CASES] == sorted(case.id for case in CASES)
 
 
+SHARED_GOLDEN_DIR = Path(__file__).resolve().parents[2] / "shared" / "golden"
+
+
+@pytest.mark.skipif(not SHARED_GOLDEN_DIR.is_dir(), reason="no shared golden set beside the repository")
+def test_copy_equals_the_shared_golden_set() -> None:
+    """New or changed cases arrive in the shared set first: the copy in tests/data must follow it."""
+
+    def contents(folder: Path) -> dict[str, bytes]:
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    ours, shared = contents(GOLDEN_DIR), contents(SHARED_GOLDEN_DIR)
+    missing = sorted(set(shared) - set(ours))
+    extra = sorted(set(ours) - set(shared))
+    changed = sorted(name for name in set(ours) & set(shared) if ours[name] != shared[name])
+    assert (missing, extra, changed) == ([], [], []), (
+        f"tests/data/golden differs from {SHARED_GOLDEN_DIR}: copy the shared set into tests/data/golden"
+    )
+
+
 @pytest.mark.parametrize("make_folder", [lambda path: None, lambda path: path.mkdir()], ids=["missing", "empty"])
-def test_load_cases_raises_without_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_folder: Callable[[Path], None]) -> None:
+def test_load_cases_raises_without_cases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_folder: Callable[[Path], None]
+) -> None:
     folder = tmp_path / "golden"
     make_folder(folder)
     monkeypatch.setattr(golden_support, "GOLDEN_DIR", folder)
@@ -106,7 +127,8 @@ def test_build_args_after_apply_to_the_later_build() -> None:
 
 def test_build_args_accumulate_from_phase_to_phase() -> None:
     case = make_case(
-        build_args={"A": "1", "B": "1"}, build_args_after={"B": "2"},
+        build_args={"A": "1", "B": "1"},
+        build_args_after={"B": "2"},
         phases=[{"steps": [], "build_args": {"C": "3"}}, [], {"steps": [], "build_args": {"A": "4"}}],
         expected_by_phase=results_by_phase(3),
     )
@@ -119,11 +141,14 @@ def test_build_args_accumulate_from_phase_to_phase() -> None:
     assert [build.label for build in case.builds] == ["p1", "p2", "p3"]
 
 
-@pytest.mark.parametrize(("opts", "no_cache", "no_cache_filter"), [
-    ({}, False, ()),
-    ({"no-cache": ""}, True, ()),
-    ({"no-cache": "a, b"}, False, ("a", "b")),
-])
+@pytest.mark.parametrize(
+    ("opts", "no_cache", "no_cache_filter"),
+    [
+        ({}, False, ()),
+        ({"no-cache": ""}, True, ()),
+        ({"no-cache": "a, b"}, False, ("a", "b")),
+    ],
+)
 def test_frontend_opts_no_cache(opts: dict, no_cache: bool, no_cache_filter: tuple[str, ...]) -> None:
     build = make_case(frontend_opts=opts).builds[0]
     assert (build.no_cache, build.no_cache_filter) == (no_cache, no_cache_filter)
@@ -145,19 +170,32 @@ def test_target_and_failing_build() -> None:
 
 
 def test_steps_fields() -> None:
-    entries = [{"stage": 0, "line": 2, "instruction": "COPY --link a /a", "cached": True, "link_rebased": True},
-               {"stage": "final", "line": 3, "instruction": "RUN x", "cached": False}]
+    entries = [
+        {"stage": 0, "line": 2, "instruction": "COPY --link a /a", "cached": True, "link_rebased": True},
+        {"stage": "final", "line": 3, "instruction": "RUN x", "cached": False},
+    ]
     first, second = make_case(expected=entries).builds[0].expected
     assert (first.stage, first.line, first.instruction, first.cached, first.link_rebased) == (
-        "0", 2, "COPY --link a /a", True, True)
+        "0",
+        2,
+        "COPY --link a /a",
+        True,
+        True,
+    )
     assert (second.stage, second.cached, second.link_rebased, second.error) == ("final", False, False, None)
 
 
 def test_final_build_of_phases_takes_the_top_level_outcome() -> None:
     step = {"stage": 0, "line": 2, "instruction": "COPY a /a", "cached": False, "error": "not found"}
     by_phase = [*results_by_phase(1), {"after_phase": 2, "label": "p2", "build_fails": True, "expected": [step]}]
-    case = make_case(phases=[[], []], expected=[step], expected_by_phase=by_phase, build_fails=True,
-                     error="failed to solve", observed_reusing_context=[{**step, "cached": True}])
+    case = make_case(
+        phases=[[], []],
+        expected=[step],
+        expected_by_phase=by_phase,
+        build_fails=True,
+        error="failed to solve",
+        observed_reusing_context=[{**step, "cached": True}],
+    )
     first, last = case.builds
     assert (first.build_fails, first.error, first.reusing_context) == (False, None, None)
     assert (last.build_fails, last.error) == (True, "failed to solve")
@@ -171,13 +209,16 @@ def test_reusing_context_of_a_real_case() -> None:
     assert not all(step.cached for step in build.expected)
 
 
-@pytest.mark.parametrize(("bad", "reason"), [
-    ({"surprise": 1}, "unknown case keys"),
-    ({"phases": [[]], "steps": []}, "exactly one"),
-    ({"phases": [[], []], "expected_by_phase": results_by_phase(1)}, "does not list"),
-    ({"phases": [{"steps": [], "args": {}}], "expected_by_phase": results_by_phase(1)}, "unknown phase keys"),
-    ({"frontend_opts": {"platform": "linux/arm64"}}, "unknown frontend_opts"),
-])
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ({"surprise": 1}, "unknown case keys"),
+        ({"phases": [[]], "steps": []}, "exactly one"),
+        ({"phases": [[], []], "expected_by_phase": results_by_phase(1)}, "does not list"),
+        ({"phases": [{"steps": [], "args": {}}], "expected_by_phase": results_by_phase(1)}, "unknown phase keys"),
+        ({"frontend_opts": {"platform": "linux/arm64"}}, "unknown frontend_opts"),
+    ],
+)
 def test_parse_rejects_what_it_does_not_understand(bad: dict, reason: str) -> None:
     with pytest.raises(ValueError, match=f"synthetic: .*{reason}"):
         make_case(**bad)
@@ -216,13 +257,22 @@ def test_workspace_lays_out_every_file_spec(tmp_path: Path, strict_umask: None) 
     assert ws.dockerfile_path.read_text() == "FROM scratch\n"
     assert not (tmp_path / "dockerfile-dir").exists()
     assert {p: mode_of(ctx / p) for p in ("plain.txt", "bin/tool", "bin", "empty-exec", "d", "d/e", "Dockerfile")} == {
-        "plain.txt": 0o644, "bin/tool": 0o755, "bin": 0o755, "empty-exec": 0o700, "d": 0o755, "d/e": 0o700,
-        "Dockerfile": 0o644}
+        "plain.txt": 0o644,
+        "bin/tool": 0o755,
+        "bin": 0o755,
+        "empty-exec": 0o700,
+        "d": 0o755,
+        "d/e": 0o700,
+        "Dockerfile": 0o644,
+    }
     assert mode_of(ctx) == mode_of(ws.outside_dir) == 0o755
     assert (ctx / "blob").read_bytes() == b"\x00\xff"
     assert (ctx / "empty-exec").read_bytes() == b""
     assert [os.readlink(ctx / p) for p in ("rel-link", "ctx-link", "out-link")] == [
-        "plain.txt", str(ctx / "plain.txt"), str(ws.outside_dir / "secret.txt")]
+        "plain.txt",
+        str(ctx / "plain.txt"),
+        str(ws.outside_dir / "secret.txt"),
+    ]
     assert (ctx / "out-link").read_text() == "secret\n"
     assert os.lstat(ctx / "a-hard").st_ino == os.lstat(ctx / "plain.txt").st_ino
     assert os.lstat(ctx / "plain.txt").st_nlink == 2
@@ -233,8 +283,12 @@ def test_workspace_lays_out_every_file_spec(tmp_path: Path, strict_umask: None) 
 
 
 def test_workspace_dockerfile_outside_the_context(tmp_path: Path) -> None:
-    case = make_case(files={"a.txt": "a\n"}, dockerfile_in_context=False, dockerfile_name="build.Dockerfile",
-                     dockerfile_dir_files={"build.Dockerfile.dockerignore": "a.txt\n"})
+    case = make_case(
+        files={"a.txt": "a\n"},
+        dockerfile_in_context=False,
+        dockerfile_name="build.Dockerfile",
+        dockerfile_dir_files={"build.Dockerfile.dockerignore": "a.txt\n"},
+    )
     ws = Workspace(case, tmp_path)
     assert ws.dockerfile_path == tmp_path / "dockerfile-dir" / "build.Dockerfile"
     assert ws.dockerfile_path.read_text() == "FROM scratch\n"
@@ -265,7 +319,8 @@ def test_every_case_lays_out_its_files(case: GoldenCase, tmp_path: Path, strict_
         path = ws.context_dir / name
         if "symlink" in spec:
             assert os.readlink(path) == spec["symlink"].replace("{CTX}", str(ws.context_dir)).replace(
-                "{OUTSIDE}", str(ws.outside_dir))
+                "{OUTSIDE}", str(ws.outside_dir)
+            )
             continue
         content = base64.b64decode(spec["content_b64"]) if "content_b64" in spec else spec["content"].encode()
         assert path.read_bytes() == content, name
@@ -462,8 +517,10 @@ def test_paths_may_not_leave_their_folder(ws: Workspace, path: str) -> None:
 
 
 def test_apply_phase_applies_that_phase_in_order(tmp_path: Path) -> None:
-    phases = [[{"op": "write", "path": "a.txt", "content": "1"}],
-              [{"op": "write", "path": "a.txt", "content": "2"}, {"op": "rename", "path": "a.txt", "to": "b.txt"}]]
+    phases = [
+        [{"op": "write", "path": "a.txt", "content": "1"}],
+        [{"op": "write", "path": "a.txt", "content": "2"}, {"op": "rename", "path": "a.txt", "to": "b.txt"}],
+    ]
     ws = Workspace(make_case(phases=phases, expected_by_phase=results_by_phase(2)), tmp_path)
     ws.apply_phase(0)
     assert (ws.context_dir / "a.txt").read_text() == "1"

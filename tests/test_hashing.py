@@ -76,7 +76,7 @@ def test_from_the_disk_one_thread_hashes_in_order_while_the_kernel_reads_ahead(t
     assert set(record.calls.values()) == {1} and len(record.calls) == len(items)
     assert set(record.threads.values()) == {threading.current_thread().name}
     assert list(record.calls) == [name for name, _ in items]  # walk order
-    after_probe = [name for name, _ in items[hashing.PROBE_FILES:]]
+    after_probe = [name for name, _ in items[hashing.PROBE_FILES :]]
     assert set(ahead.lead) == set(after_probe)  # every file read ahead, once
     for position, name in enumerate(after_probe):
         hashed_before = hashing.PROBE_FILES + position
@@ -94,11 +94,12 @@ def test_where_the_kernel_cannot_tell_slow_reads_mean_the_disk(tmp_path, pool):
 
 def test_files_the_kernel_says_nothing_about_do_not_count(tmp_path, pool):
     items = _items(tmp_path, [100] * 200)
-    gone = {name for name, _ in items[:hashing.PROBE_FILES:4]}  # deleted before they could be asked about
+    gone = {name for name, _ in items[: hashing.PROBE_FILES : 4]}  # deleted before they could be asked about
     record = Recorder()  # fast reads: timing alone would say "page cache"
     ahead = ReadAhead(record)
-    hashing.hash_files(items, record, pool, workers=2,
-                       in_page_cache=lambda item: None if item[0] in gone else False, read_ahead=ahead)
+    hashing.hash_files(
+        items, record, pool, workers=2, in_page_cache=lambda item: None if item[0] in gone else False, read_ahead=ahead
+    )
     assert len(ahead.lead) == len(items) - hashing.PROBE_FILES  # decided by the kernel's answers: the disk
 
 

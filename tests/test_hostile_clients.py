@@ -18,8 +18,8 @@ import grpc
 import pytest
 
 from ctxwatch.client import CtxwatchClient, channel_target
-from ctxwatch.v1 import ctxwatch_pb2 as pb
-from ctxwatch.v1 import ctxwatch_pb2_grpc as pb_grpc
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 from ctxwatchd.local import LocalClient
 
 DEADLINE_S = 60.0  # a watchdog for hung calls, not a speed bar
@@ -87,16 +87,31 @@ def rpc_error(daemon, method: str, request) -> grpc.RpcError:
 def raw_call(daemon, method: str, payload: bytes, response_type):
     """Send bytes as they are, as a client in another language could."""
     with grpc.insecure_channel(channel_target(daemon.socket)) as channel:
-        rpc = channel.unary_unary(SERVICE + method, request_serializer=lambda b: b,
-                                  response_deserializer=response_type.FromString)
+        rpc = channel.unary_unary(
+            SERVICE + method, request_serializer=lambda b: b, response_deserializer=response_type.FromString
+        )
         return rpc(payload, timeout=DEADLINE_S)
 
 
 def decisions(report: pb.Report) -> tuple:
     """What a report decides, not its wording."""
-    return (report.error, report.all_cached, report.builds_recorded,
-            tuple((s.instruction, s.key, s.status, s.cause, s.upstream_step, s.error,
-                   tuple((c.path, c.kind) for c in s.changed_paths)) for s in report.steps))
+    return (
+        report.error,
+        report.all_cached,
+        report.builds_recorded,
+        tuple(
+            (
+                s.instruction,
+                s.key,
+                s.status,
+                s.cause,
+                s.upstream_step,
+                s.error,
+                tuple((c.path, c.kind) for c in s.changed_paths),
+            )
+            for s in report.steps
+        ),
+    )
 
 
 # -- paths and names ----------------------------------------------------------------------
@@ -127,8 +142,10 @@ def test_context_ref_path_must_be_absolute(registered, kind):
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (err.code(), err.details())
         assert "context" in err.details() and "absolute" in err.details()
     else:
-        pytest.fail(f"a relative context path {path!r} was accepted and resolved against the daemon's cwd "
-                    f"{cwd}: {[r.context.name for r in response.reports]}")
+        pytest.fail(
+            f"a relative context path {path!r} was accepted and resolved against the daemon's cwd "
+            f"{cwd}: {[r.context.name for r in response.reports]}"
+        )
     assert_still_serving(daemon)
 
 
@@ -149,13 +166,16 @@ def test_nul_byte_in_register_path_is_invalid_argument(shared_daemon, tmp_path):
     assert_still_serving(shared_daemon)
 
 
-@pytest.mark.parametrize("method, request_", [
-    ("GetReports", pb.GetReportsRequest(contexts=[pb.ContextRef()])),
-    ("MarkBuilt", pb.MarkBuiltRequest()),
-    ("UnregisterContext", pb.UnregisterContextRequest()),
-    ("WatchInvalidations", pb.WatchInvalidationsRequest()),
-    ("PruneBuilds", pb.PruneBuildsRequest(contexts=[pb.ContextRef()])),
-])
+@pytest.mark.parametrize(
+    "method, request_",
+    [
+        ("GetReports", pb.GetReportsRequest(contexts=[pb.ContextRef()])),
+        ("MarkBuilt", pb.MarkBuiltRequest()),
+        ("UnregisterContext", pb.UnregisterContextRequest()),
+        ("WatchInvalidations", pb.WatchInvalidationsRequest()),
+        ("PruneBuilds", pb.PruneBuildsRequest(contexts=[pb.ContextRef()])),
+    ],
+)
 def test_context_ref_with_neither_name_nor_path_is_invalid_argument(registered, method, request_):
     daemon, name, ctx = registered
     err = rpc_error(daemon, method, request_)
@@ -166,12 +186,15 @@ def test_context_ref_with_neither_name_nor_path_is_invalid_argument(registered, 
     assert_still_serving(daemon)
 
 
-@pytest.mark.parametrize("method, request_", [
-    ("GetReports", pb.GetReportsRequest(contexts=[pb.ContextRef(name="")])),
-    ("MarkBuilt", pb.MarkBuiltRequest(context=pb.ContextRef(name=""))),
-    ("UnregisterContext", pb.UnregisterContextRequest(context=pb.ContextRef(name=""))),
-    ("WatchInvalidations", pb.WatchInvalidationsRequest(context=pb.ContextRef(name=""))),
-])
+@pytest.mark.parametrize(
+    "method, request_",
+    [
+        ("GetReports", pb.GetReportsRequest(contexts=[pb.ContextRef(name="")])),
+        ("MarkBuilt", pb.MarkBuiltRequest(context=pb.ContextRef(name=""))),
+        ("UnregisterContext", pb.UnregisterContextRequest(context=pb.ContextRef(name=""))),
+        ("WatchInvalidations", pb.WatchInvalidationsRequest(context=pb.ContextRef(name=""))),
+    ],
+)
 def test_empty_context_name_is_refused_naming_the_field(registered, method, request_):
     daemon, name, ctx = registered
     err = rpc_error(daemon, method, request_)
@@ -212,8 +235,7 @@ def test_100000_build_args_are_invalid_argument_naming_the_limit(registered, met
     args = {f"ARG_{i}": "v" for i in range(100_000)}
     err = rpc_error(daemon, method, with_args(method, name, ctx, args))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "build_args" in err.details() and "100000" in err.details() and "1000" in err.details().replace(
-        "100000", "")
+    assert "build_args" in err.details() and "100000" in err.details() and "1000" in err.details().replace("100000", "")
     (report,) = call(daemon, "GetReports", pb.GetReportsRequest(contexts=[pb.ContextRef(name=name)])).reports
     assert report.builds_recorded == 1 and dict(report.context.build_args) == {}
     assert_still_serving(daemon)
@@ -258,9 +280,13 @@ def field(number: int, wire_type: int, payload: bytes) -> bytes:
     return tag + payload
 
 
-UNKNOWN_FIELDS = (field(999, 0, varint(123456789)) + field(1000, 2, b"unknown bytes \xff\x00")
-                  + field(1001, 5, b"\x01\x02\x03\x04") + field(1002, 1, b"\x00" * 8)
-                  + field(536_870_911, 0, varint(1)))  # the largest field number
+UNKNOWN_FIELDS = (
+    field(999, 0, varint(123456789))
+    + field(1000, 2, b"unknown bytes \xff\x00")
+    + field(1001, 5, b"\x01\x02\x03\x04")
+    + field(1002, 1, b"\x00" * 8)
+    + field(536_870_911, 0, varint(1))
+)  # the largest field number
 
 
 def test_unknown_fields_are_ignored(registered):
@@ -272,8 +298,13 @@ def test_unknown_fields_are_ignored(registered):
     options = pb.BuildOptions(build_args={"FLAVOR": "spicy"}).SerializeToString() + UNKNOWN_FIELDS
     payload = field(1, 2, ref) + UNKNOWN_FIELDS + field(2, 2, options)
     odd = raw_call(daemon, "GetReports", payload, pb.GetReportsResponse)
-    plain = call(daemon, "GetReports", pb.GetReportsRequest(
-        contexts=[pb.ContextRef(name=name)], options=pb.BuildOptions(build_args={"FLAVOR": "spicy"})))
+    plain = call(
+        daemon,
+        "GetReports",
+        pb.GetReportsRequest(
+            contexts=[pb.ContextRef(name=name)], options=pb.BuildOptions(build_args={"FLAVOR": "spicy"})
+        ),
+    )
     assert [decisions(r) for r in odd.reports] == [decisions(r) for r in plain.reports]
     run = odd.reports[0].steps[-1]  # the build arg was read, not dropped with the unknown fields
     assert (run.status, run.cause) == (pb.STEP_STATUS_INVALIDATED, pb.CAUSE_BUILD_ARG_CHANGED)
@@ -283,11 +314,14 @@ def test_unknown_fields_are_ignored(registered):
     assert_still_serving(daemon)
 
 
-@pytest.mark.parametrize("payload", [
-    b"\xff\xff\xff\xff",  # wire type 7 does not exist
-    field(1, 2, b"")[:1] + varint(1000) + b"short",  # a length past the end
-    b"\x0a\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01",  # a varint longer than 10 bytes
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xff\xff\xff\xff",  # wire type 7 does not exist
+        field(1, 2, b"")[:1] + varint(1000) + b"short",  # a length past the end
+        b"\x0a\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01",  # a varint longer than 10 bytes
+    ],
+)
 def test_malformed_request_bytes_are_refused_and_the_daemon_still_serves(registered, payload):
     daemon, name, ctx = registered
     with pytest.raises(grpc.RpcError) as caught:
@@ -296,10 +330,13 @@ def test_malformed_request_bytes_are_refused_and_the_daemon_still_serves(registe
     assert_still_serving(daemon)
 
 
-@pytest.mark.parametrize("method, request_", [
-    ("GetReports", pb.GetReportsRequest(contexts=[pb.ContextRef(name="x" * (5 * MiB))])),
-    ("RegisterContext", None),
-])
+@pytest.mark.parametrize(
+    "method, request_",
+    [
+        ("GetReports", pb.GetReportsRequest(contexts=[pb.ContextRef(name="x" * (5 * MiB))])),
+        ("RegisterContext", None),
+    ],
+)
 def test_request_over_4_mib_is_resource_exhausted(registered, method, request_):
     daemon, name, ctx = registered
     if request_ is None:
@@ -394,8 +431,7 @@ def test_100_concurrent_clients_get_consistent_reports_while_files_change(daemon
     put(version_a)
     assert state_a.all_cached and not state_b.all_cached
     assert step_of(state_b, COPY_APP).cause == pb.CAUSE_INPUTS_CHANGED
-    assert [(c.path, c.kind) for c in step_of(state_b, COPY_APP).changed_paths] == \
-        [("app.txt", pb.CHANGE_KIND_CONTENT)]
+    assert [(c.path, c.kind) for c in step_of(state_b, COPY_APP).changed_paths] == [("app.txt", pb.CHANGE_KIND_CONTENT)]
     expected = {decisions(state_a): "A", decisions(state_b): "B"}
 
     start = threading.Barrier(CLIENTS + 1)
@@ -425,8 +461,7 @@ def test_100_concurrent_clients_get_consistent_reports_while_files_change(daemon
         start.wait(timeout=DEADLINE_S)
         for i in range(WRITES):
             with progress:  # spread the writes over the queries, paced by answers, not by time
-                progress.wait_for(lambda: answered[0] + len(failures) >= i * total // (WRITES + 4),
-                                  timeout=DEADLINE_S)
+                progress.wait_for(lambda: answered[0] + len(failures) >= i * total // (WRITES + 4), timeout=DEADLINE_S)
             put(version_b if i % 2 == 0 else version_a)
 
     threads = [threading.Thread(target=query, daemon=True) for _ in range(CLIENTS)]

@@ -29,7 +29,7 @@ import pytest
 from conftest import Daemon, start_daemon
 from ctxwatch import spawn
 from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.local import LocalClient
 
 DEADLINE_S = 120.0  # a watchdog, not a speed bar: only a hung daemon gets near it
@@ -300,8 +300,9 @@ def test_fifo_in_a_copied_folder_is_never_opened(served, tmp_path):
         (step,) = context_steps(report_of(client, name))
     assert detector.readers_seen == 0, "the daemon opened the FIFO for reading"
     assert step.status == pb.STEP_STATUS_INVALIDATED
-    assert [(c.path, c.kind, c.detail) for c in step.changed_paths] == \
-        [("data/fifo", pb.CHANGE_KIND_MODE, "mode 0644 -> 0600")]
+    assert [(c.path, c.kind, c.detail) for c in step.changed_paths] == [
+        ("data/fifo", pb.CHANGE_KIND_MODE, "mode 0644 -> 0600")
+    ]
     assert_serving(daemon, client)
 
 
@@ -372,8 +373,9 @@ def test_unix_socket_and_device_nodes_are_never_opened(served, tmp_path):
             (ctx / rel).write_text("now a regular file\n")
             os.chmod(ctx / rel, 0o600)
         (step,) = context_steps(report_of(client, name))
-        assert {(c.path, c.kind, c.detail) for c in step.changed_paths} == \
-            {(rel, pb.CHANGE_KIND_TYPE, "special file -> file") for rel in specials}
+        assert {(c.path, c.kind, c.detail) for c in step.changed_paths} == {
+            (rel, pb.CHANGE_KIND_TYPE, "special file -> file") for rel in specials
+        }
     finally:
         listener.close()
     assert_serving(daemon, client)
@@ -400,9 +402,25 @@ def nobody_daemon() -> Iterator[tuple[Path, subprocess.Popen, CtxwatchClient]]:
         env = {**os.environ, "PYTHONPATH": str(copy_packages_for_nobody(base / "lib"))}
         with open(log, "ab") as out:
             process = subprocess.Popen(
-                ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", sys.executable, "-s", "-m",
-                 "ctxwatchd", "--socket", str(sock), "--state-dir", str(base / "state")],
-                stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env)
+                [
+                    "setpriv",
+                    f"--reuid={NOBODY}",
+                    f"--regid={NOBODY}",
+                    "--clear-groups",
+                    sys.executable,
+                    "-s",
+                    "-m",
+                    "ctxwatchd",
+                    "--socket",
+                    str(sock),
+                    "--state-dir",
+                    str(base / "state"),
+                ],
+                stdout=out,
+                stderr=out,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
         deadline = time.monotonic() + 30
         while not spawn.is_serving(sock):
             if process.poll() is not None or time.monotonic() > deadline:
@@ -422,10 +440,19 @@ def copy_packages_for_nobody(lib: Path) -> Path:
     import google.protobuf
 
     lib.mkdir(parents=True)
-    shutil.copytree(Path(google.protobuf.__file__).parents[1], lib / "google",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("ctxwatchd", "ctxwatch", "grpc", "grpc_health", "grpc_reflection", "watchdog", "platformdirs",
-                 "typing_extensions"):
+    shutil.copytree(
+        Path(google.protobuf.__file__).parents[1], lib / "google", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in (
+        "ctxwatchd",
+        "ctxwatch",
+        "grpc",
+        "grpc_health",
+        "grpc_reflection",
+        "watchdog",
+        "platformdirs",
+        "typing_extensions",
+    ):
         source = Path(importlib.import_module(name).__file__)
         if source.name == "__init__.py":
             shutil.copytree(source.parent, lib / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -445,9 +472,12 @@ def nobody_context(base: Path, name: str, dockerfile: str, files: dict[str, str]
 
 def test_unreadable_file_is_a_step_error_naming_it(nobody_daemon):
     base, process, client = nobody_daemon
-    ctx = nobody_context(base, "unreadable-file",
-                         "FROM scratch\nCOPY data/ /data/\nCOPY data/ok.txt /ok.txt\n",
-                         {"data/secret.txt": "secret\n", "data/ok.txt": "ok\n"})
+    ctx = nobody_context(
+        base,
+        "unreadable-file",
+        "FROM scratch\nCOPY data/ /data/\nCOPY data/ok.txt /ok.txt\n",
+        {"data/secret.txt": "secret\n", "data/ok.txt": "ok\n"},
+    )
     (ctx / "Dockerfile.single").write_text("FROM scratch\nCOPY data/secret.txt /s\n")
     os.chmod(ctx / "data" / "secret.txt", 0)
     folder = register(client, ctx)
@@ -456,8 +486,11 @@ def test_unreadable_file_is_a_step_error_naming_it(nobody_daemon):
     first, second = context_steps(report_of(client, folder))
     assert first.status == pb.STEP_STATUS_ERROR
     assert "data/secret.txt" in first.error and "permission denied" in first.error.lower()
-    assert (second.status, second.cause, second.upstream_step) == \
-        (pb.STEP_STATUS_INVALIDATED, pb.CAUSE_UPSTREAM, first.index)
+    assert (second.status, second.cause, second.upstream_step) == (
+        pb.STEP_STATUS_INVALIDATED,
+        pb.CAUSE_UPSTREAM,
+        first.index,
+    )
     (step,) = context_steps(report_of(client, single))
     assert step.status == pb.STEP_STATUS_ERROR and "data/secret.txt" in step.error
 
@@ -473,8 +506,9 @@ def test_unreadable_folder_is_a_step_error_naming_it(nobody_daemon):
     call failed with INTERNAL (a PermissionError from Tree._list, reached
     through ContextView._visit, was not turned into a ContextReadError)."""
     base, process, client = nobody_daemon
-    ctx = nobody_context(base, "unreadable-folder", "FROM scratch\nCOPY data/ /data/\n",
-                         {"data/ok.txt": "ok\n", "data/sub/x.txt": "x\n"})
+    ctx = nobody_context(
+        base, "unreadable-folder", "FROM scratch\nCOPY data/ /data/\n", {"data/ok.txt": "ok\n", "data/sub/x.txt": "x\n"}
+    )
     os.chmod(ctx / "data" / "sub", 0)
     name = register(client, ctx)
     try:
@@ -491,8 +525,12 @@ def test_folder_made_unreadable_after_listing_is_a_step_error_naming_it(nobody_d
     too, on every report (the old listing must not be reused, and the error
     names the folder, not the readable context root)."""
     base, process, client = nobody_daemon
-    ctx = nobody_context(base, "folder-made-unreadable", "FROM scratch\nCOPY data/ /data/\n",
-                         {"data/ok.txt": "ok\n", "data/sub/x.txt": "x\n"})
+    ctx = nobody_context(
+        base,
+        "folder-made-unreadable",
+        "FROM scratch\nCOPY data/ /data/\n",
+        {"data/ok.txt": "ok\n", "data/sub/x.txt": "x\n"},
+    )
     name = register(client, ctx)
     report_of(client, name)
     client.mark_built(pb.ContextRef(name=name))
@@ -500,9 +538,9 @@ def test_folder_made_unreadable_after_listing_is_a_step_error_naming_it(nobody_d
     answers = [client.reports([pb.ContextRef(name=name)])[0] for _ in range(2)]
     for report in answers:
         steps = context_steps(report)
-        assert report.error == "" and steps and steps[0].status == pb.STEP_STATUS_ERROR \
-            and "data/sub" in steps[0].error, \
-            f"report.error={report.error!r}, steps={[(s.status, s.error) for s in steps]}"
+        assert (
+            report.error == "" and steps and steps[0].status == pb.STEP_STATUS_ERROR and "data/sub" in steps[0].error
+        ), f"report.error={report.error!r}, steps={[(s.status, s.error) for s in steps]}"
     assert process.poll() is None and isinstance(client.list(), list)
 
 
@@ -540,8 +578,9 @@ DEPTH = 600
 def deep(served, tmp_path_factory) -> tuple[str, Path, Path]:
     """A context whose folder is DEPTH folders deep, registered once."""
     _, client = served
-    ctx = make_context(tmp_path_factory.mktemp("deep") / "ctx", "FROM scratch\nCOPY deep/ /deep/\n",
-                       {"deep/top.txt": "top\n"})
+    ctx = make_context(
+        tmp_path_factory.mktemp("deep") / "ctx", "FROM scratch\nCOPY deep/ /deep/\n", {"deep/top.txt": "top\n"}
+    )
     bottom = ctx / "deep" / "/".join(["d"] * DEPTH)
     bottom.mkdir(parents=True)
     (bottom / "leaf.txt").write_text("leaf 1\n")
@@ -600,8 +639,11 @@ def test_20000_entry_folder(served, tmp_path):
     (ctx / "wide" / "new").write_text("new\n")
     os.unlink(ctx / "wide" / "f00007")
     (step,) = context_steps(report_of(client, name))
-    assert changes(step) == {("wide/f12345", pb.CHANGE_KIND_CONTENT), ("wide/new", pb.CHANGE_KIND_ADDED),
-                             ("wide/f00007", pb.CHANGE_KIND_REMOVED)}
+    assert changes(step) == {
+        ("wide/f12345", pb.CHANGE_KIND_CONTENT),
+        ("wide/new", pb.CHANGE_KIND_ADDED),
+        ("wide/f00007", pb.CHANGE_KIND_REMOVED),
+    }
     assert step.changed_paths_total == 3
     (root,) = [r for r in client.daemon_status().roots if r.path == str(ctx)]
     assert root.files >= WIDTH
@@ -613,8 +655,9 @@ def test_20000_entry_folder(served, tmp_path):
 
 def test_file_names_that_are_not_utf8_are_hashed_and_shown_escaped(served, tmp_path):
     daemon, client = served
-    ctx = make_context(tmp_path / "ctx", "FROM scratch\nCOPY data/ /data/\nCOPY data/*.txt /txt/\n",
-                       {"data/ok.txt": "ok\n"})
+    ctx = make_context(
+        tmp_path / "ctx", "FROM scratch\nCOPY data/ /data/\nCOPY data/*.txt /txt/\n", {"data/ok.txt": "ok\n"}
+    )
     data = os.fsencode(ctx / "data")
     with open(data + b"/\xff\xfe.txt", "wb") as f:
         f.write(b"one\n")
@@ -633,9 +676,11 @@ def test_file_names_that_are_not_utf8_are_hashed_and_shown_escaped(served, tmp_p
     with open(data + b"/new-\x80.txt", "wb") as f:
         f.write(b"new\n")
     folder, glob = context_steps(report_of(client, name))
-    assert changes(folder) == {("data/\\xff\\xfe.txt", pb.CHANGE_KIND_CONTENT),
-                               ("data/dir-\\xc3(/inner", pb.CHANGE_KIND_CONTENT),
-                               ("data/new-\\x80.txt", pb.CHANGE_KIND_ADDED)}
+    assert changes(folder) == {
+        ("data/\\xff\\xfe.txt", pb.CHANGE_KIND_CONTENT),
+        ("data/dir-\\xc3(/inner", pb.CHANGE_KIND_CONTENT),
+        ("data/new-\\x80.txt", pb.CHANGE_KIND_ADDED),
+    }
     assert glob.status == pb.STEP_STATUS_INVALIDATED
     assert_serving(daemon, client)
 

@@ -362,8 +362,20 @@ def test_without_exceptions_ancestor_scan_equals_walk(patterns, path):
 # --------------------------------------------------------------------------
 # entries_state: one answer for all entries of a folder no pattern can reach
 
-_PREFIX_POOL = _POOL + ["a/b/c", "a/b/*.md", "a/**/c", "b/c|x*", "ab{0}/c*", "a/b{1}", "a\\/b", "[a-c]/b",
-                        "a/b/**", "**.md", "!a/b/keep", "!**"]
+_PREFIX_POOL = _POOL + [
+    "a/b/c",
+    "a/b/*.md",
+    "a/**/c",
+    "b/c|x*",
+    "ab{0}/c*",
+    "a/b{1}",
+    "a\\/b",
+    "[a-c]/b",
+    "a/b/**",
+    "**.md",
+    "!a/b/keep",
+    "!**",
+]
 _ENTRY_NAMES = _NAMES + ["aa", "b{1}", "c|x", "keepx"]
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from conftest import answer, fresh_report
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.engine import Engine
 from test_overflow import lowered_inotify_setting, wait_until_seen, watching_engine
 
@@ -101,10 +101,13 @@ def test_a_dockerfile_folder_the_context_does_not_send_is_watched(tmp_path):
 
 def watch_limit(extra: int):
     """Allow this user only `extra` inotify watches beyond those in use."""
+
     def limit() -> int:
-        in_use = sum(line.startswith("inotify wd:")
-                     for info in Path("/proc").glob("[0-9]*/fdinfo/*") for line in _lines(info))
+        in_use = sum(
+            line.startswith("inotify wd:") for info in Path("/proc").glob("[0-9]*/fdinfo/*") for line in _lines(info)
+        )
         return in_use + extra
+
     return lowered_inotify_setting(MAX_USER_WATCHES, limit)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.context.records import RACY_WINDOW_NS
 
 SERVICES = 30

@@ -14,16 +14,33 @@ LINK = FileRecord(KIND_SYMLINK, 0o777, 0, b"", "../t\u00e9st", (("user.b", b"2")
 
 def test_a_file_node_is_tagged_fields_each_with_its_length() -> None:
     assert encode_file(FILE) == (
-        b"F" + b"\0\0\0\x01f" + b"\0\0\0\x0c" + (0o4755).to_bytes(4, "big") + (1234).to_bytes(8, "big")
-        + b"\0\0\0\x20" + FILE.content + b"\0\0\0\0")
+        b"F"
+        + b"\0\0\0\x01f"
+        + b"\0\0\0\x0c"
+        + (0o4755).to_bytes(4, "big")
+        + (1234).to_bytes(8, "big")
+        + b"\0\0\0\x20"
+        + FILE.content
+        + b"\0\0\0\0"
+    )
 
 
 def test_a_symlink_node_holds_its_target_and_attributes_in_order() -> None:
     target = "../t\u00e9st".encode()
     assert encode_file(LINK) == (
-        b"F" + b"\0\0\0\x01l" + b"\0\0\0\x0c" + (0o777).to_bytes(4, "big") + bytes(8) + b"\0\0\0\0"
-        + len(target).to_bytes(4, "big") + target
-        + b"\0\0\0\x06user.b" + b"\0\0\0\x012" + b"\0\0\0\x06user.a" + b"\0\0\0\0")
+        b"F"
+        + b"\0\0\0\x01l"
+        + b"\0\0\0\x0c"
+        + (0o777).to_bytes(4, "big")
+        + bytes(8)
+        + b"\0\0\0\0"
+        + len(target).to_bytes(4, "big")
+        + target
+        + b"\0\0\0\x06user.b"
+        + b"\0\0\0\x012"
+        + b"\0\0\0\x06user.a"
+        + b"\0\0\0\0"
+    )
 
 
 def test_nodes_decode_to_what_was_encoded() -> None:

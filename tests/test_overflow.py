@@ -26,7 +26,7 @@ import pytest
 
 from conftest import Daemon, answer, fresh_report, start_daemon
 from ctxwatch.client import CtxwatchError
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.cache.store import Store
 from ctxwatchd.context.watcher import EventsLost
 from ctxwatchd.engine import Engine
@@ -60,17 +60,17 @@ def make_context(folder: Path, files: int = 20) -> Path:
 
 def change_everything(ctx: Path) -> None:
     """Edits of every kind a re-scan must find."""
-    (ctx / "a.txt").write_text("A, changed\n")                      # content
-    os.chmod(ctx / "src" / "m0.py", 0o755)                           # mode
-    (ctx / "docs" / "readme.md").unlink()                            # removal
-    (ctx / "b.txt").write_text("new\n")                              # addition
-    (ctx / "src" / "new" / "deep").mkdir(parents=True)               # new folders with files
+    (ctx / "a.txt").write_text("A, changed\n")  # content
+    os.chmod(ctx / "src" / "m0.py", 0o755)  # mode
+    (ctx / "docs" / "readme.md").unlink()  # removal
+    (ctx / "b.txt").write_text("new\n")  # addition
+    (ctx / "src" / "new" / "deep").mkdir(parents=True)  # new folders with files
     (ctx / "src" / "new" / "deep" / "x.py").write_text("x\n")
-    shutil.rmtree(ctx / "src" / "lib")                               # folder replaced by a file
+    shutil.rmtree(ctx / "src" / "lib")  # folder replaced by a file
     (ctx / "src" / "lib").write_text("now a file\n")
-    os.chmod(ctx / "docs", 0o700)                                    # folder mode
-    os.symlink("a.txt", ctx / "link")                                # symlink
-    os.replace(ctx / "src" / "m1.py", ctx / "src" / "m2.py")         # rename over a file
+    os.chmod(ctx / "docs", 0o700)  # folder mode
+    os.symlink("a.txt", ctx / "link")  # symlink
+    os.replace(ctx / "src" / "m1.py", ctx / "src" / "m2.py")  # rename over a file
 
 
 # -- (a) in-process ------------------------------------------------------------------------
@@ -125,8 +125,9 @@ def test_events_lost_makes_the_engine_rescan_before_answering(tmp_path, seen):
             with root.lock:  # what the kernel does on an overflow: the events are gone
                 root.dirty.clear()
             stale = engine.report(reg, pb.BuildOptions())
-            assert answer(stale) != answer(fresh_report(ctx)), \
+            assert answer(stale) != answer(fresh_report(ctx)), (
                 "precondition: without its events the tree should not know of the edits"
+            )
 
         root.dispatch(EventsLost(root.path))  # what the observer delivers on IN_Q_OVERFLOW
         status = root_status(engine, ctx)
@@ -167,8 +168,10 @@ def lowered_inotify_setting(setting: Path, value: Callable[[], int]) -> Iterator
         try:
             setting.write_text(f"{value()}\n")
         except OSError as e:
-            pytest.fail(f"cannot write {setting} ({e}): the inotify limit tests must run as root "
-                        f"with a writable /proc/sys (as in CI)")
+            pytest.fail(
+                f"cannot write {setting} ({e}): the inotify limit tests must run as root "
+                f"with a writable /proc/sys (as in CI)"
+            )
         try:
             yield
         finally:
@@ -204,8 +207,7 @@ def wait_for_reported_loss(daemon: Daemon, path: Path, timeout: float = 30.0) ->
         if not root.healthy and LOST.search(root.message):
             return root
         if time.monotonic() > deadline:
-            pytest.fail(f"the daemon never reported lost events for {path}: {root}\n"
-                        f"{daemon.log.read_text()[-2000:]}")
+            pytest.fail(f"the daemon never reported lost events for {path}: {root}\n{daemon.log.read_text()[-2000:]}")
         time.sleep(0.05)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from ctxwatchd.dockerfile.parser import DockerfileSyntaxError, Heredoc, dump, parse
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference"
 POSITIVE = REFERENCE / "buildkit-parser" / "testfiles"
 NEGATIVE = REFERENCE / "buildkit-parser" / "testfiles-negative"
 REAL = REFERENCE / "real-dockerfiles"
@@ -27,7 +27,8 @@ def _params(root: Path, pattern: str) -> list:
     dirs = _case_dirs(root, pattern)
     # A missing reference folder must fail the run, not leave an empty (skipped) set.
     return [pytest.param(d, id=str(d.relative_to(root))) for d in dirs] or [
-        pytest.param(None, id=f"missing-{root.name}")]
+        pytest.param(None, id=f"missing-{root.name}")
+    ]
 
 
 def _require(case: Path | None) -> Path:
@@ -60,6 +61,7 @@ def test_real_dockerfile(case: Path | None) -> None:
 
 # --- line numbers and original text -------------------------------------------
 
+
 def test_lines_of_continuations_comments_and_blank_lines() -> None:
     parsed = parse("FROM a\n\nRUN echo \\\n  # gone\n\n  hi\nCMD x\n")
     run, cmd = parsed.instructions[1:]
@@ -78,14 +80,15 @@ def test_original_joins_continuations_without_the_escape() -> None:
 
 
 def test_heredoc_lines_content_and_quoting() -> None:
-    text = ("FROM a\nRUN <<EOF cat\necho $HOME\nEOF\n"
-            "COPY <<-'A' <<B /dst/\n\tone\n\t\tA-body\n\tA\ntwo\nB\nRUN x\n")
+    text = "FROM a\nRUN <<EOF cat\necho $HOME\nEOF\nCOPY <<-'A' <<B /dst/\n\tone\n\t\tA-body\n\tA\ntwo\nB\nRUN x\n"
     run, copy, last = parse(text).instructions[1:]
     assert (run.start_line, run.end_line) == (2, 4)
     assert run.heredocs == (Heredoc("EOF", "echo $HOME\n", expand=True, chomp=False),)
     assert (copy.start_line, copy.end_line) == (5, 10)
-    assert copy.heredocs == (Heredoc("A", "one\nA-body\n", expand=False, chomp=True),
-                             Heredoc("B", "two\n", expand=True, chomp=False))
+    assert copy.heredocs == (
+        Heredoc("A", "one\nA-body\n", expand=False, chomp=True),
+        Heredoc("B", "two\n", expand=True, chomp=False),
+    )
     assert copy.args == ("<<-'A'", "<<B", "/dst/")
     assert (last.start_line, last.end_line) == (11, 11)
 
@@ -113,6 +116,7 @@ def test_onbuild_keeps_nested_instruction_and_its_heredoc() -> None:
 
 # --- directives, escape and encodings ----------------------------------------
 
+
 def test_escape_directive_switches_continuation_to_backtick() -> None:
     parsed = parse("# Escape = `\n# syntax=docker/dockerfile:1\nFROM a\nRUN dir c:\\ `\n  && echo\n")
     assert parsed.escape == "`"
@@ -134,16 +138,23 @@ def test_crlf_bom_and_invalid_utf8_print_like_go() -> None:
 
 # --- errors name their line ----------------------------------------------------
 
-@pytest.mark.parametrize(("text", "line", "message"), [
-    ("FROM a\nRUN <<EOF\nbody\n", 2, "unterminated heredoc"),
-    ("FROM a\n\nENV PATH\n", 3, "ENV must have two arguments"),
-    ("FROM a\nLABEL a=b c\n", 2, 'Syntax error - can\'t find = in "c". Must be of the form: name=value'),
-    ("# escape=`\n# ESCAPE=\\\nFROM a\n", 2, "only one escape parser directive can be used"),
-    ("# escape=x\nFROM a\n", 1, "invalid escape token 'x' does not match ` or \\"),
-    ("FROM a\nCMD \\\n [ \"a\", [1] ]\n", 2,
-     "when using JSON array syntax, arrays must be comprised of strings only"),
-    ("# only\n\n# comments\n", 3, "file with no instructions"),
-])
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("FROM a\nRUN <<EOF\nbody\n", 2, "unterminated heredoc"),
+        ("FROM a\n\nENV PATH\n", 3, "ENV must have two arguments"),
+        ("FROM a\nLABEL a=b c\n", 2, 'Syntax error - can\'t find = in "c". Must be of the form: name=value'),
+        ("# escape=`\n# ESCAPE=\\\nFROM a\n", 2, "only one escape parser directive can be used"),
+        ("# escape=x\nFROM a\n", 1, "invalid escape token 'x' does not match ` or \\"),
+        (
+            'FROM a\nCMD \\\n [ "a", [1] ]\n',
+            2,
+            "when using JSON array syntax, arrays must be comprised of strings only",
+        ),
+        ("# only\n\n# comments\n", 3, "file with no instructions"),
+    ],
+)
 def test_error_names_line(text: str, line: int, message: str) -> None:
     with pytest.raises(DockerfileSyntaxError) as caught:
         parse(text)

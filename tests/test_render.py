@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ctxwatch import render
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 CONTEXT = pb.Context(
     name="web",
@@ -104,9 +104,7 @@ def test_changed_paths_are_capped_with_and_n_more():
 
 def test_and_n_more_counts_the_list_when_no_total_is_given():
     changes = [pb.PathChange(path=f"f{i}", kind=pb.CHANGE_KIND_ADDED) for i in range(7)]
-    text = render.render_report(
-        report_of(step(0, pb.STEP_STATUS_INVALIDATED, "COPY . .", changed_paths=changes))
-    )
+    text = render.render_report(report_of(step(0, pb.STEP_STATUS_INVALIDATED, "COPY . .", changed_paths=changes)))
     assert "… and 2 more" in text
 
 
@@ -116,9 +114,7 @@ def test_path_change_kind_and_detail():
         pb.PathChange(path="link", kind=pb.CHANGE_KIND_SYMLINK_TARGET, detail="a -> b"),
         pb.PathChange(path="old.txt", kind=pb.CHANGE_KIND_REMOVED),
     ]
-    text = render.render_report(
-        report_of(step(0, pb.STEP_STATUS_INVALIDATED, "COPY . .", changed_paths=changes))
-    )
+    text = render.render_report(report_of(step(0, pb.STEP_STATUS_INVALIDATED, "COPY . .", changed_paths=changes)))
     assert lines_under(text, "INVALIDATED") == [
         "mode     run.sh  (mode 0644 -> 0755)",
         "symlink  link  (a -> b)",
@@ -134,7 +130,9 @@ def test_value_changes_show_old_and_new_with_unset():
         pb.ValueChange(name="EMPTY", old_value="", old_set=True, new_set=False),
     ]
     text = render.render_report(
-        report_of(step(0, pb.STEP_STATUS_INVALIDATED, "RUN make", cause=pb.CAUSE_BUILD_ARG_CHANGED, changed_values=values))
+        report_of(
+            step(0, pb.STEP_STATUS_INVALIDATED, "RUN make", cause=pb.CAUSE_BUILD_ARG_CHANGED, changed_values=values)
+        )
     )
     assert lines_under(text, "INVALIDATED") == [
         "build arg changed",
@@ -259,8 +257,9 @@ def test_daemon_status():
         queue_depth=3,
         uptime_seconds=3 * 3600 + 7 * 60 + 5,
         roots=[
-            pb.WatchedRoot(path="/src/web", files=1200, directories=80, healthy=True, files_hashed=1100,
-                           bytes_hashed=52_000_000),
+            pb.WatchedRoot(
+                path="/src/web", files=1200, directories=80, healthy=True, files_hashed=1100, bytes_hashed=52_000_000
+            ),
             pb.WatchedRoot(path="/src/api", files=1, directories=1, healthy=False, message="events lost; re-scanning"),
         ],
     )
@@ -290,15 +289,20 @@ def test_format_duration(seconds, expected):
 
 def test_mark_built_line():
     response = pb.MarkBuiltResponse(
-        build_id=7, steps_recorded=3,
+        build_id=7,
+        steps_recorded=3,
         report=report_of(*(step(i, pb.STEP_STATUS_CACHED, "RUN true") for i in range(3))),
     )
     assert render.render_mark_built(response) == "recorded build 7 of web: 3 steps"
 
 
 def test_mark_built_of_a_failing_build_says_what_was_recorded():
-    response = pb.MarkBuiltResponse(build_id=2, steps_recorded=1, failed='line 4 (COPY x /x): "/x": not found',
-                                    report=report_of(step(0, pb.STEP_STATUS_CACHED, "RUN true")))
+    response = pb.MarkBuiltResponse(
+        build_id=2,
+        steps_recorded=1,
+        failed='line 4 (COPY x /x): "/x": not found',
+        report=report_of(step(0, pb.STEP_STATUS_CACHED, "RUN true")),
+    )
     text = render.render_mark_built(response)
     assert text.startswith("recorded build 2 of web: 1 step\n")
     assert 'the build fails at line 4 (COPY x /x): "/x": not found' in text

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import answer, fresh_report, start_daemon
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.cache.store import Store
 from ctxwatchd.context.records import RACY_WINDOW_NS
 from ctxwatchd.engine import Engine
@@ -238,4 +238,3 @@ def test_the_daemon_warms_up_its_contexts_as_it_starts(tmp_path):
         assert changed and all(path.endswith("pkg0/mod0/f0.py") for path in changed)
     finally:
         assert again.stop() == 0
-

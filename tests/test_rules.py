@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from ctxwatch.client import build_options
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.local import LocalClient
 
 
@@ -49,7 +49,8 @@ DIR_NODES_NOT_STORED = (
     "Engine._new_nodes (daemon/ctxwatchd/engine.py) adds a source's own digest to `emitted` before calling "
     "_subtree, whose first node is that same root, so the walk stops at once: mark_built never stores the "
     "nodes below a directory source (COPY dir, COPY .), Differ cannot load the old child and reports the "
-    "changed top-level child as kind CONTENT with no detail")
+    "changed top-level child as kind CONTENT with no detail"
+)
 DIGEST = "sha256:" + "ab" * 32
 PAST = time.time() - 3600  # an mtime well before any build of the test
 
@@ -58,9 +59,16 @@ class Ctx:
     """A build context in tmp_path/ctx, registered as "ctx" with the real
     engine over a state folder of its own (tmp_path/state, outside the context)."""
 
-    def __init__(self, tmp_path: Path, dockerfile: str, files: Mapping[str, str | bytes] = (), *,
-                 build_args: Mapping[str, str] | None = None, target: str | None = None,
-                 dockerfile_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        dockerfile: str,
+        files: Mapping[str, str | bytes] = (),
+        *,
+        build_args: Mapping[str, str] | None = None,
+        target: str | None = None,
+        dockerfile_path: Path | None = None,
+    ) -> None:
         self.root = tmp_path / "ctx"
         self.root.mkdir()
         for rel, content in dict(files).items():
@@ -69,8 +77,9 @@ class Ctx:
         self.set_dockerfile(dockerfile)
         self.client = LocalClient(tmp_path / "state")
         self.ref = pb.ContextRef(name="ctx")
-        self.client.register(str(self.root), dockerfile=str(self.dockerfile_path), build_args=build_args,
-                             target=target, name="ctx")
+        self.client.register(
+            str(self.root), dockerfile=str(self.dockerfile_path), build_args=build_args, target=target, name="ctx"
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -111,8 +120,9 @@ def _options(build_args: Mapping[str, str] | None = None, **rest) -> pb.BuildOpt
 
 def changes(step: pb.Step) -> list[tuple[str, str, str]]:
     """The step's changed paths as (path, kind, detail), sorted."""
-    return sorted((c.path, pb.ChangeKind.Name(c.kind).removeprefix("CHANGE_KIND_"), c.detail)
-                  for c in step.changed_paths)
+    return sorted(
+        (c.path, pb.ChangeKind.Name(c.kind).removeprefix("CHANGE_KIND_"), c.detail) for c in step.changed_paths
+    )
 
 
 def values(step: pb.Step) -> list[tuple[str, str, str, bool, bool]]:
@@ -137,14 +147,17 @@ def make(tmp_path: Path) -> Iterator:
 # 1. Expansion: ARG / ENV scoping and BuildKit's shell-word rules
 # =====================================================================================
 
+
 def test_expansion_global_arg_in_from_selects_the_stage(make) -> None:
     """A global ARG (before the first FROM) is expanded in FROM; switching it
     switches the base stage (golden b2_global_arg_from_switches_stage)."""
-    ctx = make("ARG BASE=one\n"
-               "FROM scratch AS one\nCOPY a.txt /a\n"
-               "FROM scratch AS two\nCOPY b.txt /b\n"
-               "FROM ${BASE} AS final\nRUN echo final\n",
-               {"a.txt": "a\n", "b.txt": "b\n"})
+    ctx = make(
+        "ARG BASE=one\n"
+        "FROM scratch AS one\nCOPY a.txt /a\n"
+        "FROM scratch AS two\nCOPY b.txt /b\n"
+        "FROM ${BASE} AS final\nRUN echo final\n",
+        {"a.txt": "a\n", "b.txt": "b\n"},
+    )
     ctx.built()
     assert ctx.outcomes() == [("COPY a.txt /a", CACHED), ("RUN echo final", CACHED)]
     # BASE=two: stage one is not needed any more, stage two was never built.
@@ -186,8 +199,10 @@ def test_expansion_stage_arg_default_and_build_arg(make) -> None:
 def test_expansion_env_overrides_arg(make) -> None:
     """ENV wins over an ARG of the same name, in expansion and in RUN's
     environment: the build arg then changes nothing."""
-    ctx = make("FROM scratch\nARG V=a\nENV V=b\nCOPY ${V}.txt /f.txt\nRUN echo $V\n",
-               {"a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n"})
+    ctx = make(
+        "FROM scratch\nARG V=a\nENV V=b\nCOPY ${V}.txt /f.txt\nRUN echo $V\n",
+        {"a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n"},
+    )
     ctx.built()
     assert ctx.outcomes(build_args={"V": "c"}) == [("COPY ${V}.txt /f.txt", CACHED), ("RUN echo $V", CACHED)]
     ctx.write("a.txt", "a changed\n")  # what the ARG alone would name
@@ -200,25 +215,33 @@ def test_expansion_env_overrides_arg(make) -> None:
 def test_expansion_default_and_alternative_forms_in_copy_sources(make) -> None:
     """`${V:-x}` (x when V is unset or empty) and `${W:+x}` (x when W is set)
     choose which context file a COPY reads."""
-    ctx = make("FROM scratch\nARG V\nARG W\nCOPY ${V:-a}.txt /f.txt\nCOPY c${W:+-w}.txt /g.txt\n",
-               {"a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n", "c-w.txt": "cw\n"})
+    ctx = make(
+        "FROM scratch\nARG V\nARG W\nCOPY ${V:-a}.txt /f.txt\nCOPY c${W:+-w}.txt /g.txt\n",
+        {"a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n", "c-w.txt": "cw\n"},
+    )
     ctx.built()
     ctx.write("b.txt", "b changed\n")
     ctx.write("c-w.txt", "cw changed\n")
     assert ctx.outcomes() == [("COPY ${V:-a}.txt /f.txt", CACHED), ("COPY c${W:+-w}.txt /g.txt", CACHED)]
-    assert ctx.outcomes(build_args={"V": ""}) == [("COPY ${V:-a}.txt /f.txt", CACHED),
-                                                  ("COPY c${W:+-w}.txt /g.txt", CACHED)]
+    assert ctx.outcomes(build_args={"V": ""}) == [
+        ("COPY ${V:-a}.txt /f.txt", CACHED),
+        ("COPY c${W:+-w}.txt /g.txt", CACHED),
+    ]
     switched = ctx.outcomes(build_args={"V": "b"})
     assert [status for _, (status, _) in switched] == ["INVALIDATED", "INVALIDATED"]
     assert switched[1] == ("COPY c${W:+-w}.txt /g.txt", UPSTREAM)
     ctx.built(build_args={"V": "b", "W": "1"})
     ctx.write("a.txt", "a changed\n")
     ctx.write("c.txt", "c changed\n")
-    assert ctx.outcomes(build_args={"V": "b", "W": "1"}) == [("COPY ${V:-a}.txt /f.txt", CACHED),
-                                                             ("COPY c${W:+-w}.txt /g.txt", CACHED)]
+    assert ctx.outcomes(build_args={"V": "b", "W": "1"}) == [
+        ("COPY ${V:-a}.txt /f.txt", CACHED),
+        ("COPY c${W:+-w}.txt /g.txt", CACHED),
+    ]
     ctx.write("c-w.txt", "cw changed again\n")
-    assert ctx.outcomes(build_args={"V": "b", "W": "1"}) == [("COPY ${V:-a}.txt /f.txt", CACHED),
-                                                             ("COPY c${W:+-w}.txt /g.txt", INPUTS)]
+    assert ctx.outcomes(build_args={"V": "b", "W": "1"}) == [
+        ("COPY ${V:-a}.txt /f.txt", CACHED),
+        ("COPY c${W:+-w}.txt /g.txt", INPUTS),
+    ]
 
 
 def test_expansion_undeclared_build_arg_changes_nothing(make) -> None:
@@ -227,7 +250,9 @@ def test_expansion_undeclared_build_arg_changes_nothing(make) -> None:
     ctx.built()
     report = ctx.report(build_args={"X": "1"})
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        ("COPY a.txt /a", CACHED), ("RUN echo $X", CACHED)]
+        ("COPY a.txt /a", CACHED),
+        ("RUN echo $X", CACHED),
+    ]
     assert report.all_cached
     assert "build args not declared with ARG (they change nothing): X" in report.notes
     assert not any("not declared" in n for n in ctx.report().notes)
@@ -236,11 +261,17 @@ def test_expansion_undeclared_build_arg_changes_nothing(make) -> None:
 def test_expansion_declared_arg_used_by_no_instruction_reruns_next_run(make) -> None:
     """golden build_arg_declared_unused: a declared ARG is in RUN's
     environment even when no instruction mentions it; COPY does not see it."""
-    ctx = make("FROM scratch\nCOPY a.txt /a.txt\nARG V\nCOPY b.txt /b.txt\nRUN echo constant\n",
-               {"a.txt": "a\n", "b.txt": "b\n"}, build_args={"V": "1"})
+    ctx = make(
+        "FROM scratch\nCOPY a.txt /a.txt\nARG V\nCOPY b.txt /b.txt\nRUN echo constant\n",
+        {"a.txt": "a\n", "b.txt": "b\n"},
+        build_args={"V": "1"},
+    )
     ctx.built()
     assert ctx.outcomes(build_args={"V": "2"}) == [
-        ("COPY a.txt /a.txt", CACHED), ("COPY b.txt /b.txt", CACHED), ("RUN echo constant", ARG_CHANGED)]
+        ("COPY a.txt /a.txt", CACHED),
+        ("COPY b.txt /b.txt", CACHED),
+        ("RUN echo constant", ARG_CHANGED),
+    ]
     assert values(ctx.step("RUN echo constant", build_args={"V": "2"})) == [("V", "1", "2", True, True)]
     assert not ctx.report(build_args={"V": "2"}).notes  # declared: not reported as unused
 
@@ -255,10 +286,12 @@ def test_expansion_arg_declared_after_run_does_not_affect_it(make) -> None:
 # 2. Stages and the build graph
 # =====================================================================================
 
-STAGES = ("FROM scratch AS base\nCOPY base.txt /base.txt\n"
-          "FROM base AS app\nCOPY app.txt /app.txt\n"
-          "FROM scratch AS other\nCOPY other.txt /other.txt\n"
-          "FROM app AS final\nCOPY --from=other /other.txt /o.txt\n")
+STAGES = (
+    "FROM scratch AS base\nCOPY base.txt /base.txt\n"
+    "FROM base AS app\nCOPY app.txt /app.txt\n"
+    "FROM scratch AS other\nCOPY other.txt /other.txt\n"
+    "FROM app AS final\nCOPY --from=other /other.txt /o.txt\n"
+)
 STAGE_FILES = {"base.txt": "base\n", "app.txt": "app\n", "other.txt": "other\n"}
 
 
@@ -269,7 +302,9 @@ def test_stages_target_reports_only_needed_stages(make) -> None:
     ctx.built(target="app")
     report = ctx.report(target="app")
     assert [(s.stage, s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        ("base", "COPY base.txt /base.txt", CACHED), ("app", "COPY app.txt /app.txt", CACHED)]
+        ("base", "COPY base.txt /base.txt", CACHED),
+        ("app", "COPY app.txt /app.txt", CACHED),
+    ]
     ctx.write("other.txt", "other changed\n")
     assert ctx.report(target="app").all_cached
     # Without the target the whole graph counts (and was never built that way).
@@ -290,23 +325,29 @@ def test_stages_registered_target(make) -> None:
 def test_stages_from_stage_chain(make) -> None:
     """golden b2_stage_chain_three_deep: FROM <stage> runs on the whole stage
     it names; a change at the bottom re-runs everything above it."""
-    ctx = make("FROM scratch AS base\nCOPY a.txt /a.txt\nFROM base AS mid\nRUN echo mid\n"
-               "FROM mid AS top\nRUN echo top\n", {"a.txt": "a\n"})
+    ctx = make(
+        "FROM scratch AS base\nCOPY a.txt /a.txt\nFROM base AS mid\nRUN echo mid\nFROM mid AS top\nRUN echo top\n",
+        {"a.txt": "a\n"},
+    )
     ctx.built()
     assert ctx.report().all_cached
     ctx.write("a.txt", "a changed\n")
     report = ctx.report()
     assert [(s.stage, s.instruction, outcome(s.status, s.cause), s.upstream_step) for s in report.steps] == [
-        ("base", "COPY a.txt /a.txt", INPUTS, 0), ("mid", "RUN echo mid", UPSTREAM, 0),
-        ("top", "RUN echo top", UPSTREAM, 0)]
+        ("base", "COPY a.txt /a.txt", INPUTS, 0),
+        ("mid", "RUN echo mid", UPSTREAM, 0),
+        ("top", "RUN echo top", UPSTREAM, 0),
+    ]
 
 
 def test_stages_copy_from_stage_name_and_index(make) -> None:
     """COPY --from=<name> and --from=<index> read files of that stage by
     content: each re-runs only when what it copies changes."""
-    ctx = make("FROM scratch AS build\nCOPY a.txt /out/a.txt\nCOPY b.txt /other/b.txt\n"
-               "FROM scratch\nCOPY --from=0 /other /o\nCOPY --from=build /out/a.txt /a.txt\n",
-               {"a.txt": "a\n", "b.txt": "b\n"})
+    ctx = make(
+        "FROM scratch AS build\nCOPY a.txt /out/a.txt\nCOPY b.txt /other/b.txt\n"
+        "FROM scratch\nCOPY --from=0 /other /o\nCOPY --from=build /out/a.txt /a.txt\n",
+        {"a.txt": "a\n", "b.txt": "b\n"},
+    )
     ctx.built()
     ctx.write("a.txt", "a changed\n")
     report = ctx.report()
@@ -314,46 +355,60 @@ def test_stages_copy_from_stage_name_and_index(make) -> None:
         ("build", "COPY a.txt /out/a.txt", INPUTS),
         ("build", "COPY b.txt /other/b.txt", UPSTREAM),  # runs on the changed step, same output
         ("1", "COPY --from=0 /other /o", CACHED),
-        ("1", "COPY --from=build /out/a.txt /a.txt", INPUTS)]
+        ("1", "COPY --from=build /out/a.txt /a.txt", INPUTS),
+    ]
     ctx.write("a.txt", "a\n")
     ctx.write("b.txt", "b changed\n")
-    assert ctx.outcomes() == [("COPY a.txt /out/a.txt", CACHED), ("COPY b.txt /other/b.txt", INPUTS),
-                              ("COPY --from=0 /other /o", INPUTS),
-                              ("COPY --from=build /out/a.txt /a.txt", UPSTREAM)]
+    assert ctx.outcomes() == [
+        ("COPY a.txt /out/a.txt", CACHED),
+        ("COPY b.txt /other/b.txt", INPUTS),
+        ("COPY --from=0 /other /o", INPUTS),
+        ("COPY --from=build /out/a.txt /a.txt", UPSTREAM),
+    ]
 
 
 def test_stages_copy_from_reads_only_selected_paths(make) -> None:
     """BuildKit checksums only the selected paths of the source stage: a step
     of that stage writing elsewhere does not matter
     (golden copy_from_stage_input_changes_output_same)."""
-    ctx = make("FROM scratch AS build\nCOPY a.txt /out/a.txt\nCOPY b.txt /other/b.txt\n"
-               "FROM scratch\nCOPY --from=build /out/a.txt /a.txt\nRUN cat /a.txt\n",
-               {"a.txt": "a\n", "b.txt": "b\n"})
+    ctx = make(
+        "FROM scratch AS build\nCOPY a.txt /out/a.txt\nCOPY b.txt /other/b.txt\n"
+        "FROM scratch\nCOPY --from=build /out/a.txt /a.txt\nRUN cat /a.txt\n",
+        {"a.txt": "a\n", "b.txt": "b\n"},
+    )
     ctx.built()
     ctx.write("b.txt", "b changed\n")
-    assert ctx.outcomes() == [("COPY a.txt /out/a.txt", CACHED), ("COPY b.txt /other/b.txt", INPUTS),
-                              ("COPY --from=build /out/a.txt /a.txt", CACHED), ("RUN cat /a.txt", CACHED)]
+    assert ctx.outcomes() == [
+        ("COPY a.txt /out/a.txt", CACHED),
+        ("COPY b.txt /other/b.txt", INPUTS),
+        ("COPY --from=build /out/a.txt /a.txt", CACHED),
+        ("RUN cat /a.txt", CACHED),
+    ]
 
 
 def test_stages_copy_from_after_rerun_run_is_unknown(make) -> None:
     """golden copy_from_stage_output_changes: what a re-run RUN produces cannot
     be known, so a COPY --from of its files is unknown, and so is what runs on it."""
-    ctx = make("FROM scratch AS build\nCOPY a.txt /a.txt\nRUN cp /a.txt /out.txt\n"
-               "FROM scratch\nCOPY --from=build /out.txt /res.txt\nRUN cat /res.txt\n",
-               {"a.txt": "a\n"})
+    ctx = make(
+        "FROM scratch AS build\nCOPY a.txt /a.txt\nRUN cp /a.txt /out.txt\n"
+        "FROM scratch\nCOPY --from=build /out.txt /res.txt\nRUN cat /res.txt\n",
+        {"a.txt": "a\n"},
+    )
     ctx.built()
     ctx.write("a.txt", "a changed\n")
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause), s.upstream_step) for s in report.steps] == [
-        ("COPY a.txt /a.txt", INPUTS, 0), ("RUN cp /a.txt /out.txt", UPSTREAM, 0),
-        ("COPY --from=build /out.txt /res.txt", OUTPUT, 1), ("RUN cat /res.txt", OUTPUT, 2)]
+        ("COPY a.txt /a.txt", INPUTS, 0),
+        ("RUN cp /a.txt /out.txt", UPSTREAM, 0),
+        ("COPY --from=build /out.txt /res.txt", OUTPUT, 1),
+        ("RUN cat /res.txt", OUTPUT, 2),
+    ]
     assert not report.all_cached
 
 
 def test_stages_bind_mount_from_context(make) -> None:
     """golden run_mount_bind_source_changes / run_mount_bind_other_file_changes."""
-    ctx = make("FROM scratch\nRUN --mount=type=bind,source=x,target=/x cat /x\n",
-               {"x": "x\n", "y": "y\n"})
+    ctx = make("FROM scratch\nRUN --mount=type=bind,source=x,target=/x cat /x\n", {"x": "x\n", "y": "y\n"})
     ctx.built()
     ctx.write("y", "y changed\n")
     assert ctx.outcomes() == [("RUN --mount=type=bind,source=x,target=/x cat /x", CACHED)]
@@ -365,18 +420,18 @@ def test_stages_bind_mount_from_context(make) -> None:
 
 def test_stages_bind_mount_from_stage(make) -> None:
     """--mount=type=bind,from=<stage>: the mounted path of that stage, by content."""
-    ctx = make("FROM scratch AS tools\nCOPY tool.sh /tool.sh\nCOPY other.txt /other.txt\n"
-               "FROM scratch\nRUN --mount=type=bind,from=tools,source=/tool.sh,target=/t sh /t\n",
-               {"tool.sh": "echo 1\n", "other.txt": "o\n"})
+    ctx = make(
+        "FROM scratch AS tools\nCOPY tool.sh /tool.sh\nCOPY other.txt /other.txt\n"
+        "FROM scratch\nRUN --mount=type=bind,from=tools,source=/tool.sh,target=/t sh /t\n",
+        {"tool.sh": "echo 1\n", "other.txt": "o\n"},
+    )
     run = "RUN --mount=type=bind,from=tools,source=/tool.sh,target=/t sh /t"
     ctx.built()
     ctx.write("other.txt", "o changed\n")
-    assert ctx.outcomes() == [("COPY tool.sh /tool.sh", CACHED), ("COPY other.txt /other.txt", INPUTS),
-                              (run, CACHED)]
+    assert ctx.outcomes() == [("COPY tool.sh /tool.sh", CACHED), ("COPY other.txt /other.txt", INPUTS), (run, CACHED)]
     ctx.write("other.txt", "o\n")
     ctx.write("tool.sh", "echo 2\n")
-    assert ctx.outcomes() == [("COPY tool.sh /tool.sh", INPUTS), ("COPY other.txt /other.txt", UPSTREAM),
-                              (run, INPUTS)]
+    assert ctx.outcomes() == [("COPY tool.sh /tool.sh", INPUTS), ("COPY other.txt /other.txt", UPSTREAM), (run, INPUTS)]
 
 
 CACHE_RUN = "RUN --mount=type=cache,{} pip install x"
@@ -391,7 +446,9 @@ def test_stages_cache_mount_target(make) -> None:
     ctx.set_dockerfile(f"FROM scratch\n{CACHE_RUN.format('id=pip,target=/cache')}\nRUN echo next\n")
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        (CACHE_RUN.format("id=pip,target=/cache"), INSTRUCTION), ("RUN echo next", UPSTREAM)]
+        (CACHE_RUN.format("id=pip,target=/cache"), INSTRUCTION),
+        ("RUN echo next", UPSTREAM),
+    ]
     assert report.steps[0].old_instruction == CACHE_RUN.format("id=pip,target=/var/cache/pip")
     ctx.set_dockerfile(f"FROM scratch\n{CACHE_RUN.format('id=pip,target=/var/cache/pip')}\nRUN echo next\n")
     assert ctx.report().all_cached
@@ -408,29 +465,39 @@ def test_stages_secret_mount_value_never_matters_id_and_target_do(make) -> None:
     """golden b2_run_mount_secret_value_changes: the secret's value is not part
     of the key (here its source file sits in the context and changes);
     its id and target are."""
-    ctx = make("FROM scratch\nCOPY a.txt /a.txt\nRUN --mount=type=secret,id=tok cat /run/secrets/tok\n"
-               "RUN echo after\n", {"a.txt": "a\n", "tok": "value-one\n"})
+    ctx = make(
+        "FROM scratch\nCOPY a.txt /a.txt\nRUN --mount=type=secret,id=tok cat /run/secrets/tok\nRUN echo after\n",
+        {"a.txt": "a\n", "tok": "value-one\n"},
+    )
     ctx.built()
     ctx.write("tok", "value-two-longer\n")
     assert ctx.report().all_cached
-    ctx.set_dockerfile("FROM scratch\nCOPY a.txt /a.txt\nRUN --mount=type=secret,id=tok2 cat /run/secrets/tok\n"
-                       "RUN echo after\n")
+    ctx.set_dockerfile(
+        "FROM scratch\nCOPY a.txt /a.txt\nRUN --mount=type=secret,id=tok2 cat /run/secrets/tok\nRUN echo after\n"
+    )
     assert [o for _, o in ctx.outcomes()] == [CACHED, INSTRUCTION, UPSTREAM]
-    ctx.set_dockerfile("FROM scratch\nCOPY a.txt /a.txt\n"
-                       "RUN --mount=type=secret,id=tok,target=/s cat /run/secrets/tok\nRUN echo after\n")
+    ctx.set_dockerfile(
+        "FROM scratch\nCOPY a.txt /a.txt\n"
+        "RUN --mount=type=secret,id=tok,target=/s cat /run/secrets/tok\nRUN echo after\n"
+    )
     assert [o for _, o in ctx.outcomes()] == [CACHED, INSTRUCTION, UPSTREAM]
 
 
 def test_stages_copy_link_survives_earlier_change(make) -> None:
     """golden b2_copy_link_earlier_copy_changes: COPY --link copies onto an
     empty layer, so it stays cached; the RUN after it runs on a new parent."""
-    ctx = make("FROM scratch\nCOPY a.txt /a.txt\nCOPY --link b.txt /b.txt\nRUN cat /a.txt /b.txt\n",
-               {"a.txt": "a\n", "b.txt": "b\n"})
+    ctx = make(
+        "FROM scratch\nCOPY a.txt /a.txt\nCOPY --link b.txt /b.txt\nRUN cat /a.txt /b.txt\n",
+        {"a.txt": "a\n", "b.txt": "b\n"},
+    )
     ctx.built()
     ctx.write("a.txt", "a changed\n")
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        ("COPY a.txt /a.txt", INPUTS), ("COPY --link b.txt /b.txt", CACHED), ("RUN cat /a.txt /b.txt", UPSTREAM)]
+        ("COPY a.txt /a.txt", INPUTS),
+        ("COPY --link b.txt /b.txt", CACHED),
+        ("RUN cat /a.txt /b.txt", UPSTREAM),
+    ]
     assert report.steps[2].upstream_step == 0
     # Without --link the same change re-runs the second COPY.
     ctx.set_dockerfile("FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\nRUN cat /a.txt /b.txt\n")
@@ -443,12 +510,16 @@ def test_stages_copy_link_survives_earlier_change(make) -> None:
 METADATA = "FROM scratch\nCOPY a.txt /a.txt\n{}\nCOPY b.txt /b.txt\nRUN cat /b.txt\n"
 
 
-@pytest.mark.parametrize(("before", "after", "run"), [
-    ("ENV A=1", "ENV A=2", ARG_CHANGED),        # golden b2_env_change_before_copy
-    ("USER 1000", "USER 1001", INSTRUCTION),    # golden b2_user_change_before_copy
-    ("LABEL l=1", "LABEL l=2", CACHED),         # golden b2_label_change_before_copy
-    ("EXPOSE 80", "EXPOSE 8080", CACHED),
-], ids=["env", "user", "label", "expose"])
+@pytest.mark.parametrize(
+    ("before", "after", "run"),
+    [
+        ("ENV A=1", "ENV A=2", ARG_CHANGED),  # golden b2_env_change_before_copy
+        ("USER 1000", "USER 1001", INSTRUCTION),  # golden b2_user_change_before_copy
+        ("LABEL l=1", "LABEL l=2", CACHED),  # golden b2_label_change_before_copy
+        ("EXPOSE 80", "EXPOSE 8080", CACHED),
+    ],
+    ids=["env", "user", "label", "expose"],
+)
 def test_stages_metadata_change(make, before: str, after: str, run: tuple[str, str]) -> None:
     """Metadata instructions are not steps: ENV and USER reach the next RUN,
     not the COPY in between; LABEL and EXPOSE reach no step."""
@@ -468,14 +539,18 @@ def test_stages_env_change_explains_the_value(make) -> None:
 def test_stages_workdir_change(make) -> None:
     """golden b2_workdir_change_copy_relative_dest: WORKDIR is a step (it
     creates the folder); what follows runs on it."""
-    ctx = make("FROM scratch\nCOPY a.txt /a.txt\nWORKDIR /app\nCOPY b.txt .\nRUN pwd\n",
-               {"a.txt": "a\n", "b.txt": "b\n"})
+    ctx = make(
+        "FROM scratch\nCOPY a.txt /a.txt\nWORKDIR /app\nCOPY b.txt .\nRUN pwd\n", {"a.txt": "a\n", "b.txt": "b\n"}
+    )
     ctx.built()
     ctx.set_dockerfile("FROM scratch\nCOPY a.txt /a.txt\nWORKDIR /srv\nCOPY b.txt .\nRUN pwd\n")
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause), s.upstream_step) for s in report.steps] == [
-        ("COPY a.txt /a.txt", CACHED, 0), ("WORKDIR /srv", INSTRUCTION, 0),
-        ("COPY b.txt .", UPSTREAM, 1), ("RUN pwd", UPSTREAM, 1)]
+        ("COPY a.txt /a.txt", CACHED, 0),
+        ("WORKDIR /srv", INSTRUCTION, 0),
+        ("COPY b.txt .", UPSTREAM, 1),
+        ("RUN pwd", UPSTREAM, 1),
+    ]
     assert report.steps[1].old_instruction == "WORKDIR /app"
 
 
@@ -483,15 +558,22 @@ def test_stages_workdir_change(make) -> None:
 # 3. Sources: what a COPY / ADD reads
 # =====================================================================================
 
-@pytest.mark.parametrize(("pattern", "matching", "other"), [
-    ("*.txt", "new.txt", "new.md"),
-    ("file?.cfg", "file2.cfg", "file10.cfg"),
-    ("[ab].md", "b.md", "c.md"),
-], ids=["star", "question-mark", "class"])
+
+@pytest.mark.parametrize(
+    ("pattern", "matching", "other"),
+    [
+        ("*.txt", "new.txt", "new.md"),
+        ("file?.cfg", "file2.cfg", "file10.cfg"),
+        ("[ab].md", "b.md", "c.md"),
+    ],
+    ids=["star", "question-mark", "class"],
+)
 def test_sources_wildcards(make, pattern: str, matching: str, other: str) -> None:
     """golden wildcard_new_matching_file / wildcard_new_nonmatching_file."""
-    ctx = make(f"FROM scratch\nCOPY {pattern} /dst/\nRUN ls /dst\n",
-               {"a.txt": "a\n", "file1.cfg": "1\n", "a.md": "a\n", "keep/x": "x\n"})
+    ctx = make(
+        f"FROM scratch\nCOPY {pattern} /dst/\nRUN ls /dst\n",
+        {"a.txt": "a\n", "file1.cfg": "1\n", "a.md": "a\n", "keep/x": "x\n"},
+    )
     ctx.built()
     ctx.write(other, "not matching\n")
     assert ctx.report().all_cached
@@ -533,7 +615,9 @@ def test_sources_trailing_slash_on_destination(make) -> None:
     ctx.set_dockerfile("FROM scratch\nCOPY a.txt /x/\nRUN ls /x\n")
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        ("COPY a.txt /x/", INSTRUCTION), ("RUN ls /x", UPSTREAM)]
+        ("COPY a.txt /x/", INSTRUCTION),
+        ("RUN ls /x", UPSTREAM),
+    ]
     assert report.steps[0].old_instruction == "COPY a.txt /x"
 
 
@@ -580,8 +664,7 @@ def test_sources_dotdot_clamped_to_context_root(make, tmp_path: Path) -> None:
 def test_sources_exclude(make) -> None:
     """golden copy_exclude_excluded_file_changes / copy_exclude_included_file_changes
     / copy_exclude_new_excluded_file."""
-    ctx = make("FROM scratch\nCOPY --exclude=*.log src /src\n",
-               {"src/a.txt": "a\n", "src/debug.log": "log\n"})
+    ctx = make("FROM scratch\nCOPY --exclude=*.log src /src\n", {"src/a.txt": "a\n", "src/debug.log": "log\n"})
     ctx.built()
     ctx.write("src/debug.log", "more log\n")
     ctx.write("src/new.log", "new log\n")
@@ -597,8 +680,12 @@ def test_sources_exclude(make) -> None:
 
 def test_sources_parents(make) -> None:
     """golden copy_parents_matched_file_changes / copy_parents_unmatched_sibling_changes."""
-    files = {"pkgs/x/package.json": '{"n":"x"}\n', "pkgs/x/index.js": "x\n",
-             "pkgs/y/package.json": '{"n":"y"}\n', "pkgs/y/index.js": "y\n"}
+    files = {
+        "pkgs/x/package.json": '{"n":"x"}\n',
+        "pkgs/x/index.js": "x\n",
+        "pkgs/y/package.json": '{"n":"y"}\n',
+        "pkgs/y/index.js": "y\n",
+    }
     ctx = make("FROM scratch\nCOPY --parents pkgs/*/package.json /out/\nRUN find /out\n", files)
     ctx.built()
     ctx.write("pkgs/y/index.js", "y changed\n")
@@ -644,10 +731,14 @@ def test_sources_add_local_tar(make) -> None:
     assert changes(step) == [("files.tar", "CONTENT", "")]
 
 
-@pytest.mark.parametrize(("before", "after"), [
-    ("--chown=1000:1000", "--chown=1001:1000"),
-    ("--chmod=0644", "--chmod=0755"),
-], ids=["chown", "chmod"])
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("--chown=1000:1000", "--chown=1001:1000"),
+        ("--chmod=0644", "--chmod=0755"),
+    ],
+    ids=["chown", "chmod"],
+)
 def test_sources_chown_chmod_flags(make, before: str, after: str) -> None:
     ctx = make(f"FROM scratch\nCOPY {before} a.txt /a.txt\n", {"a.txt": "a\n"})
     ctx.built()
@@ -686,15 +777,20 @@ def test_sources_missing_source_is_an_error(make) -> None:
     assert response.failed.startswith("line 3 (COPY missing.txt /m): ")
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        ("COPY a.txt /a.txt", CACHED), ("COPY missing.txt /m", ERROR),
-        ("RUN echo after", UPSTREAM)]
+        ("COPY a.txt /a.txt", CACHED),
+        ("COPY missing.txt /m", ERROR),
+        ("RUN echo after", UPSTREAM),
+    ]
     failing = report.steps[1]
     assert (failing.line, failing.error) == (3, '"/missing.txt": not found')
     assert report.steps[2].upstream_step == 1
     ctx.write("missing.txt", "here\n")
     report = ctx.report()
     assert [(s.status, s.error) for s in report.steps] == [
-        (pb.STEP_STATUS_CACHED, ""), (pb.STEP_STATUS_INVALIDATED, ""), (pb.STEP_STATUS_INVALIDATED, "")]
+        (pb.STEP_STATUS_CACHED, ""),
+        (pb.STEP_STATUS_INVALIDATED, ""),
+        (pb.STEP_STATUS_INVALIDATED, ""),
+    ]
     assert outcome(report.steps[2].status, report.steps[2].cause) == UPSTREAM
     # (the cause of the step that failed last time: test_explain_step_missing_from_last_build)
 
@@ -713,18 +809,30 @@ def test_sources_wildcard_matching_nothing_is_not_an_error(make) -> None:
 # 4. What is sent to the builder
 # =====================================================================================
 
+
 def test_sent_dockerignore_patterns(make) -> None:
     """golden b2_dockerignore_doublestar_node_modules, b2_dockerignore_negation_readme,
     b2_dockerignore_leading_slash, b2_dockerignore_dir_excluded_file_reincluded."""
-    ignore = ("**/*.log\n"          # ** matches any depth, the root too
-              "!**/keep.log\n"      # exception
-              "/build\n"            # leading slash: the root's build only
-              "*.md\n"
-              "!README*.md\n"
-              "README-secret.md\n")  # last match wins
-    files = {".dockerignore": ignore, "a.log": "l\n", "sub/deep/b.log": "l\n", "sub/keep.log": "k\n",
-             "build/out": "o\n", "sub/build/out": "o\n", "notes.md": "n\n", "README.md": "r\n",
-             "README-secret.md": "s\n", "main.c": "c\n"}
+    ignore = (
+        "**/*.log\n"  # ** matches any depth, the root too
+        "!**/keep.log\n"  # exception
+        "/build\n"  # leading slash: the root's build only
+        "*.md\n"
+        "!README*.md\n"
+        "README-secret.md\n"
+    )  # last match wins
+    files = {
+        ".dockerignore": ignore,
+        "a.log": "l\n",
+        "sub/deep/b.log": "l\n",
+        "sub/keep.log": "k\n",
+        "build/out": "o\n",
+        "sub/build/out": "o\n",
+        "notes.md": "n\n",
+        "README.md": "r\n",
+        "README-secret.md": "s\n",
+        "main.c": "c\n",
+    }
     ctx = make("FROM scratch\nCOPY . /app\n", files)
     ctx.built()
     for excluded in ("a.log", "sub/deep/b.log", "build/out", "notes.md", "README-secret.md"):
@@ -747,8 +855,11 @@ def test_sent_dockerfile_specific_dockerignore_wins(make, tmp_path: Path) -> Non
     outside = tmp_path / "df" / "app.Dockerfile"
     outside.parent.mkdir()
     (tmp_path / "df" / "app.Dockerfile.dockerignore").write_text("a.txt\n")
-    ctx = make("FROM scratch\nCOPY . /ctx/\n", {".dockerignore": "b.txt\n", "a.txt": "a\n", "b.txt": "b\n"},
-               dockerfile_path=outside)
+    ctx = make(
+        "FROM scratch\nCOPY . /ctx/\n",
+        {".dockerignore": "b.txt\n", "a.txt": "a\n", "b.txt": "b\n"},
+        dockerfile_path=outside,
+    )
     ctx.built()
     ctx.write("a.txt", "a changed\n")
     assert ctx.outcomes() == [("COPY . /ctx/", CACHED)]
@@ -765,7 +876,9 @@ def test_sent_dockerfile_inside_context_is_copied(make) -> None:
     ctx.set_dockerfile("FROM scratch\nCOPY src /src\nCOPY . /app\n# a comment\n")
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        ("COPY src /src", CACHED), ("COPY . /app", INPUTS)]
+        ("COPY src /src", CACHED),
+        ("COPY . /app", INPUTS),
+    ]
     assert [(c.path, c.kind) for c in report.steps[1].changed_paths] == [("Dockerfile", pb.CHANGE_KIND_CONTENT)]
 
 
@@ -780,13 +893,14 @@ def test_sent_dockerfile_outside_context_is_not_copied(make, tmp_path: Path) -> 
 def test_sent_dockerignore_edit(make) -> None:
     """golden dockerignore_edit_copy_all / dockerignore_edit_copy_subdir: the
     .dockerignore file is sent too."""
-    ctx = make("FROM scratch\nCOPY src/ /src/\nCOPY . /app\n",
-               {".dockerignore": "*.tmp\n", "src/a.txt": "a\n"})
+    ctx = make("FROM scratch\nCOPY src/ /src/\nCOPY . /app\n", {".dockerignore": "*.tmp\n", "src/a.txt": "a\n"})
     ctx.built()
     ctx.write(".dockerignore", "*.tmp\nnothing-matches\n")
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        ("COPY src/ /src/", CACHED), ("COPY . /app", INPUTS)]
+        ("COPY src/ /src/", CACHED),
+        ("COPY . /app", INPUTS),
+    ]
     assert [c.path for c in report.steps[1].changed_paths] == [".dockerignore"]
 
 
@@ -818,12 +932,13 @@ def test_sent_symlink_source_is_followed(make) -> None:
     ctx.write("data/real.txt", "d changed\n")
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        ("COPY link.txt /x", INPUTS), ("COPY abs.txt /y", UPSTREAM)]
+        ("COPY link.txt /x", INPUTS),
+        ("COPY abs.txt /y", UPSTREAM),
+    ]
     assert changes(report.steps[0]) == [("real.txt", "CONTENT", "size 2 -> 10")]
     ctx.write("real.txt", "r\n")
     step = ctx.step("COPY abs.txt /y")
-    assert (outcome(step.status, step.cause), changes(step)) == (
-        INPUTS, [("data/real.txt", "CONTENT", "size 2 -> 10")])
+    assert (outcome(step.status, step.cause), changes(step)) == (INPUTS, [("data/real.txt", "CONTENT", "size 2 -> 10")])
 
 
 def test_sent_symlink_outside_context_fails_like_buildkit(make, tmp_path: Path) -> None:
@@ -860,6 +975,7 @@ class _Hang(Exception):
 def test_sent_fifo_is_a_special_file_never_opened(make) -> None:
     """Opening a FIFO for reading blocks until a writer comes: the engine must
     only stat it. Replacing a file by a FIFO is a type change."""
+
     def on_alarm(signum, frame):
         raise _Hang("the report blocked (a FIFO was opened?)")
 
@@ -892,6 +1008,7 @@ def test_sent_fifo_is_a_special_file_never_opened(make) -> None:
 # 5. What the daemon cannot know
 # =====================================================================================
 
+
 def test_remote_unpinned_base_image(make) -> None:
     ctx = make("FROM alpine:3\nCOPY a.txt /a.txt\nRUN cat /a.txt\n", {"a.txt": "a\n"})
     before = ctx.report()
@@ -899,7 +1016,10 @@ def test_remote_unpinned_base_image(make) -> None:
     ctx.built()
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        ("FROM alpine:3", REMOTE), ("COPY a.txt /a.txt", REMOTE), ("RUN cat /a.txt", REMOTE)]
+        ("FROM alpine:3", REMOTE),
+        ("COPY a.txt /a.txt", REMOTE),
+        ("RUN cat /a.txt", REMOTE),
+    ]
     assert not report.all_cached
     assert all("alpine:3" in s.explanation for s in report.steps)
     # A step whose own input changed runs again whatever the image is.
@@ -912,7 +1032,10 @@ def test_remote_pinned_base_image_is_known(make) -> None:
     ctx.built()
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        (f"FROM alpine@{DIGEST}", CACHED), ("COPY a.txt /a.txt", CACHED), ("RUN cat /a.txt", CACHED)]
+        (f"FROM alpine@{DIGEST}", CACHED),
+        ("COPY a.txt /a.txt", CACHED),
+        ("RUN cat /a.txt", CACHED),
+    ]
     other = "sha256:" + "cd" * 32
     ctx.set_dockerfile(f"FROM alpine@{other}\nCOPY a.txt /a.txt\nRUN cat /a.txt\n")
     assert [o for _, o in ctx.outcomes()] == [INSTRUCTION, UPSTREAM, UPSTREAM]
@@ -934,36 +1057,46 @@ def test_remote_add_url(make) -> None:
     ctx.built()
     report = ctx.report()
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
-        ("COPY a.txt /a.txt", CACHED), ("ADD https://example.com/x /x", REMOTE), ("RUN cat /x", REMOTE)]
-    ctx.set_dockerfile(f"FROM scratch\nCOPY a.txt /a.txt\nADD --checksum={DIGEST} https://example.com/x /x\n"
-                       "RUN cat /x\n")
+        ("COPY a.txt /a.txt", CACHED),
+        ("ADD https://example.com/x /x", REMOTE),
+        ("RUN cat /x", REMOTE),
+    ]
+    ctx.set_dockerfile(
+        f"FROM scratch\nCOPY a.txt /a.txt\nADD --checksum={DIGEST} https://example.com/x /x\nRUN cat /x\n"
+    )
     ctx.built()
     assert ctx.report().all_cached
 
 
 def test_remote_copy_from_image(make) -> None:
-    ctx = make("FROM scratch\nCOPY a.txt /a.txt\nCOPY --from=nginx:latest /etc/nginx/nginx.conf /n.conf\n"
-               f"COPY --from=busybox@{DIGEST} /bin/busybox /bin/busybox\n", {"a.txt": "a\n"})
+    ctx = make(
+        "FROM scratch\nCOPY a.txt /a.txt\nCOPY --from=nginx:latest /etc/nginx/nginx.conf /n.conf\n"
+        f"COPY --from=busybox@{DIGEST} /bin/busybox /bin/busybox\n",
+        {"a.txt": "a\n"},
+    )
     ctx.built()
-    assert ctx.outcomes() == [("COPY a.txt /a.txt", CACHED),
-                              ("COPY --from=nginx:latest /etc/nginx/nginx.conf /n.conf", REMOTE),
-                              (f"COPY --from=busybox@{DIGEST} /bin/busybox /bin/busybox", REMOTE)]
+    assert ctx.outcomes() == [
+        ("COPY a.txt /a.txt", CACHED),
+        ("COPY --from=nginx:latest /etc/nginx/nginx.conf /n.conf", REMOTE),
+        (f"COPY --from=busybox@{DIGEST} /bin/busybox /bin/busybox", REMOTE),
+    ]
 
 
 def test_remote_copy_from_pinned_image_is_known(make) -> None:
     ctx = make(f"FROM scratch\nCOPY --from=busybox@{DIGEST} /bin/busybox /bin/busybox\nRUN echo\n")
     ctx.built()
-    assert ctx.outcomes() == [(f"COPY --from=busybox@{DIGEST} /bin/busybox /bin/busybox", CACHED),
-                              ("RUN echo", CACHED)]
+    assert ctx.outcomes() == [(f"COPY --from=busybox@{DIGEST} /bin/busybox /bin/busybox", CACHED), ("RUN echo", CACHED)]
 
 
 # =====================================================================================
 # 6. Build-time options
 # =====================================================================================
 
+
 def test_options_what_if_leaves_the_context_alone(make) -> None:
-    ctx = make("FROM scratch AS a\nARG V=1\nRUN echo $V\nFROM a AS b\nCOPY b.txt /b\n",
-               {"b.txt": "b\n"}, build_args={"V": "1"})
+    ctx = make(
+        "FROM scratch AS a\nARG V=1\nRUN echo $V\nFROM a AS b\nCOPY b.txt /b\n", {"b.txt": "b\n"}, build_args={"V": "1"}
+    )
     ctx.built()
 
     def plain() -> list[tuple]:
@@ -993,20 +1126,31 @@ def test_options_no_cache(make) -> None:
 def test_options_no_cache_filter_one_stage(make) -> None:
     """golden b2_no_cache_stage_list: only the named stage re-runs; a stage
     copying its (identical) files stays cached."""
-    ctx = make("FROM scratch AS a\nCOPY a.txt /a.txt\nFROM scratch AS b\nCOPY b.txt /b.txt\n"
-               "FROM scratch\nCOPY --from=a /a.txt /a.txt\nCOPY --from=b /b.txt /b.txt\n",
-               {"a.txt": "a\n", "b.txt": "b\n"})
+    ctx = make(
+        "FROM scratch AS a\nCOPY a.txt /a.txt\nFROM scratch AS b\nCOPY b.txt /b.txt\n"
+        "FROM scratch\nCOPY --from=a /a.txt /a.txt\nCOPY --from=b /b.txt /b.txt\n",
+        {"a.txt": "a\n", "b.txt": "b\n"},
+    )
     ctx.built()
     report = ctx.report(no_cache_filter=["b"])
     assert [(s.stage, outcome(s.status, s.cause)) for s in report.steps] == [
-        ("a", CACHED), ("b", NO_CACHE), ("2", CACHED), ("2", CACHED)]
+        ("a", CACHED),
+        ("b", NO_CACHE),
+        ("2", CACHED),
+        ("2", CACHED),
+    ]
     assert [outcome(s.status, s.cause) for s in ctx.report(no_cache_filter=["a,1"]).steps] == [
-        NO_CACHE, NO_CACHE, CACHED, CACHED]
+        NO_CACHE,
+        NO_CACHE,
+        CACHED,
+        CACHED,
+    ]
 
 
 # =====================================================================================
 # 7. What a builder that kept its copy of the context may miss
 # =====================================================================================
+
 
 def test_blind_spot_xattr_only(make) -> None:
     """golden setxattr_user_foo: a fresh copy sees the xattr; a reused copy does not."""
@@ -1015,7 +1159,9 @@ def test_blind_spot_xattr_only(make) -> None:
     os.setxattr(ctx.root / "a.txt", "user.x", b"1")
     step = ctx.step("COPY a.txt /a.txt")
     assert (outcome(step.status, step.cause), changes(step)) == (
-        INPUTS, [("a.txt", "XATTR", "extended attributes user.x")])
+        INPUTS,
+        [("a.txt", "XATTR", "extended attributes user.x")],
+    )
     assert len(step.warnings) == 1 and REUSED_COPY_WARNING in step.warnings[0]
     assert "a.txt" in step.warnings[0] and "--no-cache-filter 0" in step.warnings[0]
 
@@ -1056,11 +1202,15 @@ def _same_size_mtime_restored(root: Path) -> None:
     os.utime(root / "src" / "sub" / "a.txt", (PAST, PAST))
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    (_xattr, ("src/sub/a.txt", "XATTR", "extended attributes user.x")),
-    (_subdir_chmod, ("src/sub", "MODE", "mode 0755 -> 0700")),
-    (_same_size_mtime_restored, ("src/sub/a.txt", "CONTENT", "")),
-], ids=["xattr", "subfolder-chmod", "same-size-mtime-restored"])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (_xattr, ("src/sub/a.txt", "XATTR", "extended attributes user.x")),
+        (_subdir_chmod, ("src/sub", "MODE", "mode 0755 -> 0700")),
+        (_same_size_mtime_restored, ("src/sub/a.txt", "CONTENT", "")),
+    ],
+    ids=["xattr", "subfolder-chmod", "same-size-mtime-restored"],
+)
 def test_blind_spot_inside_copied_folder(make, change, expected: tuple[str, str, str]) -> None:
     ctx = make("FROM scratch\nCOPY src /src\n", {"src/sub/a.txt": "hello\n"})
     os.chmod(ctx.root / "src" / "sub", 0o755)
@@ -1079,12 +1229,16 @@ def test_blind_spot_normal_edit_has_no_warning(make) -> None:
     (ctx.root / "a.txt").write_text("HELLO\n")  # same size, but a new mtime: any builder sees it
     step = ctx.step("COPY a.txt /a.txt")
     assert (outcome(step.status, step.cause), changes(step), list(step.warnings)) == (
-        INPUTS, [("a.txt", "CONTENT", "")], [])
+        INPUTS,
+        [("a.txt", "CONTENT", "")],
+        [],
+    )
 
 
 # =====================================================================================
 # 8. Explanations
 # =====================================================================================
+
 
 def test_explain_build_arg_change(make) -> None:
     ctx = make("FROM scratch\nARG V\nARG W=w\nRUN echo $V $W\n", build_args={"V": "1"})
@@ -1114,7 +1268,10 @@ def test_explain_instruction_change(make) -> None:
     report = ctx.report()
     first = report.steps[0]
     assert (outcome(first.status, first.cause), first.instruction, first.old_instruction) == (
-        INSTRUCTION, "RUN echo two", "RUN echo one")
+        INSTRUCTION,
+        "RUN echo two",
+        "RUN echo one",
+    )
     assert (outcome(report.steps[1].status, report.steps[1].cause), report.steps[1].old_instruction) == (UPSTREAM, "")
 
 
@@ -1126,7 +1283,10 @@ def test_explain_mode_change(make) -> None:
     os.chmod(ctx.root / "a.sh", 0o755)
     step = ctx.step("COPY a.sh /a.sh")
     assert (outcome(step.status, step.cause), changes(step), step.changed_paths_total) == (
-        INPUTS, [("a.sh", "MODE", "mode 0644 -> 0755")], 1)
+        INPUTS,
+        [("a.sh", "MODE", "mode 0644 -> 0755")],
+        1,
+    )
     assert not step.warnings  # a mode change is re-sent by any builder
 
 
@@ -1137,26 +1297,37 @@ def test_explain_added_and_removed(make) -> None:
     ctx.write("src/new.txt", "n\n")
     step = ctx.step("COPY src /src")
     assert (outcome(step.status, step.cause), changes(step), step.changed_paths_total) == (
-        INPUTS, [("src/new.txt", "ADDED", ""), ("src/old.txt", "REMOVED", "")], 2)
+        INPUTS,
+        [("src/new.txt", "ADDED", ""), ("src/old.txt", "REMOVED", "")],
+        2,
+    )
 
 
 def test_explain_downstream_points_at_first_changed_step(make) -> None:
-    ctx = make("FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\nRUN echo one\nRUN echo two\n",
-               {"a.txt": "a\n", "b.txt": "b\n"})
+    ctx = make(
+        "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\nRUN echo one\nRUN echo two\n",
+        {"a.txt": "a\n", "b.txt": "b\n"},
+    )
     ctx.built()
     ctx.write("b.txt", "b changed\n")
     ctx.write("a.txt", "a changed\n")
     report = ctx.report()
     assert [(outcome(s.status, s.cause), s.upstream_step) for s in report.steps] == [
-        (INPUTS, 0), (UPSTREAM, 0), (UPSTREAM, 0), (UPSTREAM, 0)]
+        (INPUTS, 0),
+        (UPSTREAM, 0),
+        (UPSTREAM, 0),
+        (UPSTREAM, 0),
+    ]
     assert "COPY a.txt /a.txt" in report.steps[3].explanation
 
 
 def test_explain_change_inside_directory_source(make) -> None:
     """Inside a copied folder each change is named with its kind and detail,
     at any depth, as it is for a single-file source."""
-    ctx = make("FROM scratch\nCOPY src /src\n", {"src/a.txt": "a\n", "src/b.txt": "b\n", "src/empty": "",
-                                                 "src/sub/c.txt": "c\n", "src/deep/old.txt": "o\n"})
+    ctx = make(
+        "FROM scratch\nCOPY src /src\n",
+        {"src/a.txt": "a\n", "src/b.txt": "b\n", "src/empty": "", "src/sub/c.txt": "c\n", "src/deep/old.txt": "o\n"},
+    )
     os.symlink("a.txt", ctx.root / "src" / "link")
     ctx.built()
     ctx.write("src/a.txt", "a changed\n")
@@ -1171,10 +1342,14 @@ def test_explain_change_inside_directory_source(make) -> None:
     os.chmod(ctx.root / "src" / "empty", mode)
     step = ctx.step("COPY src /src")
     assert outcome(step.status, step.cause) == INPUTS
-    assert changes(step) == [("src/a.txt", "CONTENT", "size 2 -> 10"), ("src/deep/new.txt", "ADDED", ""),
-                             ("src/deep/old.txt", "REMOVED", ""), ("src/empty", "TYPE", "file -> special file"),
-                             ("src/link", "SYMLINK_TARGET", "a.txt -> b.txt"),
-                             ("src/sub/c.txt", "CONTENT", "size 2 -> 10")]
+    assert changes(step) == [
+        ("src/a.txt", "CONTENT", "size 2 -> 10"),
+        ("src/deep/new.txt", "ADDED", ""),
+        ("src/deep/old.txt", "REMOVED", ""),
+        ("src/empty", "TYPE", "file -> special file"),
+        ("src/link", "SYMLINK_TARGET", "a.txt -> b.txt"),
+        ("src/sub/c.txt", "CONTENT", "size 2 -> 10"),
+    ]
 
 
 def test_explain_equivalent_rewrite_then_file_change(make) -> None:
@@ -1190,8 +1365,11 @@ def test_explain_equivalent_rewrite_then_file_change(make) -> None:
 @pytest.mark.parametrize("case", ["stage-not-built", "failed-before"])
 def test_explain_step_missing_from_last_build(make, case: str) -> None:
     if case == "stage-not-built":
-        ctx = make("ARG BASE=one\nFROM scratch AS one\nCOPY a.txt /a\nFROM scratch AS two\nCOPY b.txt /b\n"
-                   "FROM ${BASE}\nRUN echo final\n", {"a.txt": "a\n", "b.txt": "b\n"})
+        ctx = make(
+            "ARG BASE=one\nFROM scratch AS one\nCOPY a.txt /a\nFROM scratch AS two\nCOPY b.txt /b\n"
+            "FROM ${BASE}\nRUN echo final\n",
+            {"a.txt": "a\n", "b.txt": "b\n"},
+        )
         ctx.built()
         step = ctx.step("COPY b.txt /b", build_args={"BASE": "two"})
     else:

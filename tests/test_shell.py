@@ -17,7 +17,7 @@ from ctxwatchd.dockerfile.shell import (
     expand_words,
 )
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "buildkit-shell"
+REFERENCE = Path(__file__).resolve().parent / "data" / "reference" / "buildkit-shell"
 ENV_VAR_TEST = REFERENCE / "envVarTest"
 WORDS_TEST = REFERENCE / "wordsTest"
 
@@ -43,9 +43,7 @@ def _env_var_rows() -> list:
         assert platform in ("A", "U", "W"), f"envVarTest:{number}: bad platform {platform!r}"
         if platform == "W":
             continue
-        rows.append(
-            pytest.param(source, None if expected == "error" else expected, id=f"{number}:{source}")
-        )
+        rows.append(pytest.param(source, None if expected == "error" else expected, id=f"{number}:{source}"))
     return rows
 
 
@@ -65,9 +63,7 @@ def _words_rows() -> list:
         source = fields[0].strip()
         expected = fields[1].lstrip(" ").split(",")
         rows.append(
-            pytest.param(
-                source, env, None if expected == ["error"] else tuple(expected), id=f"{number}:{source}"
-            )
+            pytest.param(source, env, None if expected == ["error"] else tuple(expected), id=f"{number}:{source}")
         )
     return rows
 
@@ -140,7 +136,7 @@ def test_required_variable_message() -> None:
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
-        ("a`$FOO`\"", 'a$FOO"'),  # backtick escapes $ and quotes
+        ('a`$FOO`"', 'a$FOO"'),  # backtick escapes $ and quotes
         ("C:\\path\\$FOO", "C:\\path\\x"),  # backslash is an ordinary character
         ('"a`"b\\"', 'a"b\\'),  # inside double quotes too
         ("abc`", "abc"),  # a trailing escape is dropped

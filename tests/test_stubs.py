@@ -21,21 +21,27 @@ def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("stubs")
     # The script runs `python -m grpc_tools.protoc`: make `python` this interpreter.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = subprocess.run(["bash", "proto/generate.sh", str(out)], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=120, stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        ["bash", "proto/generate.sh", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr
-    return out / "ctxwatch" / "v1"
+    return out / "v1"
 
 
 @pytest.mark.parametrize("name", STUBS)
 def test_regenerated_stub_is_byte_identical(regenerated, name):
     fresh = (regenerated / name).read_bytes()
-    committed = (REPO / "client" / "ctxwatch" / "v1" / name).read_bytes()
+    committed = (REPO / "proto" / "ctxwatch_api" / "v1" / name).read_bytes()
     assert fresh, f"{name} was not generated"
-    assert fresh == committed, f"client/ctxwatch/v1/{name} is stale: run `bash proto/generate.sh`"
+    assert fresh == committed, f"proto/ctxwatch_api/v1/{name} is stale: run `bash proto/generate.sh`"
 
 
 def test_generation_makes_nothing_else(regenerated):
-    made = sorted(p.relative_to(regenerated.parent.parent).as_posix()
-                  for p in regenerated.parent.parent.rglob("*") if p.is_file())
-    assert made == [f"ctxwatch/v1/{name}" for name in sorted(STUBS)]
+    made = sorted(p.relative_to(regenerated.parent).as_posix() for p in regenerated.parent.rglob("*") if p.is_file())
+    assert made == [f"v1/{name}" for name in sorted(STUBS)]

@@ -27,8 +27,9 @@ def test_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
 
 
 def test_unit_declares_notify_and_restart() -> None:
-    settings = dict(line.split("=", 1) for line in UNIT.read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))
+    settings = dict(
+        line.split("=", 1) for line in UNIT.read_text().splitlines() if "=" in line and not line.startswith("#")
+    )
     assert settings["Type"] == "notify"
     assert settings["Restart"] == "on-failure"
     assert settings["ExecStart"].startswith("@CTXWATCHD@")

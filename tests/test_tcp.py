@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from conftest import start_daemon
-from ctxwatch.v1 import ctxwatch_pb2 as pb
-from ctxwatch.v1 import ctxwatch_pb2_grpc as pb_grpc
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 from ctxwatchd.server.main import TOKEN_FILE
 
 
@@ -41,8 +41,7 @@ def listening_addresses(port: int) -> set[str]:
 def status_over_tcp(port: int, token: str | None) -> pb.DaemonStatus:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         metadata = [("authorization", f"Bearer {token}")] if token is not None else None
-        return pb_grpc.CtxwatchStub(channel).GetDaemonStatus(pb.GetDaemonStatusRequest(), metadata=metadata,
-                                                             timeout=10)
+        return pb_grpc.CtxwatchStub(channel).GetDaemonStatus(pb.GetDaemonStatusRequest(), metadata=metadata, timeout=10)
 
 
 def test_tcp_needs_the_token_and_listens_on_loopback_only(tmp_path: Path) -> None:
@@ -68,11 +67,16 @@ def test_tcp_needs_the_token_and_listens_on_loopback_only(tmp_path: Path) -> Non
 def test_without_the_flag_nothing_listens_on_tcp(tmp_path: Path) -> None:
     daemon = start_daemon(tmp_path / "d")
     try:
-        inodes = {line.split()[9] for table in ("/proc/net/tcp", "/proc/net/tcp6")
-                  for line in Path(table).read_text().splitlines()[1:] if line.split()[3] == "0A"}
+        inodes = {
+            line.split()[9]
+            for table in ("/proc/net/tcp", "/proc/net/tcp6")
+            for line in Path(table).read_text().splitlines()[1:]
+            if line.split()[3] == "0A"
+        }
         fds = Path(f"/proc/{daemon.process.pid}/fd")
-        sockets = {p.readlink().name[len("socket:["):-1] for p in fds.iterdir()
-                   if str(p.readlink()).startswith("socket:")}
+        sockets = {
+            p.readlink().name[len("socket:[") : -1] for p in fds.iterdir() if str(p.readlink()).startswith("socket:")
+        }
         assert not sockets & inodes, "the daemon listens on a TCP port without --tcp-port"
         assert not (daemon.state_dir / TOKEN_FILE).exists()
     finally:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import answer, fresh_report
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 DOCKERFILE = """\
 FROM scratch
@@ -55,8 +55,20 @@ INITIAL_FILES = {
 }
 
 # Small, fixed name pools so that operations collide with each other.
-FILES = ["a.txt", "b.txt", "c.txt", "debug.log", "keep.log", "src/main.py", "src/notes.txt",
-         "src/lib/util.py", "src/new.py", "docs/readme.md", "node_modules/pkg.js", "new/deep/x.txt"]
+FILES = [
+    "a.txt",
+    "b.txt",
+    "c.txt",
+    "debug.log",
+    "keep.log",
+    "src/main.py",
+    "src/notes.txt",
+    "src/lib/util.py",
+    "src/new.py",
+    "docs/readme.md",
+    "node_modules/pkg.js",
+    "new/deep/x.txt",
+]
 DIRS = ["src", "src/lib", "docs", "node_modules", "new", "new/deep", "lib2"]
 LINKS = ["link", "src/link"]
 ANY_PATH = FILES + DIRS + LINKS
@@ -101,15 +113,14 @@ SEQUENCES = st.lists(OPERATIONS, min_size=1, max_size=12)
 def assert_matches_fresh_scan(daemon, name: str, context: Path, built_keys: set[str], history: list) -> None:
     [report] = daemon.client.reports([pb.ContextRef(name=name)])
     fresh = fresh_report(context)
-    assert answer(report) == answer(fresh), (
-        f"the daemon's answer differs from a fresh scan after {history}")
+    assert answer(report) == answer(fresh), f"the daemon's answer differs from a fresh scan after {history}"
     for step in report.steps:
         if step.key in built_keys:
             assert step.status == pb.STEP_STATUS_CACHED, (
-                f"line {step.line} has the key recorded by MarkBuilt but is {pb.StepStatus.Name(step.status)}")
+                f"line {step.line} has the key recorded by MarkBuilt but is {pb.StepStatus.Name(step.status)}"
+            )
         else:
-            assert step.status != pb.STEP_STATUS_CACHED, (
-                f"line {step.line} is cached with a key no build recorded")
+            assert step.status != pb.STEP_STATUS_CACHED, f"line {step.line} is cached with a key no build recorded"
     assert report.all_cached == all(s.key in built_keys for s in report.steps)
 
 
@@ -237,8 +248,8 @@ class Workspace:
     def op_change_and_revert(self, rel: str, data: bytes) -> None:
         path = self.context / rel
         before = path.read_bytes()
-        write(path, data)       # git stash ...
-        write(path, before)     # ... git stash pop
+        write(path, data)  # git stash ...
+        write(path, before)  # ... git stash pop
 
 
 # -- the property ------------------------------------------------------------------------
@@ -249,8 +260,13 @@ def workspaces(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("watch-property")
 
 
-@settings(max_examples=35, deadline=None, database=None, print_blob=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=35,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(operations=SEQUENCES)
 def test_daemon_answer_equals_a_fresh_scan_after_any_file_operations(shared_daemon, workspaces, operations):
     base = workspaces / uuid.uuid4().hex[:12]

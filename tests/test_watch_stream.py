@@ -23,7 +23,7 @@ import pytest
 
 from conftest import Daemon
 from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 WAIT_S = 10.0  # bound of every wait for a report; a healthy daemon answers in milliseconds
 DOCKERFILE = """\
@@ -129,8 +129,7 @@ def test_watch_streams_the_report_then_each_change(client, tmp_path):
         changed = stream.until(lambda r: not r.all_cached, "invalidated after the write")
         assert statuses(changed) == [CACHED, INVALIDATED, INVALIDATED]
         assert changed.steps[1].cause == pb.CAUSE_INPUTS_CHANGED
-        assert [(c.path, c.kind) for c in changed.steps[1].changed_paths] == \
-            [("src/a.py", pb.CHANGE_KIND_CONTENT)]
+        assert [(c.path, c.kind) for c in changed.steps[1].changed_paths] == [("src/a.py", pb.CHANGE_KIND_CONTENT)]
         assert changed.steps[2].cause == pb.CAUSE_UPSTREAM
         assert [s.key for s in changed.steps] == [s.key for s in client.reports([name])[0].steps]
 
@@ -143,8 +142,10 @@ def test_watch_streams_the_report_then_each_change(client, tmp_path):
 
         # Changed back to what the first build saw: BuildKit still has it.
         (ctx / "src" / "a.py").write_text("print('a')\n")
-        reverted = stream.until(lambda r: [s.key for s in r.steps] == [s.key for s in first.steps],
-                                "with the first build's keys after the revert")
+        reverted = stream.until(
+            lambda r: [s.key for s in r.steps] == [s.key for s in first.steps],
+            "with the first build's keys after the revert",
+        )
         assert reverted.all_cached
         stream.cancel()
     finally:
@@ -168,8 +169,9 @@ def test_watch_sees_edits_of_a_dockerfile_outside_the_context(quiet_client, tmp_
 
         # Edited in place: the RUN line changes.
         dockerfile.write_text(DOCKERFILE.replace('RUN ["/bin/true"]', 'RUN ["/bin/true", "again"]'))
-        edited = stream.until(lambda r: r.steps[-1].instruction == 'RUN ["/bin/true", "again"]',
-                              "with the edited RUN line")
+        edited = stream.until(
+            lambda r: r.steps[-1].instruction == 'RUN ["/bin/true", "again"]', "with the edited RUN line"
+        )
         assert statuses(edited) == [CACHED, CACHED, INVALIDATED]
         assert edited.steps[-1].cause == pb.CAUSE_INSTRUCTION_CHANGED
         assert edited.steps[-1].old_instruction == 'RUN ["/bin/true"]'
@@ -178,8 +180,9 @@ def test_watch_sees_edits_of_a_dockerfile_outside_the_context(quiet_client, tmp_
         tmp = elsewhere / ".Dockerfile.swp"
         tmp.write_text(DOCKERFILE.replace("COPY app.txt /app/app.txt", "COPY app.txt /srv/app.txt"))
         os.replace(tmp, dockerfile)
-        saved = stream.until(lambda r: r.steps[0].instruction == "COPY app.txt /srv/app.txt",
-                             "with the renamed-over Dockerfile")
+        saved = stream.until(
+            lambda r: r.steps[0].instruction == "COPY app.txt /srv/app.txt", "with the renamed-over Dockerfile"
+        )
         assert statuses(saved) == [INVALIDATED] * 3
         assert [s.key for s in saved.steps] == [s.key for s in client.reports([name])[0].steps]
         stream.cancel()
@@ -234,8 +237,9 @@ def two_contexts_with_dockerfiles_in_one_folder(client: CtxwatchClient, tmp_path
     names = unique("one"), unique("two")
     for name in names:
         (build / f"{name}.Dockerfile").write_text(DOCKERFILE)
-        client.register(str(make_context(tmp_path / name, dockerfile=None)),
-                        dockerfile=str(build / f"{name}.Dockerfile"), name=name)
+        client.register(
+            str(make_context(tmp_path / name, dockerfile=None)), dockerfile=str(build / f"{name}.Dockerfile"), name=name
+        )
     return build, *names
 
 

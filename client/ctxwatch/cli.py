@@ -19,9 +19,10 @@ from pathlib import Path
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from ctxwatch import paths, render, spawn
+from ctxwatch import render, spawn
+from ctxwatch_api import paths
 from ctxwatch.client import CtxwatchClient, CtxwatchError, build_options, connect, context_ref, parse_build_args
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 EXIT_OK = 0
 EXIT_NOT_CACHED = 1
@@ -62,7 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add = _command(commands, "add", "register a build context and show its report", _cmd_add, common)
     add.add_argument("path", metavar="PATH", help="the context folder")
-    add.add_argument("-f", "--file", dest="dockerfile", metavar="DOCKERFILE", help="relative to the current folder (default: PATH/Dockerfile)")
+    add.add_argument(
+        "-f",
+        "--file",
+        dest="dockerfile",
+        metavar="DOCKERFILE",
+        help="relative to the current folder (default: PATH/Dockerfile)",
+    )
     add.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="repeatable")
     add.add_argument("--target", metavar="T", help="stage to build (default: the last)")
     add.add_argument("--name", metavar="N", help="default: the folder name")
@@ -73,18 +80,34 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("context", metavar="PATH|NAME")
 
     report_options = _report_options()
-    status = _command(commands, "status", "show which steps would be cached, and why not", _cmd_status, common, report_options)
+    status = _command(
+        commands, "status", "show which steps would be cached, and why not", _cmd_status, common, report_options
+    )
     status.add_argument("--json", action="store_true", help="print the Report(s) as protobuf JSON")
 
-    check = _command(commands, "check", "exit 0 if every step would be cached, else 1", _cmd_check, common, report_options)
+    check = _command(
+        commands, "check", "exit 0 if every step would be cached, else 1", _cmd_check, common, report_options
+    )
     check.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit code")
 
-    watch = _command(commands, "watch", "show the report live, updated as files change", _cmd_watch, common,
-                     _build_options(remote=True))
-    watch.add_argument("context", metavar="PATH|NAME", nargs="?", help="default: the context containing the current folder")
+    watch = _command(
+        commands,
+        "watch",
+        "show the report live, updated as files change",
+        _cmd_watch,
+        common,
+        _build_options(remote=True),
+    )
+    watch.add_argument(
+        "context", metavar="PATH|NAME", nargs="?", help="default: the context containing the current folder"
+    )
 
-    built = _command(commands, "built", "record that the context was just built", _cmd_built, common, _build_options(remote=False))
-    built.add_argument("context", metavar="PATH|NAME", nargs="?", help="default: the context containing the current folder")
+    built = _command(
+        commands, "built", "record that the context was just built", _cmd_built, common, _build_options(remote=False)
+    )
+    built.add_argument(
+        "context", metavar="PATH|NAME", nargs="?", help="default: the context containing the current folder"
+    )
 
     prune = _command(commands, "prune", "forget recorded builds, like `docker builder prune`", _cmd_prune, common)
     prune.add_argument("contexts", metavar="PATH|NAME", nargs="*", help="default: every context")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import grpc
 
-from ctxwatch import paths
-from ctxwatch.v1 import ctxwatch_pb2 as pb
-from ctxwatch.v1 import ctxwatch_pb2_grpc as pb_grpc
+from ctxwatch_api import paths
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
@@ -97,9 +97,7 @@ class CtxwatchClient:
     def list(self) -> list[pb.Context]:
         return list(self._call(self._stub.ListContexts, pb.ListContextsRequest()).contexts)
 
-    def reports(
-        self, refs: Iterable[RefLike] = (), options: pb.BuildOptions | None = None
-    ) -> list[pb.Report]:
+    def reports(self, refs: Iterable[RefLike] = (), options: pb.BuildOptions | None = None) -> list[pb.Report]:
         """Reports of the given contexts (none: every registered one), in request order."""
         request = pb.GetReportsRequest(contexts=[_as_ref(ref) for ref in refs], options=options)
         return list(self._call(self._stub.GetReports, request).reports)
@@ -155,10 +153,20 @@ class CtxwatchClient:
             raise CtxwatchError(code.name, message) from None
 
 
-def register_request(path: str, dockerfile: str | None = None, build_args: Mapping[str, str] | None = None,
-                     target: str | None = None, name: str | None = None) -> pb.RegisterContextRequest:
-    return pb.RegisterContextRequest(path=os.path.abspath(path), dockerfile=dockerfile or "",
-                                     build_args=dict(build_args or {}), target=target or "", name=name or "")
+def register_request(
+    path: str,
+    dockerfile: str | None = None,
+    build_args: Mapping[str, str] | None = None,
+    target: str | None = None,
+    name: str | None = None,
+) -> pb.RegisterContextRequest:
+    return pb.RegisterContextRequest(
+        path=os.path.abspath(path),
+        dockerfile=dockerfile or "",
+        build_args=dict(build_args or {}),
+        target=target or "",
+        name=name or "",
+    )
 
 
 def connect(

@@ -11,7 +11,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 MAX_PATHS = 5
 DETAIL_INDENT = " " * 13  # under the STAGE column: past the widest status word
@@ -132,13 +132,12 @@ def render_daemon_status(status: pb.DaemonStatus) -> str:
 
 def render_mark_built(response: pb.MarkBuiltResponse) -> str:
     report = response.report
-    text = (
-        f"recorded build {response.build_id} of {report.context.name}: "
-        f"{_plural(response.steps_recorded, 'step')}"
-    )
+    text = f"recorded build {response.build_id} of {report.context.name}: {_plural(response.steps_recorded, 'step')}"
     if response.failed:
-        text += (f"\nthe build fails at {response.failed}\n"
-                 "only the steps before the failure were recorded (BuildKit caches those too)")
+        text += (
+            f"\nthe build fails at {response.failed}\n"
+            "only the steps before the failure were recorded (BuildKit caches those too)"
+        )
     return text
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ctxwatch import paths
-from ctxwatch.processes import alive
+from ctxwatch_api import paths
+from ctxwatch_api.processes import alive
 from ctxwatch.client import CtxwatchError, channel_target
 
 DEFAULT_START_TIMEOUT = 10.0
@@ -55,8 +55,7 @@ def not_running_error(socket_path: Path) -> CtxwatchError:
         command += f" --socket {socket_path}"
     return CtxwatchError(
         "UNAVAILABLE",
-        f"no daemon is running on {socket_path}; start one with "
-        f"`{command}` or `systemctl --user start ctxwatchd`",
+        f"no daemon is running on {socket_path}; start one with `{command}` or `systemctl --user start ctxwatchd`",
     )
 
 
@@ -118,9 +117,7 @@ def wait_until_serving(
         return False
 
     if not _poll(ready, timeout):
-        raise _start_failed(
-            f"ctxwatchd on {socket_path} was not ready within {timeout:g} s", log_path
-        )
+        raise _start_failed(f"ctxwatchd on {socket_path} was not ready within {timeout:g} s", log_path)
 
 
 def wait_until_stopped(socket_path: Path, pid: int, timeout: float = DEFAULT_START_TIMEOUT) -> bool:

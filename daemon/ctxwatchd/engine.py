@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 from .cache.keys import StepKey, compute_keys
 from .cache.report import History, QueryOptions, build_steps, printable, stage_ordinal
@@ -98,8 +98,10 @@ class Engine:
             for root in self.roots.values():
                 root.tree.settle_racy()
                 self.store.save_records(root.path, root.tree.saveable_records(), keep=root.tree.untouched_folders())
-                self.store.save_folder_digests(root.path, {_view_id(key): view.saveable()
-                                                           for key, view in self.views.items() if key[0] == root.path})
+                self.store.save_folder_digests(
+                    root.path,
+                    {_view_id(key): view.saveable() for key, view in self.views.items() if key[0] == root.path},
+                )
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(timeout=2)
@@ -118,16 +120,29 @@ class Engine:
             raise InvalidArgument(f"dockerfile: {dockerfile} is not a file")
         build_args = validated_args(req.build_args, "build_args")
         with self.lock:
-            existing = next((c for c in self.contexts.values()
-                             if c.row.path == path and c.row.dockerfile == dockerfile
-                             and (not req.name or c.row.name == req.name)), None)
+            existing = next(
+                (
+                    c
+                    for c in self.contexts.values()
+                    if c.row.path == path
+                    and c.row.dockerfile == dockerfile
+                    and (not req.name or c.row.name == req.name)
+                ),
+                None,
+            )
             name = req.name or (existing.row.name if existing else self._free_name(os.path.basename(path) or "root"))
             check_name(name)
             taken = self.contexts.get(name)
             if taken is not None and taken is not existing:
                 raise AlreadyExists(f"name: a context named {name!r} is already registered for {taken.row.path}")
-            row = ContextRow(name, path, dockerfile, build_args, req.target,
-                             existing.row.created_ms if existing else int(time.time() * 1000))
+            row = ContextRow(
+                name,
+                path,
+                dockerfile,
+                build_args,
+                req.target,
+                existing.row.created_ms if existing else int(time.time() * 1000),
+            )
             self.store.save_context(row)
             if existing is not None:
                 existing.row, existing.last = row, None
@@ -177,8 +192,13 @@ class Engine:
         prefix = os.path.relpath(row.path, root.path) if root is not None else ""
         dockerfile = WatchedFile(row.dockerfile)
         specific = WatchedFile(row.dockerfile + ".dockerignore")
-        reg = Registered(row, root, "" if prefix == "." else prefix, dockerfile,
-                         (specific, WatchedFile(os.path.join(row.path, ".dockerignore"))))
+        reg = Registered(
+            row,
+            root,
+            "" if prefix == "." else prefix,
+            dockerfile,
+            (specific, WatchedFile(os.path.join(row.path, ".dockerignore"))),
+        )
         folder = os.path.dirname(row.dockerfile)
         if self.observer is not None and (root is None or not _inside(folder, root.path)):
             reg.dockerfile_watch = self._watch_folder(folder)
@@ -188,8 +208,11 @@ class Engine:
         watch = self.folder_watches.get(folder)
         if watch is None:
             watch = self.folder_watches[folder] = FolderWatch(
-                self.observer, folder, self.notify_activity,
-                lambda path: sum(w.watched == path for w in self.folder_watches.values()))
+                self.observer,
+                folder,
+                self.notify_activity,
+                lambda path: sum(w.watched == path for w in self.folder_watches.values()),
+            )
             watch.retarget()
         watch.users += 1
         return watch
@@ -205,8 +228,13 @@ class Engine:
             if _inside(path, root_path):
                 return root
         try:
-            root = WatchedRoot(path, self.observer, self.notify_activity, self._events_lost,
-                               lambda folder: self.store.saved_records(path, folder))
+            root = WatchedRoot(
+                path,
+                self.observer,
+                self.notify_activity,
+                self._events_lost,
+                lambda folder: self.store.saved_records(path, folder),
+            )
         except OSError:
             return None  # the folder is gone; reports say so
         self.roots[path] = root
@@ -220,8 +248,11 @@ class Engine:
         prefix = os.path.relpath(inner.path, outer.path)
         # Saved under the outer root before its tree lists those folders (it has listed nothing yet).
         inner.tree.apply_saved()
-        self.store.save_records(outer.path, ((join(prefix, rel), key, hashed)
-                                             for rel, key, hashed in inner.tree.saveable_records()), replace=False)
+        self.store.save_records(
+            outer.path,
+            ((join(prefix, rel), key, hashed) for rel, key, hashed in inner.tree.saveable_records()),
+            replace=False,
+        )
         for reg in self.contexts.values():
             if reg.root is inner:
                 reg.root, reg.prefix = outer, os.path.relpath(reg.row.path, outer.path)
@@ -303,19 +334,32 @@ class Engine:
                 raise FailedPrecondition(f"{reg.row.name}: cannot record a build: {ev.report.error}")
             steps = ev.report.steps
             completed = [k for k, s in zip(ev.keys, steps) if not _fails(s, steps)]
-            rows = [BuildStepRow(k.index, k.step.stage.label, stage_ordinal(k), k.step.line, k.step.instruction,
-                                 k.key, k.shape, k.step.spec,
-                                 [[i.source, i.resolved, i.digest.hex()] for i in k.inputs], k.step.values)
-                    for k in completed]
+            rows = [
+                BuildStepRow(
+                    k.index,
+                    k.step.stage.label,
+                    stage_ordinal(k),
+                    k.step.line,
+                    k.step.instruction,
+                    k.key,
+                    k.shape,
+                    k.step.spec,
+                    [[i.source, i.resolved, i.digest.hex()] for i in k.inputs],
+                    k.step.values,
+                )
+                for k in completed
+            ]
             nodes = self._new_nodes(completed)  # streamed into the transaction, never all in memory
             build_id = self.store.record_build(reg.row.name, _options_dict(options), rows, nodes)
             self._drop_builds(reg.row.name, self.max_builds)
             reg.history = reg.last = None
             self.notify_activity()
-            failed = next((f"line {s.line} ({s.instruction}): {s.error}" for s in steps
-                           if s.status == pb.STEP_STATUS_ERROR), "")
-            return pb.MarkBuiltResponse(report=self._evaluate(reg, options).report, build_id=build_id,
-                                        steps_recorded=len(rows), failed=failed)
+            failed = next(
+                (f"line {s.line} ({s.instruction}): {s.error}" for s in steps if s.status == pb.STEP_STATUS_ERROR), ""
+            )
+            return pb.MarkBuiltResponse(
+                report=self._evaluate(reg, options).report, build_id=build_id, steps_recorded=len(rows), failed=failed
+            )
 
     def prune(self, refs: list[pb.ContextRef], keep: int) -> tuple[int, int]:
         """Forget all but the newest `keep` builds of the contexts; (builds, nodes) removed."""
@@ -441,9 +485,14 @@ class Engine:
         key = self._view_key(reg, excludes)
         view = self.views.get(key)
         if view is None:
-            view = self.views[key] = ContextView(reg.root.tree, reg.prefix, PathMatcher([*reg.patterns, *excludes]),
-                                                 self.hasher, self.hash_workers,
-                                                 self.store.saved_folder_digests(reg.root.path, _view_id(key)))
+            view = self.views[key] = ContextView(
+                reg.root.tree,
+                reg.prefix,
+                PathMatcher([*reg.patterns, *excludes]),
+                self.hasher,
+                self.hash_workers,
+                self.store.saved_folder_digests(reg.root.path, _view_id(key)),
+            )
         reg.views.add(key)
         return view
 
@@ -460,8 +509,13 @@ class Engine:
                 other.history = other.last = None
         if reg.history is None:
             keys, shapes = self.store.recorded_keys(reg.row.name)
-            reg.history = History(keys, shapes, self.store.last_build(reg.row.name),
-                                  self.store.build_count(reg.row.name), self.store.node_blob)
+            reg.history = History(
+                keys,
+                shapes,
+                self.store.last_build(reg.row.name),
+                self.store.build_count(reg.row.name),
+                self.store.node_blob,
+            )
         return reg.history
 
     def _new_nodes(self, keys: list[StepKey]) -> Iterator[tuple[bytes, bytes]]:
@@ -510,11 +564,24 @@ class Engine:
         message = root.problem
         if root.events_lost:
             pending = "; re-scanning before the next answer" if root.needs_rescan else "; recovered by re-scans"
-            message = "; ".join(filter(None, [message, f"the kernel dropped file events "
-                                              f"(inotify queue overflow) {root.events_lost} time(s){pending}"]))
-        return pb.WatchedRoot(path=root.path, files=files, directories=dirs,
-                              healthy=not root.problem and not root.needs_rescan, message=message,
-                              files_hashed=root.tree.files_hashed, bytes_hashed=root.tree.bytes_hashed)
+            message = "; ".join(
+                filter(
+                    None,
+                    [
+                        message,
+                        f"the kernel dropped file events (inotify queue overflow) {root.events_lost} time(s){pending}",
+                    ],
+                )
+            )
+        return pb.WatchedRoot(
+            path=root.path,
+            files=files,
+            directories=dirs,
+            healthy=not root.problem and not root.needs_rescan,
+            message=message,
+            files_hashed=root.tree.files_hashed,
+            bytes_hashed=root.tree.bytes_hashed,
+        )
 
     def _tree_size(self, tree) -> tuple[int, int]:
         """(files, folders) known in a tree; counted again only after it changed."""
@@ -558,8 +625,9 @@ def _fails(step: pb.Step, steps) -> bool:
 
 
 def context_message(row: ContextRow) -> pb.Context:
-    return pb.Context(name=row.name, path=row.path, dockerfile=row.dockerfile, build_args=row.build_args,
-                      target=row.target)
+    return pb.Context(
+        name=row.name, path=row.path, dockerfile=row.dockerfile, build_args=row.build_args, target=row.target
+    )
 
 
 def _query_options(options: pb.BuildOptions) -> QueryOptions:
@@ -568,8 +636,12 @@ def _query_options(options: pb.BuildOptions) -> QueryOptions:
 
 
 def _options_dict(options: pb.BuildOptions) -> dict:
-    return {"build_args": dict(options.build_args), "target": options.target, "no_cache": options.no_cache,
-            "no_cache_filter": list(options.no_cache_filter)}
+    return {
+        "build_args": dict(options.build_args),
+        "target": options.target,
+        "no_cache": options.no_cache,
+        "no_cache_filter": list(options.no_cache_filter),
+    }
 
 
 def _notes(plan, options: pb.BuildOptions) -> list[str]:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ctxwatch.client import CtxwatchError, context_ref, register_request
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 from .cache.store import Store
 from .engine import Engine, context_message
@@ -28,8 +28,14 @@ class LocalClient:
         self.store = Store(state_dir / STATE_FILE)
         self.engine = Engine(self.store, watch=False)
 
-    def register(self, path: str, dockerfile: str | None = None, build_args=None, target: str | None = None,
-                 name: str | None = None) -> pb.RegisterContextResponse:
+    def register(
+        self,
+        path: str,
+        dockerfile: str | None = None,
+        build_args=None,
+        target: str | None = None,
+        name: str | None = None,
+    ) -> pb.RegisterContextResponse:
         with _errors():
             row, updated = self.engine.register(register_request(path, dockerfile, build_args, target, name))
         return pb.RegisterContextResponse(context=context_message(row), updated=updated)
@@ -44,8 +50,9 @@ class LocalClient:
     def reports(self, refs: Iterable = (), options: pb.BuildOptions | None = None) -> list[pb.Report]:
         options = options or pb.BuildOptions()
         with _errors():
-            targets = [self.engine.resolve(_as_ref(r)) for r in refs] or \
-                sorted(self.engine.contexts.values(), key=lambda c: c.row.name)
+            targets = [self.engine.resolve(_as_ref(r)) for r in refs] or sorted(
+                self.engine.contexts.values(), key=lambda c: c.row.name
+            )
             return self.engine.reports(targets, options)
 
     def mark_built(self, ref, options: pb.BuildOptions | None = None) -> pb.MarkBuiltResponse:

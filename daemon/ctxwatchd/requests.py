@@ -14,10 +14,11 @@ MAX_NAME_LENGTH = 128
 
 def check_name(name: str) -> None:
     """Names show up in tables and shell commands: printable, short, no '/'."""
-    if (not name.strip() or "/" in name or len(name) > MAX_NAME_LENGTH or name.startswith("-")
-            or not name.isprintable()):
-        raise InvalidArgument(f"name: {name[:80]!r} is not a valid context name (printable, at most "
-                              f"{MAX_NAME_LENGTH} characters, no '/', not starting with '-')")
+    if not name.strip() or "/" in name or len(name) > MAX_NAME_LENGTH or name.startswith("-") or not name.isprintable():
+        raise InvalidArgument(
+            f"name: {name[:80]!r} is not a valid context name (printable, at most "
+            f"{MAX_NAME_LENGTH} characters, no '/', not starting with '-')"
+        )
 
 
 def absolute_path(path: str, field_name: str) -> str:

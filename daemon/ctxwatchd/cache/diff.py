@@ -16,7 +16,14 @@ from ..context.tree import join
 from ..context.view import ContextView
 
 ADDED, REMOVED, CONTENT, MODE, SYMLINK_TARGET, TYPE, XATTR = (
-    "added", "removed", "content", "mode", "symlink target", "type", "xattr")
+    "added",
+    "removed",
+    "content",
+    "mode",
+    "symlink target",
+    "type",
+    "xattr",
+)
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,9 @@ COMPARE_BUDGET = 500
 class Differ:
     """Collects changes until `limit`, then only counts them, within a budget."""
 
-    def __init__(self, load_old: Callable[[bytes], bytes | None], view: ContextView, limit: int,
-                 built_at_ns: int) -> None:
+    def __init__(
+        self, load_old: Callable[[bytes], bytes | None], view: ContextView, limit: int, built_at_ns: int
+    ) -> None:
         self.load_old = load_old
         self.view = view
         self.built_at_ns = built_at_ns
@@ -91,8 +99,7 @@ class Differ:
         """Record what differs at this node; return the children to compare."""
         if old.kind in (KIND_DIR, SELECTION) and new.kind in (KIND_DIR, SELECTION):
             if old.kind == KIND_DIR and new.kind == KIND_DIR and old.mode != new.mode:
-                self.add(Change(rel or ".", MODE, f"mode {old.mode:04o} -> {new.mode:04o}",
-                                unseen_by_reused_copy=True))
+                self.add(Change(rel or ".", MODE, f"mode {old.mode:04o} -> {new.mode:04o}", unseen_by_reused_copy=True))
             return self._compare_children(old, new, rel, selection=new.kind == SELECTION)
         if old.kind != new.kind:
             self.add(Change(rel, TYPE, f"{_kind_name(old.kind)} -> {_kind_name(new.kind)}"))
@@ -147,8 +154,10 @@ def record_changes(rel: str, old: FileRecord, new: FileRecord) -> list[Change]:
     if old.link_target != new.link_target:
         changes.append(Change(rel, SYMLINK_TARGET, f"{old.link_target} -> {new.link_target}"))
     if old.xattrs != new.xattrs:
-        names = sorted({n for n, _ in old.xattrs} ^ {n for n, _ in new.xattrs}
-                       | {n for (n, v) in old.xattrs if (n, v) not in new.xattrs})
+        names = sorted(
+            {n for n, _ in old.xattrs} ^ {n for n, _ in new.xattrs}
+            | {n for (n, v) in old.xattrs if (n, v) not in new.xattrs}
+        )
         changes.append(Change(rel, XATTR, "extended attributes " + ", ".join(names)))
     return changes
 

@@ -134,8 +134,9 @@ def compute_keys(plan: Plan, view_for: Callable[[tuple[str, ...]], ContextView])
     return keys
 
 
-def _content(step: Step, entry: StepKey, view: ContextView | None,
-             states: dict[int, _StageState]) -> tuple[bytes, bytes]:
+def _content(
+    step: Step, entry: StepKey, view: ContextView | None, states: dict[int, _StageState]
+) -> tuple[bytes, bytes]:
     """What the step reads, hashed: exactly, and with the output of steps
     that cannot be known (RUN, remote images) replaced by a placeholder."""
     parts = [step.keyword.encode(), spec_bytes(step.spec)]

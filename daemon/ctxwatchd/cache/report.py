@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ctxwatch.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 from ..context.nodes import decode
 from .diff import ADDED, CONTENT, Change, MODE, REMOVED, SYMLINK_TARGET, TYPE, XATTR, Differ
@@ -20,8 +20,12 @@ from .store import BuildRow, BuildStepRow
 
 CHANGED_PATHS_LIMIT = 20
 CHANGE_KINDS = {
-    ADDED: pb.CHANGE_KIND_ADDED, REMOVED: pb.CHANGE_KIND_REMOVED, CONTENT: pb.CHANGE_KIND_CONTENT,
-    MODE: pb.CHANGE_KIND_MODE, SYMLINK_TARGET: pb.CHANGE_KIND_SYMLINK_TARGET, TYPE: pb.CHANGE_KIND_TYPE,
+    ADDED: pb.CHANGE_KIND_ADDED,
+    REMOVED: pb.CHANGE_KIND_REMOVED,
+    CONTENT: pb.CHANGE_KIND_CONTENT,
+    MODE: pb.CHANGE_KIND_MODE,
+    SYMLINK_TARGET: pb.CHANGE_KIND_SYMLINK_TARGET,
+    TYPE: pb.CHANGE_KIND_TYPE,
     XATTR: pb.CHANGE_KIND_XATTR,
 }
 
@@ -82,12 +86,25 @@ def build_steps(keys: list[StepKey], history: History, options: QueryOptions) ->
 
 def _base_message(k: StepKey) -> pb.Step:
     step = k.step
-    return pb.Step(stage=step.stage.label, stage_index=step.stage.index, index=k.index,
-                   instruction=step.instruction, line=step.line, key=k.key.hex())
+    return pb.Step(
+        stage=step.stage.label,
+        stage_index=step.stage.index,
+        index=k.index,
+        instruction=step.instruction,
+        line=step.line,
+        key=k.key.hex(),
+    )
 
 
-def _decide(k: StepKey, msg: pb.Step, parent: _Chain, sources: list[_Chain], options: QueryOptions,
-            explainer: _Explainer, out: list[pb.Step]) -> _Chain:
+def _decide(
+    k: StepKey,
+    msg: pb.Step,
+    parent: _Chain,
+    sources: list[_Chain],
+    options: QueryOptions,
+    explainer: _Explainer,
+    out: list[pb.Step],
+) -> _Chain:
     """Set the step's status and cause; return the state it leaves for the steps after it."""
     step, history = k.step, explainer.history
     upstream = [parent, *sources]
@@ -97,16 +114,21 @@ def _decide(k: StepKey, msg: pb.Step, parent: _Chain, sources: list[_Chain], opt
         msg.error = printable(k.error)
         return _Chain(same=False, culprit=k.index, failing=k.index)
     if failing is not None:
-        _set(msg, pb.STEP_STATUS_INVALIDATED, pb.CAUSE_UPSTREAM,
-             f"would not run: the build fails at step {failing} ({out[failing].instruction})")
+        _set(
+            msg,
+            pb.STEP_STATUS_INVALIDATED,
+            pb.CAUSE_UPSTREAM,
+            f"would not run: the build fails at step {failing} ({out[failing].instruction})",
+        )
         msg.upstream_step = failing
         return _Chain(same=False, culprit=failing, failing=failing)
 
     remote = step.remote or next((c.remote for c in upstream if c.remote), "")
     if options.assume_remote_unchanged:
         remote = ""
-    source_rerun = [i for i in k.output_steps
-                    if out[i].status != pb.STEP_STATUS_CACHED and out[i].cause != pb.CAUSE_REMOTE]
+    source_rerun = [
+        i for i in k.output_steps if out[i].status != pb.STEP_STATUS_CACHED and out[i].cause != pb.CAUSE_REMOTE
+    ]
     inherited = next((c for c in upstream if c.uncertain), None)
 
     if options.no_cache or _stage_filtered(step.stage, options.no_cache_filter):
@@ -117,20 +139,32 @@ def _decide(k: StepKey, msg: pb.Step, parent: _Chain, sources: list[_Chain], opt
     if k.key in history.keys or (k.shape in history.shapes and source_rerun and parent.same):
         if source_rerun:
             producer = out[source_rerun[0]]
-            _set(msg, pb.STEP_STATUS_UNKNOWN, pb.CAUSE_UPSTREAM_OUTPUT,
-                 f"reads files that step {producer.index} of stage {producer.stage} ({producer.instruction}) "
-                 "produces, and that step runs again: cached only if those files come out the same")
+            _set(
+                msg,
+                pb.STEP_STATUS_UNKNOWN,
+                pb.CAUSE_UPSTREAM_OUTPUT,
+                f"reads files that step {producer.index} of stage {producer.stage} ({producer.instruction}) "
+                "produces, and that step runs again: cached only if those files come out the same",
+            )
             msg.upstream_step = producer.index
             return _Chain(uncertain=pb.CAUSE_UPSTREAM_OUTPUT, culprit=k.index, remote=remote)
         if inherited is not None and inherited.uncertain == pb.CAUSE_UPSTREAM_OUTPUT:
-            _set(msg, pb.STEP_STATUS_UNKNOWN, pb.CAUSE_UPSTREAM_OUTPUT,
-                 f"runs on step {inherited.culprit}, whose result depends on files a re-run step produces")
+            _set(
+                msg,
+                pb.STEP_STATUS_UNKNOWN,
+                pb.CAUSE_UPSTREAM_OUTPUT,
+                f"runs on step {inherited.culprit}, whose result depends on files a re-run step produces",
+            )
             msg.upstream_step = inherited.culprit
             return _Chain(uncertain=pb.CAUSE_UPSTREAM_OUTPUT, culprit=inherited.culprit, remote=remote)
         if remote:
-            _set(msg, pb.STEP_STATUS_UNKNOWN, pb.CAUSE_REMOTE,
-                 f"depends on {remote}, which the daemon cannot see: cached if it did not change (pin it "
-                 "with @sha256: or --checksum, or pass --assume-remote-unchanged)")
+            _set(
+                msg,
+                pb.STEP_STATUS_UNKNOWN,
+                pb.CAUSE_REMOTE,
+                f"depends on {remote}, which the daemon cannot see: cached if it did not change (pin it "
+                "with @sha256: or --checksum, or pass --assume-remote-unchanged)",
+            )
             return _Chain(uncertain=pb.CAUSE_REMOTE, culprit=k.index, remote=remote)
         _set(msg, pb.STEP_STATUS_CACHED, pb.CAUSE_UNSPECIFIED, "")
         if step.link and not parent.same:
@@ -140,8 +174,12 @@ def _decide(k: StepKey, msg: pb.Step, parent: _Chain, sources: list[_Chain], opt
         return _Chain(remote=remote)
 
     if k.shape in history.shapes and inherited is not None and inherited.uncertain == pb.CAUSE_UPSTREAM_OUTPUT:
-        _set(msg, pb.STEP_STATUS_UNKNOWN, pb.CAUSE_UPSTREAM_OUTPUT,
-             f"runs on step {inherited.culprit}, whose result depends on files a re-run step produces")
+        _set(
+            msg,
+            pb.STEP_STATUS_UNKNOWN,
+            pb.CAUSE_UPSTREAM_OUTPUT,
+            f"runs on step {inherited.culprit}, whose result depends on files a re-run step produces",
+        )
         msg.upstream_step = inherited.culprit
         return _Chain(uncertain=pb.CAUSE_UPSTREAM_OUTPUT, culprit=inherited.culprit)
 
@@ -150,9 +188,14 @@ def _decide(k: StepKey, msg: pb.Step, parent: _Chain, sources: list[_Chain], opt
         return _Chain(same=False, culprit=k.index)
     if not parent.same and not step.link:
         culprit = parent.culprit
-        _set(msg, pb.STEP_STATUS_INVALIDATED, pb.CAUSE_UPSTREAM,
-             f"runs on step {culprit} ({out[culprit].instruction}), which runs again" if culprit is not None
-             else "runs on a step that runs again")
+        _set(
+            msg,
+            pb.STEP_STATUS_INVALIDATED,
+            pb.CAUSE_UPSTREAM,
+            f"runs on step {culprit} ({out[culprit].instruction}), which runs again"
+            if culprit is not None
+            else "runs on a step that runs again",
+        )
         if culprit is not None:
             msg.upstream_step = culprit
         return _Chain(same=False, culprit=culprit)
@@ -179,8 +222,13 @@ def _explain(explainer: _Explainer, k: StepKey, msg: pb.Step) -> None:
     msg.status = pb.STEP_STATUS_INVALIDATED
     old = explainer.steps_before.get((k.step.stage.label, stage_ordinal(k)))
     if old is None:
-        _set(msg, msg.status, pb.CAUSE_NEVER_BUILT, "the last recorded build did not run this step (a new step, "
-             "a stage that build did not need, or a step after the one where it failed)")
+        _set(
+            msg,
+            msg.status,
+            pb.CAUSE_NEVER_BUILT,
+            "the last recorded build did not run this step (a new step, "
+            "a stage that build did not need, or a step after the one where it failed)",
+        )
         return
     if old.spec != k.step.spec:  # the expanded instruction differs (its text alone may not)
         value_changes = _value_changes(old.values, k.step.values)
@@ -188,8 +236,12 @@ def _explain(explainer: _Explainer, k: StepKey, msg: pb.Step) -> None:
             _set(msg, msg.status, pb.CAUSE_INSTRUCTION_CHANGED, "the instruction changed")
             msg.old_instruction = old.instruction
         elif value_changes:
-            _set(msg, msg.status, pb.CAUSE_BUILD_ARG_CHANGED,
-                 "a build arg or ENV value it sees changed: " + ", ".join(v.name for v in value_changes))
+            _set(
+                msg,
+                msg.status,
+                pb.CAUSE_BUILD_ARG_CHANGED,
+                "a build arg or ENV value it sees changed: " + ", ".join(v.name for v in value_changes),
+            )
             msg.changed_values.extend(value_changes)
         else:
             _set(msg, msg.status, pb.CAUSE_INSTRUCTION_CHANGED, "the instruction changed after expansion")
@@ -198,11 +250,19 @@ def _explain(explainer: _Explainer, k: StepKey, msg: pb.Step) -> None:
     if _explain_sources(explainer, k, old, msg):
         return
     if k.step.stage_reads:
-        _set(msg, msg.status, pb.CAUSE_INPUTS_CHANGED,
-             f"the files it reads from stage {', '.join(_stages_read(k))} changed")
+        _set(
+            msg,
+            msg.status,
+            pb.CAUSE_INPUTS_CHANGED,
+            f"the files it reads from stage {', '.join(_stages_read(k))} changed",
+        )
         return
-    _set(msg, msg.status, pb.CAUSE_NOT_IN_LAST_BUILD,
-         "its key differs from the last recorded build (another build was run with other options?)")
+    _set(
+        msg,
+        msg.status,
+        pb.CAUSE_NOT_IN_LAST_BUILD,
+        "its key differs from the last recorded build (another build was run with other options?)",
+    )
 
 
 def _explain_sources(explainer: _Explainer, k: StepKey, old: BuildStepRow, msg: pb.Step) -> bool:
@@ -224,17 +284,21 @@ def _explain_sources(explainer: _Explainer, k: StepKey, old: BuildStepRow, msg: 
     _set(msg, msg.status, pb.CAUSE_INPUTS_CHANGED, "files it reads from the context changed")
     if differ is not None:
         for change in differ.changes:
-            msg.changed_paths.add(path=printable(change.path), kind=CHANGE_KINDS[change.kind],
-                                  detail=printable(change.detail))
+            msg.changed_paths.add(
+                path=printable(change.path), kind=CHANGE_KINDS[change.kind], detail=printable(change.detail)
+            )
         msg.changed_paths_total = differ.total
         msg.changed_paths_truncated = differ.truncated
         unseen = sorted({c.path for c in differ.changes if c.unseen_by_reused_copy})
         if unseen:
-            msg.warnings.append(printable(
-                f"a builder that kept its copy of the context from the last build may not notice the change to "
-                f"{', '.join(unseen)} (BuildKit re-sends a file only when its size, mtime, mode, owner or link "
-                f"target changed) and keep the old file; force it with --no-cache-filter {k.step.stage.label} "
-                "or a real content change"))
+            msg.warnings.append(
+                printable(
+                    f"a builder that kept its copy of the context from the last build may not notice the change to "
+                    f"{', '.join(unseen)} (BuildKit re-sends a file only when its size, mtime, mode, owner or link "
+                    f"target changed) and keep the old file; force it with --no-cache-filter {k.step.stage.label} "
+                    "or a real content change"
+                )
+            )
     return True
 
 
@@ -254,6 +318,13 @@ def _value_changes(old: dict[str, str], new: dict[str, str]) -> list[pb.ValueCha
     changes = []
     for name in sorted(old.keys() | new.keys()):
         if old.get(name) != new.get(name):
-            changes.append(pb.ValueChange(name=name, old_value=old.get(name, ""), new_value=new.get(name, ""),
-                                          old_set=name in old, new_set=name in new))
+            changes.append(
+                pb.ValueChange(
+                    name=name,
+                    old_value=old.get(name, ""),
+                    new_value=new.get(name, ""),
+                    old_set=name in old,
+                    new_set=name in new,
+                )
+            )
     return changes

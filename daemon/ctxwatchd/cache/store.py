@@ -177,8 +177,9 @@ class Store:
             if app_id == 0 and version == 0:
                 if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                     raise StateFileError("not a ctxwatch state file")
-                db.executescript(f"BEGIN; {_SCHEMA} PRAGMA application_id={APPLICATION_ID}; "
-                                 "PRAGMA user_version=1; COMMIT;")
+                db.executescript(
+                    f"BEGIN; {_SCHEMA} PRAGMA application_id={APPLICATION_ID}; PRAGMA user_version=1; COMMIT;"
+                )
                 version = 1
             elif app_id != APPLICATION_ID:
                 raise StateFileError("not a ctxwatch state file")
@@ -199,7 +200,8 @@ class Store:
     def contexts(self) -> list[ContextRow]:
         with self.lock:
             rows = self.db.execute(
-                "SELECT name, path, dockerfile, build_args, target, created_ms FROM contexts ORDER BY name").fetchall()
+                "SELECT name, path, dockerfile, build_args, target, created_ms FROM contexts ORDER BY name"
+            ).fetchall()
         return [ContextRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
     def save_context(self, row: ContextRow) -> None:
@@ -208,29 +210,53 @@ class Store:
                 "INSERT INTO contexts(name, path, dockerfile, build_args, target, created_ms) VALUES (?,?,?,?,?,?) "
                 "ON CONFLICT(name) DO UPDATE SET path=excluded.path, dockerfile=excluded.dockerfile, "
                 "build_args=excluded.build_args, target=excluded.target",
-                (row.name, row.path, row.dockerfile, json.dumps(row.build_args, sort_keys=True), row.target,
-                 row.created_ms or int(time.time() * 1000)))
+                (
+                    row.name,
+                    row.path,
+                    row.dockerfile,
+                    json.dumps(row.build_args, sort_keys=True),
+                    row.target,
+                    row.created_ms or int(time.time() * 1000),
+                ),
+            )
 
     def delete_context(self, name: str) -> None:
         with self.lock, self.db:
             self.db.execute("DELETE FROM contexts WHERE name=?", (name,))
 
     # -- builds ---------------------------------------------------------------------
-    def record_build(self, context: str, options: dict, steps: list[BuildStepRow],
-                     nodes: Iterable[tuple[bytes, bytes]]) -> int:
+    def record_build(
+        self, context: str, options: dict, steps: list[BuildStepRow], nodes: Iterable[tuple[bytes, bytes]]
+    ) -> int:
         """Store one build and the nodes it references, atomically."""
         with self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR IGNORE INTO nodes(digest, blob) VALUES (?, ?)", nodes)
-            cur = self.db.execute("INSERT INTO builds(context, created_ms, options) VALUES (?,?,?)",
-                                  (context, int(time.time() * 1000), json.dumps(options, sort_keys=True)))
+            cur = self.db.execute(
+                "INSERT INTO builds(context, created_ms, options) VALUES (?,?,?)",
+                (context, int(time.time() * 1000), json.dumps(options, sort_keys=True)),
+            )
             build_id = cur.lastrowid
             self.db.executemany(
                 "INSERT INTO build_steps(build_id, ordinal, stage, stage_ordinal, line, instruction, key, shape, "
                 "spec, sources, step_values) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [(build_id, s.ordinal, s.stage, s.stage_ordinal, s.line, s.instruction, s.key, s.shape,
-                  json.dumps(s.spec, sort_keys=True), json.dumps(s.sources), json.dumps(s.values, sort_keys=True))
-                 for s in steps])
+                [
+                    (
+                        build_id,
+                        s.ordinal,
+                        s.stage,
+                        s.stage_ordinal,
+                        s.line,
+                        s.instruction,
+                        s.key,
+                        s.shape,
+                        json.dumps(s.spec, sort_keys=True),
+                        json.dumps(s.sources),
+                        json.dumps(s.values, sort_keys=True),
+                    )
+                    for s in steps
+                ],
+            )
         return build_id
 
     def prune(self, context: str, keep: int) -> int:
@@ -239,7 +265,9 @@ class Store:
             self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute(
                 "DELETE FROM builds WHERE context=? AND id NOT IN "
-                "(SELECT id FROM builds WHERE context=? ORDER BY id DESC LIMIT ?)", (context, context, keep))
+                "(SELECT id FROM builds WHERE context=? ORDER BY id DESC LIMIT ?)",
+                (context, context, keep),
+            )
             return cur.rowcount
 
     def collect_garbage(self) -> int:
@@ -272,35 +300,46 @@ class Store:
 
     def last_build(self, context: str) -> BuildRow | None:
         with self.lock:
-            row = self.db.execute("SELECT id, created_ms, options FROM builds WHERE context=? ORDER BY id DESC LIMIT 1",
-                                  (context,)).fetchone()
+            row = self.db.execute(
+                "SELECT id, created_ms, options FROM builds WHERE context=? ORDER BY id DESC LIMIT 1", (context,)
+            ).fetchone()
             if row is None:
                 return None
             steps = self.db.execute(
                 "SELECT ordinal, stage, stage_ordinal, line, instruction, key, shape, spec, sources, step_values "
                 "FROM build_steps "
-                "WHERE build_id=? ORDER BY ordinal", (row[0],)).fetchall()
-        return BuildRow(row[0], row[1], json.loads(row[2]),
-                        [BuildStepRow(*s[:7], json.loads(s[7]), json.loads(s[8]), json.loads(s[9])) for s in steps])
+                "WHERE build_id=? ORDER BY ordinal",
+                (row[0],),
+            ).fetchall()
+        return BuildRow(
+            row[0],
+            row[1],
+            json.loads(row[2]),
+            [BuildStepRow(*s[:7], json.loads(s[7]), json.loads(s[8]), json.loads(s[9])) for s in steps],
+        )
 
     def recorded_keys(self, context: str) -> tuple[set[bytes], dict[bytes, bytes]]:
         """Every step key of every kept build, and shape -> newest exact key."""
         with self.lock:
             rows = self.db.execute(
                 "SELECT s.key, s.shape FROM build_steps s JOIN builds b ON b.id = s.build_id "
-                "WHERE b.context=? ORDER BY b.id", (context,)).fetchall()
+                "WHERE b.context=? ORDER BY b.id",
+                (context,),
+            ).fetchall()
         return {r[0] for r in rows}, {r[1]: r[0] for r in rows}
 
     def saved_records(self, root: str, folder: str) -> list[tuple[str, bytes, bytes]]:
         """The file records saved for one folder of a watched root:
         (name, stat key, digest + node bytes)."""
         with self.lock:
-            rows = self.db.execute("SELECT name, stat, hashed FROM file_records WHERE root=? AND folder=?",
-                                   (root, os.fsencode(folder))).fetchall()
+            rows = self.db.execute(
+                "SELECT name, stat, hashed FROM file_records WHERE root=? AND folder=?", (root, os.fsencode(folder))
+            ).fetchall()
         return [(os.fsdecode(name), stat, hashed) for name, stat, hashed in rows]
 
-    def save_records(self, root: str, records: Iterable[tuple[str, bytes, bytes]], replace: bool = True,
-                     keep: Iterable[str] = ()) -> None:
+    def save_records(
+        self, root: str, records: Iterable[tuple[str, bytes, bytes]], replace: bool = True, keep: Iterable[str] = ()
+    ) -> None:
         """Save (rel, stat key, digest + node bytes) records of a root (its
         content-hash cache), replacing the saved ones unless `replace` is False;
         the saved records of the folders in `keep` stay as they are."""
@@ -310,17 +349,20 @@ class Store:
                 self.db.execute("CREATE TEMP TABLE IF NOT EXISTS kept_folders (folder BLOB PRIMARY KEY)")
                 self.db.execute("DELETE FROM kept_folders")
                 self.db.executemany("INSERT INTO kept_folders VALUES (?)", ((os.fsencode(f),) for f in keep))
-                self.db.execute("DELETE FROM file_records WHERE root=? "
-                                "AND folder NOT IN (SELECT folder FROM kept_folders)", (root,))
-            self.db.executemany("INSERT OR REPLACE INTO file_records(root, folder, name, stat, hashed) "
-                                "VALUES (?,?,?,?,?)",
-                                ((root, *_folder_and_name(rel), stat, hashed) for rel, stat, hashed in records))
+                self.db.execute(
+                    "DELETE FROM file_records WHERE root=? AND folder NOT IN (SELECT folder FROM kept_folders)", (root,)
+                )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO file_records(root, folder, name, stat, hashed) VALUES (?,?,?,?,?)",
+                ((root, *_folder_and_name(rel), stat, hashed) for rel, stat, hashed in records),
+            )
 
     def saved_folder_digests(self, root: str, view: bytes) -> dict[str, tuple[bytes, bytes]]:
         """The folder digests saved for one view of a root: folder -> (listing signature, digest)."""
         with self.lock:
-            rows = self.db.execute("SELECT folder, signature, digest FROM folder_digests WHERE root=? AND view=?",
-                                   (root, view)).fetchall()
+            rows = self.db.execute(
+                "SELECT folder, signature, digest FROM folder_digests WHERE root=? AND view=?", (root, view)
+            ).fetchall()
         return {os.fsdecode(folder): (signature, digest) for folder, signature, digest in rows}
 
     def save_folder_digests(self, root: str, views: dict[bytes, Iterable[tuple[str, tuple[bytes, bytes]]]]) -> None:
@@ -328,9 +370,14 @@ class Store:
         with self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("DELETE FROM folder_digests WHERE root=?", (root,))
-            self.db.executemany("INSERT INTO folder_digests(root, view, folder, signature, digest) VALUES (?,?,?,?,?)",
-                                ((root, view, os.fsencode(rel), signature, digest)
-                                 for view, folders in views.items() for rel, (signature, digest) in folders))
+            self.db.executemany(
+                "INSERT INTO folder_digests(root, view, folder, signature, digest) VALUES (?,?,?,?,?)",
+                (
+                    (root, view, os.fsencode(rel), signature, digest)
+                    for view, folders in views.items()
+                    for rel, (signature, digest) in folders
+                ),
+            )
 
     def written_elsewhere(self) -> int:
         """Changes whenever another connection (e.g. `ctxwatch --no-daemon built`) commits."""

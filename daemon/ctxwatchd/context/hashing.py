@@ -37,9 +37,14 @@ DISK_BOUND_S = 0.00012  # where the kernel cannot tell: a file read slower than 
 READ_AHEAD = 16  # files the kernel is reading ahead of the one being hashed, from the disk
 
 
-def hash_files(files: list[Item], hash_one: Callable[[Item], None], pool: Executor | None, workers: int,
-               in_page_cache: Callable[[Item], bool | None] = lambda item: None,
-               read_ahead: Callable[[Item], None] = lambda item: None) -> None:
+def hash_files(
+    files: list[Item],
+    hash_one: Callable[[Item], None],
+    pool: Executor | None,
+    workers: int,
+    in_page_cache: Callable[[Item], bool | None] = lambda item: None,
+    read_ahead: Callable[[Item], None] = lambda item: None,
+) -> None:
     """Call hash_one for every item, on this thread and, from the page cache,
     up to `workers` of the pool. `in_page_cache` says whether a file's
     content is in the page cache (None: cannot tell); `read_ahead` has the
@@ -71,8 +76,9 @@ def hash_files(files: list[Item], hash_one: Callable[[Item], None], pool: Execut
             future.result()
 
 
-def _hash_reading_ahead(files: list[Item], hash_one: Callable[[Item], None],
-                        read_ahead: Callable[[Item], None]) -> None:
+def _hash_reading_ahead(
+    files: list[Item], hash_one: Callable[[Item], None], read_ahead: Callable[[Item], None]
+) -> None:
     """Hash in order, the next READ_AHEAD files always being read by the kernel."""
     for item in files[:READ_AHEAD]:
         read_ahead(item)

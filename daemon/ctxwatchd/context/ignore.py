@@ -51,9 +51,7 @@ class IgnoreFileError(ValueError):
 
 # unicode.IsSpace, which strings.TrimSpace uses; str.strip() would also eat
 # the ASCII separators \x1c-\x1f, which Go keeps.
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
-    map(chr, range(0x2000, 0x200B))
-)
+_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200B)))
 
 
 def _go_trim_space(s: str) -> str:
@@ -90,8 +88,7 @@ def _class_regex(ranges: Sequence[tuple[str, str]], negated: bool) -> str:
     usable = [(lo, hi) for lo, hi in ranges if lo <= hi]
     if not usable:
         return "(?s:.)" if negated else "(?!)"
-    body = "".join(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}"
-                   for lo, hi in usable)
+    body = "".join(re.escape(lo) if lo == hi else f"{re.escape(lo)}-{re.escape(hi)}" for lo, hi in usable)
     return f"[^{body}]" if negated else f"[{body}]"
 
 
@@ -184,9 +181,7 @@ def _chunk_regex(chunk: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
-def _chunk_end(
-    regex: re.Pattern[str], star: bool, name: str, pos: int, is_last: bool
-) -> int | None:
+def _chunk_end(regex: re.Pattern[str], star: bool, name: str, pos: int, is_last: bool) -> int | None:
     """Where a chunk ends when placed at the first position that fits, or None.
 
     Like Go, a "*" takes the shortest run of non-"/" characters after which
@@ -308,7 +303,7 @@ def _patternmatcher_regex(pattern: str) -> tuple[_Kind, str]:
 
 
 def _range_pairs(ends: str) -> list[tuple[str, str]]:
-    """"09az" -> [("0", "9"), ("a", "z")]."""
+    """ "09az" -> [("0", "9"), ("a", "z")]."""
     return list(zip(ends[::2], ends[1::2]))
 
 
@@ -561,7 +556,7 @@ class MatchState(NamedTuple):
 
 
 def _ancestors(rel_path: str) -> list[str]:
-    """"a/b/c" -> ["a", "a/b"], from the cleaned directory part as Go's filepath.Dir gives it."""
+    """ "a/b/c" -> ["a", "a/b"], from the cleaned directory part as Go's filepath.Dir gives it."""
     parent = _go_clean(rel_path[: rel_path.rfind("/") + 1])
     if parent == ".":
         return []

@@ -61,8 +61,12 @@ _NUMBERS = struct.Struct(">IQ").pack  # mode, size
 def encode_file(record: FileRecord) -> bytes:
     """Each field with its length in front (one join: a cold index encodes every file)."""
     parts = [_FILE_TAG]
-    for field in (record.kind.encode(), _NUMBERS(record.mode, record.size), record.content,
-                  record.link_target.encode(FS_ENCODING, FS_ERRORS)):
+    for field in (
+        record.kind.encode(),
+        _NUMBERS(record.mode, record.size),
+        record.content,
+        record.link_target.encode(FS_ENCODING, FS_ERRORS),
+    ):
         parts += (_LENGTH(len(field)), field)
     for name, value in record.xattrs:
         name = name.encode()

@@ -185,8 +185,7 @@ def _record_as_stated(path: str, key: StatKey) -> FileRecord:
     kind = kind_of(st_mode)
     content = hash_content(path, size) if kind == KIND_FILE else b""
     target = os.readlink(path) if kind == KIND_SYMLINK else ""
-    return FileRecord(kind, stat.S_IMODE(st_mode), size if kind == KIND_FILE else 0, content, target,
-                      read_xattrs(path))
+    return FileRecord(kind, stat.S_IMODE(st_mode), size if kind == KIND_FILE else 0, content, target, read_xattrs(path))
 
 
 def is_racy(key: StatKey, hashed_at_ns: int) -> bool:

@@ -18,7 +18,15 @@ from stat import S_ISDIR, S_ISREG
 
 from .nodes import DIGEST_SIZE, FS_ENCODING, FS_ERRORS, digest_of, encode_file
 from .records import (
-    KIND_DIR, KIND_FILE, StatKey, is_racy, key_inode, key_mode, kind_of, read_record, stat_key,
+    KIND_DIR,
+    KIND_FILE,
+    StatKey,
+    is_racy,
+    key_inode,
+    key_mode,
+    kind_of,
+    read_record,
+    stat_key,
 )
 
 COOKIE_PREFIX = ".ctxwatch-cookie-"
@@ -93,8 +101,16 @@ def listing_signature(folder: Entry) -> bytes:
     # Keys are 44 bytes each and names hold no "\0": with the count in front,
     # no two listings give the same bytes. (One join, no loop per name: a
     # restart signs every folder.)
-    return digest_of(b"".join([folder.key, len(names).to_bytes(4, "little"), *[children[name].key for name in names],
-                               "\0".join(names).encode(FS_ENCODING, FS_ERRORS)]))
+    return digest_of(
+        b"".join(
+            [
+                folder.key,
+                len(names).to_bytes(4, "little"),
+                *[children[name].key for name in names],
+                "\0".join(names).encode(FS_ENCODING, FS_ERRORS),
+            ]
+        )
+    )
 
 
 def split(rel: str) -> list[str]:
@@ -108,8 +124,9 @@ def join(parent: str, name: str) -> str:
 class Tree:
     """Stat keys and records of every path under `root` that anyone asked about."""
 
-    def __init__(self, root: str, saved_in: SavedRecords | None = None,
-                 before_listing: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, root: str, saved_in: SavedRecords | None = None, before_listing: Callable[[str], None] | None = None
+    ) -> None:
         self.root = root
         self.root_slash = root.rstrip("/") + "/"
         self.listeners: list[Callable[[str], None]] = []
@@ -199,8 +216,11 @@ class Tree:
 
     def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:
         """(rel, stat key, digest + node bytes) of every record that is safe to reuse later."""
-        return ((rel, entry.key, digest_of(entry.blob) + entry.blob) for rel, entry in self.walk_loaded()
-                if entry.blob and not entry.racy)
+        return (
+            (rel, entry.key, digest_of(entry.blob) + entry.blob)
+            for rel, entry in self.walk_loaded()
+            if entry.blob and not entry.racy
+        )
 
     def settle_racy(self) -> None:
         """Read again the files hashed too soon after a write (racy): their
@@ -294,11 +314,14 @@ class Tree:
             return
         for name in set(entry.children) | set(current):
             old, new = entry.children.get(name), current.get(name)
-            if old is not None and new is not None and old.key == new.key and old.kind == new.kind \
-                    and not old.racy:
+            if old is not None and new is not None and old.key == new.key and old.kind == new.kind and not old.racy:
                 continue
-            if old is not None and new is not None and old.kind == new.kind == KIND_DIR \
-                    and key_inode(old.key) == key_inode(new.key):
+            if (
+                old is not None
+                and new is not None
+                and old.kind == new.kind == KIND_DIR
+                and key_inode(old.key) == key_inode(new.key)
+            ):
                 new.children = old.children  # the same folder: its listing is checked below
             if new is None:
                 del entry.children[name]

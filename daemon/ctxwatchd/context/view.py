@@ -96,8 +96,15 @@ class SavedFolder(NamedTuple):
 class ContextView:
     """Filtered Merkle digests of one context root inside a tree."""
 
-    def __init__(self, tree: Tree, prefix: str, matcher: PathMatcher, hasher: Executor | None = None,
-                 hash_workers: int = 0, saved: dict[str, tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(
+        self,
+        tree: Tree,
+        prefix: str,
+        matcher: PathMatcher,
+        hasher: Executor | None = None,
+        hash_workers: int = 0,
+        saved: dict[str, tuple[bytes, bytes]] | None = None,
+    ) -> None:
         self.tree = tree
         self.hasher = hasher  # threads that hash files from the page cache before a walk needs them
         self.hash_workers = hash_workers
@@ -175,8 +182,14 @@ class ContextView:
 
     def _hash(self, files: list[Item]) -> None:
         abspath = self.tree.abspath
-        hash_files(files, self._hash_quietly, self.hasher, self.hash_workers,
-                   lambda item: in_page_cache(abspath(item[0])), lambda item: read_ahead(abspath(item[0])))
+        hash_files(
+            files,
+            self._hash_quietly,
+            self.hasher,
+            self.hash_workers,
+            lambda item: in_page_cache(abspath(item[0])),
+            lambda item: read_ahead(abspath(item[0])),
+        )
 
     def _hash_quietly(self, item: Item) -> None:
         try:
@@ -274,8 +287,9 @@ class ContextView:
                     children.append(Child(name, KIND_DIR, child.digest))
             elif not child_state.excluded:  # files need no stack frame, nor a ViewNode
                 # A file hashed before needs no path (this runs for every file of every folder digest).
-                digest = self._file_digest(join(rel, name), child_entry) if must_read(child_entry) \
-                    else child_entry.digest
+                digest = (
+                    self._file_digest(join(rel, name), child_entry) if must_read(child_entry) else child_entry.digest
+                )
                 if digest is not None:
                     children.append(Child(name, child_entry.kind, digest))
         return children

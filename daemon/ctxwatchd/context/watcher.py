@@ -23,13 +23,22 @@ import time
 from collections.abc import Callable
 
 from watchdog.events import (
-    DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileAttribEvent, FileCreatedEvent,
-    FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler,
+    DirAttribEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileAttribEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
 )
 from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 
-from ctxwatch.processes import alive
+from ctxwatch_api.processes import alive
 
 from .tree import COOKIE_PREFIX, SavedRecords, Tree
 
@@ -50,9 +59,18 @@ class EventsLost(FileSystemEvent):
 # every open and close, the daemon's own reads included (a flood for
 # nothing); a folder's "modified" events only repeat its entries' events, and
 # a write's close only repeats its modify event.
-CHANGE_EVENTS = [FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent, FileAttribEvent,
-                 DirCreatedEvent, DirDeletedEvent, DirMovedEvent, DirAttribEvent,
-                 EventsLost]  # the emitter filters what it queues, our own event included
+CHANGE_EVENTS = [
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileAttribEvent,
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    DirAttribEvent,
+    EventsLost,
+]  # the emitter filters what it queues, our own event included
 
 
 class _OverflowReportingWatchGroup(InotifyWatchGroup):
@@ -97,8 +115,12 @@ class _OverflowReportingEmitter(InotifyEmitter):
     def on_thread_start(self) -> None:
         path = os.fsencode(self.watch.path)
         group = _OverflowReportingWatchGroup(
-            self._inotify_fd, path, is_recursive=self.watch.is_recursive,
-            event_mask=self.get_event_mask_from_filter(), follow_symlink=self.watch.follow_symlink)
+            self._inotify_fd,
+            path,
+            is_recursive=self.watch.is_recursive,
+            event_mask=self.get_event_mask_from_filter(),
+            follow_symlink=self.watch.follow_symlink,
+        )
         group.report_overflow = lambda: self.queue_event(EventsLost(self.watch.path))
         self._inotify = self.group = group
 
@@ -121,8 +143,9 @@ class FolderWatch(FileSystemEventHandler):
     Dockerfile's). While the folder does not exist, its nearest existing
     parent is watched instead, so its return is noticed too."""
 
-    def __init__(self, observer: Observer, folder: str, on_activity: Callable[[], None],
-                 watchers_of: Callable[[str], int]) -> None:
+    def __init__(
+        self, observer: Observer, folder: str, on_activity: Callable[[], None], watchers_of: Callable[[str], int]
+    ) -> None:
         self.observer = observer
         self.folder = folder
         self.on_activity = on_activity
@@ -165,8 +188,10 @@ class FolderWatch(FileSystemEventHandler):
 def _watch_problem(path: str, error: OSError) -> str:
     """What the status says when a folder cannot be watched, and what to do."""
     if error.errno == errno.ENOSPC:  # inotify's way of saying "watch limit reached"
-        why = ("the inotify watch limit is reached (raise it: sysctl fs.inotify.max_user_watches=524288, "
-               "or stop other programs that watch many folders)")
+        why = (
+            "the inotify watch limit is reached (raise it: sysctl fs.inotify.max_user_watches=524288, "
+            "or stop other programs that watch many folders)"
+        )
     else:
         why = error.strerror or str(error)
     return f"cannot watch {path}: {why}; queries re-scan until it can"
@@ -180,7 +205,7 @@ def remove_stale_cookies(root: str) -> None:
     except OSError:
         return
     for name in names:
-        pid = name[len(COOKIE_PREFIX):].split("-")[0]
+        pid = name[len(COOKIE_PREFIX) :].split("-")[0]
         if pid.isdigit() and not alive(int(pid)):
             try:
                 os.unlink(os.path.join(root, name))
@@ -191,10 +216,14 @@ def remove_stale_cookies(root: str) -> None:
 class WatchedRoot(FileSystemEventHandler):
     """One tree, its watch, and the paths that changed since the last query."""
 
-    def __init__(self, path: str, observer: Observer | None,
-                 on_activity: Callable[[], None] = lambda: None,
-                 on_events_lost: Callable[[], None] | None = None,
-                 saved_in: SavedRecords | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        observer: Observer | None,
+        on_activity: Callable[[], None] = lambda: None,
+        on_events_lost: Callable[[], None] | None = None,
+        saved_in: SavedRecords | None = None,
+    ) -> None:
         self.path = path
         self.prefix = path.rstrip("/") + "/"
         self.on_activity = on_activity
@@ -285,7 +314,7 @@ class WatchedRoot(FileSystemEventHandler):
         if path == self.path:
             rel = ""
         elif path.startswith(self.prefix):
-            rel = path[len(self.prefix):]
+            rel = path[len(self.prefix) :]
         else:
             return
         if rel.startswith(COOKIE_PREFIX):

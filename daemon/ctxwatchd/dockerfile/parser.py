@@ -67,8 +67,10 @@ class _Invalid(Exception):
 
 
 # Go's unicode.IsSpace; Python's str.isspace() also counts \x1c-\x1f.
-_GO_SPACE = ("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
-             "\u200a\u2028\u2029\u202f\u205f\u3000")
+_GO_SPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000"
+)
 # unicode.IsSpace applied to single bytes, as BuildKit's byte-wise scanners do.
 _BYTE_SPACE = "\t\n\v\f\r \x85\xa0"
 _WHITESPACE = re.compile(r"[\t\v\f\r ]+")
@@ -80,12 +82,22 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _KNOWN_DIRECTIVES = ("syntax", "escape", "check")
 _HEREDOC_KEYWORDS = ("add", "copy", "run")
 _MAX_LINE_BYTES = 65535  # bufio.Scanner's token limit, minus the newline
-_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
-               "\v": "\\v", '"': '\\"', "\\": "\\\\"}
+_GO_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    '"': '\\"',
+    "\\": "\\\\",
+}
 _NOT_STRING_ARRAY = "when using JSON array syntax, arrays must be comprised of strings only"
 
 
 # --- Go string semantics ---------------------------------------------------
+
 
 def _go_strip(text: str) -> str:
     return text.strip(_GO_SPACE)
@@ -132,6 +144,7 @@ def _go_quote(text: str) -> str:
 
 
 # --- lines and directives --------------------------------------------------
+
 
 class _Lines:
     """BuildKit's line scanner: lines keep their '\\n'; an over-long line ends the input."""
@@ -194,6 +207,7 @@ def _trim_continuation(line: str, escape: str) -> tuple[str, bool]:
 
 # --- argument parsers --------------------------------------------------------
 
+
 def _extract_flags(text: str, escape: str) -> tuple[list[str], str]:
     """Leading `--flag` words (quotes and escapes removed) and the rest of the line.
 
@@ -215,7 +229,7 @@ def _extract_flags(text: str, escape: str) -> tuple[list[str], str]:
                 return flags, _from_byte_view(view[pos:])
             in_word = True
         if ch == escape:
-            word.append(view[pos + 1:pos + 2])  # an escape as the last byte is dropped
+            word.append(view[pos + 1 : pos + 2])  # an escape as the last byte is dropped
             pos += 2
             continue
         if quote:
@@ -333,6 +347,7 @@ _ArgParser = Callable[[str, str], tuple[tuple[str, ...], bool]]
 
 def _key_values(keyword: str) -> _ArgParser:
     """ENV/LABEL: `name=value ...` pairs, or the old `name value` form."""
+
     def parse_pairs(rest: str, escape: str) -> tuple[tuple[str, ...], bool]:
         words = _parse_words(rest, escape)
         if not words:
@@ -345,10 +360,10 @@ def _key_values(keyword: str) -> _ArgParser:
         args: list[str] = []
         for word in words:
             if "=" not in word:
-                raise _Invalid(f"Syntax error - can't find = in {_go_quote(word)}. "
-                               "Must be of the form: name=value")
+                raise _Invalid(f"Syntax error - can't find = in {_go_quote(word)}. Must be of the form: name=value")
             args += [*word.split("=", 1), "="]
         return tuple(args), False
+
     return parse_pairs
 
 
@@ -364,11 +379,23 @@ def _healthcheck(rest: str, escape: str) -> tuple[tuple[str, ...], bool]:
 
 
 _ARG_PARSERS: dict[str, _ArgParser] = {
-    "add": _maybe_json_list, "arg": _words, "cmd": _maybe_json, "copy": _maybe_json_list,
-    "entrypoint": _maybe_json, "env": _key_values("ENV"), "expose": _split_blanks,
-    "from": _split_blanks, "healthcheck": _healthcheck, "label": _key_values("LABEL"),
-    "maintainer": _whole, "run": _maybe_json, "shell": _maybe_json, "stopsignal": _whole,
-    "user": _whole, "volume": _maybe_json_list, "workdir": _whole,
+    "add": _maybe_json_list,
+    "arg": _words,
+    "cmd": _maybe_json,
+    "copy": _maybe_json_list,
+    "entrypoint": _maybe_json,
+    "env": _key_values("ENV"),
+    "expose": _split_blanks,
+    "from": _split_blanks,
+    "healthcheck": _healthcheck,
+    "label": _key_values("LABEL"),
+    "maintainer": _whole,
+    "run": _maybe_json,
+    "shell": _maybe_json,
+    "stopsignal": _whole,
+    "user": _whole,
+    "volume": _maybe_json_list,
+    "workdir": _whole,
     "onbuild": _whole,  # reached only when ONBUILD has nothing after it
 }
 
@@ -396,6 +423,7 @@ def _parse_instruction(line: str, escape: str, start: int, end: int) -> Instruct
 
 
 # --- heredocs ------------------------------------------------------------------
+
 
 class _ShellWords:
     """The slice of BuildKit's shell lexer its heredoc detection relies on.
@@ -535,7 +563,7 @@ class _ShellWords:
         else:
             while (ch := self._peek()) is not None and (ch.isalpha() or ch.isdecimal() or ch == "_"):
                 self._pos += 1
-        return self._text[start:self._pos]
+        return self._text[start : self._pos]
 
     def _angle(self) -> str:
         self._pos += 1
@@ -545,7 +573,7 @@ class _ShellWords:
         start = self._pos
         while self._peek() in ("\t", "\r", " "):  # blanks after << stay in the word
             self._pos += 1
-        return "<<" + self._text[start:self._pos]
+        return "<<" + self._text[start : self._pos]
 
     def _single(self) -> str:
         self._pos += 1
@@ -623,6 +651,7 @@ def _read_heredoc(lines: _Lines, name: str, expand: bool, chomp: bool, start: in
 
 # --- the main loop ------------------------------------------------------------
 
+
 def parse(text: str | bytes) -> ParsedDockerfile:
     """Parse a Dockerfile exactly as BuildKit's parser does; raises DockerfileSyntaxError."""
     if isinstance(text, str):
@@ -658,8 +687,9 @@ def parse(text: str | bytes) -> ParsedDockerfile:
     if not instructions:
         raise DockerfileSyntaxError(lines.number, "file with no instructions")
     if lines.too_long:
-        raise DockerfileSyntaxError(lines.too_long,
-                                    f"dockerfile line greater than max allowed size of {_MAX_LINE_BYTES}")
+        raise DockerfileSyntaxError(
+            lines.too_long, f"dockerfile line greater than max allowed size of {_MAX_LINE_BYTES}"
+        )
     return ParsedDockerfile(tuple(instructions), directives.values, directives.escape, tuple(warnings))
 
 

@@ -22,8 +22,20 @@ from .shell import ShellExpansionError, expand_word
 # BuildKit shows these as steps; the others only change the image config.
 STEP_KEYWORDS = {"run", "copy", "add", "workdir"}
 KNOWN_KEYWORDS = STEP_KEYWORDS | {
-    "from", "arg", "env", "label", "user", "expose", "volume", "cmd", "entrypoint", "shell",
-    "stopsignal", "healthcheck", "onbuild", "maintainer",
+    "from",
+    "arg",
+    "env",
+    "label",
+    "user",
+    "expose",
+    "volume",
+    "cmd",
+    "entrypoint",
+    "shell",
+    "stopsignal",
+    "healthcheck",
+    "onbuild",
+    "maintainer",
 }
 REMOTE_URL = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -85,8 +97,9 @@ class Plan:
         return [step for stage in self.stages for step in stage.steps]
 
 
-def build_plan(parsed: ParsedDockerfile, text_lines: list[str], build_args: Mapping[str, str],
-               target: str = "") -> Plan:
+def build_plan(
+    parsed: ParsedDockerfile, text_lines: list[str], build_args: Mapping[str, str], target: str = ""
+) -> Plan:
     """Raises PlanError for Dockerfiles BuildKit would refuse before building."""
     return _Planner(parsed, text_lines, build_args).plan(target)
 
@@ -125,8 +138,9 @@ class _Planner:
                 stage = self._from(ins)
             elif stage is None:
                 if ins.keyword != "arg":
-                    raise PlanError(ins.start_line, "no build stage in current context: "
-                                    f"{ins.keyword.upper()} must come after FROM")
+                    raise PlanError(
+                        ins.start_line, f"no build stage in current context: {ins.keyword.upper()} must come after FROM"
+                    )
                 self._global_arg(ins)
             else:
                 self._instruction(stage, ins)
@@ -183,13 +197,25 @@ class _Planner:
         stage = Stage(index, name, base, base_stage, ins.start_line)
         if base_stage is not None:
             parent = self.stages[base_stage]
-            stage.env, stage.workdir, stage.user, stage.shell = dict(parent.env), parent.workdir, parent.user, parent.shell
+            stage.env, stage.workdir, stage.user, stage.shell = (
+                dict(parent.env),
+                parent.workdir,
+                parent.user,
+                parent.shell,
+            )
         elif base.lower() != "scratch" and not is_pinned_image(base):
             stage.remote = base
         if base_stage is None and base.lower() != "scratch":
-            stage.steps.append(Step(stage, "from", self._line_text(ins), ins.start_line,
-                                    {"image": base, "platform": self._flags(ins).get("platform", [""])[-1]},
-                                    remote=stage.remote))
+            stage.steps.append(
+                Step(
+                    stage,
+                    "from",
+                    self._line_text(ins),
+                    ins.start_line,
+                    {"image": base, "platform": self._flags(ins).get("platform", [""])[-1]},
+                    remote=stage.remote,
+                )
+            )
         if name:
             if name.lower() in self.by_name:
                 raise PlanError(ins.start_line, f"duplicate stage name {name!r}")
@@ -236,19 +262,21 @@ class _Planner:
             mounts.append(mount)
             if mount["type"] == "bind":
                 if mount.get("from"):
-                    stage_reads.append((self._stage_ref(mount["from"], ins),
-                                        stage_path(mount.get("source", "/"))))
+                    stage_reads.append((self._stage_ref(mount["from"], ins), stage_path(mount.get("source", "/"))))
                 else:
                     sources.append(clean_source(mount.get("source", ".")))
         values = dict(env)  # declared ARGs with a value and ENV: what the command's environment holds
         spec = {
-            "cmd": cmd, "env": sorted(values.items()), "user": stage.user, "workdir": stage.workdir,
-            "mounts": mounts, "network": flags.get("network", ["default"])[-1],
+            "cmd": cmd,
+            "env": sorted(values.items()),
+            "user": stage.user,
+            "workdir": stage.workdir,
+            "mounts": mounts,
+            "network": flags.get("network", ["default"])[-1],
             "security": flags.get("security", ["sandbox"])[-1],
             "heredocs": [[h.name, h.content] for h in ins.heredocs],
         }
-        self._step(stage, ins, "run", spec, sources=tuple(sources), stage_reads=tuple(stage_reads),
-                   values=values)
+        self._step(stage, ins, "run", spec, sources=tuple(sources), stage_reads=tuple(stage_reads), values=values)
 
     def _copy(self, stage: Stage, ins: Instruction, env: dict[str, str]) -> None:
         flags = self._flags(ins)
@@ -268,10 +296,16 @@ class _Planner:
         from_ref = self._expand(flags["from"][-1], env, ins) if "from" in flags else ""
         checksum = flags.get("checksum", [""])[-1]
         spec = {
-            "op": ins.keyword, "dest": _resolve_dest(stage.workdir, dest), "inline": inline,
-            "chown": flags.get("chown", [""])[-1], "chmod": flags.get("chmod", [""])[-1],
-            "link": "link" in flags, "parents": "parents" in flags, "exclude": sorted(flags.get("exclude", [])),
-            "keep_git_dir": "keep-git-dir" in flags, "checksum": checksum,
+            "op": ins.keyword,
+            "dest": _resolve_dest(stage.workdir, dest),
+            "inline": inline,
+            "chown": flags.get("chown", [""])[-1],
+            "chmod": flags.get("chmod", [""])[-1],
+            "link": "link" in flags,
+            "parents": "parents" in flags,
+            "exclude": sorted(flags.get("exclude", [])),
+            "keep_git_dir": "keep-git-dir" in flags,
+            "checksum": checksum,
         }
         step_kwargs: dict = {"excludes": tuple(flags.get("exclude", [])), "link": "link" in flags}
         if from_ref:
@@ -314,8 +348,10 @@ class _Planner:
     def _stage_ref(self, ref: str, ins: Instruction) -> int:
         index = self.by_name.get(ref.lower())
         if index is None or index >= len(self.stages):
-            raise PlanError(ins.start_line, f"--mount from={ref}: no earlier stage has that name "
-                            "(images as mount sources are not supported)")
+            raise PlanError(
+                ins.start_line,
+                f"--mount from={ref}: no earlier stage has that name (images as mount sources are not supported)",
+            )
         return index
 
     def _step(self, stage: Stage, ins: Instruction, keyword: str, spec: dict, **kwargs) -> None:

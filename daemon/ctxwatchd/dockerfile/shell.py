@@ -55,8 +55,7 @@ _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 # Whitespace as Go's unicode.IsSpace sees it (Python's str.isspace() also
 # counts the separators U+001C..U+001F, which Go does not).
 _SPACES = frozenset(
-    "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
-    + "".join(chr(c) for c in range(0x2000, 0x200B))
+    "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(chr(c) for c in range(0x2000, 0x200B))
 )
 # Blanks BuildKit keeps glued to a ``<<`` (heredoc marker) in ProcessWords.
 _HEREDOC_BLANKS = frozenset("\t\r ")
@@ -211,9 +210,7 @@ class _Lexer:
         out: list[str] = []
         while (ch := self.peek()) != '"':
             if ch is None:
-                raise ShellExpansionError(
-                    "unexpected end of statement while looking for matching double-quote"
-                )
+                raise ShellExpansionError("unexpected end of statement while looking for matching double-quote")
             if ch == "$":
                 out.append(self.dollar())
                 continue

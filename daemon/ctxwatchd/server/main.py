@@ -17,7 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ctxwatch import paths
+from ctxwatch_api import paths
 
 from .. import __version__
 from ..cache.store import DEFAULT_MAX_BUILDS, Store
@@ -35,13 +35,26 @@ class AlreadyRunning(Exception):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ctxwatchd", description="The ctxwatch daemon (runs in the foreground).")
-    parser.add_argument("--socket", help=f"Unix socket path (env {paths.SOCKET_ENV}; default under the user runtime dir)")
-    parser.add_argument("--state-dir", help=f"state folder (env {paths.STATE_DIR_ENV}; default under the user state dir)")
-    parser.add_argument("--max-builds", type=int, default=DEFAULT_MAX_BUILDS, metavar="N",
-                        help=f"recorded builds kept per context, oldest dropped first (default {DEFAULT_MAX_BUILDS})")
-    parser.add_argument("--tcp-port", type=int, metavar="PORT",
-                        help=f"also serve on {LOOPBACK}:PORT (loopback only); callers must send the token "
-                             f"from <state dir>/{TOKEN_FILE} as 'authorization: Bearer <token>'")
+    parser.add_argument(
+        "--socket", help=f"Unix socket path (env {paths.SOCKET_ENV}; default under the user runtime dir)"
+    )
+    parser.add_argument(
+        "--state-dir", help=f"state folder (env {paths.STATE_DIR_ENV}; default under the user state dir)"
+    )
+    parser.add_argument(
+        "--max-builds",
+        type=int,
+        default=DEFAULT_MAX_BUILDS,
+        metavar="N",
+        help=f"recorded builds kept per context, oldest dropped first (default {DEFAULT_MAX_BUILDS})",
+    )
+    parser.add_argument(
+        "--tcp-port",
+        type=int,
+        metavar="PORT",
+        help=f"also serve on {LOOPBACK}:PORT (loopback only); callers must send the token "
+        f"from <state dir>/{TOKEN_FILE} as 'authorization: Bearer <token>'",
+    )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--version", action="version", version=f"ctxwatchd {__version__}")
     return parser.parse_args(argv)
@@ -78,20 +91,26 @@ def start(socket_path: Path, state_dir: Path, max_builds: int, tcp_port: int | N
         # the engine load meanwhile (about 0.07 s of every start, at 100,000 files).
         opened = opening.submit(Store, state_dir / STATE_FILE)
         from .serving import serve
+
         store = opened.result()
     return serve(store, socket_path, state_dir, max_builds, tcp_port)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         if args.max_builds < 1:
             log.error("--max-builds must be at least 1")
             return 2
-        return start(paths.resolve_socket_path(args.socket), paths.resolve_state_dir(args.state_dir),
-                     args.max_builds, args.tcp_port)
+        return start(
+            paths.resolve_socket_path(args.socket),
+            paths.resolve_state_dir(args.state_dir),
+            args.max_builds,
+            args.tcp_port,
+        )
     except AlreadyRunning as e:
         log.error("%s", e)
         return 1

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import grpc
 
-from ctxwatch.v1 import ctxwatch_pb2 as pb
-from ctxwatch.v1 import ctxwatch_pb2_grpc as pb_grpc
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 
 from .. import __version__
 from ..engine import Engine, context_message
@@ -105,10 +105,17 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
     @_answers
     def GetDaemonStatus(self, request: pb.GetDaemonStatusRequest, context) -> pb.DaemonStatus:
         return pb.DaemonStatus(
-            version=__version__, pid=os.getpid(), socket_path=self.socket_path, state_dir=self.state_dir,
-            contexts=len(self.engine.contexts), roots=self.engine.status(), memory_rss_bytes=_rss_bytes(),
-            queue_depth=self.engine.queue_depth(), uptime_seconds=time.monotonic() - self.started,
-            activity=self.engine.busy_with)
+            version=__version__,
+            pid=os.getpid(),
+            socket_path=self.socket_path,
+            state_dir=self.state_dir,
+            contexts=len(self.engine.contexts),
+            roots=self.engine.status(),
+            memory_rss_bytes=_rss_bytes(),
+            queue_depth=self.engine.queue_depth(),
+            uptime_seconds=time.monotonic() - self.started,
+            activity=self.engine.busy_with,
+        )
 
     @_answers
     def Shutdown(self, request: pb.ShutdownRequest, context) -> pb.ShutdownResponse:
@@ -119,8 +126,9 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
 
 def _limited(refs) -> list[pb.ContextRef]:
     if len(refs) > MAX_CONTEXTS_PER_REQUEST:
-        raise InvalidArgument(f"contexts: {len(refs)} given; at most {MAX_CONTEXTS_PER_REQUEST} per request "
-                              "(an empty list means all)")
+        raise InvalidArgument(
+            f"contexts: {len(refs)} given; at most {MAX_CONTEXTS_PER_REQUEST} per request (an empty list means all)"
+        )
     return list(refs)
 
 

@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ctxwatch.v1 import ctxwatch_pb2, ctxwatch_pb2_grpc
+from ctxwatch_api.v1 import ctxwatch_pb2, ctxwatch_pb2_grpc
 
 from .. import __version__
 from ..cache.store import Store
@@ -57,16 +57,20 @@ def serve(store: Store, socket_path: Path, state_dir: Path, max_builds: int, tcp
     threading.Thread(target=engine.warm_up, name="warm-up", daemon=True).start()
     stop = threading.Event()
     interceptors = [TokenCheck(load_or_create_token(state_dir))] if tcp_port is not None else []
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
-                         interceptors=interceptors,
-                         options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
+        interceptors=interceptors,
+        options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)],
+    )
     ctxwatch_pb2_grpc.add_CtxwatchServicer_to_server(
-        CtxwatchService(engine, str(socket_path), str(state_dir), stop), server)
+        CtxwatchService(engine, str(socket_path), str(state_dir), stop), server
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (ctxwatch_pb2.DESCRIPTOR.services_by_name["Ctxwatch"].full_name, health.SERVICE_NAME,
-         reflection.SERVICE_NAME), server)
+        (ctxwatch_pb2.DESCRIPTOR.services_by_name["Ctxwatch"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
+        server,
+    )
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
         server.add_insecure_port(f"unix:{socket_path}")

@@ -50,16 +50,21 @@ def _guarded(handler: grpc.RpcMethodHandler, allowed: bool) -> grpc.RpcMethodHan
     def guard(behaviour):
         def checked(request, context):
             if not allowed and not context.peer().startswith("unix:"):
-                context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                              f"TCP callers must send 'authorization: Bearer <token>' (the token is in the "
-                              f"daemon's state folder, file {TOKEN_FILE})")
+                context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    f"TCP callers must send 'authorization: Bearer <token>' (the token is in the "
+                    f"daemon's state folder, file {TOKEN_FILE})",
+                )
             return behaviour(request, context)
+
         return checked
 
-    for kind, make in (("unary_unary", grpc.unary_unary_rpc_method_handler),
-                       ("unary_stream", grpc.unary_stream_rpc_method_handler),
-                       ("stream_unary", grpc.stream_unary_rpc_method_handler),
-                       ("stream_stream", grpc.stream_stream_rpc_method_handler)):
+    for kind, make in (
+        ("unary_unary", grpc.unary_unary_rpc_method_handler),
+        ("unary_stream", grpc.unary_stream_rpc_method_handler),
+        ("stream_unary", grpc.stream_unary_rpc_method_handler),
+        ("stream_stream", grpc.stream_stream_rpc_method_handler),
+    ):
         behaviour = getattr(handler, kind)
         if behaviour:
             return make(guard(behaviour), handler.request_deserializer, handler.response_serializer)

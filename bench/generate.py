@@ -180,7 +180,7 @@ def check_free_space(folder: Path, needed: int) -> None:
 def write_tree(repo: Repo, sizes: list[int], seed: int) -> None:
     buffer = random_buffer(seed)
     made: set[str] = set()
-    for rel, size in zip(repo.files, sizes):
+    for rel, size in zip(repo.files, sizes, strict=True):
         parent = rel.rpartition("/")[0]
         if parent not in made:
             os.makedirs(repo.root / parent, exist_ok=True)

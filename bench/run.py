@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import generate
 import grpc
 
-import generate
 from ctxwatch import spawn
 from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
@@ -338,7 +338,7 @@ def rewrite(repo: generate.Repo, files: list[str], token: str) -> None:
     """New content, same sizes: what a branch switch does to these files."""
     buffer = generate.random_buffer(0)  # any bytes: the token already makes every file new
     sizes = [os.path.getsize(repo.root / rel) for rel in files]
-    for rel, size in zip(files, sizes):
+    for rel, size in zip(files, sizes, strict=True):
         generate.write_file(repo.root / rel, generate.content(buffer, rel, size, token))
 
 
@@ -378,7 +378,7 @@ def measure_no_daemon(
     ]
     times, digests = [], set()
     for _ in range(runs):
-        seconds, done = timed(lambda: subprocess.run(command, capture_output=True, text=True, cwd=cwd))
+        seconds, done = timed(lambda: subprocess.run(command, capture_output=True, text=True, cwd=cwd, check=False))
         if done.returncode != 0:
             raise RuntimeError(f"--no-daemon status failed ({done.returncode}): {done.stderr.strip()}")
         times.append(seconds)
@@ -457,7 +457,7 @@ def measure_contexts_scale(daemon: Daemon, repo: generate.Repo, profile: Profile
         refs = [pb.ContextRef(name=name) for name in names]
         times, wrong = [], 0
         for _ in samples_within(profile.scale_queries, profile.budget_seconds / len(profile.context_counts), minimum=1):
-            seconds, reports = timed(lambda: daemon.client.reports(refs))
+            seconds, reports = timed(lambda refs=refs: daemon.client.reports(refs))
             times.append(seconds)
             wrong += len(reports) != count or not all(r.all_cached for r in reports)
         rss = mb(daemon.memory_kib("VmRSS"))
@@ -540,7 +540,7 @@ def table(results: list[SizeResult]) -> str:
         cells = [r.cells[key].render() if key in r.cells else "n/a" for r in results]
         lines.append("| " + " | ".join([label, target, *cells]) + " |")
     notes = [f"- {r.files:,} files: {note}" for r in results for note in r.notes]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join([*lines, *(["", *notes] if notes else [])])
 
 
 def parse_args() -> argparse.Namespace:

@@ -161,7 +161,7 @@ def _builds(case_id: str, data: dict, first_args: dict[str, str], phase_args: li
     no_cache, no_cache_filter = _no_cache(case_id, data)
     results = _results(case_id, data, len(phase_args))
     builds = []
-    for index, (added_args, result) in enumerate(zip(phase_args, results)):
+    for index, (added_args, result) in enumerate(zip(phase_args, results, strict=True)):
         args = {**args, **added_args}
         is_last = index == len(phase_args) - 1
         builds.append(

@@ -50,9 +50,8 @@ def assert_still_serving(daemon) -> None:
 
 def raw_register(daemon, request: pb.RegisterContextRequest) -> grpc.RpcError:
     """Send a RegisterContext the Python client would not build (it makes paths absolute)."""
-    with grpc.insecure_channel(channel_target(daemon.socket)) as channel:
-        with pytest.raises(grpc.RpcError) as caught:
-            pb_grpc.CtxwatchStub(channel).RegisterContext(request, timeout=30)
+    with grpc.insecure_channel(channel_target(daemon.socket)) as channel, pytest.raises(grpc.RpcError) as caught:
+        pb_grpc.CtxwatchStub(channel).RegisterContext(request, timeout=30)
     return caught.value
 
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from conftest import Daemon, start_daemon
+
 from ctxwatch.client import CtxwatchError
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.local import LocalClient
@@ -270,7 +271,7 @@ def test_earlier_moved_aside_state_file_is_never_overwritten(tmp_path: Path) -> 
     state = write_ctxwatch_state(tmp_path / "daemon", ctx)
     now = time.time()
     earlier = {}
-    for second in range(0, 60):
+    for second in range(60):
         name = f"{STATE_FILE}.unreadable-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now + second))}"
         earlier[state.with_name(name)] = f"earlier bad state {second}\n".encode()
     for path, data in earlier.items():

@@ -13,10 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from golden_support import GoldenBuild, GoldenCase, Workspace, load_cases
 
 from ctxwatch.client import build_options
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
-from golden_support import GoldenBuild, GoldenCase, Workspace, load_cases
 
 CASES = load_cases()  # raises when ../shared/golden is missing: never skipped
 OUTPUT_DEPENDENT = (pb.STEP_STATUS_UNKNOWN, pb.CAUSE_UPSTREAM_OUTPUT)
@@ -45,7 +45,7 @@ def check_build(case: GoldenCase, build: GoldenBuild, report: pb.Report) -> None
     got = [(s.line, s.instruction) for s in report.steps]
     want = [(e.line, e.instruction) for e in build.expected]
     assert got == want, where
-    for step, expected in zip(report.steps, build.expected):
+    for step, expected in zip(report.steps, build.expected, strict=True):
         if (step.status, step.cause) == OUTPUT_DEPENDENT:
             continue
         if expected.error is not None:
@@ -67,7 +67,7 @@ def check_reused_copy_warning(build: GoldenBuild, report: pb.Report, where: str)
     step whose own files changed must warn about it (its status stays)."""
     stale = [
         step
-        for step, fresh, reused in zip(report.steps, build.expected, build.reusing_context)
+        for step, fresh, reused in zip(report.steps, build.expected, build.reusing_context, strict=True)
         if reused.cached and not fresh.cached
     ]
     assert stale, where

@@ -9,9 +9,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-
 import golden_support
+import pytest
 from golden_support import GOLDEN_DIR, GoldenCase, Workspace, load_cases, parse_case
 
 CASES = load_cases()
@@ -96,7 +95,7 @@ def test_builds_line_up_with_phases(case: GoldenCase) -> None:
     assert len(case.builds) == len(case.phases) >= 1
     by_phase = data.get("expected_by_phase") or [data]
     assert len(by_phase) == len(case.builds)
-    for build, raw in zip(case.builds, by_phase):
+    for build, raw in zip(case.builds, by_phase, strict=True):
         assert [(s.stage, s.line, s.instruction, s.cached) for s in build.expected] == [
             (str(e["stage"]), e["line"], e["instruction"], e["cached"]) for e in raw["expected"]
         ]
@@ -314,8 +313,8 @@ def test_workspace_of_a_real_symlink_to_outside(tmp_path: Path) -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_every_case_lays_out_its_files(case: GoldenCase, tmp_path: Path, strict_umask: None) -> None:
     ws = Workspace(case, tmp_path)
-    for name, spec in case.data["files"].items():
-        spec = spec if isinstance(spec, dict) else {"content": spec}
+    for name, raw in case.data["files"].items():
+        spec = raw if isinstance(raw, dict) else {"content": raw}
         path = ws.context_dir / name
         if "symlink" in spec:
             assert os.readlink(path) == spec["symlink"].replace("{CTX}", str(ws.context_dir)).replace(

@@ -1,4 +1,5 @@
-"""hash_files: every file hashed exactly once, on the threads each case calls for,\nand the kernel's page-cache answers it decides by."""
+"""hash_files: every file hashed exactly once, on the threads each case calls for,
+and the kernel's page-cache answers it decides by."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def test_from_the_page_cache_small_files_stay_on_the_calling_thread(tmp_path, po
     hashing.hash_files(items, record, pool, workers=2, in_page_cache=lambda item: True)
     assert set(record.calls.values()) == {1} and len(record.calls) == len(items)
     me = threading.current_thread().name
-    small = [name for (name, entry), size in zip(items, sizes) if size < hashing.LARGE_FILE]
+    small = [name for (name, entry), size in zip(items, sizes, strict=True) if size < hashing.LARGE_FILE]
     assert all(record.threads[name] == me for name in small)
     assert any(record.threads[name] != me for name, _ in items[300:])  # large files went to the workers
 

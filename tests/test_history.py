@@ -7,8 +7,9 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from conftest import start_daemon
+
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.server.main import STATE_FILE
 
 DOCKERFILE = "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n"

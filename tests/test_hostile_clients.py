@@ -451,7 +451,7 @@ def test_100_concurrent_clients_get_consistent_reports_while_files_change(daemon
                         seen.append(report)
                         answered[0] += 1
                         progress.notify_all()
-            except Exception as e:  # noqa: BLE001 - every failure is a finding
+            except Exception as e:
                 with progress:
                     failures.append(f"{type(e).__name__}: {e}")
                     progress.notify_all()
@@ -461,7 +461,9 @@ def test_100_concurrent_clients_get_consistent_reports_while_files_change(daemon
         start.wait(timeout=DEADLINE_S)
         for i in range(WRITES):
             with progress:  # spread the writes over the queries, paced by answers, not by time
-                progress.wait_for(lambda: answered[0] + len(failures) >= i * total // (WRITES + 4), timeout=DEADLINE_S)
+                progress.wait_for(
+                    lambda i=i: answered[0] + len(failures) >= i * total // (WRITES + 4), timeout=DEADLINE_S
+                )
             put(version_b if i % 2 == 0 else version_a)
 
     threads = [threading.Thread(target=query, daemon=True) for _ in range(CLIENTS)]

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from conftest import Daemon, start_daemon
+
 from ctxwatch import spawn
 from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
@@ -463,7 +463,7 @@ def copy_packages_for_nobody(lib: Path) -> Path:
 
 def nobody_context(base: Path, name: str, dockerfile: str, files: dict[str, str]) -> Path:
     ctx = make_context(base / name, dockerfile, files)
-    for root, dirs, names in os.walk(ctx):
+    for root, _dirs, names in os.walk(ctx):
         os.chown(root, NOBODY, NOBODY)
         for entry in names:
             os.chown(os.path.join(root, entry), NOBODY, NOBODY)

@@ -362,7 +362,8 @@ def test_without_exceptions_ancestor_scan_equals_walk(patterns, path):
 # --------------------------------------------------------------------------
 # entries_state: one answer for all entries of a folder no pattern can reach
 
-_PREFIX_POOL = _POOL + [
+_PREFIX_POOL = [
+    *_POOL,
     "a/b/c",
     "a/b/*.md",
     "a/**/c",
@@ -376,7 +377,7 @@ _PREFIX_POOL = _POOL + [
     "!a/b/keep",
     "!**",
 ]
-_ENTRY_NAMES = _NAMES + ["aa", "b{1}", "c|x", "keepx"]
+_ENTRY_NAMES = [*_NAMES, "aa", "b{1}", "c|x", "keepx"]
 
 
 @settings(max_examples=400)

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 from conftest import answer, fresh_report
+from test_overflow import lowered_inotify_setting, wait_until_seen, watching_engine
+
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.engine import Engine
-from test_overflow import lowered_inotify_setting, wait_until_seen, watching_engine
 
 MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
 DOCKERFILE = "FROM scratch\nCOPY . /app\n"

@@ -15,8 +15,8 @@ LINK = FileRecord(KIND_SYMLINK, 0o777, 0, b"", "../t\u00e9st", (("user.b", b"2")
 def test_a_file_node_is_tagged_fields_each_with_its_length() -> None:
     assert encode_file(FILE) == (
         b"F"
-        + b"\0\0\0\x01f"
-        + b"\0\0\0\x0c"
+        b"\0\0\0\x01f"
+        b"\0\0\0\x0c"
         + (0o4755).to_bytes(4, "big")
         + (1234).to_bytes(8, "big")
         + b"\0\0\0\x20"
@@ -29,8 +29,8 @@ def test_a_symlink_node_holds_its_target_and_attributes_in_order() -> None:
     target = "../t\u00e9st".encode()
     assert encode_file(LINK) == (
         b"F"
-        + b"\0\0\0\x01l"
-        + b"\0\0\0\x0c"
+        b"\0\0\0\x01l"
+        b"\0\0\0\x0c"
         + (0o777).to_bytes(4, "big")
         + bytes(8)
         + b"\0\0\0\0"

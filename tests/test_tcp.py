@@ -9,12 +9,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from conftest import start_daemon
+
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 from ctxwatchd.server.main import TOKEN_FILE
-
 
 # 127.0.0.1 as /proc/net/tcp and /proc/net/tcp6 (IPv4-mapped) write it.
 LOOPBACK_HEX = {"0100007F", "0000000000000000FFFF00000100007F"}

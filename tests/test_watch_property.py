@@ -15,10 +15,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from conftest import answer, fresh_report
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import answer, fresh_report
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 DOCKERFILE = """\

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-
 from conftest import Daemon
+
 from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 

@@ -20,8 +20,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from ctxwatch import render, spawn
-from ctxwatch_api import paths
 from ctxwatch.client import CtxwatchClient, CtxwatchError, build_options, connect, context_ref, parse_build_args
+from ctxwatch_api import paths
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 EXIT_OK = 0

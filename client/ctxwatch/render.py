@@ -98,8 +98,10 @@ def render_contexts(contexts: Sequence[pb.Context]) -> str:
 
 def render_daemon_status(status: pb.DaemonStatus) -> str:
     lines = [
-        f"ctxwatchd {status.version or '(unknown version)'}, pid {status.pid}, "
-        f"up {format_duration(status.uptime_seconds)}",
+        (
+            f"ctxwatchd {status.version or '(unknown version)'}, pid {status.pid}, "
+            f"up {format_duration(status.uptime_seconds)}"
+        ),
         *_align(
             [
                 ["socket", status.socket_path],
@@ -194,7 +196,7 @@ def _step_table(
     else:
         out = []
     by_index = {step.index: step for step in report.steps}
-    for step, line in zip(steps, lines):
+    for step, line in zip(steps, lines, strict=True):
         out.append(_paint_status(line, step.status, color))
         if step.status != pb.STEP_STATUS_CACHED:
             out += [DETAIL_INDENT + detail for detail in _step_details(step, by_index)]

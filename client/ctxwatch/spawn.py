@@ -16,9 +16,9 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ctxwatch.client import CtxwatchError, channel_target
 from ctxwatch_api import paths
 from ctxwatch_api.processes import alive
-from ctxwatch.client import CtxwatchError, channel_target
 
 DEFAULT_START_TIMEOUT = 10.0
 LOG_NAME = "ctxwatchd.log"

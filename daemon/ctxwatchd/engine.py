@@ -54,7 +54,7 @@ class Registered:
     history: History | None = None
     parsed: tuple[bytes, ParsedDockerfile, list[str]] | None = None  # the Dockerfile's bytes, parse, lines
     ignore_source: bytes | None = None  # the ignore file the patterns were read from
-    last: tuple[tuple, "Evaluation"] | None = None  # the last answer and what it depended on
+    last: tuple[tuple, Evaluation] | None = None  # the last answer and what it depended on
 
 
 @dataclass
@@ -333,7 +333,7 @@ class Engine:
             if ev.report.error:
                 raise FailedPrecondition(f"{reg.row.name}: cannot record a build: {ev.report.error}")
             steps = ev.report.steps
-            completed = [k for k, s in zip(ev.keys, steps) if not _fails(s, steps)]
+            completed = [k for k, s in zip(ev.keys, steps, strict=True) if not _fails(s, steps)]
             rows = [
                 BuildStepRow(
                     k.index,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 from ..context.nodes import decode
-from .diff import ADDED, CONTENT, Change, MODE, REMOVED, SYMLINK_TARGET, TYPE, XATTR, Differ
+from .diff import ADDED, CONTENT, MODE, REMOVED, SYMLINK_TARGET, TYPE, XATTR, Change, Differ
 from .keys import StepKey
 from .store import BuildRow, BuildStepRow
 

@@ -304,7 +304,7 @@ def _patternmatcher_regex(pattern: str) -> tuple[_Kind, str]:
 
 def _range_pairs(ends: str) -> list[tuple[str, str]]:
     """ "09az" -> [("0", "9"), ("a", "z")]."""
-    return list(zip(ends[::2], ends[1::2]))
+    return list(zip(ends[::2], ends[1::2], strict=True))
 
 
 def _complement(ranges: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -759,9 +759,8 @@ def read_ignore_file(text: str | bytes) -> list[str]:
         try:
             if len(line.encode("utf-8", "surrogateescape")) >= _MAX_LINE_BYTES:
                 raise ValueError("line too long")
-            if number == 1:
-                line = line.removeprefix("\ufeff")
-            pattern = _ignore_line(line.removesuffix("\r"))
+            body = line.removeprefix("\ufeff") if number == 1 else line
+            pattern = _ignore_line(body.removesuffix("\r"))
             if pattern is not None:
                 # BuildKit hands the list to patternmatcher.New, which fails the
                 # build on these; report them here with their line.

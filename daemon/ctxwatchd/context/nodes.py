@@ -69,8 +69,8 @@ def encode_file(record: FileRecord) -> bytes:
     ):
         parts += (_LENGTH(len(field)), field)
     for name, value in record.xattrs:
-        name = name.encode()
-        parts += (_LENGTH(len(name)), name, _LENGTH(len(value)), value)
+        key = name.encode()
+        parts += (_LENGTH(len(key)), key, _LENGTH(len(value)), value)
     return b"".join(parts)
 
 

@@ -42,7 +42,7 @@ class Entry:
     the slots directly (no super() call): a restart makes 100,000 of them.
     """
 
-    __slots__ = ("kind", "key")
+    __slots__ = ("key", "kind")
     # Defaults for the slots the other class has: a folder is never hashed,
     # a file has no children.
     blob = b""

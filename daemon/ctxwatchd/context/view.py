@@ -24,7 +24,6 @@ from .nodes import Child, Node, decode, digest_of, encode_dir
 from .records import KIND_DIR, KIND_FILE, in_page_cache, key_mode, read_ahead
 from .tree import Entry, Tree, join, listing_signature
 
-
 ROOT_STATE = MatchState(excluded=False, hits=0)  # the context root is always sent
 PREFETCH_CHUNK = 20_000  # files handed to the hashing threads at a time
 
@@ -45,7 +44,7 @@ class ViewNode:
     the answer that follows it, so the listing made again is the one the
     digest was computed from."""
 
-    __slots__ = ("kind", "digest", "view", "rel", "entry", "state")
+    __slots__ = ("digest", "entry", "kind", "rel", "state", "view")
 
     def __init__(self, digest: bytes, view: ContextView, rel: str, entry: Entry, state: MatchState) -> None:
         self.kind = KIND_DIR
@@ -71,7 +70,7 @@ class FileViewNode:
     """A file (symlink, special file) as sent: its digest and record exactly
     as they were hashed, even if the file is read again meanwhile."""
 
-    __slots__ = ("kind", "blob", "digest")
+    __slots__ = ("blob", "digest", "kind")
 
     def __init__(self, kind: str, blob: bytes, digest: bytes) -> None:
         self.kind = kind

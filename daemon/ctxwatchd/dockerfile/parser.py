@@ -49,7 +49,7 @@ class Instruction:
     heredocs: tuple[Heredoc, ...]
     start_line: int
     end_line: int
-    next: "Instruction | None" = None
+    next: Instruction | None = None
 
 
 @dataclass(frozen=True)

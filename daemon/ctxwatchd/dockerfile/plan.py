@@ -52,7 +52,7 @@ class PlanError(ValueError):
 
 @dataclass
 class Step:
-    stage: "Stage"
+    stage: Stage
     keyword: str  # run, copy, add, workdir, from
     instruction: str  # the first line as written
     line: int
@@ -401,7 +401,7 @@ def _heredoc_name(word: str) -> str:
 def _resolve_dest(workdir: str, dest: str) -> str:
     """The destination as BuildKit's frontend resolves it (trailing slash kept)."""
     resolved = posixpath.normpath(posixpath.join(workdir, dest))
-    if dest.endswith("/") or dest in (".", "..") or dest.endswith("/."):
+    if dest.endswith(("/", "/.")) or dest in (".", ".."):
         resolved = resolved.rstrip("/") + "/"
     return resolved
 

@@ -1,7 +1,7 @@
 """Lost file events (inotify queue overflow): the daemon notices, says so in
 its status, and answers from a re-scan, never from a stale tree.
 
-(a) in-process: an Engine that watches, and the EventsLost event the observer
+(a) in-process: an Engine that watches, and the EventsLostEvent the observer
     delivers on an overflow;
 (b) a real daemon whose inotify queue is made tiny (as root, through
     /proc/sys/fs/inotify/max_queued_events, which the kernel reads when the
@@ -28,7 +28,7 @@ from conftest import Daemon, answer, fresh_report, start_daemon
 from ctxwatch.client import CtxwatchError
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.cache.store import Store
-from ctxwatchd.context.watcher import EventsLost
+from watchdog.events import EventsLostEvent
 from ctxwatchd.engine import Engine
 from ctxwatchd.server.main import STATE_FILE
 
@@ -129,7 +129,7 @@ def test_events_lost_makes_the_engine_rescan_before_answering(tmp_path, seen):
                 "precondition: without its events the tree should not know of the edits"
             )
 
-        root.dispatch(EventsLost(root.path))  # what the observer delivers on IN_Q_OVERFLOW
+        root.dispatch(EventsLostEvent(root.path, is_directory=True))  # what the observer delivers on IN_Q_OVERFLOW
         status = root_status(engine, ctx)
         assert not status.healthy
         assert LOST.search(status.message), status.message

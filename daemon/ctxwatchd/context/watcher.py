@@ -6,10 +6,10 @@ query writes a uniquely named cookie file in the root and waits for its
 event (as watchman does): every write made before the query was queued
 before the cookie, so once the cookie is seen, the dirty set is complete.
 
-watchdog rebuilds its own watches after an inotify queue overflow but does
-not tell the event handler; the emitter below passes the overflow on, and
-the root then re-scans (stat walk, changed files re-read) before its next
-answer. A root whose watch could not be added re-scans before every answer.
+After an inotify queue overflow watchdog rebuilds its watches and then
+delivers an EventsLostEvent (since watchdog 7.1.1); the root then re-scans
+(stat walk, changed files re-read) before its next answer. A root whose
+watch could not be added re-scans before every answer.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from ctxwatch_api.processes import alive
 from watchdog.events import (
     DirAttribEvent,
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    EventsLostEvent,
     FileAttribEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -37,8 +39,7 @@ from watchdog.events import (
 )
 from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
-
-from ctxwatch_api.processes import alive
+from watchdog.observers.inotify_c import InotifyFD
 
 from .tree import COOKIE_PREFIX, SavedRecords, Tree
 
@@ -47,12 +48,6 @@ log = logging.getLogger(__name__)
 SYNC_TIMEOUT_S = 5.0
 WATCH_RETRY_S = 30.0
 _cookie_numbers = itertools.count()
-
-
-class EventsLost(FileSystemEvent):
-    """The kernel dropped events below this path (inotify queue overflow)."""
-
-    event_type = "events_lost"
 
 
 # Only what changes what a path holds. Without a filter inotify also reports
@@ -69,26 +64,21 @@ CHANGE_EVENTS = [
     DirDeletedEvent,
     DirMovedEvent,
     DirAttribEvent,
-    EventsLost,
+    EventsLostEvent,
 ]  # the emitter filters what it queues, our own event included
 
 
-class _OverflowReportingWatchGroup(InotifyWatchGroup):
-    """watchdog's watches for one path, with two changes: an inotify queue
-    overflow is passed on, and a recursive watch starts with the root alone.
+class _LazyWatchGroup(InotifyWatchGroup):
+    """watchdog's watches for one path, except that a recursive watch starts
+    with the root alone.
 
     The tree adds each folder it lists (watch_folder) just before listing it:
     whatever changes after the watch is added comes as an event, whatever
     changed before is in the listing. Folders no context reads (an ignored
     node_modules) cost no watch, and a restart reads each folder once, not
-    once to watch it and once to list it.
+    once to watch it and once to list it. (This relies on watchdog's
+    internals, hence the dependency's narrow version range.)
     """
-
-    report_overflow: Callable[[], None] = staticmethod(lambda: None)
-
-    def on_queue_overflow(self) -> None:
-        super().on_queue_overflow()  # drops every watch but the root's; the re-scan lists (and watches) again
-        self.report_overflow()
 
     def _add_all_callbacks(self, path: bytes) -> None:
         """watchdog calls this for the root, after an overflow, and for a
@@ -102,37 +92,41 @@ class _OverflowReportingWatchGroup(InotifyWatchGroup):
         """Watch one more folder. Raises OSError when the kernel refuses
         (e.g. the inotify watch limit), where watchdog's own adds stay silent."""
         with self._lock:
-            if not self.is_active or path in self._active_callbacks_by_path:
-                return
+            known = self._find_node_by_path(path)
+            if not self.is_active or (known is not None and self._nodes_by_wd.get(known.wd) is known):
+                return  # stopped, or watched already (a node may stand for an unwatched parent)
             wd = self._inotify_fd.add_callback(path, self.event_mask, self._callback, self._id)
-            self._active_callbacks_by_path[path] = wd
-            self._active_callbacks_by_watch[wd] = path
+            if self._insert_node(path, wd) is None:  # not below the root: nothing to watch
+                self._inotify_fd.remove_callbacks([(wd, self._id)])
 
 
-class _OverflowReportingEmitter(InotifyEmitter):
-    group: _OverflowReportingWatchGroup | None = None
+class _LazyEmitter(InotifyEmitter):
+    group: _LazyWatchGroup | None = None
 
     def on_thread_start(self) -> None:
-        path = os.fsencode(self.watch.path)
-        group = _OverflowReportingWatchGroup(
+        self._inotify = self.group = _LazyWatchGroup(
             self._inotify_fd,
-            path,
+            os.fsencode(self.watch.path),
             is_recursive=self.watch.is_recursive,
             event_mask=self.get_event_mask_from_filter(),
             follow_symlink=self.watch.follow_symlink,
         )
-        group.report_overflow = lambda: self.queue_event(EventsLost(self.watch.path))
-        self._inotify = self.group = group
 
 
 class Observer(InotifyObserver):
-    """watchdog's inotify observer, with overflows delivered to the handlers."""
+    """watchdog's inotify observer, with folders watched one by one as they are listed."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._emitter_class = _OverflowReportingEmitter
+        self._emitter_class = _LazyEmitter
+        # watchdog makes its inotify instance at the first watch; made now, the
+        # kernel's limits (queue size) are those in force when the daemon starts.
+        with self._lock:
+            self._inotify_fd = InotifyFD()
+            self._inotify_fd.start()
+            self._emitter_kwargs["inotify_fd"] = self._inotify_fd
 
-    def watch_group(self, watch: ObservedWatch) -> _OverflowReportingWatchGroup:
+    def watch_group(self, watch: ObservedWatch) -> _LazyWatchGroup:
         """The watches behind a scheduled watch (its emitter made them when it started)."""
         with self._lock:
             return self._emitter_for_watch[watch].group
@@ -240,7 +234,7 @@ class WatchedRoot(FileSystemEventHandler):
         self.events_lost = 0  # inotify overflows seen; each one cost a re-scan
         self.observer = observer
         self.watch = None
-        self.group: _OverflowReportingWatchGroup | None = None  # the watch's folders
+        self.group: _LazyWatchGroup | None = None  # the watch's folders
         self.watch_broken = False  # the root itself was deleted or moved away
         self.cookies_impossible = False  # a read-only root: every query re-scans
         self.retry_watch_at = 0.0
@@ -300,7 +294,7 @@ class WatchedRoot(FileSystemEventHandler):
                 self.watch_broken = True
             self.on_activity()
             return
-        if isinstance(event, EventsLost):
+        if isinstance(event, EventsLostEvent):
             log.warning("the kernel dropped file events (reported below %s); re-scanning", self.path)
             self.on_events_lost()
             return

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 from .cache.keys import StepKey, compute_keys
-from .cache.report import History, QueryOptions, build_steps, printable, stage_ordinal
+from .cache.readers import readers
+from .cache.report import History, QueryOptions, build_steps, printable, range_message, stage_ordinal
 from .cache.store import DEFAULT_MAX_BUILDS, BuildStepRow, ContextRow, Store
 from .context.ignore import IgnoreFileError, PathMatcher, read_ignore_file
 from .context.nodes import decode, digest_of
@@ -53,6 +54,7 @@ class Registered:
     patterns: tuple[str, ...] | None = None
     history: History | None = None
     parsed: tuple[bytes, ParsedDockerfile, list[str]] | None = None  # the Dockerfile's bytes, parse, lines
+    draft: tuple[bytes, ParsedDockerfile, list[str]] | None = None  # the same for the last unsaved text asked about
     ignore_source: bytes | None = None  # the ignore file the patterns were read from
     last: tuple[tuple, Evaluation] | None = None  # the last answer and what it depended on
 
@@ -296,6 +298,30 @@ class Engine:
             synced: set[str] = set()
             return [self._evaluate(reg, options, synced).report for reg in regs]
 
+    def find_readers(self, path: str, refs: list[pb.ContextRef]) -> pb.FindReadersResponse:
+        """Every step of the contexts (all when none named) that reads `path`."""
+        path = os.path.realpath(absolute_path(path, "path"))
+        response = pb.FindReadersResponse()
+        with self.lock:
+            targets = [self.resolve(ref) for ref in refs] or sorted(self.contexts.values(), key=lambda c: c.row.name)
+            synced: set[str] = set()
+            for reg in targets:
+                if not _inside(path, reg.row.path):
+                    continue
+                ev = self._evaluate(reg, pb.BuildOptions(), synced)
+                if ev.report.error:
+                    response.unknown.append(f"{reg.row.name}: {ev.report.error}")
+                    continue
+                rel = os.path.relpath(path, reg.row.path)
+                for read in readers(ev.keys, "" if rel == "." else rel):
+                    response.readers.add(
+                        context=ev.report.context,
+                        step=ev.report.steps[read.index],
+                        source=read.source,
+                        steps_after=read.steps_after,
+                    )
+        return response
+
     def warm_up(self) -> None:
         """Answer every registered context once (the daemon does this as it
         starts): the first query then finds the trees listed and the digests
@@ -328,6 +354,10 @@ class Engine:
     def mark_built(self, reg: Registered, options: pb.BuildOptions) -> pb.MarkBuiltResponse:
         """Record the steps a build with these options completes (all of them,
         or those before a failing step, which BuildKit caches as well)."""
+        if options.dockerfile_content:
+            raise InvalidArgument(
+                "options.dockerfile_content: a build reads the saved Dockerfile; save it, then record"
+            )
         with self.lock:
             ev = self._evaluate(reg, options)
             if ev.report.error:
@@ -410,8 +440,9 @@ class Engine:
             report.error = f"cannot read the context folder {reg.row.path}: {e.strerror or e}"
             return Evaluation(report, [])
         self._keep_listed(reg.root, reg.row.dockerfile)
+        parsed = lines = None
         try:
-            parsed, lines = self._dockerfile(reg)
+            parsed, lines = self._dockerfile(reg, options.dockerfile_content)
             self._refresh_views(reg)
             history = self._history(reg)
             # Nothing the answer depends on changed: the last answer stands.
@@ -423,6 +454,9 @@ class Engine:
             plan = build_plan(parsed, lines, args, options.target or reg.row.target)
         except (DockerfileSyntaxError, PlanError, IgnoreFileError) as e:
             report.error, report.error_line = printable(str(e)), getattr(e, "line", 0)
+            if report.error_line and not isinstance(e, IgnoreFileError):
+                text = lines if lines is not None else self._text_lines(reg, options.dockerfile_content)
+                report.error_range.CopyFrom(_error_range(report.error_line, parsed, text))
             return Evaluation(report, [])
         except OSError as e:  # the Dockerfile or ignore file cannot be read (or is a FIFO)
             report.error = printable(str(e))
@@ -455,13 +489,26 @@ class Engine:
             except OSError:
                 pass  # unreadable: reading the Dockerfile says what is wrong
 
-    def _dockerfile(self, reg: Registered) -> tuple[ParsedDockerfile, list[str]]:
+    def _dockerfile(self, reg: Registered, draft: str = "") -> tuple[ParsedDockerfile, list[str]]:
+        """The parsed Dockerfile: the file, or an editor's unsaved text of it
+        (kept apart: answers for the file stay valid while a draft is asked about)."""
+        if draft:
+            data = draft.encode("utf-8", "surrogateescape")
+            if reg.draft is None or reg.draft[0] != data:
+                reg.draft = None  # a draft that does not parse leaves nothing behind
+                reg.draft = (data, parse(data), data.decode("utf-8", "replace").splitlines())
+            return reg.draft[1], reg.draft[2]
         data = reg.dockerfile.read()
         if data is None:
             raise PlanError(0, f"Dockerfile not found: {reg.row.dockerfile}")
         if reg.parsed is None or reg.parsed[0] != data:
             reg.parsed, reg.last = (data, parse(data), data.decode("utf-8", "replace").splitlines()), None
         return reg.parsed[1], reg.parsed[2]
+
+    @staticmethod
+    def _text_lines(reg: Registered, draft: str) -> list[str]:
+        data = draft.encode("utf-8", "surrogateescape") if draft else reg.dockerfile.read() or b""
+        return data.decode("utf-8", "replace").splitlines()
 
     def _refresh_views(self, reg: Registered) -> None:
         """Rebuild the views when the applicable .dockerignore changed."""
@@ -598,6 +645,17 @@ class Engine:
 
     def queue_depth(self) -> int:
         return sum(root.queue_depth for root in list(self.roots.values()))
+
+
+def _error_range(line: int, parsed: ParsedDockerfile | None, lines: list[str]) -> pb.Range:
+    """Where a Dockerfile error is: the instruction starting on its line, else
+    the line's text (a parse error has no instructions to point at)."""
+    for ins in parsed.instructions if parsed is not None else ():
+        if ins.start_line == line:
+            return range_message(ins.span)
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    body = text.rstrip()
+    return pb.Range(start_line=line, start_column=len(body) - len(body.lstrip()), end_line=line, end_column=len(body))
 
 
 def _view_id(key: tuple) -> bytes:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 from ..context.nodes import decode
+from ..dockerfile.parser import Span
 from .diff import ADDED, CONTENT, MODE, REMOVED, SYMLINK_TARGET, TYPE, XATTR, Change, Differ
 from .keys import StepKey
 from .store import BuildRow, BuildStepRow
@@ -93,6 +94,13 @@ def _base_message(k: StepKey) -> pb.Step:
         instruction=step.instruction,
         line=step.line,
         key=k.key.hex(),
+        range=range_message(step.span),
+    )
+
+
+def range_message(span: Span) -> pb.Range:
+    return pb.Range(
+        start_line=span.start_line, start_column=span.start_column, end_line=span.end_line, end_column=span.end_column
     )
 
 

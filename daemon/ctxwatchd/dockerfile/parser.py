@@ -14,8 +14,9 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
-__all__ = ["DockerfileSyntaxError", "Heredoc", "Instruction", "ParsedDockerfile", "dump", "parse"]
+__all__ = ["DockerfileSyntaxError", "Heredoc", "Instruction", "ParsedDockerfile", "Span", "dump", "parse"]
 
 
 class DockerfileSyntaxError(ValueError):
@@ -37,6 +38,16 @@ class Heredoc:
     chomp: bool
 
 
+class Span(NamedTuple):
+    """Where an instruction is written: lines 1-based, columns 0-based in
+    characters (code points); the end is just after its last character."""
+
+    start_line: int
+    start_column: int
+    end_line: int
+    end_column: int
+
+
 @dataclass(frozen=True)
 class Instruction:
     """One parsed instruction (a child of BuildKit's root node)."""
@@ -50,6 +61,12 @@ class Instruction:
     start_line: int
     end_line: int
     next: Instruction | None = None
+    start_column: int = 0
+    end_column: int = 0  # on end_line, after the last character (heredoc terminator included)
+
+    @property
+    def span(self) -> Span:
+        return Span(self.start_line, self.start_column, self.end_line, self.end_column)
 
 
 @dataclass(frozen=True)
@@ -153,6 +170,7 @@ class _Lines:
         parts = text.split("\n")
         self._lines = [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
         self.number = 0  # 1-based number of the line last returned
+        self.last = ""  # the line last returned
         self.too_long = 0
 
     def next(self) -> str | None:
@@ -164,6 +182,7 @@ class _Lines:
             self.too_long = self.number + 1
             return None
         self.number += 1
+        self.last = line
         return line
 
 
@@ -670,6 +689,8 @@ def parse(text: str | bytes) -> ParsedDockerfile:
         logical, more = _trim_continuation("" if _is_comment(first) else first, directives.escape)
         if not more and not logical:
             continue
+        whole = raw.rstrip("\r\n")
+        span = Span(start, len(whole) - len(first), start, len(whole.rstrip(_GO_SPACE)))
         parts, empty_line = [logical], False
         while more and (raw := lines.next()) is not None:
             part = raw.rstrip("\r\n")
@@ -678,12 +699,13 @@ def parse(text: str | bytes) -> ParsedDockerfile:
             if not part.lstrip(_GO_SPACE):
                 empty_line = True  # blank lines vanish too, with a warning
                 continue
+            span = span._replace(end_line=lines.number, end_column=len(part.rstrip(_GO_SPACE)))
             part, more = _trim_continuation(part, directives.escape)
             parts.append(part)
         line = "".join(parts)
         if empty_line:
             warnings.append(f"line {lines.number}: Empty continuation line found in: {line}")
-        instructions.append(_instruction(line, directives.escape, start, lines))
+        instructions.append(_instruction(line, directives.escape, span, lines))
     if not instructions:
         raise DockerfileSyntaxError(lines.number, "file with no instructions")
     if lines.too_long:
@@ -693,14 +715,16 @@ def parse(text: str | bytes) -> ParsedDockerfile:
     return ParsedDockerfile(tuple(instructions), directives.values, directives.escape, tuple(warnings))
 
 
-def _instruction(line: str, escape: str, start: int, lines: _Lines) -> Instruction:
+def _instruction(line: str, escape: str, span: Span, lines: _Lines) -> Instruction:
     """Parse one logical line and read the heredoc bodies that follow it.
 
     Like BuildKit, heredocs of `ONBUILD RUN <<EOF` belong to the ONBUILD node;
     the nested instruction keeps the lines of the logical line itself.
     """
+    start = span.start_line
     try:
         ins = _parse_instruction(line, escape, start, lines.number)
+        ins = replace(ins, start_column=span.start_column, end_column=span.end_column)
         # "<<" check first: most lines have none, and the lexer is the slow part.
         found = _heredocs_in_line(line) if "<<" in line and _can_have_heredocs(ins) else []
     except _Invalid as exc:
@@ -708,7 +732,8 @@ def _instruction(line: str, escape: str, start: int, lines: _Lines) -> Instructi
     if not found:
         return ins
     heredocs = tuple(_read_heredoc(lines, *doc, start) for doc in found)
-    return replace(ins, end_line=lines.number, heredocs=heredocs)
+    end_column = len(lines.last.rstrip("\r\n"))  # the terminator line
+    return replace(ins, end_line=lines.number, end_column=end_column, heredocs=heredocs)
 
 
 def dump(parsed: ParsedDockerfile) -> str:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .parser import Instruction, ParsedDockerfile
+from .parser import Instruction, ParsedDockerfile, Span
 from .shell import ShellExpansionError, expand_word
 
 # BuildKit shows these as steps; the others only change the image config.
@@ -39,6 +39,7 @@ KNOWN_KEYWORDS = STEP_KEYWORDS | {
 }
 REMOTE_URL = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
 DEFAULT_SHELL = ("/bin/sh", "-c")
+NO_SPAN = Span(0, 0, 0, 0)
 
 
 class PlanError(ValueError):
@@ -64,6 +65,7 @@ class Step:
     remote: str = ""  # an unpinned remote it depends on (image, URL)
     values: dict[str, str] = field(default_factory=dict)  # ARG/ENV values it sees
     error: str = ""  # BuildKit would fail on it
+    span: Span = NO_SPAN  # where the instruction is written, all its lines
 
 
 @dataclass
@@ -214,6 +216,7 @@ class _Planner:
                     ins.start_line,
                     {"image": base, "platform": self._flags(ins).get("platform", [""])[-1]},
                     remote=stage.remote,
+                    span=ins.span,
                 )
             )
         if name:
@@ -355,7 +358,7 @@ class _Planner:
         return index
 
     def _step(self, stage: Stage, ins: Instruction, keyword: str, spec: dict, **kwargs) -> None:
-        stage.steps.append(Step(stage, keyword, self._line_text(ins), ins.start_line, spec, **kwargs))
+        stage.steps.append(Step(stage, keyword, self._line_text(ins), ins.start_line, spec, span=ins.span, **kwargs))
 
     # -- helpers ------------------------------------------------------------------
     def _env(self, stage: Stage) -> dict[str, str]:

@@ -103,6 +103,10 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
             context.abort(e.code, e.message)
 
     @_answers
+    def FindReaders(self, request: pb.FindReadersRequest, context) -> pb.FindReadersResponse:
+        return self.engine.find_readers(request.path, _limited(request.contexts))
+
+    @_answers
     def GetDaemonStatus(self, request: pb.GetDaemonStatusRequest, context) -> pb.DaemonStatus:
         return pb.DaemonStatus(
             version=__version__,

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from ctxwatch_api.v1 import ctxwatch_pb2, ctxwatch_pb2_grpc
 
@@ -25,6 +24,7 @@ from .. import __version__
 from ..cache.store import Store
 from ..engine import Engine
 from .main import LOOPBACK, STOP_SIGNALS, TOKEN_FILE
+from .reflection import enable_reflection
 from .service import CtxwatchService
 from .tcp import TokenCheck, load_or_create_token
 
@@ -67,10 +67,8 @@ def serve(store: Store, socket_path: Path, state_dir: Path, max_builds: int, tcp
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (ctxwatch_pb2.DESCRIPTOR.services_by_name["Ctxwatch"].full_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
-        server,
-    )
+    service_name = ctxwatch_pb2.DESCRIPTOR.services_by_name["Ctxwatch"].full_name
+    enable_reflection((service_name, health.SERVICE_NAME), server)
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
         server.add_insecure_port(f"unix:{socket_path}")
@@ -81,7 +79,8 @@ def serve(store: Store, socket_path: Path, state_dir: Path, max_builds: int, tcp
         os.umask(old_umask)
     os.chmod(socket_path, 0o600)
     our_socket = os.stat(socket_path).st_ino
-    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    for name in ("", service_name):  # the whole server, and the service by its name
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("ctxwatchd %s serving on %s (state in %s)", __version__, socket_path, state_dir)
     if tcp_port is not None:
         log.info("also serving on %s:%d; callers need the token in %s", LOOPBACK, tcp_port, state_dir / TOKEN_FILE)

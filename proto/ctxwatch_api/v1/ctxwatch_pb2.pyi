@@ -145,7 +145,7 @@ class ListContextsResponse(_message.Message):
     def __init__(self, contexts: _Optional[_Iterable[_Union[Context, _Mapping]]] = ...) -> None: ...
 
 class BuildOptions(_message.Message):
-    __slots__ = ("build_args", "target", "no_cache", "no_cache_filter", "assume_remote_unchanged")
+    __slots__ = ("build_args", "target", "no_cache", "no_cache_filter", "assume_remote_unchanged", "dockerfile_content")
     class BuildArgsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -158,12 +158,14 @@ class BuildOptions(_message.Message):
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FILTER_FIELD_NUMBER: _ClassVar[int]
     ASSUME_REMOTE_UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_CONTENT_FIELD_NUMBER: _ClassVar[int]
     build_args: _containers.ScalarMap[str, str]
     target: str
     no_cache: bool
     no_cache_filter: _containers.RepeatedScalarFieldContainer[str]
     assume_remote_unchanged: bool
-    def __init__(self, build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., assume_remote_unchanged: _Optional[bool] = ...) -> None: ...
+    dockerfile_content: str
+    def __init__(self, build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., assume_remote_unchanged: _Optional[bool] = ..., dockerfile_content: _Optional[str] = ...) -> None: ...
 
 class GetReportsRequest(_message.Message):
     __slots__ = ("contexts", "options")
@@ -223,6 +225,34 @@ class WatchInvalidationsRequest(_message.Message):
     options: BuildOptions
     def __init__(self, context: _Optional[_Union[ContextRef, _Mapping]] = ..., options: _Optional[_Union[BuildOptions, _Mapping]] = ...) -> None: ...
 
+class FindReadersRequest(_message.Message):
+    __slots__ = ("path", "contexts")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CONTEXTS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    contexts: _containers.RepeatedCompositeFieldContainer[ContextRef]
+    def __init__(self, path: _Optional[str] = ..., contexts: _Optional[_Iterable[_Union[ContextRef, _Mapping]]] = ...) -> None: ...
+
+class FindReadersResponse(_message.Message):
+    __slots__ = ("readers", "unknown")
+    READERS_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    readers: _containers.RepeatedCompositeFieldContainer[Reader]
+    unknown: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, readers: _Optional[_Iterable[_Union[Reader, _Mapping]]] = ..., unknown: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Reader(_message.Message):
+    __slots__ = ("context", "step", "source", "steps_after")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    STEPS_AFTER_FIELD_NUMBER: _ClassVar[int]
+    context: Context
+    step: Step
+    source: str
+    steps_after: int
+    def __init__(self, context: _Optional[_Union[Context, _Mapping]] = ..., step: _Optional[_Union[Step, _Mapping]] = ..., source: _Optional[str] = ..., steps_after: _Optional[int] = ...) -> None: ...
+
 class PathChange(_message.Message):
     __slots__ = ("path", "kind", "detail")
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -247,8 +277,20 @@ class ValueChange(_message.Message):
     new_set: bool
     def __init__(self, name: _Optional[str] = ..., old_value: _Optional[str] = ..., new_value: _Optional[str] = ..., old_set: _Optional[bool] = ..., new_set: _Optional[bool] = ...) -> None: ...
 
+class Range(_message.Message):
+    __slots__ = ("start_line", "start_column", "end_line", "end_column")
+    START_LINE_FIELD_NUMBER: _ClassVar[int]
+    START_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    END_LINE_FIELD_NUMBER: _ClassVar[int]
+    END_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    start_line: int
+    start_column: int
+    end_line: int
+    end_column: int
+    def __init__(self, start_line: _Optional[int] = ..., start_column: _Optional[int] = ..., end_line: _Optional[int] = ..., end_column: _Optional[int] = ...) -> None: ...
+
 class Step(_message.Message):
-    __slots__ = ("stage", "stage_index", "index", "instruction", "line", "status", "cause", "explanation", "changed_paths", "changed_paths_total", "old_instruction", "changed_values", "upstream_step", "warnings", "error", "key", "changed_paths_truncated")
+    __slots__ = ("stage", "stage_index", "index", "instruction", "line", "status", "cause", "explanation", "changed_paths", "changed_paths_total", "old_instruction", "changed_values", "upstream_step", "warnings", "error", "key", "changed_paths_truncated", "range")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     STAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -266,6 +308,7 @@ class Step(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     CHANGED_PATHS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
     stage: str
     stage_index: int
     index: int
@@ -283,10 +326,11 @@ class Step(_message.Message):
     error: str
     key: str
     changed_paths_truncated: bool
-    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., index: _Optional[int] = ..., instruction: _Optional[str] = ..., line: _Optional[int] = ..., status: _Optional[_Union[StepStatus, str]] = ..., cause: _Optional[_Union[Cause, str]] = ..., explanation: _Optional[str] = ..., changed_paths: _Optional[_Iterable[_Union[PathChange, _Mapping]]] = ..., changed_paths_total: _Optional[int] = ..., old_instruction: _Optional[str] = ..., changed_values: _Optional[_Iterable[_Union[ValueChange, _Mapping]]] = ..., upstream_step: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., key: _Optional[str] = ..., changed_paths_truncated: _Optional[bool] = ...) -> None: ...
+    range: Range
+    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., index: _Optional[int] = ..., instruction: _Optional[str] = ..., line: _Optional[int] = ..., status: _Optional[_Union[StepStatus, str]] = ..., cause: _Optional[_Union[Cause, str]] = ..., explanation: _Optional[str] = ..., changed_paths: _Optional[_Iterable[_Union[PathChange, _Mapping]]] = ..., changed_paths_total: _Optional[int] = ..., old_instruction: _Optional[str] = ..., changed_values: _Optional[_Iterable[_Union[ValueChange, _Mapping]]] = ..., upstream_step: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., key: _Optional[str] = ..., changed_paths_truncated: _Optional[bool] = ..., range: _Optional[_Union[Range, _Mapping]] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("context", "steps", "error", "error_line", "all_cached", "builds_recorded", "last_build_unix_ms", "notes", "context_digest")
+    __slots__ = ("context", "steps", "error", "error_line", "all_cached", "builds_recorded", "last_build_unix_ms", "notes", "context_digest", "error_range")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -296,6 +340,7 @@ class Report(_message.Message):
     LAST_BUILD_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     NOTES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RANGE_FIELD_NUMBER: _ClassVar[int]
     context: Context
     steps: _containers.RepeatedCompositeFieldContainer[Step]
     error: str
@@ -305,7 +350,8 @@ class Report(_message.Message):
     last_build_unix_ms: int
     notes: _containers.RepeatedScalarFieldContainer[str]
     context_digest: str
-    def __init__(self, context: _Optional[_Union[Context, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., error_line: _Optional[int] = ..., all_cached: _Optional[bool] = ..., builds_recorded: _Optional[int] = ..., last_build_unix_ms: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., context_digest: _Optional[str] = ...) -> None: ...
+    error_range: Range
+    def __init__(self, context: _Optional[_Union[Context, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., error_line: _Optional[int] = ..., all_cached: _Optional[bool] = ..., builds_recorded: _Optional[int] = ..., last_build_unix_ms: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., context_digest: _Optional[str] = ..., error_range: _Optional[_Union[Range, _Mapping]] = ...) -> None: ...
 
 class GetDaemonStatusRequest(_message.Message):
     __slots__ = ()

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class CtxwatchStub:
-    """Missing associated documentation comment in .proto file."""
+    """The daemon's service, on its Unix socket (`ctxwatch daemon socket` prints
+    the path). Also served: grpc.health.v1.Health and server reflection.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -69,6 +71,11 @@ class CtxwatchStub:
                 request_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.WatchInvalidationsRequest.SerializeToString,
                 response_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.Report.FromString,
                 _registered_method=True)
+        self.FindReaders = channel.unary_unary(
+                '/ctxwatch.v1.Ctxwatch/FindReaders',
+                request_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.FindReadersRequest.SerializeToString,
+                response_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.FindReadersResponse.FromString,
+                _registered_method=True)
         self.GetDaemonStatus = channel.unary_unary(
                 '/ctxwatch.v1.Ctxwatch/GetDaemonStatus',
                 request_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.GetDaemonStatusRequest.SerializeToString,
@@ -82,7 +89,9 @@ class CtxwatchStub:
 
 
 class CtxwatchServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The daemon's service, on its Unix socket (`ctxwatch daemon socket` prints
+    the path). Also served: grpc.health.v1.Health and server reflection.
+    """
 
     def RegisterContext(self, request, context):
         """Starts watching a build context. Registering the same path, Dockerfile
@@ -93,13 +102,15 @@ class CtxwatchServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UnregisterContext(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Stops watching a context and forgets its recorded builds.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListContexts(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Every registered context, sorted by name.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -139,8 +150,18 @@ class CtxwatchServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindReaders(self, request, context):
+        """Which steps read a file or folder: every step of every registered
+        context (or of the contexts named) whose inputs include it, so an editor
+        can say what editing the file re-runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDaemonStatus(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Version, memory, watched roots and what the daemon is busy with.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -190,6 +211,11 @@ def add_CtxwatchServicer_to_server(servicer, server):
                     request_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.WatchInvalidationsRequest.FromString,
                     response_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.Report.SerializeToString,
             ),
+            'FindReaders': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindReaders,
+                    request_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.FindReadersRequest.FromString,
+                    response_serializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.FindReadersResponse.SerializeToString,
+            ),
             'GetDaemonStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDaemonStatus,
                     request_deserializer=ctxwatch_dot_v1_dot_ctxwatch__pb2.GetDaemonStatusRequest.FromString,
@@ -209,7 +235,9 @@ def add_CtxwatchServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Ctxwatch:
-    """Missing associated documentation comment in .proto file."""
+    """The daemon's service, on its Unix socket (`ctxwatch daemon socket` prints
+    the path). Also served: grpc.health.v1.Health and server reflection.
+    """
 
     @staticmethod
     def RegisterContext(request,
@@ -390,6 +418,33 @@ class Ctxwatch:
             '/ctxwatch.v1.Ctxwatch/WatchInvalidations',
             ctxwatch_dot_v1_dot_ctxwatch__pb2.WatchInvalidationsRequest.SerializeToString,
             ctxwatch_dot_v1_dot_ctxwatch__pb2.Report.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindReaders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/ctxwatch.v1.Ctxwatch/FindReaders',
+            ctxwatch_dot_v1_dot_ctxwatch__pb2.FindReadersRequest.SerializeToString,
+            ctxwatch_dot_v1_dot_ctxwatch__pb2.FindReadersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 from conftest import Daemon, answer, fresh_report, start_daemon
+from watchdog.events import EventsLostEvent
 
 from ctxwatch.client import CtxwatchError
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.cache.store import Store
-from watchdog.events import EventsLostEvent
 from ctxwatchd.engine import Engine
 from ctxwatchd.server.main import STATE_FILE
 

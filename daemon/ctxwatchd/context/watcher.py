@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from ctxwatch_api.processes import alive
 from watchdog.events import (
     DirAttribEvent,
     DirCreatedEvent,
@@ -40,6 +39,8 @@ from watchdog.events import (
 from watchdog.observers.api import ObservedWatch
 from watchdog.observers.inotify import InotifyEmitter, InotifyObserver, InotifyWatchGroup
 from watchdog.observers.inotify_c import InotifyFD
+
+from ctxwatch_api.processes import alive
 
 from .tree import COOKIE_PREFIX, SavedRecords, Tree
 

@@ -12,8 +12,9 @@ as good as its idea of which files BuildKit sends and copies:
 
 patternmatcher turns each pattern into a Go regular expression by a plain text
 substitution that does not know about character classes.  To stay faithful we
-build that same Go expression and then read it the way Go's regexp parser does
-(``_re2_to_python``), rather than translating the glob directly.
+build that same Go expression and hand it to RE2, the engine Go's regexp is a
+port of (``ctxwatchd.goregexp``): Python's ``re`` would read it nearly the same
+way but backtrack, exponentially so on a pattern like ``*a*a*a*a*a*a*a*x``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, NoReturn
+
+from ctxwatchd.goregexp import GoRegexp
 
 __all__ = [
     "IgnoreFileError",
@@ -298,191 +301,6 @@ def _patternmatcher_regex(pattern: str) -> tuple[_Kind, str]:
     return kind, "".join(out)
 
 
-# --------------------------------------------------------------------------
-# Stage 2: read that Go regexp source as Go's regexp/syntax does, emit Python
-
-
-def _range_pairs(ends: str) -> list[tuple[str, str]]:
-    """ "09az" -> [("0", "9"), ("a", "z")]."""
-    return list(zip(ends[::2], ends[1::2], strict=True))
-
-
-def _complement(ranges: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    out = []
-    next_free = 0
-    for lo, hi in sorted(ranges):
-        if ord(lo) > next_free:
-            out.append((chr(next_free), chr(ord(lo) - 1)))
-        next_free = max(next_free, ord(hi) + 1)
-    out.append((chr(next_free), chr(0x10FFFF)))
-    return out
-
-
-# Go regexp's POSIX classes ("[:alpha:]" inside brackets), as range ends.
-_POSIX_CLASSES = {
-    "alnum": "09AZaz",
-    "alpha": "AZaz",
-    "ascii": "\x00\x7f",
-    "blank": "\t\t  ",
-    "cntrl": "\x00\x1f\x7f\x7f",
-    "digit": "09",
-    "graph": "!~",
-    "lower": "az",
-    "print": " ~",
-    "punct": "!/:@[`{~",
-    "space": "\t\r  ",
-    "upper": "AZ",
-    "word": "09AZ__az",
-    "xdigit": "09AFaf",
-}
-# Go regexp's Perl classes ("\d"; "\D" is the complement), as range ends.
-_PERL_CLASSES = {"d": "09", "s": "\t\n\f\r  ", "w": "09AZ__az"}
-_CONTROL_ESCAPES = {"a": "\a", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
-_ASSERTION_ESCAPES = {"A": r"\A", "z": r"\Z", "b": r"\b", "B": r"\B"}  # outside brackets only
-
-
-def _posix_ranges(spec: str) -> list[tuple[str, str]]:
-    """Ranges of a "[:name:]" or "[:^name:]" class."""
-    name = spec[2:-2]
-    ends = _POSIX_CLASSES.get(name.removeprefix("^"))
-    if ends is None:
-        raise ValueError(f"invalid character class range: {spec}")
-    ranges = _range_pairs(ends)
-    return _complement(ranges) if name.startswith("^") else ranges
-
-
-def _perl_ranges(char: str) -> list[tuple[str, str]] | None:
-    """Ranges of the Perl class "\\<char>", or None if it is not one."""
-    ends = _PERL_CLASSES.get(char.lower()) if char.isascii() else None
-    if ends is None:
-        return None
-    ranges = _range_pairs(ends)
-    return _complement(ranges) if char.isupper() else ranges
-
-
-def _re2_escaped_char(char: str) -> str:
-    """The character the Go regexp escape "\\<char>" stands for."""
-    if char.isascii() and not char.isalnum():
-        return char
-    if char in _CONTROL_ESCAPES:
-        return _CONTROL_ESCAPES[char]
-    # Go rejects most other letters; \x, \p, \Q and octal escapes are valid
-    # there but left out here as no one writes them in a .dockerignore.
-    raise ValueError(f"unsupported escape \\{char} (patternmatcher passes it to Go's regexp)")
-
-
-def _re2_class_char(src: str, i: int) -> tuple[str, int]:
-    if src[i] == "\\":
-        return _re2_escaped_char(src[i + 1]), i + 2
-    return src[i], i + 1
-
-
-def _re2_class_item(src: str, i: int) -> tuple[list[tuple[str, str]], int]:
-    """One item inside Go regexp brackets: a named class, a Perl class, a character or a range."""
-    end = src.find(":]", i + 2) if src.startswith("[:", i) else -1
-    if end >= 0:
-        return _posix_ranges(src[i : end + 2]), end + 2
-    perl = _perl_ranges(src[i + 1]) if src[i] == "\\" else None
-    if perl is not None:
-        return perl, i + 2
-    lo, i = _re2_class_char(src, i)
-    if not (src.startswith("-", i) and i + 1 < len(src) and src[i + 1] != "]"):
-        return [(lo, lo)], i
-    hi, i = _re2_class_char(src, i + 1)
-    if hi < lo:
-        raise ValueError(f"invalid character class range: {lo}-{hi}")
-    return [(lo, hi)], i
-
-
-def _re2_class(src: str, i: int) -> tuple[str, int]:
-    """Parse Go regexp brackets whose "[" is just before index i."""
-    negated = src.startswith("^", i)
-    if negated:
-        i += 1
-    ranges: list[tuple[str, str]] = []
-    first = True  # a "]" right after "[" or "[^" is a literal
-    while first or not src.startswith("]", i):
-        first = False
-        if i >= len(src):
-            raise ValueError("missing closing ]")
-        item, i = _re2_class_item(src, i)
-        ranges += item
-    return _class_regex(ranges, negated), i + 1
-
-
-class _Operand(enum.Enum):
-    """What a following repetition operator would apply to."""
-
-    NONE = "none"  # start of a group or alternative
-    ATOM = "atom"
-    ASSERTION = "assertion"
-    REPETITION = "repetition"
-
-
-_RE2_REPEAT = re.compile(r"\{(0|[1-9][0-9]*)(,(0|[1-9][0-9]*)?)?\}")  # Go allows no leading zeros
-
-
-def _re2_repetition(src: str, i: int) -> tuple[str, int] | None:
-    """A repetition operator at index i, or None ("{" that is not one is a literal)."""
-    if src[i] in "*?":
-        return src[i], i + 1
-    found = _RE2_REPEAT.match(src, i)
-    if found is None:
-        return None
-    low = int(found[1])
-    # "{n}" and "{n,}" have no separate upper bound to check.
-    high = int(found[3]) if found[3] else low
-    if max(low, high) > 1000 or low > high:
-        raise ValueError(f"invalid repeat count: {found[0]}")
-    return found[0], found.end()
-
-
-def _re2_atom(src: str, i: int) -> tuple[str, int, _Operand]:
-    """Translate the item at index i that is not a repetition operator."""
-    char = src[i]
-    if char == "[":
-        text, i = _re2_class(src, i + 1)
-        return text, i, _Operand.ATOM
-    if char == "\\":
-        escaped = src[i + 1]
-        if escaped in _ASSERTION_ESCAPES:
-            return _ASSERTION_ESCAPES[escaped], i + 2, _Operand.ASSERTION
-        perl = _perl_ranges(escaped)
-        if perl is not None:
-            return _class_regex(perl, False), i + 2, _Operand.ATOM
-        return re.escape(_re2_escaped_char(escaped)), i + 2, _Operand.ATOM
-    if char in "(|":
-        return ("(?:" if char == "(" else "|"), i + 1, _Operand.NONE
-    if char in "^$":
-        return (r"\A" if char == "^" else r"\Z"), i + 1, _Operand.ASSERTION
-    if char in ").":
-        return char, i + 1, _Operand.ATOM
-    return re.escape(char), i + 1, _Operand.ATOM
-
-
-def _re2_to_python(src: str) -> str:
-    """Python regex text (for re.ASCII, used with search) equal to a stage 1 Go regexp."""
-    out: list[str] = []
-    operand = _Operand.NONE
-    i = 0
-    while i < len(src):
-        repetition = _re2_repetition(src, i)
-        if repetition is None:
-            text, i, operand = _re2_atom(src, i)
-            out.append(text)
-            continue
-        if operand is _Operand.NONE:
-            raise ValueError("missing argument to repetition operator")
-        if operand is _Operand.REPETITION:
-            raise ValueError("invalid nested repetition operator")
-        if operand is _Operand.ASSERTION:  # Python cannot repeat a bare assertion
-            out[-1] = f"(?:{out[-1]})"
-        text, i = repetition
-        out.append(text)
-        operand = _Operand.REPETITION
-    return "".join(out)
-
-
 def _path_predicate(pattern: str) -> Callable[[str], object]:
     """A truthy-result test of one path against one cleaned pattern."""
     kind, source = _patternmatcher_regex(pattern)
@@ -498,14 +316,14 @@ def _path_predicate(pattern: str) -> Callable[[str], object]:
         bare = suffix[1:] if suffix.startswith("/") else None  # "**/foo" matches "foo"
         return lambda path: path.endswith(suffix) or path == bare
     try:
-        python_source = _re2_to_python(source)
+        regexp = GoRegexp(source)
     except ValueError as exc:
         # patternmatcher compiles its regexp on first use, so a pattern Go's
         # regexp rejects only fails the paths it is actually tried on.
         return _RejectedPattern(str(exc))
     # Go's MatchString is unanchored: only the regexp's own "^" and "$" anchor,
     # which matters once a "|" splits it.
-    return re.compile(python_source, re.ASCII).search
+    return regexp.search
 
 
 class _RejectedPattern:

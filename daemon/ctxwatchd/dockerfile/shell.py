@@ -22,6 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..goregexp import GoRegexp
+
 __all__ = ["Expansion", "ShellExpansionError", "expand_word", "expand_words"]
 
 
@@ -333,17 +335,21 @@ class _Lexer:
         regex = _pattern_regex(pattern, greedy=True)
         if replace_all:
             return _go_replace_all(regex, value, replacement)
-        match = regex.search(value)
-        if match is None:
+        span = regex.find(value)
+        if span is None:
             return value
-        return value[: match.start()] + replacement + value[match.end() :]
+        return value[: span[0]] + replacement + value[span[1] :]
 
 
 # -- patterns ---------------------------------------------------------------
 
 
-def _pattern_regex(pattern: str, greedy: bool) -> re.Pattern[str]:
-    """Compile a ${V#pattern} style pattern: ``*``, ``?`` and ``\\`` escapes only."""
+def _pattern_regex(pattern: str, greedy: bool) -> GoRegexp:
+    """Compile a ${V#pattern} style pattern: ``*``, ``?`` and ``\\`` escapes only.
+
+    BuildKit makes a Go regexp of it, matched in linear time; so is this one
+    (Python's re would backtrack exponentially on ``*a*a*a*a*a*x``).
+    """
     parts: list[str] = []
     chars = iter(pattern.removeprefix(_BOM))
     for ch in chars:
@@ -359,15 +365,25 @@ def _pattern_regex(pattern: str, greedy: bool) -> re.Pattern[str]:
                 raise ShellExpansionError(
                     f"invalid pattern ({pattern}) in substitution: invalid escape '\\{escaped or ''}'"
                 )
-            parts.append(re.escape(escaped))
+            parts.append(_go_quote_meta(escaped))
         else:
-            parts.append(re.escape(ch))
-    return re.compile("".join(parts))
+            parts.append(_go_quote_meta(ch))
+    return GoRegexp("".join(parts))
+
+
+def _go_quote_meta(ch: str) -> str:
+    """Go's regexp.QuoteMeta of one character; an undecodable byte reads as U+FFFD, as Go's scanner gives it."""
+    if "\udc80" <= ch <= "\udcff":
+        return "\ufffd"
+    return "\\" + ch if ch in _GO_META else ch
+
+
+_GO_META = frozenset("\\.+*?()|[]{}^$")
 
 
 def _trim_prefix(value: str, pattern: str, longest: bool) -> str:
-    match = _pattern_regex(pattern, greedy=longest).match(value)
-    return value[match.end() :] if match else value
+    span = _pattern_regex(pattern, greedy=longest).find(value, anchored=True)
+    return value[span[1] :] if span else value
 
 
 def _trim_suffix(value: str, pattern: str, longest: bool) -> str:
@@ -378,17 +394,18 @@ def _trim_suffix(value: str, pattern: str, longest: bool) -> str:
     return _trim_prefix(value[::-1], reversed_pattern, longest)[::-1]
 
 
-def _go_replace_all(regex: re.Pattern[str], value: str, template: str) -> str:
+def _go_replace_all(regex: GoRegexp, value: str, template: str) -> str:
     """Go's Regexp.ReplaceAllString, whose empty-match rules differ from re.sub."""
     out: list[str] = []
     last_end = pos = 0
-    while pos <= len(value) and (match := regex.search(value, pos)):
-        out.append(value[last_end : match.start()])
+    while pos <= len(value) and (span := regex.find(value, pos)):
+        start, end = span
+        out.append(value[last_end:start])
         # No replacement for an empty match right after the previous match.
-        if match.end() > last_end or match.start() == 0:
-            out.append(_go_expand_template(template, match.group()))
-        last_end = match.end()
-        pos = max(pos + 1, match.end())
+        if end > last_end or start == 0:
+            out.append(_go_expand_template(template, value[start:end]))
+        last_end = end
+        pos = max(pos + 1, end)
     out.append(value[last_end:])
     return "".join(out)
 

@@ -1378,3 +1378,215 @@ def test_explain_step_missing_from_last_build(make, case: str) -> None:
         ctx.write("missing.txt", "here\n")
         step = ctx.step("COPY missing.txt /m")
     assert outcome(step.status, step.cause) == NEVER_BUILT
+
+
+# -- multi-stage fidelity: what a COPY --from really reads (docs/rules.md section 9) ---------
+
+
+def test_copy_from_known_down_to_the_file(make) -> None:
+    """A COPY of a folder is known file by file: a change to build/d.log re-runs
+    that COPY, not a COPY --from that selects /app/a.txt."""
+    ctx = make(
+        "FROM scratch AS build\nCOPY build /app/\n"
+        "FROM scratch\nCOPY --from=build /app/a.txt /a.txt\nCOPY --from=build /app /all\n",
+        {"build/a.txt": "a\n", "build/d.log": "log 1\n"},
+    )
+    ctx.built()
+    ctx.write("build/d.log", "log 2\n")
+    assert ctx.outcomes() == [
+        ("COPY build /app/", INPUTS),
+        ("COPY --from=build /app/a.txt /a.txt", CACHED),
+        ("COPY --from=build /app /all", INPUTS),
+    ]
+    ctx.write("build/a.txt", "a changed\n")
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, INPUTS, UPSTREAM]
+
+
+def test_copy_from_after_rerun_run_names_the_run(make) -> None:
+    """The usual shape: COPY . then a RUN that builds, COPY --from of its
+    output. Editing the README re-runs the RUN: the COPY --from is unknown,
+    blamed on that RUN, never a confident "invalidated"."""
+    ctx = make(
+        "FROM scratch AS build\nCOPY . /src\nRUN mkdir -p /src/dist && cp /src/main.txt /src/dist/app\n"
+        "FROM scratch\nCOPY --from=build /src/dist/app /bin/\nRUN cat /bin/app\n",
+        {"main.txt": "main\n", "README.md": "read me\n"},
+    )
+    ctx.built()
+    ctx.write("README.md", "read me again\n")
+    report = ctx.report()
+    assert [(s.instruction, outcome(s.status, s.cause), s.upstream_step) for s in report.steps] == [
+        ("COPY . /src", INPUTS, 0),
+        ("RUN mkdir -p /src/dist && cp /src/main.txt /src/dist/app", UPSTREAM, 0),
+        ("COPY --from=build /src/dist/app /bin/", OUTPUT, 1),
+        ("RUN cat /bin/app", OUTPUT, 2),
+    ]
+    assert "RUN mkdir -p /src/dist" in report.steps[2].explanation
+
+
+def test_copy_from_known_change_after_the_last_run_is_sure(make) -> None:
+    """A file written by a COPY after the last RUN is known: its change is a
+    sure miss even when the RUN before it re-runs too."""
+    ctx = make(
+        "FROM scratch AS build\nCOPY b.txt /b.txt\nRUN cp /b.txt /c.txt\nCOPY a.txt /out/\n"
+        "FROM scratch\nCOPY --from=build /out/a.txt /a.txt\n",
+        {"a.txt": "a\n", "b.txt": "b\n"},
+    )
+    ctx.built()
+    ctx.write("a.txt", "a changed\n")
+    assert ctx.outcomes()[2:] == [("COPY a.txt /out/", INPUTS), ("COPY --from=build /out/a.txt /a.txt", INPUTS)]
+    ctx.write("b.txt", "b changed\n")
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, UPSTREAM, UPSTREAM, INPUTS]
+    # Only the RUN re-runs and the COPY after it writes the same file: a hit.
+    ctx.write("a.txt", "a\n")
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, UPSTREAM, UPSTREAM, CACHED]
+
+
+def test_copy_from_a_copy_of_run_output_is_unknown(make) -> None:
+    """Output of a RUN copied on through a second stage stays unknown in the third."""
+    ctx = make(
+        "FROM scratch AS one\nCOPY a.txt /a.txt\nRUN cp /a.txt /o.txt\n"
+        "FROM scratch AS two\nCOPY --from=one /o.txt /p/o.txt\nCOPY b.txt /p/b.txt\n"
+        "FROM scratch\nCOPY --from=two /p/b.txt /b.txt\nCOPY --from=two /p /q\n",
+        {"a.txt": "a\n", "b.txt": "b\n"},
+    )
+    ctx.built()
+    ctx.write("a.txt", "a changed\n")
+    # COPY b.txt runs on the unknown COPY --from; the final stage's first copy reads only b.txt.
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, UPSTREAM, OUTPUT, OUTPUT, CACHED, OUTPUT]
+
+
+@pytest.mark.parametrize(
+    "after, expected",
+    [
+        ({"DIR": "b"}, CACHED),  # same bytes, another folder: the same key
+        ({"DIR": "c"}, ARG_CHANGED),  # other bytes
+    ],
+    ids=["same-bytes", "other-bytes"],
+)
+def test_copy_key_has_only_the_source_base_name(make, after: dict, expected: tuple[str, str]) -> None:
+    """BuildKit's file operation keeps path.Base of each source in its key."""
+    ctx = make(
+        "FROM scratch\nARG DIR=a\nCOPY ${DIR}/x.txt /x.txt\n",
+        {"a/x.txt": "x\n", "b/x.txt": "x\n", "c/x.txt": "other\n"},
+    )
+    ctx.built()
+    assert ctx.outcomes(build_args=after) == [("COPY ${DIR}/x.txt /x.txt", expected)]
+
+
+def test_copy_key_other_base_name_is_a_miss(make) -> None:
+    ctx = make("FROM scratch\nCOPY a/x.txt /x.txt\n", {"a/x.txt": "x\n", "a/y.txt": "x\n"})
+    ctx.built()
+    ctx.set_dockerfile("FROM scratch\nCOPY a/y.txt /x.txt\n")
+    assert ctx.outcomes() == [("COPY a/y.txt /x.txt", INSTRUCTION)]
+
+
+def test_copy_key_same_file_from_context_or_stage(make) -> None:
+    """`COPY backend/package.json ./` turned into `COPY --from=test
+    /usr/local/app/package.json ./` with the same bytes: the same key."""
+    test_stage = "FROM scratch AS test\nWORKDIR /usr/local/app\nCOPY backend/package.json ./\n"
+    ctx = make(
+        test_stage + "FROM scratch\nWORKDIR /app\nCOPY backend/package.json ./\n", {"backend/package.json": "{}\n"}
+    )
+    ctx.built()
+    ctx.set_dockerfile(test_stage + "FROM scratch\nWORKDIR /app\nCOPY --from=test /usr/local/app/package.json ./\n")
+    assert ctx.outcomes()[-1] == ("COPY --from=test /usr/local/app/package.json ./", CACHED)
+    ctx.write("backend/package.json", '{"v": 2}\n')
+    assert ctx.outcomes()[-1][1] != CACHED
+
+
+@pytest.mark.parametrize(
+    "after",
+    ["COPY a/x.txt /y.txt", "COPY --chmod=600 a/x.txt /x.txt", "COPY --chown=1 a/x.txt /x.txt", "ADD a/x.txt /x.txt"],
+)
+def test_copy_key_keeps_dest_and_flags(make, after: str) -> None:
+    ctx = make("FROM scratch\nCOPY a/x.txt /x.txt\n", {"a/x.txt": "x\n"})
+    ctx.built()
+    ctx.set_dockerfile(f"FROM scratch\n{after}\n")
+    assert ctx.outcomes() == [(after, INSTRUCTION)]
+
+
+def test_copy_link_with_chmod_is_not_rebased(make) -> None:
+    """BuildKit's frontend merges a linked copy only without --chmod."""
+    files = {"a.txt": "a\n", "s.sh": "echo\n"}
+    ctx = make("FROM scratch\nCOPY a.txt /a.txt\nCOPY --link --chmod=755 s.sh /s.sh\n", files)
+    ctx.built()
+    ctx.write("a.txt", "a changed\n")
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, UPSTREAM]
+    ctx.set_dockerfile("FROM scratch\nCOPY a.txt /a.txt\nCOPY --link s.sh /s.sh\n")
+    ctx.write("a.txt", "a\n")
+    ctx.built()
+    ctx.write("a.txt", "a changed\n")
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, CACHED]
+
+
+def test_copy_link_with_chmod_is_the_plain_copy(make) -> None:
+    """Without the merge, `--link --chmod` builds the same graph as `--chmod` alone."""
+    ctx = make("FROM scratch\nCOPY a.txt /a.txt\nCOPY --chmod=755 s.sh /s.sh\n", {"a.txt": "a\n", "s.sh": "e\n"})
+    ctx.built()
+    ctx.set_dockerfile("FROM scratch\nCOPY a.txt /a.txt\nCOPY --link --chmod=755 s.sh /s.sh\n")
+    assert [o for _, o in ctx.outcomes()] == [CACHED, CACHED]
+
+
+def test_copy_parents_double_star_matches_zero_folders(make) -> None:
+    ctx = make(
+        "FROM scratch\nCOPY --parents **/a.txt /txt/\n",
+        {"a.txt": "top\n", "x/a.txt": "x\n", "x/y/a.txt": "y\n", "x/b.txt": "b\n"},
+    )
+    ctx.built()
+    ctx.write("x/b.txt", "b changed\n")
+    assert [o for _, o in ctx.outcomes()] == [CACHED]
+    for path in ("a.txt", "x/y/a.txt"):
+        ctx.write(path, "changed\n")
+        assert [o for _, o in ctx.outcomes()] == [INPUTS], path
+
+
+def test_copy_plain_double_star_is_one_folder(make) -> None:
+    """Without --parents a wildcard is matched per path element (Go's path.Match):
+    `**` is `*`, so the top-level file is not selected."""
+    ctx = make("FROM scratch\nCOPY **/a.txt /txt/\n", {"a.txt": "top\n", "x/a.txt": "x\n"})
+    ctx.built()
+    ctx.write("a.txt", "changed\n")
+    assert [o for _, o in ctx.outcomes()] == [CACHED]
+    ctx.write("x/a.txt", "changed\n")
+    assert [o for _, o in ctx.outcomes()] == [INPUTS]
+
+
+def test_identical_steps_in_a_new_stage_are_cached(make) -> None:
+    """BuildKit merges equal vertices: a stage added by a Dockerfile edit whose
+    steps equal those of a built stage is served from the cache at once."""
+    ctx = make("FROM scratch AS one\nCOPY a.txt /a.txt\nRUN cat /a.txt\n", {"a.txt": "a\n", "b.txt": "b\n"})
+    ctx.built()
+    ctx.set_dockerfile(
+        "FROM scratch AS one\nCOPY a.txt /a.txt\nRUN cat /a.txt\n"
+        "FROM scratch AS two\nCOPY a.txt /a.txt\nRUN cat /a.txt\nCOPY b.txt /b.txt\n"
+        "FROM one\nCOPY --from=two /b.txt /b.txt\n"
+    )
+    report = ctx.report()
+    assert [(s.stage, s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
+        ("one", "COPY a.txt /a.txt", CACHED),
+        ("one", "RUN cat /a.txt", CACHED),
+        ("two", "COPY a.txt /a.txt", CACHED),
+        ("two", "RUN cat /a.txt", CACHED),
+        ("two", "COPY b.txt /b.txt", NEVER_BUILT),
+        ("2", "COPY --from=two /b.txt /b.txt", NEVER_BUILT),
+    ]
+    assert report.steps[0].key == report.steps[2].key and report.steps[1].key == report.steps[3].key
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("COPY --frm=build /x /y", "unknown flag: --frm (did you mean from?)"),
+        ("COPY --FROM=build /x /y", "unknown flag: --FROM"),
+        ("RUN --mnt=type=cache,target=/c true", "unknown flag: --mnt (did you mean mount?)"),
+        ("ADD --parents a.txt /y", "unknown flag: --parents"),
+        ("WORKDIR --x /y", "unknown flag: --x"),
+    ],
+)
+def test_unknown_flag_fails_like_buildkit(make, line: str, message: str) -> None:
+    """BuildKit parses every instruction before it builds: an unknown flag, in
+    any stage, fails the build with its line, not as a missing source."""
+    ctx = make(f"FROM scratch AS build\nCOPY a.txt /x\nFROM scratch\n{line}\n", {"a.txt": "a\n"})
+    (report,) = ctx.client.reports([ctx.ref], _options())
+    assert (report.error, report.error_line) == (f"dockerfile parse error on line 4: {message}", 4)
+    assert not report.steps

@@ -23,7 +23,7 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..context.ignore import filepath_match, has_wildcard
+from ..context.ignore import PathMatcher, filepath_match, has_wildcard
 from ..context.nodes import Child, digest_of, encode_selection
 from ..context.records import KIND_DIR, KIND_SYMLINK
 from ..context.tree import join
@@ -46,6 +46,7 @@ class SourceInput:
     selection: bytes = b""  # a wildcard's listing of its matches
     wildcard: bool = False
     matches: tuple[str, ...] = ()  # wildcard matches, context paths
+    key_digest: bytes = b""  # what BuildKit's cache key holds for it (no path above what it selects)
 
     @property
     def blob(self) -> bytes:
@@ -66,13 +67,46 @@ class StepKey:
     error: str = ""
 
 
+# How a step's write is known, for a later COPY --from or mount from= that reads it.
+OPAQUE = "opaque"  # may have written anything anywhere: RUN, a base image, a remote source
+WHOLE = "whole"  # known content at or below `dest`, not known file by file
+ENTRY = "entry"  # creates the folder `dest` itself (WORKDIR)
+CONTEXT = "context"  # the context's `source` (file or folder contents) placed at `dest`
+STAGE = "stage"  # another stage's files at `source` placed at `dest`
+
+
 @dataclass(frozen=True)
 class _Write:
-    """What a step leaves under `path` in its stage's filesystem."""
+    """What one step leaves in its stage's filesystem."""
 
-    path: str  # absolute, normalised; "/" for steps that may write anywhere
+    kind: str
+    dest: str  # absolute, normalised ("/" for OPAQUE)
+    step: int  # the report index of the step that writes
+    identity: bytes = b""  # OPAQUE, WHOLE, ENTRY
+    blame: int | None = None  # WHOLE built from unknowable output: the step to blame
+    view: ContextView | None = None  # CONTEXT
+    source: str = ""  # CONTEXT: context path; STAGE: absolute path in the source stage
+    writes: tuple[_Write, ...] = ()  # STAGE: the source stage's writes
+    flags: bytes = b""  # --chmod / --chown applied on the way
+
+
+FILE, FOLDER = "file", "folder"
+
+
+@dataclass(frozen=True)
+class _Part:
+    """What one write leaves at or below a selected path."""
+
+    where: str  # relative to the selected path; "" is the path itself
     identity: bytes
-    opaque_step: int | None  # a step whose output cannot be known (RUN, base image)
+    blame: int | None = None  # the step whose output this is, when it cannot be known
+    record: bytes | None = None  # exactly one plain file: its record digest, as in the context
+    kind: str = ""  # FILE, FOLDER, or "" when not known
+
+    @property
+    def covers(self) -> bool:
+        """A file put at the selected path itself replaces what was there."""
+        return self.kind == FILE and not self.where
 
 
 @dataclass
@@ -115,7 +149,6 @@ def compute_keys(plan: Plan, view_for: Callable[[tuple[str, ...]], ContextView])
             content_exact, content_shape = _content(step, entry, view, states)
             if step.keyword == "from":
                 entry.key = entry.shape = state.fs
-                state.writes += (_Write("/", state.fs, entry.index),)
             elif step.link:
                 # The copy happens on an empty layer: it is its own cache entry.
                 entry.key, entry.shape = _h(b"link", content_exact), _h(b"link", content_shape)
@@ -123,11 +156,7 @@ def compute_keys(plan: Plan, view_for: Callable[[tuple[str, ...]], ContextView])
             else:
                 entry.key, entry.shape = _h(state.fs, content_exact), _h(state.shape, content_shape)
                 state.fs, state.shape = entry.key, entry.shape
-            if step.keyword == "run":
-                state.writes += (_Write("/", entry.key, entry.index),)
-            elif step.keyword != "from":
-                dest = step.spec.get("dest") or step.spec.get("path", "/")
-                state.writes += (_Write(posixpath.normpath(dest), content_exact, None),)
+            state.writes += _writes_of(entry, content_exact, states, state.writes)
             keys.append(entry)
             state.last = entry.index
         states[stage.index] = state
@@ -139,39 +168,249 @@ def _content(
 ) -> tuple[bytes, bytes]:
     """What the step reads, hashed: exactly, and with the output of steps
     that cannot be known (RUN, remote images) replaced by a placeholder."""
-    parts = [step.keyword.encode(), spec_bytes(step.spec)]
     if step.error:
         entry.error = step.error
+    head = [step.keyword.encode(), spec_bytes(_key_spec(step))]
+    exact, shape, blamed = [], [], []
     if view is not None:
         try:
-            entry.inputs = [select_source(view, src) for src in step.sources]
-            parts += [i.digest for i in entry.inputs]
+            entry.inputs = [select_source(view, src, parents=_parents(step)) for src in step.sources]
+            # BuildKit sorts the selectors of one input by path; the content is their checksums in that order.
+            exact = [i.key_digest for i in sorted(entry.inputs, key=lambda i: i.source)]
+            shape = list(exact)
         except (SourceNotFound, ContextReadError) as e:
             entry.error = str(e)
-            parts.append(str(e).encode())
-    exact, shape, opaque = list(parts), list(parts), []
-    for stage_index, path in step.stage_reads:
-        for write in _writes_under(states[stage_index].writes, path):
-            exact.append(write.identity)
-            if write.opaque_step is None:
-                shape.append(write.identity)
-            else:
-                shape.append(STAGE_OUTPUT_PLACEHOLDER)
-                opaque.append(write.opaque_step)
-    entry.output_steps = tuple(dict.fromkeys(opaque))
-    return _h(*exact), _h(*shape)
+            exact = shape = [str(e).encode()]
+    for stage_index, path in sorted(step.stage_reads, key=lambda read: read[1]):
+        read_exact, read_shape, blame = _stage_selection(states[stage_index].writes, path)
+        exact.append(read_exact)
+        shape.append(read_shape)
+        blamed += blame
+    entry.output_steps = tuple(dict.fromkeys(blamed))
+    return _h(*head, *exact), _h(*head, *shape)
 
 
-def _writes_under(writes: tuple[_Write, ...], path: str) -> list[_Write]:
-    """The writes that can affect the files under `path` (BuildKit checksums
-    only the selected paths of another stage, by content)."""
-    path = posixpath.normpath(_wildcard_free_prefix(path))
-    return [w for w in writes if _overlaps(w.path, path)]
+def _key_spec(step: Step) -> dict:
+    """The instruction as BuildKit's cache key sees it. A copy keeps only the
+    base name of each source (its file operation keeps path.Base of the
+    source: the path is in the content checksum's selector, which is not part
+    of the key), whether the files come from the context or from a stage.
+    `--link` is the shape of the graph (a copy onto an empty layer), not a field."""
+    if step.keyword not in ("copy", "add"):
+        return step.spec
+    spec = {k: v for k, v in step.spec.items() if k not in ("sources", "link")}
+    if step.stage_reads:
+        spec.pop("from", None)  # the stage is an input; its files count by content
+    spec["bases"] = [s if _parents(step) else _base_name(s) for s in step.spec.get("sources", [])]
+    return spec
+
+
+def _base_name(source: str) -> str:
+    return posixpath.basename(source.rstrip("/")) or "/" if source not in (".", "/") else "/"
+
+
+def _parents(step: Step) -> bool:
+    return bool(step.spec.get("parents"))
+
+
+# -- what a step leaves behind ------------------------------------------------------
+
+
+def _writes_of(
+    entry: StepKey, content: bytes, states: dict[int, _StageState], before: tuple[_Write, ...]
+) -> tuple[_Write, ...]:
+    """The step's writes, known file by file where the daemon can know them."""
+    step, index = entry.step, entry.index
+    if step.keyword == "from" or step.keyword == "run" or step.remote:
+        return (_Write(OPAQUE, "/", index, identity=entry.key),)
+    if step.keyword == "workdir":
+        return (_Write(ENTRY, posixpath.normpath(step.spec["path"]), index, identity=content),)
+    dest = step.spec["dest"]
+    flags = spec_bytes({"chmod": step.spec.get("chmod", ""), "chown": step.spec.get("chown", "")})
+    flags = b"" if flags == _NO_FLAGS else flags
+    writes: list[_Write] = []
+    for name, body in step.spec.get("inline", []):
+        place = posixpath.join(dest, name) if dest.endswith("/") else dest
+        writes.append(_Write(WHOLE, posixpath.normpath(place), index, identity=_h(body.encode(), flags)))
+    if step.stage_reads:
+        source_writes = states[step.stage_reads[0][0]].writes
+        for _, path in step.stage_reads:
+            writes.append(_stage_placement(source_writes, path, dest, len(step.stage_reads), before, index, flags))
+    elif entry.view is not None and not entry.error:
+        for source in entry.inputs:
+            writes += _context_placements(step, entry.view, source, dest, len(entry.inputs), before, index, flags)
+    return tuple(writes)
+
+
+_NO_FLAGS = spec_bytes({"chmod": "", "chown": ""})
+ARCHIVE_SUFFIXES = (".tar", ".tgz", ".tbz2", ".txz", ".gz", ".bz2", ".xz", ".zst", ".lz4")
+
+
+def _context_placements(
+    step: Step,
+    view: ContextView,
+    source: SourceInput,
+    dest: str,
+    count: int,
+    before: tuple[_Write, ...],
+    index: int,
+    flags: bytes,
+) -> list[_Write]:
+    """Where a COPY/ADD puts each context source (BuildKit's copy: a folder's
+    contents go into dest; a file goes to dest/<name> when dest is a folder)."""
+    base = posixpath.normpath(dest)
+    if _parents(step):
+        found = source.matches if source.wildcard else (source.resolved,)
+        return [_Write(CONTEXT, posixpath.join(base, rel), index, view=view, source=rel, flags=flags) for rel in found]
+    if source.wildcard:
+        if not dest.endswith("/") and len(source.matches) > 1:
+            return [_Write(WHOLE, base, index, identity=_h(source.key_digest, flags))]
+        places = []
+        for rel in source.matches:
+            node = view.node(rel)
+            folder = node is not None and node.kind == KIND_DIR
+            place = base if folder or not dest.endswith("/") else posixpath.join(base, posixpath.basename(rel))
+            places.append(_Write(CONTEXT, place, index, view=view, source=rel, flags=flags))
+        return places
+    node = source.node
+    if step.keyword == "add" and node.kind != KIND_DIR and source.source.lower().endswith(ARCHIVE_SUFFIXES):
+        return [_Write(WHOLE, base, index, identity=_h(source.key_digest, flags))]  # may be unpacked
+    if node.kind == KIND_DIR:
+        return [_Write(CONTEXT, base, index, view=view, source=source.resolved, flags=flags)]
+    if dest.endswith("/") or count > 1 or _is_folder(before, base) is True:
+        place = posixpath.join(base, posixpath.basename(source.source))
+        return [_Write(CONTEXT, place, index, view=view, source=source.resolved, flags=flags)]
+    if _is_folder(before, base) is None:  # a RUN may have made dest a folder
+        return [_Write(WHOLE, base, index, identity=_h(source.key_digest, flags))]
+    return [_Write(CONTEXT, base, index, view=view, source=source.resolved, flags=flags)]
+
+
+def _stage_placement(
+    source_writes: tuple[_Write, ...],
+    path: str,
+    dest: str,
+    count: int,
+    before: tuple[_Write, ...],
+    index: int,
+    flags: bytes,
+) -> _Write:
+    """Where a COPY --from puts another stage's `path`."""
+    base = posixpath.normpath(dest)
+    if not has_wildcard(path):
+        kind = _is_folder(source_writes, path)
+        if kind is True:
+            return _Write(STAGE, base, index, source=path, writes=source_writes, flags=flags)
+        if kind is False:
+            if dest.endswith("/") or count > 1 or _is_folder(before, base) is True:
+                base = posixpath.join(base, posixpath.basename(path))
+                return _Write(STAGE, base, index, source=path, writes=source_writes, flags=flags)
+            if _is_folder(before, base) is False:
+                return _Write(STAGE, base, index, source=path, writes=source_writes, flags=flags)
+    exact, _, blame = _stage_selection(source_writes, path)
+    return _Write(WHOLE, base, index, identity=_h(exact, flags), blame=blame[-1] if blame else None)
+
+
+def _is_folder(writes: tuple[_Write, ...], path: str) -> bool | None:
+    """Whether `path` is a folder in a stage with these writes: True, False
+    (a file, or nothing yet), None when it cannot be known (a RUN may decide)."""
+    parts = _read(writes, path)
+    if any(p.blame is not None for p in parts):
+        return None
+    if not parts or parts[-1].covers:
+        return False
+    if any(p.where or p.kind == FOLDER for p in parts):
+        return True
+    return None
+
+
+# -- what a step reads from another stage -----------------------------------------
+
+
+def _stage_selection(writes: tuple[_Write, ...], path: str) -> tuple[bytes, bytes, tuple[int, ...]]:
+    """The checksum of `path` in a stage (BuildKit checksums only the selected
+    paths, by content): exact, with unknowable output replaced by a placeholder,
+    and the steps to blame for that output (the last one that may have written there)."""
+    if has_wildcard(path):
+        # Matches inside a folder are not listed: everything under the
+        # wildcard-free prefix counts, and a change there is never a sure miss.
+        prefix = _wildcard_free_prefix(path)
+        parts = _read(writes, prefix)
+        exact = _h(b"wildcard", path.encode(), *(_h(p.where.encode(), p.identity) for p in parts))
+        steps = tuple(w.step for w in writes if _overlaps(w.dest, prefix))
+        return exact, _h(STAGE_OUTPUT_PLACEHOLDER, path.encode()), steps
+    parts = _read(writes, path)
+    exact = _selection_identity(parts)
+    blamed = [i for i, p in enumerate(parts) if p.blame is not None]
+    if not blamed:
+        return exact, exact, ()
+    last = blamed[-1]
+    shape = _h(STAGE_OUTPUT_PLACEHOLDER, *(_h(p.where.encode(), p.identity) for p in parts[last + 1 :]))
+    return exact, shape, (parts[last].blame,)
+
+
+def _selection_identity(parts: list[_Part]) -> bytes:
+    if not parts:
+        return _h(b"absent")
+    if len(parts) == 1 and parts[0].record is not None:
+        return parts[0].record  # the same file copied from the context or from a stage: one key
+    return _h(*(_h(p.where.encode(), p.identity) for p in parts))
+
+
+def _read(writes: tuple[_Write, ...], path: str) -> list[_Part]:
+    """What the writes leave at or below `path`, in order; a file put at the
+    path itself replaces what came before."""
+    parts: list[_Part] = []
+    for write in writes:
+        found = _parts_of(write, path)
+        if found and found[0].covers:
+            parts = []
+        parts += found
+    return parts
+
+
+def _parts_of(write: _Write, path: str) -> list[_Part]:
+    if write.kind == OPAQUE:
+        return [_Part("", write.identity, blame=write.step)]
+    if _within(path, write.dest):  # the selected path is the written one or inside it
+        sub = posixpath.relpath(path, write.dest) if path != write.dest else ""
+        if write.kind == WHOLE:
+            return [_Part("", write.identity, blame=write.blame)]
+        if write.kind == ENTRY:
+            return [_Part("", write.identity, kind=FOLDER)] if not sub else []
+        if write.kind == CONTEXT:
+            node = write.view.node(join(write.source, sub) if sub else write.source)
+            if node is None:
+                return []
+            if node.kind == KIND_DIR:
+                return [_Part("", _h(node.digest, write.flags), kind=FOLDER)]
+            record = None if write.flags else node.digest
+            return [_Part("", _h(node.digest, write.flags), record=record, kind=FILE)]
+        inner = _read(write.writes, posixpath.join(write.source, sub) if sub else write.source)
+        return [_flagged(p, write.flags) for p in inner]
+    if _within(write.dest, path):  # the write lands inside the selected folder
+        where = posixpath.relpath(write.dest, path)
+        if write.kind in (WHOLE, ENTRY):
+            return [_Part(where, write.identity, blame=write.blame)]
+        if write.kind == CONTEXT:
+            node = write.view.node(write.source)
+            return [_Part(where, _h(node.digest, write.flags))] if node is not None else []
+        inner = _read(write.writes, write.source)
+        return [_Part(join(where, p.where) if p.where else where, _h(p.identity, write.flags), p.blame) for p in inner]
+    return []
+
+
+def _flagged(part: _Part, flags: bytes) -> _Part:
+    if not flags:
+        return part
+    return _Part(part.where, _h(part.identity, flags), part.blame, None, part.kind)
+
+
+def _within(path: str, folder: str) -> bool:
+    return folder == "/" or path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def _overlaps(a: str, b: str) -> bool:
-    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
-    return a.startswith(b) or b.startswith(a)
+    return _within(a, b) or _within(b, a)
 
 
 def _wildcard_free_prefix(path: str) -> str:
@@ -180,7 +419,7 @@ def _wildcard_free_prefix(path: str) -> str:
         if has_wildcard(part):
             break
         parts.append(part)
-    return "/".join(parts) or "/"
+    return posixpath.normpath("/".join(parts) or "/")
 
 
 def _scoped_excludes(step: Step) -> list[str]:
@@ -205,18 +444,29 @@ class SourceNotFound(Exception):
         self.source = source
 
 
-def select_source(view: ContextView, source: str) -> SourceInput:
+def select_source(view: ContextView, source: str, parents: bool = False) -> SourceInput:
     """Resolve one COPY/ADD/bind source the way BuildKit checksums it."""
     if has_wildcard(source):
         # A wildcard that matches nothing copies nothing: BuildKit's frontend
         # allows empty wildcards (unlike a missing plain path).
-        matches = _glob(view, source)
+        matches = _glob_parents(view, source) if parents else _glob(view, source)
         children = []
         for rel in matches:
             node = view.node(rel)
             children.append(Child(rel, node.kind, node.digest))
         blob = encode_selection(children)
-        return SourceInput(source, "", digest_of(blob), selection=blob, wildcard=True, matches=tuple(matches))
+        # BuildKit lists the matches below the wildcard-free prefix (--parents: from the root).
+        prefix = "" if parents else _wildcard_free_prefix("/" + source).lstrip("/")
+        listed = [Child(c.name[len(prefix) :].lstrip("/"), c.kind, c.digest) for c in children]
+        return SourceInput(
+            source,
+            "",
+            digest_of(blob),
+            selection=blob,
+            wildcard=True,
+            matches=tuple(matches),
+            key_digest=_h(b"parents" if parents else b"matches", encode_selection(listed)),
+        )
     rel = "" if source == "." else source
     resolved = _follow_symlinks(view, rel)
     if resolved is not None:
@@ -224,7 +474,8 @@ def select_source(view: ContextView, source: str) -> SourceInput:
     node = view.node(resolved) if resolved is not None else None
     if node is None:
         raise SourceNotFound(source)
-    return SourceInput(source, resolved, node.digest, node=node)
+    key_digest = _h(b"parents", source.encode(), node.digest) if parents else node.digest
+    return SourceInput(source, resolved, node.digest, node=node, key_digest=key_digest)
 
 
 def _follow_symlinks(view: ContextView, rel: str) -> str | None:
@@ -252,6 +503,27 @@ def _follow_symlinks(view: ContextView, rel: str) -> str | None:
         pending = [p for p in target_parts if p and p != "."] + pending[1:]
         resolved = []
     return "/".join(resolved)
+
+
+def _glob_parents(view: ContextView, pattern: str) -> list[str]:
+    """Context paths a `COPY --parents` pattern selects: BuildKit matches it as
+    an include pattern (patternmatcher), so `**` spans zero or more folders and
+    a matched folder brings everything below it."""
+    matcher = PathMatcher([pattern])
+    start = _wildcard_free_prefix("/" + pattern).lstrip("/")
+    found, stack = [], [start]
+    while stack:
+        base = stack.pop()
+        node = view.node(base)
+        if node is None or node.kind != KIND_DIR:
+            continue
+        for child in node.node.children:
+            rel = join(base, child.name)
+            if matcher.match(rel).excluded:  # "excluded" is the pattern matching
+                found.append(rel)
+            elif child.kind == KIND_DIR:
+                stack.append(rel)
+    return sorted(found)
 
 
 def _glob(view: ContextView, pattern: str) -> list[str]:

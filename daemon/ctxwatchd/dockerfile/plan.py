@@ -37,6 +37,17 @@ KNOWN_KEYWORDS = STEP_KEYWORDS | {
     "onbuild",
     "maintainer",
 }
+# The flags each instruction accepts, as BuildKit's instruction parser
+# defines them (frontend/dockerfile/instructions/parse.go); any other flag
+# fails the whole build before it starts. ARG and STOPSIGNAL do not parse flags.
+FLAGS = {
+    "copy": ("chown", "from", "chmod", "link", "exclude", "parents"),
+    "add": ("chown", "chmod", "link", "keep-git-dir", "checksum", "unpack", "exclude"),
+    "from": ("platform",),
+    "run": ("mount", "network", "security", "device"),
+    "healthcheck": ("interval", "timeout", "start-period", "start-interval", "retries"),
+}
+UNCHECKED_FLAGS = {"arg", "stopsignal"}
 REMOTE_URL = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
 DEFAULT_SHELL = ("/bin/sh", "-c")
 NO_SPAN = Span(0, 0, 0, 0)
@@ -49,6 +60,17 @@ class PlanError(ValueError):
         super().__init__(f"line {line}: {message}" if line else message)
         self.line = line
         self.message = message
+
+
+class InstructionParseError(PlanError):
+    """An instruction BuildKit's instruction parser refuses, worded as BuildKit words it."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(line, message)
+        self.args = (f"dockerfile parse error on line {line}: {message}",)
+
+    def __str__(self) -> str:
+        return self.args[0]
 
 
 @dataclass
@@ -136,6 +158,7 @@ class _Planner:
         for ins in self.parsed.instructions:
             if ins.keyword not in KNOWN_KEYWORDS:
                 raise PlanError(ins.start_line, f"unknown instruction: {ins.keyword.upper()}")
+            _check_flags(ins)
             if ins.keyword == "from":
                 stage = self._from(ins)
             elif stage is None:
@@ -304,13 +327,15 @@ class _Planner:
             "inline": inline,
             "chown": flags.get("chown", [""])[-1],
             "chmod": flags.get("chmod", [""])[-1],
-            "link": "link" in flags,
-            "parents": "parents" in flags,
+            "link": _bool_flag(flags, "link"),
+            "parents": _bool_flag(flags, "parents"),
             "exclude": sorted(flags.get("exclude", [])),
-            "keep_git_dir": "keep-git-dir" in flags,
+            "keep_git_dir": _bool_flag(flags, "keep-git-dir"),
             "checksum": checksum,
         }
-        step_kwargs: dict = {"excludes": tuple(flags.get("exclude", [])), "link": "link" in flags}
+        # BuildKit copies onto an empty layer (and merges it) only without --chmod.
+        linked = spec["link"] and not spec["chmod"]
+        step_kwargs: dict = {"excludes": tuple(flags.get("exclude", [])), "link": linked}
         if from_ref:
             spec["from"] = from_ref
             spec["sources"] = [stage_path(s) for s in srcs]
@@ -389,6 +414,47 @@ class _Planner:
 
     def _line_text(self, ins: Instruction) -> str:
         return self.lines[ins.start_line - 1].strip() if 0 < ins.start_line <= len(self.lines) else ins.original
+
+
+def _bool_flag(flags: dict[str, list[str]], name: str) -> bool:
+    """`--link`, `--link=true`: set; `--link=false`: not (BuildKit's boolean flags)."""
+    return name in flags and flags[name][-1].lower() != "false"
+
+
+def _check_flags(ins: Instruction) -> None:
+    """BuildKit's BFlags.Parse: names are case-sensitive; an unknown one is
+    refused with a suggestion when a known one is close."""
+    if ins.keyword in UNCHECKED_FLAGS:
+        return
+    known = FLAGS.get(ins.keyword, ())
+    for raw in ins.flags:
+        if raw == "--":
+            return
+        name = raw.partition("=")[0]
+        if name[2:] not in known:
+            suggestion = _suggest(name[2:], known)
+            hint = f" (did you mean {suggestion}?)" if suggestion else ""
+            raise InstructionParseError(ins.start_line, f"unknown flag: {name}{hint}")
+
+
+def _suggest(value: str, options: tuple[str, ...]) -> str:
+    """The closest option under an edit distance of 3 (BuildKit's util/suggest)."""
+    best, best_distance = "", 3
+    for option in options:
+        distance = _levenshtein(value, option)
+        if distance < best_distance:
+            best, best_distance = option, distance
+    return best
+
+
+def _levenshtein(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
 
 
 def _pairs(ins: Instruction) -> list[tuple[str, str]]:

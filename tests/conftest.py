@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.local import LocalClient
 
 from ctxwatch import spawn
 from ctxwatch.client import CtxwatchClient, connect
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
-from ctxwatchd.local import LocalClient
 
 
 @dataclass

@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 from conftest import Daemon, start_daemon
+from support.local import LocalClient
 
 from ctxwatch.client import CtxwatchError
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
-from ctxwatchd.local import LocalClient
 
 STATE_FILE = "state.sqlite3"
 NAME = "crashctx"

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support.local import LocalClient
 
 from ctxwatch.client import CtxwatchClient, channel_target
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
-from ctxwatchd.local import LocalClient
 
 DEADLINE_S = 60.0  # a watchdog for hung calls, not a speed bar
 SERVICE = "/ctxwatch.v1.Ctxwatch/"

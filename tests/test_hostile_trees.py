@@ -26,11 +26,11 @@ from pathlib import Path
 import grpc
 import pytest
 from conftest import Daemon, start_daemon
+from support.local import LocalClient
 
 from ctxwatch import spawn
 from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
-from ctxwatchd.local import LocalClient
 
 DEADLINE_S = 120.0  # a watchdog, not a speed bar: only a hung daemon gets near it
 MiB = 1 << 20

@@ -22,10 +22,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from support.local import LocalClient
 
 from ctxwatch.client import build_options
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
-from ctxwatchd.local import LocalClient
 
 
 def outcome(status: int, cause: int) -> tuple[str, str]:

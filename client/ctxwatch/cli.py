@@ -13,14 +13,23 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from ctxwatch import render, spawn
-from ctxwatch.client import CtxwatchClient, CtxwatchError, build_options, connect, context_ref, parse_build_args
+from ctxwatch.client import (
+    CtxwatchClient,
+    CtxwatchError,
+    build_options,
+    connect,
+    context_ref,
+    local_client,
+    parse_build_args,
+)
 from ctxwatch_api import paths
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
@@ -194,14 +203,18 @@ def options_from_args(args: argparse.Namespace) -> pb.BuildOptions:
     )
 
 
-def _connect(args: argparse.Namespace, spawn_allowed: bool = True) -> CtxwatchClient:
+@contextmanager
+def _connect(args: argparse.Namespace, spawn_allowed: bool = True) -> Iterator[CtxwatchClient]:
     if args.no_daemon:
         if not spawn_allowed:
             raise ValueError("`daemon` commands talk to the daemon: drop --no-daemon")
-        from ctxwatchd.local import LocalClient  # the daemon's engine, in this process
+        from ctxwatchd.local import LocalServer  # the daemon's service, in this process
 
-        return LocalClient(paths.resolve_state_dir(args.state_dir))
-    return connect(args.socket, spawn=spawn_allowed and not args.no_spawn, state_dir=args.state_dir)
+        with LocalServer(paths.resolve_state_dir(args.state_dir)) as local, local_client(local.socket_path) as client:
+            yield client
+        return
+    with connect(args.socket, spawn=spawn_allowed and not args.no_spawn, state_dir=args.state_dir) as client:
+        yield client
 
 
 def _cmd_add(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -97,7 +98,7 @@ class CtxwatchClient:
     def list(self) -> list[pb.Context]:
         return list(self._call(self._stub.ListContexts, pb.ListContextsRequest()).contexts)
 
-    def reports(self, refs: Iterable[RefLike] = (), options: pb.BuildOptions | None = None) -> list[pb.Report]:
+    def reports(self, refs: Iterable[RefLike] = (), options: pb.BuildOptions | None = None) -> builtins.list[pb.Report]:
         """Reports of the given contexts (none: every registered one), in request order."""
         request = pb.GetReportsRequest(contexts=[_as_ref(ref) for ref in refs], options=options)
         return list(self._call(self._stub.GetReports, request).reports)
@@ -187,6 +188,11 @@ def connect(
     path = paths.resolve_socket_path(str(socket_path) if socket_path else None)
     ensure_daemon(path, state_dir=state_dir, spawn=spawn, timeout=timeout)
     return CtxwatchClient(grpc.insecure_channel(channel_target(path)), path)
+
+
+def local_client(socket_path: Path) -> CtxwatchClient:
+    """A client for a service this process serves itself (see ctxwatchd.local): nothing to probe or start."""
+    return CtxwatchClient(grpc.insecure_channel(channel_target(socket_path)), socket_path)
 
 
 def _as_ref(ref: RefLike) -> pb.ContextRef:

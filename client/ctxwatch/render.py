@@ -17,13 +17,13 @@ MAX_PATHS = 5
 DETAIL_INDENT = " " * 13  # under the STAGE column: past the widest status word
 ELLIPSIS = "…"
 
-_STATUS_WORDS = {
+_STATUS_WORDS: dict[int, str] = {
     pb.STEP_STATUS_CACHED: "cached",
     pb.STEP_STATUS_INVALIDATED: "INVALIDATED",
     pb.STEP_STATUS_UNKNOWN: "unknown",
     pb.STEP_STATUS_ERROR: "ERROR",
 }
-_STATUS_COLORS = {
+_STATUS_COLORS: dict[int, str] = {
     pb.STEP_STATUS_CACHED: "32",  # green
     pb.STEP_STATUS_INVALIDATED: "1;33",  # bold yellow
     pb.STEP_STATUS_UNKNOWN: "35",  # magenta

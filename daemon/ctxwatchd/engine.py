@@ -92,6 +92,11 @@ class Engine:
         for row in store.contexts():
             self.contexts[row.name] = self._activate(row)
 
+    @property
+    def watching(self) -> bool:
+        """Whether file events keep the trees current (not so for `--no-daemon`: every query scans)."""
+        return self.observer is not None
+
     def close(self) -> None:
         """Save the content-hash cache and the folder digests, then stop
         watching (stopping the observer ends every watch at once)."""
@@ -207,6 +212,7 @@ class Engine:
         return reg
 
     def _watch_folder(self, folder: str) -> FolderWatch:
+        assert self.observer is not None, "only a watching engine watches folders"
         watch = self.folder_watches.get(folder)
         if watch is None:
             watch = self.folder_watches[folder] = FolderWatch(
@@ -523,6 +529,7 @@ class Engine:
             self._close_unused_views()
 
     def _view_key(self, reg: Registered, excludes: tuple[str, ...]) -> tuple:
+        assert reg.root is not None and reg.patterns is not None, "asked only once the context is synced"
         return reg.root.path, reg.prefix, reg.patterns, excludes
 
     def _view(self, reg: Registered, excludes: tuple[str, ...]) -> ContextView:
@@ -532,6 +539,7 @@ class Engine:
         key = self._view_key(reg, excludes)
         view = self.views.get(key)
         if view is None:
+            assert reg.root is not None and reg.patterns is not None
             view = self.views[key] = ContextView(
                 reg.root.tree,
                 reg.prefix,
@@ -572,6 +580,8 @@ class Engine:
         consumes this generator in the same transaction and sees its own rows
         (no set of every digest of a large tree held in memory meanwhile)."""
         for k in keys:
+            if k.view is None:
+                continue  # a step that reads no context files
             for source in k.inputs:
                 if not source.wildcard:  # the source is the node at its path
                     yield from self._subtree(k.view, source.resolved)

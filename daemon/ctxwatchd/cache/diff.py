@@ -104,6 +104,7 @@ class Differ:
         if old.kind != new.kind:
             self.add(Change(rel, TYPE, f"{_kind_name(old.kind)} -> {_kind_name(new.kind)}"))
             return []
+        assert old.record is not None and new.record is not None, "a node that is not a listing is a file record"
         unseen = self._unseen(rel, old.record, new.record)
         for change in record_changes(rel, old.record, new.record):
             self.add(Change(change.path, change.kind, change.detail, unseen))

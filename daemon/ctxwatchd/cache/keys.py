@@ -51,7 +51,7 @@ class SourceInput:
     @property
     def blob(self) -> bytes:
         """The selected node's bytes, made only when a build is recorded or explained."""
-        return self.selection if self.wildcard else self.node.blob
+        return self.selection if self.wildcard or self.node is None else self.node.blob
 
 
 @dataclass
@@ -453,6 +453,7 @@ def select_source(view: ContextView, source: str, parents: bool = False) -> Sour
         children = []
         for rel in matches:
             node = view.node(rel)
+            assert node is not None, "a wildcard matches paths that are sent"
             children.append(Child(rel, node.kind, node.digest))
         blob = encode_selection(children)
         # BuildKit lists the matches below the wildcard-free prefix (--parents: from the root).
@@ -469,9 +470,10 @@ def select_source(view: ContextView, source: str, parents: bool = False) -> Sour
         )
     rel = "" if source == "." else source
     resolved = _follow_symlinks(view, rel)
-    if resolved is not None:
-        view.prefetch(resolved)
-    node = view.node(resolved) if resolved is not None else None
+    if resolved is None:
+        raise SourceNotFound(source)
+    view.prefetch(resolved)
+    node = view.node(resolved)
     if node is None:
         raise SourceNotFound(source)
     key_digest = _h(b"parents", source.encode(), node.digest) if parents else node.digest
@@ -497,7 +499,9 @@ def _follow_symlinks(view: ContextView, rel: str) -> str | None:
         node = view.node(path)
         if node is None or hops > MAX_SYMLINK_HOPS:
             return None
-        target = node.node.record.link_target
+        record = node.node.record
+        assert record is not None, "a symlink's node is its record"
+        target = record.link_target
         base = "/" if target.startswith("/") else "/" + "/".join(resolved)
         target_parts = posixpath.normpath(posixpath.join(base, target)).lstrip("/").split("/")
         pending = [p for p in target_parts if p and p != "."] + pending[1:]

@@ -163,7 +163,7 @@ def _decide(
                 pb.CAUSE_UPSTREAM_OUTPUT,
                 f"runs on step {inherited.culprit}, whose result depends on files a re-run step produces",
             )
-            msg.upstream_step = inherited.culprit
+            msg.upstream_step = inherited.culprit or 0
             return _Chain(uncertain=pb.CAUSE_UPSTREAM_OUTPUT, culprit=inherited.culprit, remote=remote)
         if remote:
             _set(
@@ -188,7 +188,7 @@ def _decide(
             pb.CAUSE_UPSTREAM_OUTPUT,
             f"runs on step {inherited.culprit}, whose result depends on files a re-run step produces",
         )
-        msg.upstream_step = inherited.culprit
+        msg.upstream_step = inherited.culprit or 0
         return _Chain(uncertain=pb.CAUSE_UPSTREAM_OUTPUT, culprit=inherited.culprit)
 
     if history.count == 0:
@@ -215,7 +215,7 @@ def _stage_filtered(stage, names: frozenset[str]) -> bool:
     return bool(names) and (stage.name.lower() in names or str(stage.index) in names)
 
 
-def _set(msg: pb.Step, status: int, cause: int, explanation: str) -> None:
+def _set(msg: pb.Step, status: pb.StepStatus, cause: pb.Cause, explanation: str) -> None:
     msg.status, msg.cause, msg.explanation = status, cause, printable(explanation)
 
 

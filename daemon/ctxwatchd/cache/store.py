@@ -237,6 +237,7 @@ class Store:
                 (context, int(time.time() * 1000), json.dumps(options, sort_keys=True)),
             )
             build_id = cur.lastrowid
+            assert build_id is not None  # set by every successful INSERT
             self.db.executemany(
                 "INSERT INTO build_steps(build_id, ordinal, stage, stage_ordinal, line, instruction, key, shape, "
                 "spec, sources, step_values) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -315,7 +316,10 @@ class Store:
             row[0],
             row[1],
             json.loads(row[2]),
-            [BuildStepRow(*s[:7], json.loads(s[7]), json.loads(s[8]), json.loads(s[9])) for s in steps],
+            [
+                BuildStepRow(ordinal, stage, stage_ordinal, line, text, key, shape, *map(json.loads, (spec, src, vals)))
+                for ordinal, stage, stage_ordinal, line, text, key, shape, spec, src, vals in steps
+            ],
         )
 
     def recorded_keys(self, context: str) -> tuple[set[bytes], dict[bytes, bytes]]:

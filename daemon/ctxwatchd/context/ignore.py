@@ -516,9 +516,9 @@ class PathMatcher:
         """The state BuildKit's walk reaches rel_path with: each ancestor
         matched in turn, passing its state down."""
         state = None
-        for path in [*_ancestors(rel_path), rel_path]:
+        for path in _ancestors(rel_path):
             state = self.match(path, state)
-        return state
+        return self.match(rel_path, state)
 
     def may_include_under(self, rel_dir: str) -> bool:
         """For an excluded directory: might an exception re-include something below it?

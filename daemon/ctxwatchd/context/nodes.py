@@ -84,7 +84,7 @@ def encode_selection(children: list[Child] | tuple[Child, ...]) -> bytes:
 
 
 def _encode_children(children: list[Child] | tuple[Child, ...]) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     for child in children:
         name = child.name.encode(FS_ENCODING, FS_ERRORS)  # os.fsencode, without a call per name
         parts += (_LENGTH(len(name)), name, child.kind.encode(), child.digest)

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from stat import S_ISDIR, S_ISREG
+from typing import TYPE_CHECKING
 
 from .nodes import DIGEST_SIZE, FS_ENCODING, FS_ERRORS, digest_of, encode_file
 from .records import (
@@ -42,12 +43,21 @@ class Entry:
     the slots directly (no super() call): a restart makes 100,000 of them.
     """
 
-    __slots__ = ("key", "kind")
-    # Defaults for the slots the other class has: a folder is never hashed,
-    # a file has no children.
-    blob = b""
-    racy = False
-    children: dict[str, Entry] | None = None
+    if TYPE_CHECKING:
+        # To the type checker an Entry has every slot of either class: callers
+        # test `kind` (cheaper than isinstance), not the class.
+        key: StatKey
+        kind: str
+        blob: bytes
+        racy: bool
+        children: dict[str, Entry] | None
+    else:
+        __slots__ = ("key", "kind")
+        # Defaults for the slots the other class has: a folder is never hashed,
+        # a file has no children.
+        blob = b""
+        racy = False
+        children = None
 
     @property
     def digest(self) -> bytes:
@@ -97,6 +107,7 @@ def listing_signature(folder: Entry) -> bytes:
     mean every file in it would give the same record (the rule by which a
     file is not read again)."""
     children = folder.children
+    assert children is not None, "only a listed folder has a signature"
     names = sorted(children)
     # Keys are 44 bytes each and names hold no "\0": with the count in front,
     # no two listings give the same bytes. (One join, no loop per name: a
@@ -151,13 +162,12 @@ class Tree:
 
     def get(self, rel: str) -> Entry | None:
         """The entry at `rel` ("" is the root), or None when it does not exist."""
-        entry, prefix = self.top, ""
+        entry: Entry | None = self.top
+        prefix = ""
         for name in split(rel):
-            if entry.kind != KIND_DIR:
+            if entry is None or entry.kind != KIND_DIR:
                 return None
             entry = self.children(entry, prefix).get(name)
-            if entry is None:
-                return None
             prefix = join(prefix, name)
         return entry
 
@@ -175,10 +185,11 @@ class Tree:
         if rel not in self.unapplied:
             return
         self.unapplied.discard(rel)
-        if entry is None or entry.children is None:
+        if entry is None or entry.children is None or self.saved_in is None:
             return  # no longer a listed folder: its next listing is a new one
+        children = entry.children
         for name, key, hashed in self.saved_in(rel):
-            child = entry.children.get(name)
+            child = children.get(name)
             if child is not None and child.key == key and not child.blob:
                 child.blob = hashed[DIGEST_SIZE:]
 
@@ -263,17 +274,17 @@ class Tree:
         as events of their own, and only its mode counts in its digest.
         """
         parts = split(rel)
-        parent = self._loaded_parent(parts) if parts else None
-        if parts and parent is None:
+        siblings = self._loaded_listing(parts) if parts else None
+        if parts and siblings is None:
             return  # nobody listed that folder yet: nothing to update
-        old = parent.children.get(parts[-1]) if parent is not None else self.top
+        old = siblings.get(parts[-1]) if siblings is not None else self.top
         try:
             st = os.lstat(self.abspath(rel))
         except (FileNotFoundError, NotADirectoryError):
-            if parent is None:
+            if siblings is None:
                 raise  # the root itself is gone: no answer can be given
             if old is not None:
-                del parent.children[parts[-1]]
+                del siblings[parts[-1]]
                 self._changed(rel)
             return
         if parts and len(parts) == 1 and parts[0].startswith(COOKIE_PREFIX):
@@ -291,9 +302,9 @@ class Tree:
                 old.blob = b""
                 self._changed(rel)
             return
-        if parent is None:
+        if siblings is None:
             raise NotADirectoryError(f"watched root {self.root} is no longer a directory")
-        parent.children[parts[-1]] = new_entry(st)
+        siblings[parts[-1]] = new_entry(st)
         self._changed(rel)
 
     def rescan(self) -> None:
@@ -312,8 +323,10 @@ class Tree:
             entry.children = None
             self._changed(rel)
             return
-        for name in set(entry.children) | set(current):
-            old, new = entry.children.get(name), current.get(name)
+        listed = entry.children
+        assert listed is not None, "only a listed folder is listed again"
+        for name in set(listed) | set(current):
+            old, new = listed.get(name), current.get(name)
             if old is not None and new is not None and old.key == new.key and old.kind == new.kind and not old.racy:
                 continue
             if (
@@ -324,9 +337,9 @@ class Tree:
             ):
                 new.children = old.children  # the same folder: its listing is checked below
             if new is None:
-                del entry.children[name]
+                del listed[name]
             else:
-                entry.children[name] = new
+                listed[name] = new
             self._changed(join(rel, name))
 
     def _list(self, path: str) -> dict[str, Entry]:
@@ -352,15 +365,15 @@ class Tree:
                 del found[name]
         return found
 
-    def _loaded_parent(self, parts: list[str]) -> Entry | None:
-        entry = self.top
+    def _loaded_listing(self, parts: list[str]) -> dict[str, Entry] | None:
+        """The listing of the folder holding `parts`, or None if it was not listed."""
+        listing = self.top.children
         for name in parts[:-1]:
-            if entry.children is None:
-                return None
-            entry = entry.children.get(name)
+            entry = listing.get(name) if listing is not None else None
             if entry is None or entry.kind != KIND_DIR:
                 return None
-        return entry if entry.children is not None else None
+            listing = entry.children
+        return listing
 
     def _changed(self, rel: str) -> None:
         self.generation += 1

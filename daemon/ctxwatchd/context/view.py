@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar, cast
 
 from .hashing import Item, hash_files
 from .ignore import MatchState, PathMatcher
@@ -252,7 +252,7 @@ class ContextView:
         sub-folder it sends still has its saved digest (None: compute it)."""
         same = True
         shared = self.matcher.entries_state(rel, state)  # None: match each
-        for name, child_entry in entry.children.items():
+        for name, child_entry in (entry.children or {}).items():
             if child_entry.kind == KIND_DIR:
                 child_rel = join(rel, name)
                 child = yield child_rel, child_entry, self._match(child_rel, state) if shared is None else shared
@@ -304,7 +304,7 @@ class ContextView:
         if self._tree_rel(node.rel) in self.tree.unapplied:
             return True  # restored, and untouched since: its files are as saved
         shared = self.matcher.entries_state(node.rel, node.state)
-        for name, child in node.entry.children.items():
+        for name, child in (node.entry.children or {}).items():
             if child.kind != KIND_DIR and (child.racy or not child.blob):
                 state = shared if shared is not None else self._match(join(node.rel, name), node.state)
                 if not state.excluded:
@@ -346,7 +346,10 @@ class ContextView:
         return None
 
 
-def _run(walk: Generator, visit: Callable[..., Generator]) -> object:
+_Result = TypeVar("_Result")
+
+
+def _run(walk: Generator[Any, Any, _Result], visit: Callable[..., Generator[Any, Any, Any]]) -> _Result:
     """Drive a post-order walk with an explicit stack, not recursion: folders
     may nest deeper than Python's recursion limit. A walk yields the
     (rel, entry, state) of each sub-folder it needs and is sent its node."""
@@ -361,7 +364,7 @@ def _run(walk: Generator, visit: Callable[..., Generator]) -> object:
             continue
         result = None
         stack.append(visit(*child))
-    return result
+    return cast(_Result, result)  # the value of `walk`, the last generator to finish
 
 
 def _folder_mode(entry: Entry) -> int:

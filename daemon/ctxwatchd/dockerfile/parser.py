@@ -199,7 +199,7 @@ class _Directives:
             return
         match = _DIRECTIVE.fullmatch(line[1:].lstrip(_GO_SPACE)) if line.startswith("#") else None
         name = match[1].lower() if match else ""
-        if name not in _KNOWN_DIRECTIVES:
+        if match is None or name not in _KNOWN_DIRECTIVES:
             self._done = True  # any other line ends the directive block for good
             return
         if name in self.values:
@@ -539,9 +539,10 @@ class _ShellWords:
         if self._peek() != "{":
             return "$" + self._name()
         self._pos += 1
-        if self._peek() is None:
+        ch = self._peek()
+        if ch is None:
             raise _Invalid("syntax error: missing '}'")
-        if self._peek() in "{}:":
+        if ch in "{}:":
             raise _Invalid("syntax error: bad substitution")
         name = self._name()
         op = self._next()
@@ -616,10 +617,12 @@ class _ShellWords:
             if ch == "\\":
                 if self._raw_escapes:
                     out.append(ch)
-                if self._peek() is None:
+                escaped = self._peek()
+                if escaped is None:
                     continue
-                if self._peek() in '"$\\':  # only these can be escaped inside "..."
-                    ch = self._next()
+                if escaped in '"$\\':  # only these can be escaped inside "..."
+                    self._pos += 1
+                    ch = escaped
             out.append(ch)
         self._pos += 1
         return "".join(out + (['"'] if self._raw_quotes else []))

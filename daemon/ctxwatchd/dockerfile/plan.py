@@ -15,6 +15,7 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .parser import Instruction, ParsedDockerfile, Span
 from .shell import ShellExpansionError, expand_word
@@ -335,13 +336,14 @@ class _Planner:
         }
         # BuildKit copies onto an empty layer (and merges it) only without --chmod.
         linked = spec["link"] and not spec["chmod"]
-        step_kwargs: dict = {"excludes": tuple(flags.get("exclude", [])), "link": linked}
+        step_kwargs: dict[str, Any] = {"excludes": tuple(flags.get("exclude", [])), "link": linked}
         if from_ref:
             spec["from"] = from_ref
-            spec["sources"] = [stage_path(s) for s in srcs]
+            stage_paths = [stage_path(s) for s in srcs]
+            spec["sources"] = stage_paths
             index = self.by_name.get(from_ref.lower())
             if index is not None and index < stage.index:
-                step_kwargs["stage_reads"] = tuple((index, path) for path in spec["sources"])
+                step_kwargs["stage_reads"] = tuple((index, path) for path in stage_paths)
             elif not is_pinned_image(from_ref):
                 step_kwargs["remote"] = from_ref
         else:

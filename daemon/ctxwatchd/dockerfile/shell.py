@@ -186,9 +186,10 @@ class _Lexer:
                 if self.raw_escapes:
                     out.append(ch)
                     words.add_kept(ch)
-                text = self.take()
-                if text is None:  # a trailing escape character is dropped
+                escaped = self.take()
+                if escaped is None:  # a trailing escape character is dropped
                     break
+                text = escaped
                 words.add_kept(text)
             else:
                 self.pos += 1
@@ -317,7 +318,7 @@ class _Lexer:
                 default = "is not allowed to be " + ("unset" if value is None else "empty")
                 raise ShellExpansionError(f"{name}: {word or default}")
             return value or ""
-        if is_pattern:
+        if op == "#" or op == "%":
             # Doubling the operator (## or %%) removes the longest match.
             longest = word.startswith(op)
             pattern = word[1:] if longest else word

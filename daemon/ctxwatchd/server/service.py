@@ -17,7 +17,7 @@ from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 
 from .. import __version__
 from ..engine import Engine, context_message
-from ..errors import ApiError, InvalidArgument
+from ..errors import ApiError, FailedPrecondition, InvalidArgument
 
 log = logging.getLogger(__name__)
 WATCH_DEBOUNCE_S = 0.05
@@ -85,6 +85,8 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
     def WatchInvalidations(self, request: pb.WatchInvalidationsRequest, context):
         """Stream the report, then every changed one, until the client leaves."""
         try:
+            if not self.engine.watching:
+                raise FailedPrecondition("watch needs the daemon (drop --no-daemon)")
             reg = self.engine.resolve(request.context)
             context.add_callback(self.engine.notify_activity)  # wakes the wait below on disconnect
             sent = b""

@@ -499,10 +499,10 @@ class Engine:
         """The parsed Dockerfile: the file, or an editor's unsaved text of it
         (kept apart: answers for the file stay valid while a draft is asked about)."""
         if draft:
-            data = draft.encode("utf-8", "surrogateescape")
-            if reg.draft is None or reg.draft[0] != data:
+            text = draft.encode("utf-8", "surrogateescape")
+            if reg.draft is None or reg.draft[0] != text:
                 reg.draft = None  # a draft that does not parse leaves nothing behind
-                reg.draft = (data, parse(data), data.decode("utf-8", "replace").splitlines())
+                reg.draft = (text, parse(text), text.decode("utf-8", "replace").splitlines())
             return reg.draft[1], reg.draft[2]
         data = reg.dockerfile.read()
         if data is None:

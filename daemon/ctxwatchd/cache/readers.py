@@ -70,7 +70,7 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def _in_tree(k: StepKey, rel: str) -> bool:
-    return k.view.entry(rel) is not None
+    return k.view is not None and k.view.entry(rel) is not None
 
 
 def _pattern_selects(pattern: str, rel: str) -> bool:

@@ -171,7 +171,8 @@ def _content(
     if step.error:
         entry.error = step.error
     head = [step.keyword.encode(), spec_bytes(_key_spec(step))]
-    exact, shape, blamed = [], [], []
+    exact, shape = [], []
+    blamed: list[int] = []
     if view is not None:
         try:
             entry.inputs = [select_source(view, src, parents=_parents(step)) for src in step.sources]
@@ -273,6 +274,7 @@ def _context_placements(
             places.append(_Write(CONTEXT, place, index, view=view, source=rel, flags=flags))
         return places
     node = source.node
+    assert node is not None, "a source without wildcards selects one node"
     if step.keyword == "add" and node.kind != KIND_DIR and source.source.lower().endswith(ARCHIVE_SUFFIXES):
         return [_Write(WHOLE, base, index, identity=_h(source.key_digest, flags))]  # may be unpacked
     if node.kind == KIND_DIR:
@@ -345,7 +347,7 @@ def _stage_selection(writes: tuple[_Write, ...], path: str) -> tuple[bytes, byte
         return exact, exact, ()
     last = blamed[-1]
     shape = _h(STAGE_OUTPUT_PLACEHOLDER, *(_h(p.where.encode(), p.identity) for p in parts[last + 1 :]))
-    return exact, shape, (parts[last].blame,)
+    return exact, shape, tuple(p.blame for p in parts[last : last + 1] if p.blame is not None)
 
 
 def _selection_identity(parts: list[_Part]) -> bytes:
@@ -378,6 +380,7 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
         if write.kind == ENTRY:
             return [_Part("", write.identity, kind=FOLDER)] if not sub else []
         if write.kind == CONTEXT:
+            assert write.view is not None, "a write from the context has its view"
             node = write.view.node(join(write.source, sub) if sub else write.source)
             if node is None:
                 return []
@@ -392,6 +395,7 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
         if write.kind in (WHOLE, ENTRY):
             return [_Part(where, write.identity, blame=write.blame)]
         if write.kind == CONTEXT:
+            assert write.view is not None, "a write from the context has its view"
             node = write.view.node(write.source)
             return [_Part(where, _h(node.digest, write.flags))] if node is not None else []
         inner = _read(write.writes, write.source)

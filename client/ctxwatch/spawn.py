@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ctxwatch.client import CtxwatchError, channel_target
 from ctxwatch_api import paths
-from ctxwatch_api.processes import alive
+from ctxwatch_api.processes import ALREADY_SERVING_EXIT, alive
 
 DEFAULT_START_TIMEOUT = 10.0
 LOG_NAME = "ctxwatchd.log"
@@ -107,12 +107,14 @@ def wait_until_serving(
     """Poll the health check until SERVING; raise with the log's tail on failure."""
 
     def ready() -> bool:
+        nonlocal process
         if is_serving(socket_path):
             return True
         if process is not None and process.poll() is not None:
-            # Another client may have started a daemon first and ours gave way.
-            if is_serving(socket_path):
-                return True
+            if process.returncode == ALREADY_SERVING_EXIT:
+                # Another client started a daemon first and ours gave way: wait for that one.
+                process = None
+                return False
             raise _start_failed(f"ctxwatchd exited with code {process.returncode}", log_path)
         return False
 

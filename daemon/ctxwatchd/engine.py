@@ -33,7 +33,7 @@ from .context.watcher import FolderWatch, Observer, WatchedRoot
 from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
 from .dockerfile.plan import PlanError, build_plan
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from .requests import absolute_dir, absolute_path, check_name, validated_args
+from .requests import absolute_path, check_name, registrable_dir, validated_args
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,16 @@ class Evaluation:
 
 
 class Engine:
-    def __init__(self, store: Store, watch: bool = True, max_builds: int = DEFAULT_MAX_BUILDS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        watch: bool = True,
+        max_builds: int = DEFAULT_MAX_BUILDS,
+        private_folders: tuple[str, ...] = (),
+    ) -> None:
         self.store = store
+        # The daemon's own folders (state, socket): never a build context.
+        self.private_folders = (os.path.realpath(store.path.parent), *map(os.path.realpath, private_folders))
         self.max_builds = max_builds
         self.dropped_since_gc = 0
         self.lock = threading.RLock()
@@ -97,10 +105,13 @@ class Engine:
         """Whether file events keep the trees current (not so for `--no-daemon`: every query scans)."""
         return self.observer is not None
 
-    def close(self) -> None:
+    def close(self, timeout: float = -1) -> bool:
         """Save the content-hash cache and the folder digests, then stop
-        watching (stopping the observer ends every watch at once)."""
-        with self.lock:
+        watching (stopping the observer ends every watch at once). False,
+        having done nothing, when a query holds the engine past `timeout` s."""
+        if not self.lock.acquire(timeout=timeout):
+            return False
+        try:
             self.closed = True
             for root in self.roots.values():
                 root.tree.settle_racy()
@@ -109,15 +120,18 @@ class Engine:
                     root.path,
                     {_view_id(key): view.saveable() for key, view in self.views.items() if key[0] == root.path},
                 )
+        finally:
+            self.lock.release()
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(timeout=2)
         if self.hasher is not None:
             self.hasher.shutdown(wait=False)
+        return True
 
     # -- registry ---------------------------------------------------------------------
     def register(self, req: pb.RegisterContextRequest) -> tuple[ContextRow, bool]:
-        path = absolute_dir(req.path)
+        path = registrable_dir(req.path, self.private_folders)
         if "\0" in req.dockerfile:
             raise InvalidArgument("dockerfile: contains a NUL byte")
         dockerfile = os.path.normpath(os.path.join(path, req.dockerfile or "Dockerfile"))

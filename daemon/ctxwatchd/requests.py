@@ -40,6 +40,19 @@ def absolute_dir(path: str) -> str:
     return path
 
 
+def registrable_dir(path: str, private_folders: tuple[str, ...]) -> str:
+    """A folder that may be registered as a build context: not "/" (it would
+    take in every other watched folder and get cookie files written at the
+    top of the file system), not the daemon's own folders (state, socket)."""
+    path = absolute_dir(path)
+    if path == "/":
+        raise InvalidArgument("path: / cannot be a build context (give the folder of the project)")
+    for folder in private_folders:
+        if path == folder or path.startswith(folder.rstrip("/") + "/"):
+            raise InvalidArgument(f"path: {path} is inside the daemon's own folder {folder}; it cannot be a context")
+    return path
+
+
 def validated_args(args: Mapping[str, str], field_name: str) -> dict[str, str]:
     if len(args) > MAX_BUILD_ARGS:
         raise InvalidArgument(f"{field_name}: {len(args)} build args; at most {MAX_BUILD_ARGS}")

@@ -19,12 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..context.nodes import decode
+from ..errors import FailedPrecondition
+from ..private import private_file
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 4
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context (ctxwatchd --max-builds)
 PAGE_CACHE_KIB = 512
+OPEN_WAIT_S = 30.0  # how long a start waits for another process to release the state file
+OPEN_RETRY_S = 0.25
 APPLICATION_ID = 0x63747877  # "ctxw": tells our file from someone else's
 
 _SCHEMA = """
@@ -146,20 +150,46 @@ class Store:
         # Re-entrant: record_build consumes a generator of nodes that itself
         # asks has_node, inside the same transaction.
         self.lock = threading.RLock()
+        self.broken = ""  # why builds are no longer recorded (the file went bad while running)
         self.db = self._open_or_replace(path)
+        for suffix in ("", "-wal", "-shm"):
+            private_file(Path(str(path) + suffix), "state file")
 
     # -- opening ------------------------------------------------------------------
     def _open_or_replace(self, path: Path) -> sqlite3.Connection:
-        try:
-            return self._open(path)
-        except (sqlite3.DatabaseError, StateFileError) as e:
-            aside = _unused_name(path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"))
-            log.error("state file %s cannot be used (%s); moved it to %s and starting fresh", path, e, aside)
-            for suffix in ("", "-wal", "-shm"):
-                side = Path(str(path) + suffix)
-                if side.exists():
-                    side.rename(Path(str(aside) + suffix))
-            return self._open(path)
+        """Open the state file. Only a file SQLite read and found corrupt, or
+        that is not ours, is moved aside; one that cannot be used now (locked,
+        an I/O error, a full disk, a read-only folder) is kept and the start
+        refused, after waiting a while for a lock to go."""
+        if path.exists() and path.stat().st_size == 0:
+            log.warning("state file %s is empty (0 bytes): starting with no contexts and no builds", path)
+        deadline = time.monotonic() + OPEN_WAIT_S
+        waiting = False
+        while True:
+            try:
+                return self._open(path)
+            except StateFileError as e:
+                problem = str(e)
+            except sqlite3.DatabaseError as e:
+                kind = _error_kind(e)
+                if kind == "busy" and time.monotonic() < deadline:
+                    if not waiting:
+                        log.warning("state file %s is locked by another process; waiting up to %g s", path, OPEN_WAIT_S)
+                        waiting = True
+                    time.sleep(OPEN_RETRY_S)
+                    continue
+                if kind != "corrupt":
+                    raise StateUnavailable(_what_to_do(path, kind, e)) from None
+                problem = str(e)
+            break
+        aside = _unused_name(path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"))
+        log.error("state file %s cannot be used (%s); starting fresh", path, problem)
+        for suffix in ("", "-wal", "-shm"):
+            side, moved = Path(str(path) + suffix), Path(str(aside) + suffix)
+            if side.exists():
+                side.rename(moved)
+                log.error("moved %s to %s", side, moved)
+        return self._open(path)
 
     def _open(self, path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -184,7 +214,10 @@ class Store:
             elif app_id != APPLICATION_ID:
                 raise StateFileError("not a ctxwatch state file")
             elif version > SCHEMA_VERSION:
-                raise StateFileError(f"schema version {version} is newer than this daemon's {SCHEMA_VERSION}")
+                raise StateUnavailable(
+                    f"state file {path} was written by a newer ctxwatchd (schema {version}, this one knows "
+                    f"{SCHEMA_VERSION}); upgrade ctxwatch or pass another --state-dir (the file is kept)"
+                )
             for step in range(version, SCHEMA_VERSION):
                 db.executescript(f"BEGIN; {_MIGRATIONS[step]} PRAGMA user_version={step + 1}; COMMIT;")
         except BaseException:
@@ -228,7 +261,31 @@ class Store:
     def record_build(
         self, context: str, options: dict, steps: list[BuildStepRow], nodes: Iterable[tuple[bytes, bytes]]
     ) -> int:
-        """Store one build and the nodes it references, atomically."""
+        """Store one build and the nodes it references, atomically.
+
+        Raises FailedPrecondition when the file cannot take it: never an
+        acknowledgement of a build written into a damaged file.
+        """
+        if self.broken:
+            raise FailedPrecondition(self.broken)
+        try:
+            return self._record_build(context, options, steps, nodes)
+        except sqlite3.DatabaseError as e:
+            kind = _error_kind(e)
+            if kind == "corrupt":
+                self.broken = (
+                    f"the state file {self.path} is damaged ({e}): builds are no longer recorded; "
+                    "restart the daemon (it moves the damaged file aside and starts fresh)"
+                )
+                log.error("%s", self.broken)
+                raise FailedPrecondition(self.broken) from None
+            if kind == "other":
+                raise
+            raise FailedPrecondition(f"could not record the build in {self.path}: {e}") from None
+
+    def _record_build(
+        self, context: str, options: dict, steps: list[BuildStepRow], nodes: Iterable[tuple[bytes, bytes]]
+    ) -> int:
         with self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")
             self.db.executemany("INSERT OR IGNORE INTO nodes(digest, blob) VALUES (?, ?)", nodes)
@@ -414,3 +471,39 @@ def _unused_name(path: Path) -> Path:
 
 class StateFileError(Exception):
     """The state file exists but is not one this daemon can use."""
+
+
+class StateUnavailable(Exception):
+    """The state file cannot be used now (kept as it is); the text says what to do."""
+
+
+def _error_kind(error: sqlite3.DatabaseError) -> str:
+    """What an SQLite error says of the file: "corrupt" (read, and found bad or
+    not a database), "busy" (locked by another process), "full", "io",
+    "readonly" (cannot write the file or its folder), else "other"."""
+    name = getattr(error, "sqlite_errorname", "") or ""
+    text = str(error).lower()
+    for kind, names, words in (
+        ("corrupt", ("SQLITE_CORRUPT", "SQLITE_NOTADB"), ("malformed", "not a database")),
+        ("busy", ("SQLITE_BUSY", "SQLITE_LOCKED"), ("locked",)),
+        ("full", ("SQLITE_FULL",), ("disk is full",)),
+        ("io", ("SQLITE_IOERR",), ("disk i/o error",)),
+        (
+            "readonly",
+            ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH"),
+            ("readonly", "unable to open"),
+        ),
+    ):
+        if name.startswith(names) or any(word in text for word in words):
+            return kind
+    return "other"
+
+
+def _what_to_do(path: Path, kind: str, error: sqlite3.DatabaseError) -> str:
+    advice = {
+        "busy": "another process keeps it locked (another ctxwatchd, a sqlite3 shell?); close it and start again",
+        "full": "the disk is full; free some space and start again",
+        "io": "an I/O error (a full disk gives this too); check the disk and start again",
+        "readonly": "the file or its folder cannot be written; fix their permissions or pass another --state-dir",
+    }.get(kind, "start again once that is fixed, or pass another --state-dir")
+    return f"cannot use the state file {path} ({error}): {advice}; the file is kept as it is"

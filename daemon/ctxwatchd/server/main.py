@@ -1,7 +1,8 @@
 """ctxwatchd: serve on a Unix socket until SIGTERM/SIGINT or a Shutdown call.
 
-The socket lives in a 0700 folder and is itself 0600. A second daemon on
-the same socket refuses to start. This module only starts the daemon (its
+The socket lives in a 0700 folder of ours and is itself 0600. One daemon
+per state folder and per socket: a second one, or one of several started at
+once, exits at once saying another is already serving (exit code 3). This module only starts the daemon (its
 command line, socket and state file); serving.py runs it. It imports
 neither gRPC nor the engine: they load while the state file is checked.
 """
@@ -18,12 +19,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ctxwatch_api import paths
+from ctxwatch_api.processes import ALREADY_SERVING_EXIT
 
 from .. import __version__
-from ..cache.store import DEFAULT_MAX_BUILDS, Store
+from ..cache.store import DEFAULT_MAX_BUILDS, StateUnavailable, Store
+from ..private import AlreadyLocked, NotPrivate, hold_lock, private_folder
 
 log = logging.getLogger("ctxwatchd")
 STATE_FILE = "state.sqlite3"
+LOCK_FILE = "ctxwatchd.lock"  # in the state folder: held (flock) by the daemon serving that state
 TOKEN_FILE = "tcp-token"  # in the state folder: what TCP callers must send
 LOOPBACK = "127.0.0.1"  # the only address --tcp-port listens on
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
@@ -60,11 +64,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def prepare_socket(path: Path) -> None:
-    """Create the 0700 folder; refuse if a live daemon answers on the socket;
-    remove a stale socket file left by a crash."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path.parent, 0o700)
+def claim_state(state_dir: Path) -> None:
+    """Make the state folder ours and private, and take its lock: the only
+    daemon of this state from now until the process ends. A second daemon,
+    or one of several started at once, stops here, before any socket is bound."""
+    private_folder(state_dir, "state folder")
+    _lock(state_dir / LOCK_FILE, f"the state in {state_dir}")
+
+
+def claim_socket(path: Path) -> None:
+    """Make the socket's folder ours and private (0700, not a link, not
+    shared), take the lock beside the socket, refuse if a live daemon answers
+    on it, remove a stale socket file left by a crash. Called again when the
+    socket was removed while the daemon runs."""
+    private_folder(path.parent, "socket folder")
+    # The socket itself can only be locked once bound: a lock file beside it.
+    _lock(path.with_name(path.name + ".lock"), path)
     if not path.exists() and not path.is_symlink():
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -78,14 +93,38 @@ def prepare_socket(path: Path) -> None:
     raise AlreadyRunning(f"another ctxwatchd is already serving on {path}; stop it first (ctxwatch daemon stop)")
 
 
+_held_locks: dict[Path, int] = {}  # lock file -> open descriptor, kept for the process's life
+
+
+def _lock(path: Path, what: object) -> None:
+    held = _held_locks.get(path)
+    if held is not None:
+        try:
+            if os.fstat(held).st_ino == os.stat(path).st_ino:
+                return  # still ours
+        except FileNotFoundError:
+            pass
+        os.close(held)  # the file was removed: lock the new one
+        del _held_locks[path]
+    try:
+        _held_locks[path] = hold_lock(path)
+    except AlreadyLocked as e:
+        raise AlreadyRunning(
+            f"another ctxwatchd is already serving {what} ({e}); stop it first (ctxwatch daemon stop)"
+        ) from None
+
+
 def start(socket_path: Path, state_dir: Path, max_builds: int, tcp_port: int | None) -> int:
-    """Claim the socket, open the state file, and serve until told to stop."""
+    """Claim the socket and the state, open the state file, and serve until told to stop."""
     # Block the stop signals before any thread exists (threads inherit the
     # mask); serve() takes them with sigwait in this thread: a signal delivered
     # to a worker thread would otherwise never wake a main thread blocked on a lock.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    prepare_socket(socket_path)
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # A file-size limit then fails a write, as a full disk does, instead of killing the daemon.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    os.umask(0o077)  # every file the daemon creates (state, log, token) is private
+    claim_state(state_dir)
+    claim_socket(socket_path)
     with ThreadPoolExecutor(1, thread_name_prefix="open-state") as opening:
         # SQLite checks the state file without holding the GIL, so gRPC and
         # the engine load meanwhile (about 0.07 s of every start, at 100,000 files).
@@ -113,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except AlreadyRunning as e:
         log.error("%s", e)
+        return ALREADY_SERVING_EXIT
+    except (NotPrivate, StateUnavailable) as e:
+        log.error("cannot start: %s", e)
         return 1
     except OSError as e:
         log.error("cannot start: %s", e)

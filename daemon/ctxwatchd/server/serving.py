@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
 from concurrent import futures
 from pathlib import Path
@@ -23,12 +24,18 @@ from ctxwatch_api.v1 import ctxwatch_pb2, ctxwatch_pb2_grpc
 from .. import __version__
 from ..cache.store import Store
 from ..engine import Engine
-from .main import LOOPBACK, STOP_SIGNALS, TOKEN_FILE
+from ..private import NotPrivate
+from .main import LOOPBACK, STOP_SIGNALS, TOKEN_FILE, AlreadyRunning, claim_socket
 from .reflection import enable_reflection
 from .service import CtxwatchService
 from .tcp import TokenCheck, load_or_create_token
 
 log = logging.getLogger("ctxwatchd")
+
+# How often the daemon checks that its socket is still there (one stat: a
+# removed socket would leave clients starting a second daemon).
+SOCKET_CHECK_S = 2.0
+SAVE_WAIT_S = 3.0  # at a stop, how long to wait for a running query before leaving without saving
 
 
 def notify_systemd(message: str) -> None:
@@ -49,22 +56,61 @@ def notify_systemd(message: str) -> None:
 def serve(store: Store, socket_path: Path, state_dir: Path, max_builds: int, tcp_port: int | None = None) -> int:
     """Answer on the socket until a stop signal (blocked by the caller before
     any thread started) or a Shutdown call, then save and close the store."""
-    engine = Engine(store, max_builds=max_builds)
+    engine = Engine(store, max_builds=max_builds, private_folders=(str(socket_path.parent),))
     # What exists now (modules, the registry) lives as long as the daemon:
     # frozen, it is not traversed again by each full collection that a large
     # tree's listing triggers (about 0.1 s of a restart at 100,000 files).
     gc.freeze()
     threading.Thread(target=engine.warm_up, name="warm-up", daemon=True).start()
     stop = threading.Event()
-    interceptors = [TokenCheck(load_or_create_token(state_dir))] if tcp_port is not None else []
+    token = load_or_create_token(state_dir) if tcp_port is not None else None
+    service = CtxwatchService(engine, str(socket_path), str(state_dir), stop)
+    server, health_servicer, our_socket = _start_server(service, socket_path, token, tcp_port)
+    log.info("ctxwatchd %s serving on %s (state in %s)", __version__, socket_path, state_dir)
+    if tcp_port is not None:
+        log.info("also serving on %s:%d; callers need the token in %s", LOOPBACK, tcp_port, state_dir / TOKEN_FILE)
+    notify_systemd("READY=1")
+    while (info := signal.sigtimedwait(STOP_SIGNALS, SOCKET_CHECK_S)) is None:
+        if _is_ours(socket_path, our_socket):
+            continue
+        # Someone removed the socket (or its folder): clients could no longer
+        # reach this daemon and would start a second one. Bind it again.
+        log.warning("the socket %s was removed; serving on it again", socket_path)
+        server.stop(grace=1).wait()
+        try:
+            claim_socket(socket_path)
+            server, health_servicer, our_socket = _start_server(service, socket_path, token, tcp_port)
+        except (AlreadyRunning, NotPrivate, OSError) as e:
+            log.error("cannot serve on %s again (%s); stopping", socket_path, e)
+            break
+    stop.set()
+    log.info("shutting down (%s)", signal.Signals(info.si_signo).name if info else "socket lost")
+    engine.notify_activity()  # ends open watch streams
+    notify_systemd("STOPPING=1")
+    health_servicer.enter_graceful_shutdown()
+    server.stop(grace=2).wait()
+    _remove_socket(socket_path, our_socket)
+    if not _save(engine, store):
+        # A query is stuck (in the kernel, say): a stop signal is honoured
+        # anyway. What was recorded is committed; the worker threads that
+        # would be joined at exit are left behind.
+        logging.shutdown()
+        os._exit(0)
+    log.info("stopped")
+    return 0
+
+
+def _start_server(
+    service: CtxwatchService, socket_path: Path, token: str | None, tcp_port: int | None
+) -> tuple[grpc.Server, health.HealthServicer, int]:
+    """A gRPC server with every service, listening; the socket's inode tells it from a later one."""
+    interceptors = [TokenCheck(token)] if token is not None else []
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
         interceptors=interceptors,
         options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)],
     )
-    ctxwatch_pb2_grpc.add_CtxwatchServicer_to_server(
-        CtxwatchService(engine, str(socket_path), str(state_dir), stop), server
-    )
+    ctxwatch_pb2_grpc.add_CtxwatchServicer_to_server(service, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_name = ctxwatch_pb2.DESCRIPTOR.services_by_name["Ctxwatch"].full_name
@@ -78,25 +124,36 @@ def serve(store: Store, socket_path: Path, state_dir: Path, max_builds: int, tcp
     finally:
         os.umask(old_umask)
     os.chmod(socket_path, 0o600)
-    our_socket = os.stat(socket_path).st_ino
     for name in ("", service_name):  # the whole server, and the service by its name
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("ctxwatchd %s serving on %s (state in %s)", __version__, socket_path, state_dir)
-    if tcp_port is not None:
-        log.info("also serving on %s:%d; callers need the token in %s", LOOPBACK, tcp_port, state_dir / TOKEN_FILE)
-    notify_systemd("READY=1")
-    received = signal.sigwait(STOP_SIGNALS)
-    stop.set()
-    log.info("shutting down (%s)", signal.Signals(received).name)
-    engine.notify_activity()  # ends open watch streams
-    notify_systemd("STOPPING=1")
-    health_servicer.enter_graceful_shutdown()
-    server.stop(grace=2).wait()
-    engine.close()
-    store.close()
-    _remove_socket(socket_path, our_socket)
-    log.info("stopped")
-    return 0
+    return server, health_servicer, os.stat(socket_path).st_ino
+
+
+def _is_ours(path: Path, inode: int) -> bool:
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False
+
+
+def _save(engine: Engine, store: Store) -> bool:
+    """Save the hash cache and close the store; False when a stuck query kept the engine."""
+    try:
+        if not engine.close(timeout=SAVE_WAIT_S):
+            log.error(
+                "a query is still running after %g s (%s); stopping without saving the hash cache",
+                SAVE_WAIT_S,
+                engine.busy_with or "busy",
+            )
+            return False
+    except (sqlite3.Error, OSError) as e:
+        # A full disk, say: what was recorded is already committed and stays.
+        log.error("could not save the hash cache (%s); recorded contexts and builds are kept", e)
+    try:
+        store.close()
+    except sqlite3.Error as e:
+        log.error("could not close the state file cleanly (%s); what was committed is kept", e)
+    return True
 
 
 def _remove_socket(path: Path, inode: int) -> None:

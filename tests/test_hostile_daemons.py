@@ -1,0 +1,134 @@
+"""Several daemons on one state: exactly one serves it.
+
+Ten CLI calls racing with no daemon used to leave up to ten ctxwatchd
+processes; removing the socket folder under a running daemon made the next
+call start a second one on the same state.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from conftest import start_daemon
+from hostile_support import CLI, DEADLINE_S, stop_or_kill
+
+from ctxwatch import spawn
+from ctxwatch.client import connect
+from ctxwatch_api.processes import ALREADY_SERVING_EXIT, alive
+
+DAEMON = [sys.executable, "-m", "ctxwatchd"]
+
+
+def daemons_of(marker: Path) -> list[int]:
+    """Pids of the ctxwatchd processes started with this socket or state folder on their command line."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"ctxwatchd" in argv and os.fsencode(marker) in argv:
+            pids.append(int(entry))
+    return pids
+
+
+def wait_for(condition, timeout: float = DEADLINE_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_ten_racing_cli_calls_leave_one_daemon(tmp_path):
+    sock = tmp_path / "run" / "d.sock"
+    env = {**os.environ, "CTXWATCH_SOCKET": str(sock), "CTXWATCH_STATE_DIR": str(tmp_path / "s")}
+
+    def call(_: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*CLI, "ls"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(call, range(10)))
+    try:
+        assert [r.returncode for r in results] == [0] * 10, [r.stderr for r in results]
+        # Those that lost the race exit at once; let them go before counting.
+        assert wait_for(lambda: len(daemons_of(sock)) == 1, timeout=15), daemons_of(sock)
+        (pid,) = daemons_of(sock)
+        with connect(sock, spawn=False) as client:
+            assert client.daemon_status().pid == pid
+    finally:
+        for pid in daemons_of(sock):
+            os.kill(pid, 15)
+        assert wait_for(lambda: not daemons_of(sock), timeout=15)
+
+
+def test_second_daemon_on_the_same_state_exits_at_once(tmp_path):
+    first = start_daemon(tmp_path / "first")
+    try:
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ctxwatchd",
+                "--socket",
+                str(tmp_path / "other.sock"),
+                "--state-dir",
+                str(first.state_dir),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        assert second.returncode == ALREADY_SERVING_EXIT, second.stderr
+        assert f"already serving the state in {first.state_dir} (pid {first.process.pid})" in second.stderr
+        assert not (tmp_path / "other.sock").exists()  # it stopped before binding anything
+        assert first.client.daemon_status().pid == first.process.pid
+    finally:
+        first.stop()
+
+
+def test_removed_socket_folder_is_bound_again_and_no_second_daemon_starts(tmp_path):
+    daemon = start_daemon(tmp_path / "d")
+    try:
+        shutil.rmtree(daemon.socket.parent)
+        assert wait_for(lambda: spawn.is_serving(daemon.socket)), "the daemon did not bind its socket again"
+        assert (daemon.socket.parent.stat().st_mode & 0o777) == 0o700
+        # A CLI call allowed to start a daemon finds this one.
+        listed = subprocess.run(
+            [*CLI, "daemon", "status"],
+            env=daemon.env(),
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert str(daemon.process.pid) in listed.stdout
+        assert daemons_of(daemon.state_dir) == [daemon.process.pid]
+        with connect(daemon.socket, spawn=False) as client:
+            assert client.daemon_status().pid == daemon.process.pid
+        assert "was removed; serving on it again" in daemon.log.read_text()
+    finally:
+        stop_or_kill(daemon.process)
+    assert daemon.process.returncode == 0
+    assert not alive(daemon.process.pid)

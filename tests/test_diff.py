@@ -51,7 +51,7 @@ def changes_after_rewrite(tmp_path: Path, budget: int) -> tuple[Differ, list[byt
     diff.COMPARE_BUDGET, saved = budget, diff.COMPARE_BUDGET
     try:
         differ = Differ(load_old, view, limit=20, built_at_ns=0)
-        assert differ.compare(old_root, view.node("").node, "")
+        assert differ.compare(old_root, view.node("").blob, "")
     finally:
         diff.COMPARE_BUDGET = saved
     return differ, read

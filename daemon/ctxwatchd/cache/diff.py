@@ -64,8 +64,8 @@ class Differ:
         if len(self.changes) < self.limit:
             self.changes.append(change)
 
-    def compare(self, old_digest: bytes, new_node: Node, new_rel: str) -> bool:
-        """Record the changes between a recorded node and the current one.
+    def compare(self, old_digest: bytes, new_blob: bytes, new_rel: str) -> bool:
+        """Record the changes between a recorded node and the current one (its bytes).
 
         Returns False when the old node is no longer stored (no detail known).
         """
@@ -76,15 +76,20 @@ class Differ:
         # limit) of the children whose digests differ. Each is resolved (its
         # recorded node read, its current one listed) only when its turn
         # comes: those left when the budget runs out cost nothing.
-        pending = self._compare(decode(blob), new_node, new_rel)
+        pending = self._compare_blobs(blob, new_blob, new_rel)
         while pending and self._within_budget():
             old_digest, child, rel = pending.pop()
             blob, current = self.load_old(old_digest), self._current(rel, child)
             if blob is None or current is None:
                 self.add(Change(rel, CONTENT))
             else:
-                pending.extend(self._compare(decode(blob), current, rel))
+                pending.extend(self._compare_blobs(blob, current, rel))
         return True
+
+    def _compare_blobs(self, old: bytes, new: bytes, rel: str) -> list[tuple[bytes, Child, str]]:
+        # A wide folder is compared on the entries where the bytes differ, not decoded whole.
+        window = self.view.changed_window(rel, old, new)
+        return self._compare(*(window or (decode(old), decode(new))), rel)
 
     def _within_budget(self) -> bool:
         """Count one more compared node. Only counting is cut short: the paths
@@ -135,15 +140,15 @@ class Differ:
                 pairs.append((was.digest, now, child_rel))
         return pairs[::-1]  # the stack pops them in name order
 
-    def _current(self, rel: str, child: Child) -> Node | None:
-        """The current node of an entry of a current listing. A file's record
-        comes straight from its tree entry: being listed, it is sent, so the
-        ignore patterns need not be walked again (most compared nodes are files)."""
+    def _current(self, rel: str, child: Child) -> bytes | None:
+        """The current node (bytes) of an entry of a current listing. A file's
+        record comes straight from its tree entry: being listed, it is sent, so
+        the ignore patterns need not be walked again (most compared nodes are files)."""
         if child.kind != KIND_DIR:
             entry = self.view.entry(rel)
-            return decode(entry.blob) if entry is not None and entry.blob else None
+            return entry.blob if entry is not None and entry.blob else None
         current = self.view.node(rel)
-        return current.node if current is not None else None
+        return current.blob if current is not None else None
 
 
 def record_changes(rel: str, old: FileRecord, new: FileRecord) -> list[Change]:

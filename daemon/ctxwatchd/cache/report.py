@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
-from ..context.nodes import decode
 from ..dockerfile.parser import Span
 from .diff import ADDED, CONTENT, MODE, REMOVED, SYMLINK_TARGET, TYPE, XATTR, Change, Differ
 from .keys import StepKey
@@ -285,7 +284,7 @@ def _explain_sources(explainer: _Explainer, k: StepKey, old: BuildStepRow, msg: 
         changed = True
         if was is None or differ is None:
             continue
-        if not differ.compare(bytes.fromhex(was[1]), decode(source.blob), source.resolved):
+        if not differ.compare(bytes.fromhex(was[1]), source.blob, source.resolved):
             differ.add(Change(source.source, CONTENT, "changed (the recorded file list is no longer kept)"))
     if not changed:
         return False

@@ -75,7 +75,30 @@ def encode_file(record: FileRecord) -> bytes:
 
 
 def encode_dir(mode: int, children: list[Child] | tuple[Child, ...]) -> bytes:
-    return _DIR_TAG + struct.pack(">I", mode) + _encode_children(children)
+    return dir_header(mode) + _encode_children(children)
+
+
+DIR_HEADER_SIZE = 5  # the tag and the mode: a folder's entries start here
+
+
+def dir_header(mode: int) -> bytes:
+    """The start of a folder's node; its entries follow, each as encode_child makes it."""
+    return _DIR_TAG + struct.pack(">I", mode)
+
+
+def encode_child(name: str, kind: str, digest: bytes) -> bytes:
+    """One entry of a listing, as encode_dir writes it (a wide folder keeps its entries encoded)."""
+    raw = name.encode(FS_ENCODING, FS_ERRORS)
+    return b"".join((_LENGTH(len(raw)), raw, kind.encode(), digest))
+
+
+def is_dir_blob(blob: bytes) -> bool:
+    return blob[:1] == _DIR_TAG
+
+
+def dir_mode(blob: bytes) -> int:
+    """The mode of a folder's node."""
+    return struct.unpack_from(">I", blob, 1)[0]
 
 
 def encode_selection(children: list[Child] | tuple[Child, ...]) -> bytes:
@@ -92,15 +115,14 @@ def _encode_children(children: list[Child] | tuple[Child, ...]) -> bytes:
 
 
 def decode(blob: bytes) -> Node:
-    tag, body = blob[:1], blob[1:]
+    tag = blob[:1]
     if tag == _FILE_TAG:
-        record = _decode_record(body)
+        record = _decode_record(blob[1:])
         return Node(kind=record.kind, record=record)
     if tag == _DIR_TAG:
-        (mode,) = struct.unpack(">I", body[:4])
-        return Node(kind=KIND_DIR, mode=mode, children=_decode_children(body[4:]))
+        return Node(kind=KIND_DIR, mode=dir_mode(blob), children=_all_children(blob, DIR_HEADER_SIZE))
     if tag == _LIST_TAG:
-        return Node(kind=SELECTION, children=_decode_children(body))
+        return Node(kind=SELECTION, children=_all_children(blob, 1))
     raise ValueError(f"unknown node tag {tag!r}")
 
 
@@ -120,15 +142,24 @@ def _decode_record(body: bytes) -> FileRecord:
     return FileRecord(kind.decode(), mode, size, content, os.fsdecode(target), xattrs)
 
 
-def _decode_children(body: bytes) -> tuple[Child, ...]:
-    children, pos = [], 0
-    while pos < len(body):
-        (length,) = struct.unpack_from(">I", body, pos)
+def _all_children(blob: bytes, start: int) -> tuple[Child, ...]:
+    children = decode_children(blob, start, len(blob))
+    if children is None:
+        raise ValueError("a listing node ends inside an entry")
+    return children
+
+
+def decode_children(blob: bytes, start: int, end: int) -> tuple[Child, ...] | None:
+    """The entries encoded in blob[start:end] (start is where an entry
+    begins); None when the last one does not end exactly at `end`."""
+    children, pos = [], start
+    while pos < end:
+        (length,) = struct.unpack_from(">I", blob, pos)
         pos += 4
-        name = os.fsdecode(body[pos : pos + length])
+        name = os.fsdecode(blob[pos : pos + length])
         pos += length
-        kind = body[pos : pos + 1].decode()
-        digest = body[pos + 1 : pos + 1 + DIGEST_SIZE]
+        kind = blob[pos : pos + 1].decode()
+        digest = blob[pos + 1 : pos + 1 + DIGEST_SIZE]
         pos += 1 + DIGEST_SIZE
         children.append(Child(name, kind, digest))
-    return tuple(children)
+    return tuple(children) if pos == end else None

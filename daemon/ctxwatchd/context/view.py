@@ -14,18 +14,35 @@ same keeps its digest if its sub-folders keep theirs.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor
+from itertools import accumulate
 from typing import Any, NamedTuple, TypeVar, cast
 
 from .hashing import Item, hash_files
 from .ignore import MatchState, PathMatcher
-from .nodes import Child, Node, decode, digest_of, encode_dir
+from .nodes import (
+    DIR_HEADER_SIZE,
+    Child,
+    Node,
+    decode,
+    decode_children,
+    digest_of,
+    dir_header,
+    dir_mode,
+    encode_child,
+    encode_dir,
+    is_dir_blob,
+)
 from .records import KIND_DIR, KIND_FILE, in_page_cache, key_mode, read_ahead
 from .tree import Entry, Tree, join, listing_signature
 
 ROOT_STATE = MatchState(excluded=False, hits=0)  # the context root is always sent
 PREFETCH_CHUNK = 20_000  # files handed to the hashing threads at a time
+# From this many entries a folder keeps its entries encoded (about 100 bytes
+# each), so that a change in it encodes that entry again, not the folder.
+WIDE_FOLDER = 2048
 
 
 class ContextReadError(Exception):
@@ -62,8 +79,67 @@ class ViewNode:
     @property
     def blob(self) -> bytes:
         """The node's canonical bytes."""
+        wide = self.view.wide.get(self.rel)
+        if wide is not None and wide.current(self.entry):
+            return wide.blob()
         node = self.node
         return encode_dir(node.mode, node.children)
+
+
+class WideListing:
+    """A wide folder's entries as sent, encoded, in name order (b"" for an
+    entry not sent). A file event marks its name stale; the next digest
+    encodes the stale entries again and joins the rest as they are."""
+
+    __slots__ = ("entry", "joined", "listing", "names", "offsets", "parts", "racy", "stale", "state")
+
+    def __init__(self, entry: Entry, state: MatchState) -> None:
+        self.entry = entry  # the tree's folder entry, and the listing, it was made from
+        self.listing = entry.children
+        self.state = state
+        self.names: list[str] = []
+        self.parts: list[bytes] = []
+        self.stale: set[str] = set()  # changed since encoded
+        self.racy: set[str] = set()  # files hashed too soon after a write: encoded again each time (see Tree.read)
+        self.joined: bytes | None = None  # blob(), once asked
+        self.offsets: list[int] | None = None  # where each entry starts in blob(), once asked
+
+    def holds(self, entry: Entry, state: MatchState) -> bool:
+        """Whether it was made from this folder's current listing."""
+        return self.entry is entry and self.listing is entry.children and self.state == state
+
+    def current(self, entry: Entry) -> bool:
+        """Whether blob() is the folder's node as last computed."""
+        return self.entry is entry and self.listing is entry.children and not self.stale
+
+    def put(self, name: str, part: bytes | None) -> None:
+        """Set an entry's encoding (None: no longer listed)."""
+        i = bisect_left(self.names, name)
+        found = i < len(self.names) and self.names[i] == name
+        if part is None:
+            if found:
+                del self.names[i], self.parts[i]
+        elif found:
+            self.parts[i] = part
+        else:
+            self.names.insert(i, name)
+            self.parts.insert(i, part)
+        self.joined = self.offsets = None
+
+    def blob(self) -> bytes:
+        """The folder's node (made once per change: it is megabytes)."""
+        if self.joined is None:
+            self.joined = dir_header(_folder_mode(self.entry)) + b"".join(self.parts)
+        return self.joined
+
+    def sends_any(self) -> bool:
+        return len(self.blob()) > DIR_HEADER_SIZE
+
+    def boundaries(self) -> list[int]:
+        """Where each entry starts in blob(), and where the last one ends."""
+        if self.offsets is None:
+            self.offsets = list(accumulate(map(len, self.parts), initial=DIR_HEADER_SIZE))
+        return self.offsets
 
 
 class FileViewNode:
@@ -119,6 +195,7 @@ class ContextView:
         self.saved = {rel: SavedFolder(*folder) for rel, folder in (saved or {}).items()}
         self.unchanged: set[str] = set()  # folders found with their saved listing (not visited yet)
         self.folders_hashed = 0  # folder digests computed (not restored)
+        self.wide: dict[str, WideListing] = {}  # folders of WIDE_FOLDER entries or more
         tree.listeners.append(self.invalidate)
 
     def close(self) -> None:
@@ -131,8 +208,13 @@ class ContextView:
             return
         self.memo.pop(rel, None)
         self.unchanged.discard(rel)
+        self.wide.pop(rel, None)  # a folder itself changed (replaced, unreadable): encoded again in full
         while rel:
-            rel = rel[: max(rel.rfind("/"), 0)]
+            parent = rel[: max(rel.rfind("/"), 0)]
+            wide = self.wide.get(parent)
+            if wide is not None:
+                wide.stale.add(rel[len(parent) + 1 :] if parent else rel)
+            rel = parent
             self.memo.pop(rel, None)
             self.unchanged.discard(rel)
 
@@ -168,6 +250,9 @@ class ContextView:
             look_at_files = not state.excluded and not self._listing_unchanged(path, item)
             if look_at_files:
                 self.tree.ready(self._tree_rel(path), item)
+            wide = self.wide.get(path)
+            if wide is not None and wide.holds(item, state):  # only its changed entries need looking at
+                listing = {name: listing[name] for name in wide.stale | wide.racy if name in listing}
             for name, child in listing.items():
                 if child.kind == KIND_DIR:
                     child_rel = join(path, name)
@@ -225,9 +310,14 @@ class ContextView:
                 self.unchanged.discard(rel)
                 digest = yield from self._restored(rel, entry, state)
             if digest is None:
-                children = yield from self._children(rel, entry, state)
-                if children or not state.excluded:  # an excluded folder is sent only to hold what is re-included
-                    digest = digest_of(encode_dir(_folder_mode(entry), children))
+                if len(self._listing(rel, entry)) < WIDE_FOLDER:
+                    self.wide.pop(rel, None)
+                    children = yield from self._children(rel, entry, state)
+                    blob = encode_dir(_folder_mode(entry), children) if children else b""
+                else:
+                    blob = yield from self._wide_blob(rel, entry, state)
+                if blob or not state.excluded:  # an excluded folder is sent only to hold what is re-included
+                    digest = digest_of(blob or encode_dir(_folder_mode(entry), ()))
                     self.folders_hashed += 1
             if digest is not None:
                 result = ViewNode(digest, self, rel, entry, state)
@@ -292,6 +382,67 @@ class ContextView:
                 if digest is not None:
                     children.append(Child(name, child_entry.kind, digest))
         return children
+
+    def _wide_blob(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, SentNode | None, bytes]:
+        """A wide folder's node (b"" when it sends nothing): only the entries
+        changed since it was last encoded are encoded again."""
+        wide = self.wide.get(rel)
+        if wide is None or not wide.holds(entry, state):
+            wide = self.wide[rel] = WideListing(entry, state)
+            names = sorted(entry.children)
+        else:
+            names = wide.stale | wide.racy
+        wide.stale = set()
+        self.tree.ready(self._tree_rel(rel), entry)
+        shared = self.matcher.entries_state(rel, state)  # None: match each
+        for name in names:
+            child_entry = entry.children.get(name)
+            part = None if child_entry is None else b""
+            if child_entry is not None:
+                child_rel = join(rel, name)
+                child_state = self._match(child_rel, state) if shared is None else shared
+                if child_entry.kind == KIND_DIR:
+                    child = yield child_rel, child_entry, child_state
+                    if child is not None:
+                        part = encode_child(name, KIND_DIR, child.digest)
+                elif not child_state.excluded:
+                    digest = self._file_digest(child_rel, child_entry)
+                    if digest is not None:
+                        part = encode_child(name, child_entry.kind, digest)
+            if child_entry is not None and child_entry.racy:
+                wide.racy.add(name)
+            else:
+                wide.racy.discard(name)
+            wide.put(name, part)
+        return wide.blob() if wide.sends_any() else b""
+
+    def changed_window(self, rel: str, old_blob: bytes, new_blob: bytes) -> tuple[Node, Node] | None:
+        """For a wide folder: its recorded node and its current one (new_blob),
+        each cut down to the entries between the first and the last that
+        differ, found by comparing bytes, not by decoding every entry.
+        None when rel is not a wide folder as last computed."""
+        node = self.known(rel)
+        wide = self.wide.get(rel)
+        if node is None or wide is None or not wide.current(node.entry) or not is_dir_blob(old_blob):
+            return None
+        offsets = wide.boundaries()
+        if not is_dir_blob(new_blob) or offsets[-1] != len(new_blob):
+            return None
+        first = bisect_right(offsets, _first_difference(old_blob, new_blob, DIR_HEADER_SIZE)) - 1
+        start = offsets[first]  # the entries before it are the same on both sides
+        tail = _common_tail(old_blob, new_blob, start)
+        new_end = offsets[bisect_left(offsets, len(new_blob) - tail, lo=first)]
+        old_end = len(old_blob) - (len(new_blob) - new_end)
+        old = decode_children(old_blob, start, old_end)
+        if old is None:  # the recorded entries do not end where the same tail starts: take all after start
+            old, new_end = decode_children(old_blob, start, len(old_blob)), len(new_blob)
+        if old is None:
+            raise ValueError(f"the recorded node of {rel or '.'} ends inside an entry")
+        new = decode_children(new_blob, start, new_end)
+        return (
+            Node(kind=KIND_DIR, mode=dir_mode(old_blob), children=old),
+            Node(kind=KIND_DIR, mode=dir_mode(new_blob), children=new),
+        )
 
     def saveable(self) -> Iterator[tuple[str, SavedFolder]]:
         """(rel, signature and digest) of every folder digest a later run may
@@ -365,6 +516,39 @@ def _run(walk: Generator[Any, Any, _Result], visit: Callable[..., Generator[Any,
         result = None
         stack.append(visit(*child))
     return cast(_Result, result)  # the value of `walk`, the last generator to finish
+
+
+_COMPARED = 1 << 16  # bytes compared at a time: a wide folder's node is megabytes
+
+
+def _first_difference(a: bytes, b: bytes, start: int) -> int:
+    """The first index from `start` at which a and b differ (the shorter
+    length when one begins the other)."""
+    end = min(len(a), len(b))
+    while start < end:
+        stop = min(start + _COMPARED, end)
+        if a[start:stop] != b[start:stop]:
+            # The first differing byte is the highest one of the XOR, read big-endian.
+            diff = int.from_bytes(a[start:stop], "big") ^ int.from_bytes(b[start:stop], "big")
+            return stop - (diff.bit_length() + 7) // 8
+        start = stop
+    return end
+
+
+def _common_tail(a: bytes, b: bytes, start: int) -> int:
+    """How many bytes a and b end with in common, neither counting before `start`."""
+    limit, same = min(len(a), len(b)) - start, 0
+    while same < limit:
+        count = min(_COMPARED, limit - same)
+        end_a, end_b = len(a) - same, len(b) - same
+        if a[end_a - count : end_a] != b[end_b - count : end_b]:
+            # Read little-endian, the XOR's highest byte is the last one that differs.
+            diff = int.from_bytes(a[end_a - count : end_a], "little") ^ int.from_bytes(
+                b[end_b - count : end_b], "little"
+            )
+            return same + count - (diff.bit_length() + 7) // 8
+        same += count
+    return limit
 
 
 def _folder_mode(entry: Entry) -> int:

@@ -15,7 +15,7 @@ same keeps its digest if its sub-folders keep theirs.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
 from itertools import accumulate
 from typing import Any, NamedTuple, TypeVar, cast
@@ -386,17 +386,19 @@ class ContextView:
     def _wide_blob(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, SentNode | None, bytes]:
         """A wide folder's node (b"" when it sends nothing): only the entries
         changed since it was last encoded are encoded again."""
+        listing = self._listing(rel, entry)
         wide = self.wide.get(rel)
+        names: Iterable[str]
         if wide is None or not wide.holds(entry, state):
             wide = self.wide[rel] = WideListing(entry, state)
-            names = sorted(entry.children)
+            names = sorted(listing)
         else:
             names = wide.stale | wide.racy
         wide.stale = set()
         self.tree.ready(self._tree_rel(rel), entry)
         shared = self.matcher.entries_state(rel, state)  # None: match each
         for name in names:
-            child_entry = entry.children.get(name)
+            child_entry = listing.get(name)
             part = None if child_entry is None else b""
             if child_entry is not None:
                 child_rel = join(rel, name)
@@ -436,9 +438,9 @@ class ContextView:
         old = decode_children(old_blob, start, old_end)
         if old is None:  # the recorded entries do not end where the same tail starts: take all after start
             old, new_end = decode_children(old_blob, start, len(old_blob)), len(new_blob)
-        if old is None:
-            raise ValueError(f"the recorded node of {rel or '.'} ends inside an entry")
         new = decode_children(new_blob, start, new_end)
+        if old is None or new is None:
+            raise ValueError(f"a node of {rel or '.'} ends inside an entry")
         return (
             Node(kind=KIND_DIR, mode=dir_mode(old_blob), children=old),
             Node(kind=KIND_DIR, mode=dir_mode(new_blob), children=new),

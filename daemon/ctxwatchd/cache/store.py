@@ -99,7 +99,7 @@ CREATE TABLE file_records (
     3: """
 CREATE TABLE folder_digests (
     root TEXT NOT NULL,
-    view BLOB NOT NULL,  -- which files the view sends (Engine._view_id)
+    view BLOB NOT NULL,  -- which files the view sends (caches.ViewKey.persisted_id)
     folder BLOB NOT NULL,
     signature BLOB NOT NULL,
     digest BLOB NOT NULL,

@@ -16,7 +16,8 @@ from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 
 from .. import __version__
-from ..engine import Engine, context_message
+from ..answers import context_message
+from ..engine import Engine
 from ..errors import ApiError, FailedPrecondition, InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -59,23 +60,16 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
 
     @_answers
     def ListContexts(self, request: pb.ListContextsRequest, context) -> pb.ListContextsResponse:
-        with self.engine.lock:
-            rows = sorted((c.row for c in self.engine.contexts.values()), key=lambda r: r.name)
-        return pb.ListContextsResponse(contexts=[context_message(r) for r in rows])
+        return pb.ListContextsResponse(contexts=[context_message(row) for row in self.engine.contexts()])
 
     @_answers
     def GetReports(self, request: pb.GetReportsRequest, context) -> pb.GetReportsResponse:
-        with self.engine.lock:
-            if request.contexts:
-                targets = [self.engine.resolve(ref) for ref in _limited(request.contexts)]
-            else:
-                targets = sorted(self.engine.contexts.values(), key=lambda c: c.row.name)
-            return pb.GetReportsResponse(reports=self.engine.reports(targets, request.options))
+        targets = self.engine.resolve_all(_limited(request.contexts))
+        return pb.GetReportsResponse(reports=self.engine.reports(targets, request.options))
 
     @_answers
     def MarkBuilt(self, request: pb.MarkBuiltRequest, context) -> pb.MarkBuiltResponse:
-        with self.engine.lock:
-            return self.engine.mark_built(self.engine.resolve(request.context), request.options)
+        return self.engine.mark_built(self.engine.resolve(request.context), request.options)
 
     @_answers
     def PruneBuilds(self, request: pb.PruneBuildsRequest, context) -> pb.PruneBuildsResponse:
@@ -92,7 +86,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
             sent = b""
             generation = self.engine.generation
             while context.is_active() and not self.shutdown.is_set():
-                if self.engine.contexts.get(reg.row.name) is not reg:
+                if not self.engine.is_registered(reg):
                     context.abort(grpc.StatusCode.NOT_FOUND, f"context: {reg.row.name!r} was unregistered")
                 report = self.engine.report(reg, request.options)
                 encoded = report.SerializeToString(deterministic=True)
@@ -115,12 +109,12 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
             pid=os.getpid(),
             socket_path=self.socket_path,
             state_dir=self.state_dir,
-            contexts=len(self.engine.contexts),
+            contexts=self.engine.context_count(),
             roots=self.engine.status(),
             memory_rss_bytes=_rss_bytes(),
             queue_depth=self.engine.queue_depth(),
             uptime_seconds=time.monotonic() - self.started,
-            activity=self.engine.busy_with,
+            activity=self.engine.activity(),
         )
 
     @_answers

@@ -143,7 +143,7 @@ def _save(engine: Engine, store: Store) -> bool:
             log.error(
                 "a query is still running after %g s (%s); stopping without saving the hash cache",
                 SAVE_WAIT_S,
-                engine.busy_with or "busy",
+                engine.activity() or "busy",
             )
             return False
     except (sqlite3.Error, OSError) as e:

@@ -1,0 +1,277 @@
+"""One query, start to end: sync the context's root, plan its Dockerfile,
+compute the step keys, and report against the recorded builds.
+
+The caller holds the lock of the context's root (registry.Registry.answering):
+nothing here locks, and nothing here waits for another root.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
+
+from .cache.keys import StepKey, compute_keys
+from .cache.report import QueryOptions, build_steps, printable, range_message, stage_ordinal
+from .cache.store import BuildStepRow, ContextRow, Store
+from .caches import HistoryCache, ViewCache, ViewKey
+from .context.ignore import IgnoreFileError, read_ignore_file
+from .context.nodes import decode
+from .context.records import KIND_DIR
+from .context.tree import join
+from .context.view import ContextView
+from .context.watcher import WatchedRoot
+from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
+from .dockerfile.plan import PlanError, build_plan
+from .registry import LastAnswer, ParsedFile, Registered, Registry, inside
+from .requests import validated_args
+
+
+@dataclass
+class Evaluation:
+    """An answer: the report, and the keys it was computed from (a build records those)."""
+
+    report: pb.Report
+    keys: list[StepKey]
+
+
+class Answers:
+    """Answers queries from the trees, the view cache and the history cache."""
+
+    def __init__(self, registry: Registry, views: ViewCache, histories: HistoryCache) -> None:
+        self._registry = registry
+        self._views = views
+        self._histories = histories
+
+    def evaluate(
+        self, reg: Registered, root: WatchedRoot | None, options: pb.BuildOptions, synced: set[str]
+    ) -> Evaluation:
+        """The answer for one context whose root (None: its folder is missing)
+        the caller holds the lock of. `synced` holds the roots already synced
+        by this request (a sync proves every earlier write is seen)."""
+        report = pb.Report(context=context_message(reg.row))
+        self._registry.retarget_dockerfile_watch(reg)  # before reading it: no edit falls between
+        if root is None:
+            report.error = f"the context folder {reg.row.path} does not exist"
+            return Evaluation(report, [])
+        try:
+            if root.path not in synced:
+                root.sync()
+                synced.add(root.path)
+        except FileNotFoundError:
+            report.error = f"the context folder {reg.row.path} does not exist"
+            return Evaluation(report, [])
+        except OSError as e:
+            report.error = f"cannot read the context folder {reg.row.path}: {e.strerror or e}"
+            return Evaluation(report, [])
+        _keep_listed(root, reg.row.dockerfile)
+        parsed = lines = None
+        try:
+            parsed, lines = self._dockerfile(reg, options.dockerfile_content)
+            self._refresh_views(reg, root)
+            serial, history = self._histories.get(reg.row.name)
+            # Nothing the answer depends on changed: the last answer stands.
+            # (A new Dockerfile or registration clears reg.last.)
+            depends_on = (root.tree.generation, serial, reg.patterns, options.SerializeToString(deterministic=True))
+            if reg.last is not None and reg.last.depends_on == depends_on:
+                return reg.last.evaluation
+            args = {**reg.row.build_args, **validated_args(options.build_args, "options.build_args")}
+            plan = build_plan(parsed, lines, args, options.target or reg.row.target)
+        except (DockerfileSyntaxError, PlanError, IgnoreFileError) as e:
+            report.error, report.error_line = printable(str(e)), getattr(e, "line", 0)
+            if report.error_line and not isinstance(e, IgnoreFileError):
+                text = lines if lines is not None else self._text_lines(reg, options.dockerfile_content)
+                report.error_range.CopyFrom(_error_range(report.error_line, parsed, text))
+            return Evaluation(report, [])
+        except OSError as e:  # the Dockerfile or ignore file cannot be read (or is a FIFO)
+            report.error = printable(str(e))
+            return Evaluation(report, [])
+        keys = compute_keys(plan, lambda excludes: self._view(reg, root, excludes))
+        report.steps.extend(build_steps(keys, history, _query_options(options)))
+        report.all_cached = all(s.status == pb.STEP_STATUS_CACHED for s in report.steps)
+        report.builds_recorded = history.count
+        if history.last is not None:
+            report.last_build_unix_ms = history.last.created_ms
+        report.notes.extend(_notes(plan, options))
+        whole = self._views.known(_view_key(reg, root, ()))
+        top = whole.known("") if whole is not None else None
+        if top is not None:
+            report.context_digest = top.digest.hex()
+        reg.last = LastAnswer(depends_on, Evaluation(report, keys))
+        return reg.last.evaluation
+
+    def _dockerfile(self, reg: Registered, draft: str = "") -> tuple[ParsedDockerfile, list[str]]:
+        """The parsed Dockerfile: the file, or an editor's unsaved text of it
+        (kept apart: answers for the file stay valid while a draft is asked about)."""
+        if draft:
+            text = draft.encode("utf-8", "surrogateescape")
+            if reg.draft is None or reg.draft.data != text:
+                reg.draft = None  # a draft that does not parse leaves nothing behind
+                reg.draft = ParsedFile(text, parse(text), text.decode("utf-8", "replace").splitlines())
+            return reg.draft.parsed, reg.draft.lines
+        data = reg.dockerfile.read()
+        if data is None:
+            raise PlanError(0, f"Dockerfile not found: {reg.row.dockerfile}")
+        if reg.parsed is None or reg.parsed.data != data:
+            reg.parsed, reg.last = ParsedFile(data, parse(data), data.decode("utf-8", "replace").splitlines()), None
+        return reg.parsed.parsed, reg.parsed.lines
+
+    @staticmethod
+    def _text_lines(reg: Registered, draft: str) -> list[str]:
+        data = draft.encode("utf-8", "surrogateescape") if draft else reg.dockerfile.read() or b""
+        return data.decode("utf-8", "replace").splitlines()
+
+    def _refresh_views(self, reg: Registered, root: WatchedRoot) -> None:
+        """Rebuild the views when the applicable .dockerignore changed."""
+        data = next((d for d in (f.read() for f in reg.ignore_files) if d is not None), b"")
+        if data == reg.ignore_source:
+            return
+        patterns = tuple(read_ignore_file(data))
+        reg.ignore_source = data
+        if patterns != reg.patterns:
+            reg.patterns = patterns
+            reg.views.clear()
+            self._views.keep_only(root.path, self._used_views(root))
+
+    def _view(self, reg: Registered, root: WatchedRoot, excludes: tuple[str, ...]) -> ContextView:
+        """The view of a context with extra excludes. Contexts that send the
+        same files (same folder, same ignore patterns: 50 Dockerfiles of one
+        monorepo) share it, and so share its digests."""
+        key = _view_key(reg, root, excludes)
+        reg.views.add(key)
+        return self._views.get(key, root.tree)
+
+    def _used_views(self, root: WatchedRoot) -> set[ViewKey]:
+        return set().union(*(c.views for c in self._registry.using(root)))
+
+
+def build_rows(ev: Evaluation) -> tuple[list[StepKey], list[BuildStepRow]]:
+    """The steps a build with the evaluated options completes (all of them, or
+    those before a failing step, which BuildKit caches as well), as stored."""
+    steps = ev.report.steps
+    completed = [k for k, s in zip(ev.keys, steps, strict=True) if not _fails(s, steps)]
+    rows = [
+        BuildStepRow(
+            k.index,
+            k.step.stage.label,
+            stage_ordinal(k),
+            k.step.line,
+            k.step.instruction,
+            k.key,
+            k.shape,
+            k.step.spec,
+            [[i.source, i.resolved, i.digest.hex()] for i in k.inputs],
+            k.step.values,
+        )
+        for k in completed
+    ]
+    return completed, rows
+
+
+def _view_key(reg: Registered, root: WatchedRoot, excludes: tuple[str, ...]) -> ViewKey:
+    assert reg.patterns is not None, "asked only once the ignore file is read"
+    return ViewKey(root.path, reg.prefix, reg.patterns, excludes)
+
+
+def _keep_listed(root: WatchedRoot, dockerfile: str) -> None:
+    """A tree watches the folders it lists: list a Dockerfile's folder
+    inside the tree even if no context sends it, so that edits there
+    wake live watchers. (Answers read the Dockerfile itself anyway.)"""
+    rel = _folder_below(root.path, dockerfile)
+    if rel is not None:
+        try:
+            entry = root.tree.get(rel)
+            if entry is not None and entry.kind == KIND_DIR:
+                root.tree.children(entry, rel)
+        except OSError:
+            pass  # unreadable: reading the Dockerfile says what is wrong
+
+
+def new_nodes(store: Store, keys: list[StepKey]) -> Iterator[tuple[bytes, bytes]]:
+    """Merkle nodes the recorded inputs reference that the store lacks.
+    A stored node implies its whole subtree is stored, so walks stop there.
+    The store is asked even about nodes emitted moments ago: the insert
+    consumes this generator in the same transaction and sees its own rows
+    (no set of every digest of a large tree held in memory meanwhile)."""
+    for k in keys:
+        if k.view is None:
+            continue  # a step that reads no context files
+        for source in k.inputs:
+            if not source.wildcard:  # the source is the node at its path
+                yield from _subtree(store, k.view, source.resolved)
+            elif not store.has_node(source.digest):  # a wildcard's selection lists its matches
+                yield source.digest, source.blob
+                for rel in source.matches:
+                    yield from _subtree(store, k.view, rel)
+
+
+def _subtree(store: Store, view: ContextView, rel: str) -> Iterator[tuple[bytes, bytes]]:
+    stack = [rel]
+    while stack:
+        current = stack.pop()
+        node = view.node(current)
+        if node is None or store.has_node(node.digest):
+            continue
+        blob = node.blob  # a folder's listing is made on demand: once here
+        yield node.digest, blob
+        if node.kind == KIND_DIR:
+            stack.extend(join(current, c.name) for c in decode(blob).children)
+
+
+def _error_range(line: int, parsed: ParsedDockerfile | None, lines: list[str]) -> pb.Range:
+    """Where a Dockerfile error is: the instruction starting on its line, else
+    the line's text (a parse error has no instructions to point at)."""
+    for ins in parsed.instructions if parsed is not None else ():
+        if ins.start_line == line:
+            return range_message(ins.span)
+    text = lines[line - 1] if 0 < line <= len(lines) else ""
+    body = text.rstrip()
+    return pb.Range(start_line=line, start_column=len(body) - len(body.lstrip()), end_line=line, end_column=len(body))
+
+
+@functools.lru_cache(maxsize=1024)
+def _folder_below(root: str, path: str) -> str | None:
+    """The folder of `path` relative to `root`, when it lies below it (asked
+    on every answer, for each context: remembered)."""
+    folder = os.path.dirname(path)
+    return os.path.relpath(folder, root) if folder != root and inside(folder, root) else None
+
+
+def _fails(step: pb.Step, steps) -> bool:
+    """True for a failing step and for the steps that cannot run because of it."""
+    if step.status == pb.STEP_STATUS_ERROR:
+        return True
+    return step.cause == pb.CAUSE_UPSTREAM and steps[step.upstream_step].status == pb.STEP_STATUS_ERROR
+
+
+def context_message(row: ContextRow) -> pb.Context:
+    return pb.Context(
+        name=row.name, path=row.path, dockerfile=row.dockerfile, build_args=row.build_args, target=row.target
+    )
+
+
+def _query_options(options: pb.BuildOptions) -> QueryOptions:
+    names = frozenset(n.strip().lower() for item in options.no_cache_filter for n in item.split(",") if n.strip())
+    return QueryOptions(options.no_cache, names, options.assume_remote_unchanged)
+
+
+def options_dict(options: pb.BuildOptions) -> dict:
+    return {
+        "build_args": dict(options.build_args),
+        "target": options.target,
+        "no_cache": options.no_cache,
+        "no_cache_filter": list(options.no_cache_filter),
+    }
+
+
+def _notes(plan, options: pb.BuildOptions) -> list[str]:
+    notes = []
+    if plan.unused_build_args:
+        notes.append("build args not declared with ARG (they change nothing): " + ", ".join(plan.unused_build_args))
+    remotes = sorted({s.remote for s in plan.steps if s.remote})
+    if remotes and options.assume_remote_unchanged:
+        notes.append("assumed unchanged since the last build: " + ", ".join(remotes))
+    return notes

@@ -13,7 +13,9 @@ The tree has about N/10 directories nested a few levels deep:
     .dockerignore
 
 File sizes range from a few bytes to a few MB and add up to about 10 KB per
-file (about 1 GB at 100,000 files). Content is slices of one seeded random
+file (about 1 GB at 100,000 files); larger trees have about 1 KB per file
+(1,000,000 files: about 1 GB, 4 GB on disk), since there it is the file
+count that matters. Content is slices of one seeded random
 buffer, each file starting with its own path so no two files are equal.
 Re-running with the same arguments reuses the tree when its marker matches.
 """
@@ -36,6 +38,8 @@ from pathlib import Path
 DEFAULT_FILES = 100_000
 DEFAULT_SEED = 1
 MEAN_FILE_BYTES = 10 * 1024
+LARGE_TREE = 100_000  # files; larger trees have small files
+LARGE_TREE_MEAN_FILE_BYTES = 1024
 BUFFER_BYTES = 8 << 20  # larger than the largest file, so any file is one slice
 FREE_SPACE_MARGIN = 2 << 30  # never leave less than this free on the disk
 IGNORED_DIR = "node_modules"
@@ -62,6 +66,11 @@ class Params:
     files: int
     seed: int
     version: int = FORMAT_VERSION
+    mean_file_bytes: int = MEAN_FILE_BYTES
+
+
+def mean_file_bytes(files: int) -> int:
+    return MEAN_FILE_BYTES if files <= LARGE_TREE else LARGE_TREE_MEAN_FILE_BYTES
 
 
 @dataclass(frozen=True)
@@ -85,14 +94,14 @@ def service_count(files: int) -> int:
     return min(20, max(4, files // 5000))
 
 
-def file_sizes(rng: random.Random, count: int) -> list[int]:
-    """A realistic size mix, scaled so the total is exactly count * 10 KB."""
+def file_sizes(rng: random.Random, count: int, mean_bytes: int) -> list[int]:
+    """A realistic size mix, scaled so the total is exactly count * mean_bytes."""
     weights = [bucket[0] for bucket in SIZE_BUCKETS]
     sizes = []
     for _ in range(count):
         _, low, high = rng.choices(SIZE_BUCKETS, weights)[0]
         sizes.append(int(math.exp(rng.uniform(math.log(low), math.log(high)))))
-    scale = count * MEAN_FILE_BYTES / sum(sizes)
+    scale = count * mean_bytes / sum(sizes)
     return [max(1, min(BUFFER_BYTES // 2, int(size * scale))) for size in sizes]
 
 
@@ -163,7 +172,7 @@ def plan(params: Params, root: Path) -> tuple[Repo, list[int]]:
     rng = random.Random(params.seed)
     services = [f"svc-{i:02d}" for i in range(service_count(params.files))]
     paths = file_paths(rng, params.files, directories(rng, params.files, services))
-    sizes = file_sizes(rng, len(paths))
+    sizes = file_sizes(rng, len(paths), params.mean_file_bytes)
     return Repo(root, services, paths), sizes
 
 
@@ -194,12 +203,12 @@ def write_tree(repo: Repo, sizes: list[int], seed: int) -> None:
 
 def generate(files: int = DEFAULT_FILES, folder: Path | None = None, seed: int = DEFAULT_SEED) -> Repo:
     """The tree for these parameters under `folder`, written unless already there."""
-    params = Params(files, seed)
+    params = Params(files, seed, mean_file_bytes=mean_file_bytes(files))
     folder = folder or default_dir()
     root = folder / f"repo-{files}-s{seed}"
     marker = folder / f"repo-{files}-s{seed}.json"  # outside the tree: not part of any context
     repo, sizes = plan(params, root)
-    if marker.exists() and json.loads(marker.read_text()) == asdict(params) and root.is_dir():
+    if marker.exists() and Params(**json.loads(marker.read_text())) == params and root.is_dir():
         return repo
     if root.exists():  # an interrupted or older generation: only our own folder is removed
         shutil.rmtree(root)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import logging
 import os
 import shutil
 import sys
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("contexts", metavar="PATH|NAME", nargs="*", help="default: every context")
     prune.add_argument("--keep", type=int, default=0, metavar="N", help="keep the newest N builds (default 0)")
 
+    _command(commands, "lsp", "run the language server on stdio (for editors)", _cmd_lsp, common)
+
     daemon = commands.add_parser("daemon", help="the ctxwatchd daemon (never started by these)")
     daemon_commands = daemon.add_subparsers(title="commands", metavar="COMMAND", required=True)
     daemon_status = _command(daemon_commands, "status", "version, memory, watched roots", _cmd_daemon_status, common)
@@ -201,6 +204,17 @@ def options_from_args(args: argparse.Namespace) -> pb.BuildOptions:
         no_cache_filter=args.no_cache_filter,
         assume_remote_unchanged=getattr(args, "assume_remote_unchanged", False),
     )
+
+
+def _cmd_lsp(args: argparse.Namespace) -> int:
+    from ctxwatch.lsp.server import make_server  # pygls loads only for editors
+
+    if args.no_daemon:
+        raise ValueError("the language server follows live changes: it needs the daemon (drop --no-daemon)")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # stdout carries the protocol
+    logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message at INFO
+    make_server(lambda: connect(args.socket, spawn=not args.no_spawn, state_dir=args.state_dir)).start_io()
+    return EXIT_OK
 
 
 @contextmanager

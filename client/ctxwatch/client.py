@@ -122,6 +122,16 @@ class CtxwatchClient:
         finally:
             stream.cancel()
 
+    def open_watch(self, ref: RefLike, options: pb.BuildOptions | None = None) -> Watch:
+        """Like `watch`, as an object another thread may `cancel()` (an editor closing the file)."""
+        request = pb.WatchInvalidationsRequest(context=_as_ref(ref), options=options)
+        return Watch(self._stub.WatchInvalidations(request), self._rpc_errors)
+
+    def find_readers(self, path: str, refs: Iterable[RefLike] = ()) -> pb.FindReadersResponse:
+        """The steps of the contexts (none given: all) that read the file or folder `path`."""
+        request = pb.FindReadersRequest(path=os.path.abspath(path), contexts=[_as_ref(ref) for ref in refs])
+        return self._call(self._stub.FindReaders, request)
+
     def daemon_status(self) -> pb.DaemonStatus:
         return self._call(self._stub.GetDaemonStatus, pb.GetDaemonStatusRequest())
 
@@ -152,6 +162,21 @@ class CtxwatchClient:
             if code == grpc.StatusCode.UNAVAILABLE:
                 message = f"cannot reach ctxwatchd on {self.socket_path}: {message}"
             raise CtxwatchError(code.name, message) from None
+
+
+class Watch:
+    """An open WatchInvalidations stream: iterate for reports; `cancel()` ends it from any thread."""
+
+    def __init__(self, call, rpc_errors) -> None:
+        self._call = call
+        self._rpc_errors = rpc_errors
+
+    def __iter__(self) -> Iterator[pb.Report]:
+        with self._rpc_errors():
+            yield from self._call
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 def register_request(

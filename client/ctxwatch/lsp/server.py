@@ -22,7 +22,7 @@ import os
 import shlex
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,14 +179,14 @@ class CtxwatchLanguageServer(LanguageServer):
     def _refresh(self, doc: Doc, pushed: pb.Report | None) -> None:
         """Answer for the buffer: the pushed report when the buffer is what is
         saved, else a query with the unsaved text."""
-        if doc.uri not in self.docs:
+        if doc.uri not in self.docs or doc.context is None:
             return  # closed meanwhile
+        ref = pb.ContextRef(name=doc.context.name)
         text = self.text_of(doc)
         if _saved_text(doc.path) == text:
-            report = pushed or self.client.reports([pb.ContextRef(name=doc.context.name)])[0]
+            report = pushed or self.client.reports([ref])[0]
         else:
-            options = pb.BuildOptions(dockerfile_content=text)
-            report = self.client.reports([pb.ContextRef(name=doc.context.name)], options)[0]
+            report = self.client.reports([ref], pb.BuildOptions(dockerfile_content=text))[0]
         self.post(self._show, doc, report)
 
     def _find_readers(self, doc: Doc) -> None:
@@ -222,7 +222,7 @@ class CtxwatchLanguageServer(LanguageServer):
         if self.settings.code_lens and workspace and workspace.code_lens and workspace.code_lens.refresh_support:
             self.workspace_code_lens_refresh(None)
 
-    def diagnostics(self, report: pb.Report, lines: list[str]) -> list[types.Diagnostic]:
+    def diagnostics(self, report: pb.Report, lines: Sequence[str]) -> list[types.Diagnostic]:
         """Errors only where BuildKit would fail; steps that re-run or are unknown as hints."""
         found = []
         if report.error:
@@ -238,17 +238,17 @@ class CtxwatchLanguageServer(LanguageServer):
         return found
 
     def _diagnostic(
-        self, where: pb.Range, lines: list[str], message: str, severity: types.DiagnosticSeverity
+        self, where: pb.Range, lines: Sequence[str], message: str, severity: types.DiagnosticSeverity
     ) -> types.Diagnostic:
         return types.Diagnostic(range=self.lsp_range(where, lines), message=message, severity=severity, source=SOURCE)
 
-    def lsp_range(self, where: pb.Range, lines: list[str]) -> types.Range:
+    def lsp_range(self, where: pb.Range, lines: Sequence[str]) -> types.Range:
         return types.Range(
             start=self.lsp_position(where.start_line, where.start_column, lines),
             end=self.lsp_position(where.end_line, where.end_column, lines),
         )
 
-    def lsp_position(self, line: int, column: int, lines: list[str]) -> types.Position:
+    def lsp_position(self, line: int, column: int, lines: Sequence[str]) -> types.Position:
         """A daemon position (1-based line, column in characters) in the encoding the editor chose."""
         text = lines[line - 1] if 0 < line <= len(lines) else ""
         prefix = text[:column]
@@ -371,10 +371,11 @@ class CtxwatchLanguageServer(LanguageServer):
 
     def build(self, name: str) -> None:
         """Run the build here (an editor with no terminal command), its output to the log."""
-        doc = next((d for d in self.docs.values() if d.context is not None and d.context.name == name), None)
-        if doc is None:
+        context = next(
+            (d.context for d in self.docs.values() if d.context is not None and d.context.name == name), None
+        )
+        if context is None:
             return
-        context = doc.context
 
         def run() -> None:
             argv = build_command(context)

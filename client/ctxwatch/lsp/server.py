@@ -61,7 +61,7 @@ class Settings:
     """initializationOptions an editor may send."""
 
     inlay_hints: bool = True
-    code_lens: bool = True
+    code_lens: bool = True  # a lens per step; the lens naming a file's readers is always there
     # A client-side command that runs a command line in a terminal (the VS Code
     # extension has one); without it "Build with ctxwatch" runs here.
     terminal_command: str = ""
@@ -219,7 +219,7 @@ class CtxwatchLanguageServer(LanguageServer):
         workspace = self.client_capabilities.workspace
         if self.settings.inlay_hints and workspace and workspace.inlay_hint and workspace.inlay_hint.refresh_support:
             self.workspace_inlay_hint_refresh(None)
-        if self.settings.code_lens and workspace and workspace.code_lens and workspace.code_lens.refresh_support:
+        if workspace and workspace.code_lens and workspace.code_lens.refresh_support:
             self.workspace_code_lens_refresh(None)
 
     def diagnostics(self, report: pb.Report, lines: Sequence[str]) -> list[types.Diagnostic]:
@@ -281,7 +281,7 @@ class CtxwatchLanguageServer(LanguageServer):
 
     def code_lenses(self, uri: str) -> list[types.CodeLens]:
         doc = self.docs.get(uri)
-        if not self.settings.code_lens or doc is None:
+        if doc is None:
             return []
         top = types.Range(start=types.Position(0, 0), end=types.Position(0, 0))
         if not doc.dockerfile:
@@ -296,7 +296,7 @@ class CtxwatchLanguageServer(LanguageServer):
                 )
                 for r in doc.readers
             ]
-        if doc.report is None:
+        if doc.report is None or not self.settings.code_lens:
             return []
         lines = self.workspace.get_text_document(uri).lines
         steps = list(doc.report.steps)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 from .cache.keys import StepKey, compute_keys
-from .cache.report import QueryOptions, build_steps, printable, range_message, stage_ordinal
+from .cache.report import QueryOptions, build_steps, printable, stage_ordinal
 from .cache.store import BuildStepRow, ContextRow, Store
 from .caches import HistoryCache, ViewCache, ViewKey
 from .context.ignore import IgnoreFileError, read_ignore_file
@@ -28,6 +28,7 @@ from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
 from .dockerfile.plan import PlanError, build_plan
 from .registry import LastAnswer, ParsedFile, Registered, Registry, inside
 from .requests import validated_args
+from .wire import range_message, step_message
 
 
 @dataclass
@@ -90,7 +91,7 @@ class Answers:
             report.error = printable(str(e))
             return Evaluation(report, [])
         keys = compute_keys(plan, lambda excludes: self._view(reg, root, excludes))
-        report.steps.extend(build_steps(keys, history, _query_options(options)))
+        report.steps.extend(step_message(step) for step in build_steps(keys, history, _query_options(options)))
         report.all_cached = all(s.status == pb.STEP_STATUS_CACHED for s in report.steps)
         report.builds_recorded = history.count
         if history.last is not None:

@@ -1,29 +1,26 @@
-"""Errors a client caused, each with the gRPC status it is answered with."""
+"""Errors a client caused. The server answers each with its gRPC status
+(server/service.py); the core knows nothing of the wire."""
 
 from __future__ import annotations
 
-import grpc
-
 
 class ApiError(Exception):
-    code = grpc.StatusCode.INTERNAL
-
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
 class InvalidArgument(ApiError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    pass
 
 
 class NotFound(ApiError):
-    code = grpc.StatusCode.NOT_FOUND
+    pass
 
 
 class AlreadyExists(ApiError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    pass
 
 
 class FailedPrecondition(ApiError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    pass

@@ -10,24 +10,81 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from ctxwatch_api.v1 import ctxwatch_pb2 as pb
+from enum import Enum
 
 from ..dockerfile.parser import Span
-from .diff import ADDED, CONTENT, MODE, REMOVED, SYMLINK_TARGET, TYPE, XATTR, Change, Differ
+from .diff import CONTENT, Change, Differ
 from .keys import StepKey
 from .store import BuildRow, BuildStepRow
 
 CHANGED_PATHS_LIMIT = 20
-CHANGE_KINDS = {
-    ADDED: pb.CHANGE_KIND_ADDED,
-    REMOVED: pb.CHANGE_KIND_REMOVED,
-    CONTENT: pb.CHANGE_KIND_CONTENT,
-    MODE: pb.CHANGE_KIND_MODE,
-    SYMLINK_TARGET: pb.CHANGE_KIND_SYMLINK_TARGET,
-    TYPE: pb.CHANGE_KIND_TYPE,
-    XATTR: pb.CHANGE_KIND_XATTR,
-}
+
+
+class StepStatus(Enum):
+    """A step's predicted fate."""
+
+    CACHED = "cached"  # BuildKit would take it from its cache
+    INVALIDATED = "invalidated"  # BuildKit would run it again
+    UNKNOWN = "unknown"  # depends on something the daemon cannot see
+    ERROR = "error"  # BuildKit would fail on this step
+
+
+class Cause(Enum):
+    """Why a step is not cached (NONE when it is)."""
+
+    NONE = "none"
+    NEVER_BUILT = "never built"
+    INPUTS_CHANGED = "inputs changed"
+    INSTRUCTION_CHANGED = "instruction changed"
+    BUILD_ARG_CHANGED = "build arg changed"
+    UPSTREAM = "upstream"
+    NO_CACHE = "no cache"
+    REMOTE = "remote"
+    UPSTREAM_OUTPUT = "upstream output"
+    ERROR = "error"
+    NOT_IN_LAST_BUILD = "not in last build"
+
+
+@dataclass(frozen=True)
+class PathChange:
+    path: str  # relative to the context
+    kind: str  # one of diff.py's change kinds (ADDED, CONTENT...)
+    detail: str
+
+
+@dataclass(frozen=True)
+class ValueChange:
+    """A build arg or ENV value a step sees, before and after."""
+
+    name: str
+    old_value: str
+    new_value: str
+    old_set: bool
+    new_set: bool
+
+
+@dataclass
+class StepReport:
+    """One step of a report: where it is, what it will do, and why."""
+
+    stage: str  # name, or index when unnamed
+    stage_index: int
+    index: int  # position in build order
+    instruction: str
+    line: int
+    key: str  # hex
+    span: Span
+    status: StepStatus = StepStatus.UNKNOWN
+    cause: Cause = Cause.NONE
+    explanation: str = ""
+    error: str = ""
+    upstream_step: int | None = None  # for UPSTREAM / UPSTREAM_OUTPUT: the step that caused it
+    old_instruction: str = ""
+    changed_values: list[ValueChange] = field(default_factory=list)
+    changed_paths: list[PathChange] = field(default_factory=list)  # at most CHANGED_PATHS_LIMIT
+    changed_paths_total: int = 0
+    changed_paths_truncated: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -54,7 +111,7 @@ class _Chain:
 
     same: bool = True  # equal to a recorded state
     culprit: int | None = None  # the step to blame when not
-    uncertain: int = pb.CAUSE_UNSPECIFIED  # CAUSE_REMOTE / CAUSE_UPSTREAM_OUTPUT when unsure
+    uncertain: Cause | None = None  # REMOTE / UPSTREAM_OUTPUT when unsure
     remote: str = ""
     failing: int | None = None  # a step before it fails the build
 
@@ -69,11 +126,11 @@ class _Explainer:
             self.steps_before = {(s.stage, s.stage_ordinal): s for s in self.history.last.steps}
 
 
-def build_steps(keys: list[StepKey], history: History, options: QueryOptions) -> list[pb.Step]:
+def build_steps(keys: list[StepKey], history: History, options: QueryOptions) -> list[StepReport]:
     """The report's steps, in build order."""
     explainer = _Explainer(history)
     chains: list[_Chain] = []
-    out: list[pb.Step] = []
+    out: list[StepReport] = []
     for k in keys:
         msg = _base_message(k)
         parent = chains[k.parent] if k.parent is not None else _Chain()
@@ -84,47 +141,33 @@ def build_steps(keys: list[StepKey], history: History, options: QueryOptions) ->
     return out
 
 
-def _base_message(k: StepKey) -> pb.Step:
+def _base_message(k: StepKey) -> StepReport:
     step = k.step
-    return pb.Step(
-        stage=step.stage.label,
-        stage_index=step.stage.index,
-        index=k.index,
-        instruction=step.instruction,
-        line=step.line,
-        key=k.key.hex(),
-        range=range_message(step.span),
-    )
-
-
-def range_message(span: Span) -> pb.Range:
-    return pb.Range(
-        start_line=span.start_line, start_column=span.start_column, end_line=span.end_line, end_column=span.end_column
-    )
+    return StepReport(step.stage.label, step.stage.index, k.index, step.instruction, step.line, k.key.hex(), step.span)
 
 
 def _decide(
     k: StepKey,
-    msg: pb.Step,
+    msg: StepReport,
     parent: _Chain,
     sources: list[_Chain],
     options: QueryOptions,
     explainer: _Explainer,
-    out: list[pb.Step],
+    out: list[StepReport],
 ) -> _Chain:
     """Set the step's status and cause; return the state it leaves for the steps after it."""
     step, history = k.step, explainer.history
     upstream = [parent, *sources]
     failing = next((c.failing for c in upstream if c.failing is not None), None)
     if k.error:
-        _set(msg, pb.STEP_STATUS_ERROR, pb.CAUSE_ERROR, f"BuildKit would fail here: {k.error}")
+        _set(msg, StepStatus.ERROR, Cause.ERROR, f"BuildKit would fail here: {k.error}")
         msg.error = printable(k.error)
         return _Chain(same=False, culprit=k.index, failing=k.index)
     if failing is not None:
         _set(
             msg,
-            pb.STEP_STATUS_INVALIDATED,
-            pb.CAUSE_UPSTREAM,
+            StepStatus.INVALIDATED,
+            Cause.UPSTREAM,
             f"would not run: the build fails at step {failing} ({out[failing].instruction})",
         )
         msg.upstream_step = failing
@@ -133,14 +176,12 @@ def _decide(
     remote = step.remote or next((c.remote for c in upstream if c.remote), "")
     if options.assume_remote_unchanged:
         remote = ""
-    source_rerun = [
-        i for i in k.output_steps if out[i].status != pb.STEP_STATUS_CACHED and out[i].cause != pb.CAUSE_REMOTE
-    ]
-    inherited = next((c for c in upstream if c.uncertain), None)
+    source_rerun = [i for i in k.output_steps if out[i].status != StepStatus.CACHED and out[i].cause != Cause.REMOTE]
+    inherited = next((c for c in upstream if c.uncertain is not None), None)
 
     if options.no_cache or _stage_filtered(step.stage, options.no_cache_filter):
         why = "--no-cache" if options.no_cache else f"--no-cache-filter {step.stage.label}"
-        _set(msg, pb.STEP_STATUS_INVALIDATED, pb.CAUSE_NO_CACHE, f"{why} makes it run again")
+        _set(msg, StepStatus.INVALIDATED, Cause.NO_CACHE, f"{why} makes it run again")
         return _Chain(same=False, culprit=k.index)
 
     if k.key in history.keys or (k.shape in history.shapes and source_rerun and parent.same):
@@ -148,57 +189,57 @@ def _decide(
             producer = out[source_rerun[0]]
             _set(
                 msg,
-                pb.STEP_STATUS_UNKNOWN,
-                pb.CAUSE_UPSTREAM_OUTPUT,
+                StepStatus.UNKNOWN,
+                Cause.UPSTREAM_OUTPUT,
                 f"reads files that step {producer.index} of stage {producer.stage} ({producer.instruction}) "
                 "produces, and that step runs again: cached only if those files come out the same",
             )
             msg.upstream_step = producer.index
-            return _Chain(uncertain=pb.CAUSE_UPSTREAM_OUTPUT, culprit=k.index, remote=remote)
-        if inherited is not None and inherited.uncertain == pb.CAUSE_UPSTREAM_OUTPUT:
+            return _Chain(uncertain=Cause.UPSTREAM_OUTPUT, culprit=k.index, remote=remote)
+        if inherited is not None and inherited.uncertain == Cause.UPSTREAM_OUTPUT:
             _set(
                 msg,
-                pb.STEP_STATUS_UNKNOWN,
-                pb.CAUSE_UPSTREAM_OUTPUT,
+                StepStatus.UNKNOWN,
+                Cause.UPSTREAM_OUTPUT,
                 f"runs on step {inherited.culprit}, whose result depends on files a re-run step produces",
             )
-            msg.upstream_step = inherited.culprit or 0
-            return _Chain(uncertain=pb.CAUSE_UPSTREAM_OUTPUT, culprit=inherited.culprit, remote=remote)
+            msg.upstream_step = inherited.culprit
+            return _Chain(uncertain=Cause.UPSTREAM_OUTPUT, culprit=inherited.culprit, remote=remote)
         if remote:
             _set(
                 msg,
-                pb.STEP_STATUS_UNKNOWN,
-                pb.CAUSE_REMOTE,
+                StepStatus.UNKNOWN,
+                Cause.REMOTE,
                 f"depends on {remote}, which the daemon cannot see: cached if it did not change (pin it "
                 "with @sha256: or --checksum, or pass --assume-remote-unchanged)",
             )
-            return _Chain(uncertain=pb.CAUSE_REMOTE, culprit=k.index, remote=remote)
-        _set(msg, pb.STEP_STATUS_CACHED, pb.CAUSE_UNSPECIFIED, "")
+            return _Chain(uncertain=Cause.REMOTE, culprit=k.index, remote=remote)
+        _set(msg, StepStatus.CACHED, Cause.NONE, "")
         if step.link and not parent.same:
             # The copy itself is reused and only re-applied onto the changed parent.
             msg.explanation = "the copy is reused (--link) and merged onto the re-run steps before it"
             return _Chain(same=False, culprit=parent.culprit, remote=remote)
         return _Chain(remote=remote)
 
-    if k.shape in history.shapes and inherited is not None and inherited.uncertain == pb.CAUSE_UPSTREAM_OUTPUT:
+    if k.shape in history.shapes and inherited is not None and inherited.uncertain == Cause.UPSTREAM_OUTPUT:
         _set(
             msg,
-            pb.STEP_STATUS_UNKNOWN,
-            pb.CAUSE_UPSTREAM_OUTPUT,
+            StepStatus.UNKNOWN,
+            Cause.UPSTREAM_OUTPUT,
             f"runs on step {inherited.culprit}, whose result depends on files a re-run step produces",
         )
-        msg.upstream_step = inherited.culprit or 0
-        return _Chain(uncertain=pb.CAUSE_UPSTREAM_OUTPUT, culprit=inherited.culprit)
+        msg.upstream_step = inherited.culprit
+        return _Chain(uncertain=Cause.UPSTREAM_OUTPUT, culprit=inherited.culprit)
 
     if history.count == 0:
-        _set(msg, pb.STEP_STATUS_INVALIDATED, pb.CAUSE_NEVER_BUILT, "no build of this context has been recorded")
+        _set(msg, StepStatus.INVALIDATED, Cause.NEVER_BUILT, "no build of this context has been recorded")
         return _Chain(same=False, culprit=k.index)
     if not parent.same and not step.link:
         culprit = parent.culprit
         _set(
             msg,
-            pb.STEP_STATUS_INVALIDATED,
-            pb.CAUSE_UPSTREAM,
+            StepStatus.INVALIDATED,
+            Cause.UPSTREAM,
             f"runs on step {culprit} ({out[culprit].instruction}), which runs again"
             if culprit is not None
             else "runs on a step that runs again",
@@ -214,25 +255,25 @@ def _stage_filtered(stage, names: frozenset[str]) -> bool:
     return bool(names) and (stage.name.lower() in names or str(stage.index) in names)
 
 
-def _set(msg: pb.Step, status: pb.StepStatus, cause: pb.Cause, explanation: str) -> None:
+def _set(msg: StepReport, status: StepStatus, cause: Cause, explanation: str) -> None:
     msg.status, msg.cause, msg.explanation = status, cause, printable(explanation)
 
 
 def printable(text: str) -> str:
     """File names need not be UTF-8 (they arrive as surrogate escapes);
-    protobuf strings must be: show such bytes as \\xNN."""
+    a report's text must be UTF-8 (it leaves as protobuf strings): show such bytes as \\xNN."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _explain(explainer: _Explainer, k: StepKey, msg: pb.Step) -> None:
+def _explain(explainer: _Explainer, k: StepKey, msg: StepReport) -> None:
     """Say what differs from the same step of the most recent build."""
-    msg.status = pb.STEP_STATUS_INVALIDATED
+    msg.status = StepStatus.INVALIDATED
     old = explainer.steps_before.get((k.step.stage.label, stage_ordinal(k)))
     if old is None:
         _set(
             msg,
             msg.status,
-            pb.CAUSE_NEVER_BUILT,
+            Cause.NEVER_BUILT,
             "the last recorded build did not run this step (a new step, "
             "a stage that build did not need, or a step after the one where it failed)",
         )
@@ -240,18 +281,18 @@ def _explain(explainer: _Explainer, k: StepKey, msg: pb.Step) -> None:
     if old.spec != k.step.spec:  # the expanded instruction differs (its text alone may not)
         value_changes = _value_changes(old.values, k.step.values)
         if old.instruction != k.step.instruction:
-            _set(msg, msg.status, pb.CAUSE_INSTRUCTION_CHANGED, "the instruction changed")
+            _set(msg, msg.status, Cause.INSTRUCTION_CHANGED, "the instruction changed")
             msg.old_instruction = old.instruction
         elif value_changes:
             _set(
                 msg,
                 msg.status,
-                pb.CAUSE_BUILD_ARG_CHANGED,
+                Cause.BUILD_ARG_CHANGED,
                 "a build arg or ENV value it sees changed: " + ", ".join(v.name for v in value_changes),
             )
             msg.changed_values.extend(value_changes)
         else:
-            _set(msg, msg.status, pb.CAUSE_INSTRUCTION_CHANGED, "the instruction changed after expansion")
+            _set(msg, msg.status, Cause.INSTRUCTION_CHANGED, "the instruction changed after expansion")
             msg.old_instruction = old.instruction
         return
     if _explain_sources(explainer, k, old, msg):
@@ -260,19 +301,19 @@ def _explain(explainer: _Explainer, k: StepKey, msg: pb.Step) -> None:
         _set(
             msg,
             msg.status,
-            pb.CAUSE_INPUTS_CHANGED,
+            Cause.INPUTS_CHANGED,
             f"the files it reads from stage {', '.join(_stages_read(k))} changed",
         )
         return
     _set(
         msg,
         msg.status,
-        pb.CAUSE_NOT_IN_LAST_BUILD,
+        Cause.NOT_IN_LAST_BUILD,
         "its key differs from the last recorded build (another build was run with other options?)",
     )
 
 
-def _explain_sources(explainer: _Explainer, k: StepKey, old: BuildStepRow, msg: pb.Step) -> bool:
+def _explain_sources(explainer: _Explainer, k: StepKey, old: BuildStepRow, msg: StepReport) -> bool:
     before = {src: (resolved, digest) for src, resolved, digest in old.sources}
     built_at_ns = explainer.history.last.created_ms * 1_000_000 if explainer.history.last else 0
     differ = Differ(explainer.history.load_node, k.view, CHANGED_PATHS_LIMIT, built_at_ns) if k.view else None
@@ -288,12 +329,10 @@ def _explain_sources(explainer: _Explainer, k: StepKey, old: BuildStepRow, msg: 
             differ.add(Change(source.source, CONTENT, "changed (the recorded file list is no longer kept)"))
     if not changed:
         return False
-    _set(msg, msg.status, pb.CAUSE_INPUTS_CHANGED, "files it reads from the context changed")
+    _set(msg, msg.status, Cause.INPUTS_CHANGED, "files it reads from the context changed")
     if differ is not None:
         for change in differ.changes:
-            msg.changed_paths.add(
-                path=printable(change.path), kind=CHANGE_KINDS[change.kind], detail=printable(change.detail)
-            )
+            msg.changed_paths.append(PathChange(printable(change.path), change.kind, printable(change.detail)))
         msg.changed_paths_total = differ.total
         msg.changed_paths_truncated = differ.truncated
         unseen = sorted({c.path for c in differ.changes if c.unseen_by_reused_copy})
@@ -321,17 +360,9 @@ def stage_ordinal(k: StepKey) -> int:
     return next(i for i, s in enumerate(k.step.stage.steps) if s is k.step)
 
 
-def _value_changes(old: dict[str, str], new: dict[str, str]) -> list[pb.ValueChange]:
+def _value_changes(old: dict[str, str], new: dict[str, str]) -> list[ValueChange]:
     changes = []
     for name in sorted(old.keys() | new.keys()):
         if old.get(name) != new.get(name):
-            changes.append(
-                pb.ValueChange(
-                    name=name,
-                    old_value=old.get(name, ""),
-                    new_value=new.get(name, ""),
-                    old_set=name in old,
-                    new_set=name in new,
-                )
-            )
+            changes.append(ValueChange(name, old.get(name, ""), new.get(name, ""), name in old, name in new))
     return changes

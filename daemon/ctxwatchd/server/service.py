@@ -18,11 +18,24 @@ from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 from .. import __version__
 from ..answers import context_message
 from ..engine import Engine
-from ..errors import ApiError, FailedPrecondition, InvalidArgument
+from ..errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
 WATCH_DEBOUNCE_S = 0.05
 MAX_CONTEXTS_PER_REQUEST = 1000
+
+
+_STATUS_CODES = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def status_code(error: ApiError) -> grpc.StatusCode:
+    """The gRPC status a client's error is answered with."""
+    return _STATUS_CODES.get(type(error), grpc.StatusCode.INTERNAL)
 
 
 def _answers(method: Callable) -> Callable:
@@ -33,7 +46,7 @@ def _answers(method: Callable) -> Callable:
         try:
             return method(self, request, context)
         except ApiError as e:
-            context.abort(e.code, e.message)
+            context.abort(status_code(e), e.message)
         except Exception as e:  # the daemon stays up whatever one request does
             log.exception("%s failed", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}: {e}")
@@ -96,7 +109,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
                 generation = self.engine.wait_for_activity(generation)
                 time.sleep(WATCH_DEBOUNCE_S)  # let a burst of events settle into one report
         except ApiError as e:
-            context.abort(e.code, e.message)
+            context.abort(status_code(e), e.message)
 
     @_answers
     def FindReaders(self, request: pb.FindReadersRequest, context) -> pb.FindReadersResponse:

@@ -125,11 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(commands, "lsp", "run the language server on stdio (for editors)", _cmd_lsp, common)
 
-    daemon = commands.add_parser("daemon", help="the ctxwatchd daemon (never started by these)")
+    daemon = commands.add_parser("daemon", help="the ctxwatchd daemon (only `start` starts it)")
     daemon_commands = daemon.add_subparsers(title="commands", metavar="COMMAND", required=True)
     daemon_status = _command(daemon_commands, "status", "version, memory, watched roots", _cmd_daemon_status, common)
     daemon_status.add_argument("--json", action="store_true", help="print the DaemonStatus as protobuf JSON")
     _command(daemon_commands, "stop", "ask the daemon to exit and wait until it has", _cmd_daemon_stop, common)
+    _command(
+        daemon_commands, "start", "start the daemon unless one serves; return once it serves", _cmd_daemon_start, common
+    )
+    _command(
+        daemon_commands, "socket", "print the socket path (for clients in any language)", _cmd_daemon_socket, common
+    )
     return parser
 
 
@@ -317,6 +323,23 @@ def _cmd_daemon_status(args: argparse.Namespace) -> int:
     with _connect(args, spawn_allowed=False) as client:
         status = client.daemon_status()
     print(_to_json(status) if args.json else render.render_daemon_status(status))
+    return EXIT_OK
+
+
+def _cmd_daemon_start(args: argparse.Namespace) -> int:
+    if args.no_daemon:
+        raise ValueError("`daemon` commands talk to the daemon: drop --no-daemon")
+    socket_path = paths.resolve_socket_path(args.socket)
+    already = spawn.probe(socket_path) is not None
+    with connect(args.socket, spawn=True, state_dir=args.state_dir) as client:
+        status = client.daemon_status()
+    verb = "ctxwatchd is already running" if already else "started ctxwatchd"
+    print(f"{verb} (pid {status.pid}) on {status.socket_path}")
+    return EXIT_OK
+
+
+def _cmd_daemon_socket(args: argparse.Namespace) -> int:
+    print(paths.resolve_socket_path(args.socket))
     return EXIT_OK
 
 

@@ -3,7 +3,7 @@ from the daemon's messages."""
 
 from __future__ import annotations
 
-from ctxwatch.lsp.contexts import is_dockerfile
+from ctxwatch.lsp.contexts import build_command, is_dockerfile
 from ctxwatch.lsp.present import hover, label, reader_title
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
@@ -86,3 +86,20 @@ def test_reader_titles_and_dockerfile_names():
     ] * 4
     assert [is_dockerfile(p) for p in ("app.py", "Dockerfile-notes.md", "dockerfile.txt")] == [False] * 3
     assert is_dockerfile("build/spec", language_id="dockerfile")
+
+
+def test_the_build_command_goes_through_the_wrapper_when_this_cli_has_one(monkeypatch, capsys):
+    from ctxwatch import cli
+    from ctxwatch.lsp import contexts
+
+    # The check agrees with the real CLI: `ctxwatch build --help` works exactly when the wrapper exists.
+    assert contexts._has_build_wrapper() == (cli.main(["build", "--help"]) == 0)
+    context = pb.Context(
+        name="web", path="/src/app", dockerfile="/src/app/web.Dockerfile", build_args={"B": "2", "A": "1"}, target="t"
+    )
+    docker = ["docker", "build", "-f", "/src/app/web.Dockerfile", "--build-arg", "A=1", "--build-arg", "B=2"]
+    docker += ["--target", "t", "/src/app"]
+    monkeypatch.setattr(contexts, "_has_build_wrapper", lambda: False)
+    assert build_command(context) == docker
+    monkeypatch.setattr(contexts, "_has_build_wrapper", lambda: True)
+    assert build_command(context)[1:] == ["build", "--name", "web", "--", *docker]

@@ -49,7 +49,7 @@ def build_command(context: pb.Context) -> list[str]:
         docker += ["--target", context.target]
     docker.append(context.path)
     if _has_build_wrapper():
-        return [_ctxwatch_program(), "build", "--", *docker]
+        return [_ctxwatch_program(), "build", "--name", context.name, "--", *docker]
     return docker
 
 

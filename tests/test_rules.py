@@ -1590,3 +1590,99 @@ def test_unknown_flag_fails_like_buildkit(make, line: str, message: str) -> None
     (report,) = ctx.client.reports([ctx.ref], _options())
     assert (report.error, report.error_line) == (f"dockerfile parse error on line 4: {message}", 4)
     assert not report.steps
+
+
+def test_wildcard_in_a_folder_nothing_sends_fails_the_build(make) -> None:
+    """Found by the differential test: BuildKit sends only what the sources
+    select, so `build/?.txt` matching nothing leaves no `build` folder at all
+    and the build fails; another source sending something of `build` saves it."""
+    ctx = make("FROM scratch\nCOPY build/?.txt /w/\n", {"build/c.md": "c\n"})
+    step = ctx.step("COPY build/?.txt /w/")
+    assert (outcome(step.status, step.cause), step.error) == (ERROR, "lstat /build: no such file or directory")
+    ctx.set_dockerfile("FROM scratch\nCOPY build/?.txt /w/\nCOPY build/c.md /c.md\n")
+    assert [o for _, o in ctx.outcomes()] == [NEVER_BUILT, NEVER_BUILT]
+    ctx.set_dockerfile("FROM scratch\nCOPY nothing/?.txt /w/\nCOPY build /b\n")
+    assert ctx.outcomes()[0][1] == ERROR
+
+
+def test_workdir_on_scratch_runs_unless_the_next_step_runs(make) -> None:
+    """Found by the differential test: BuildKit shows a WORKDIR with nothing
+    before it run again when the step after it is cached (its result is not
+    needed), and cached when the step after it runs. `all_cached` holds."""
+    ctx = make("FROM scratch\nWORKDIR /w\nCOPY a.txt /a.txt\n", {"a.txt": "a\n"})
+    ctx.built()
+    report = ctx.report()
+    assert [outcome(s.status, s.cause) for s in report.steps] == [
+        outcome(pb.STEP_STATUS_INVALIDATED, pb.CAUSE_RUNS_ANYWAY),
+        CACHED,
+    ]
+    assert report.all_cached
+    ctx.write("a.txt", "a changed\n")
+    assert [o for _, o in ctx.outcomes()] == [CACHED, INPUTS]
+
+
+def test_copy_from_a_path_no_step_wrote_fails(make) -> None:
+    """Found by the differential test: `COPY *.txt /w/` matching nothing makes
+    no /w, and a COPY --from of /w fails (`"/w": not found`)."""
+    ctx = make("FROM scratch AS one\nCOPY *.txt /w/\nFROM scratch\nCOPY --from=one /w /w\n", {"a.md": "a\n"})
+    step = ctx.step("COPY --from=one /w /w")
+    assert (outcome(step.status, step.cause), step.error) == (ERROR, '"/w": not found')
+    ctx.write("a.txt", "a\n")
+    assert [o for _, o in ctx.outcomes()] == [NEVER_BUILT, NEVER_BUILT]
+
+
+def test_copy_chmod_hides_the_source_mode_from_a_later_copy_from(make) -> None:
+    """Found by the differential test: under --chmod the copied file's mode is
+    the flag's; a chmod of the source re-runs that COPY, not a COPY --from of its file."""
+    ctx = make(
+        "FROM scratch AS one\nCOPY --chmod=600 a.txt /m/\nFROM scratch\nCOPY --from=one /m/a.txt /a.txt\n",
+        {"a.txt": "a\n"},
+    )
+    ctx.built()
+    os.chmod(ctx.root / "a.txt", 0o600)
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, CACHED]
+
+
+def test_copy_link_of_run_output_after_a_changed_step_is_unknown(make) -> None:
+    """Found by the differential test: a linked COPY --from of a re-run RUN's
+    output does not depend on the steps before it: unknown, not invalidated."""
+    ctx = make(
+        "FROM scratch AS base\nCOPY busybox /bin/busybox\n"
+        "FROM base AS one\nCOPY a.txt /a.txt\nRUN echo same > /out.txt\n"
+        "FROM scratch\nCOPY b.txt /b.txt\nCOPY --link --from=one /out.txt /out.txt\nCOPY c.txt /c.txt\n",
+        {"busybox": "bb", "a.txt": "a\n", "b.txt": "b\n", "c.txt": "c\n"},
+    )
+    ctx.built()
+    ctx.write("a.txt", "a changed\n")
+    ctx.write("b.txt", "b changed\n")
+    assert [o for _, o in ctx.outcomes()] == [CACHED, INPUTS, UPSTREAM, INPUTS, OUTPUT, UPSTREAM]
+
+
+def test_copy_parents_matching_nothing_still_makes_the_destination(make) -> None:
+    """Found by the differential test: `COPY --parents` copies the context root
+    through a pattern, so its destination exists even when nothing matches."""
+    ctx = make(
+        "FROM scratch AS one\nCOPY --parents src/**/*.go /p/\nFROM scratch\nCOPY --from=one /p /p\n",
+        {"src/b.txt": "b\n"},
+    )
+    assert [o for _, o in ctx.outcomes()] == [NEVER_BUILT, NEVER_BUILT]
+    ctx.built()
+    assert [o for _, o in ctx.outcomes()] == [CACHED, CACHED]
+
+
+def test_copy_from_run_output_of_an_older_build_is_unknown(make) -> None:
+    """Found by the differential test: a change reverted brings back an older
+    build's RUN (cached), whose output a COPY --from after a changed step
+    never met: BuildKit compares the files, so the answer is unknown."""
+    ctx = make(
+        "FROM scratch AS base\nCOPY busybox /bin/busybox\n"
+        "FROM base AS one\nCOPY a.txt /a.txt\nRUN echo same > /out.txt\n"
+        "FROM scratch\nCOPY b.txt /b.txt\nCOPY --from=one /out.txt /out.txt\n",
+        {"busybox": "bb", "a.txt": "a\n", "b.txt": "b\n"},
+    )
+    ctx.built()
+    ctx.write("a.txt", "a changed\n")
+    ctx.write("b.txt", "b changed\n")
+    ctx.built()
+    ctx.write("a.txt", "a\n")  # the RUN of the first build, cached; b.txt as in the second
+    assert [o for _, o in ctx.outcomes()] == [CACHED, CACHED, CACHED, CACHED, OUTPUT]

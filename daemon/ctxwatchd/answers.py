@@ -92,7 +92,9 @@ class Answers:
             return Evaluation(report, [])
         keys = compute_keys(plan, lambda excludes: self._view(reg, root, excludes))
         report.steps.extend(step_message(step) for step in build_steps(keys, history, _query_options(options)))
-        report.all_cached = all(s.status == pb.STEP_STATUS_CACHED for s in report.steps)
+        report.all_cached = all(
+            s.status == pb.STEP_STATUS_CACHED or s.cause == pb.CAUSE_RUNS_ANYWAY for s in report.steps
+        )
         report.builds_recorded = history.count
         if history.last is not None:
             report.last_build_unix_ms = history.last.created_ms

@@ -88,6 +88,7 @@ class _Write:
     source: str = ""  # CONTEXT: context path; STAGE: absolute path in the source stage
     writes: tuple[_Write, ...] = ()  # STAGE: the source stage's writes
     flags: bytes = b""  # --chmod / --chown applied on the way
+    mode_set: bool = False  # --chmod: the source's own mode does not reach the stage
 
 
 FILE, FOLDER = "file", "folder"
@@ -160,7 +161,24 @@ def compute_keys(plan: Plan, view_for: Callable[[tuple[str, ...]], ContextView])
             keys.append(entry)
             state.last = entry.index
         states[stage.index] = state
+    _fail_unsent_wildcard_folders(keys)
     return keys
+
+
+def _fail_unsent_wildcard_folders(keys: list[StepKey]) -> None:
+    """BuildKit sends only the context paths the build's sources select. A
+    wildcard below a folder (`build/*.txt`) that matches nothing, where no
+    other source sends anything of that folder, finds no folder at all and
+    fails the build (`lstat /build: no such file or directory`)."""
+    sent = [i.resolved for k in keys for i in k.inputs if not i.wildcard]
+    sent += [m for k in keys for i in k.inputs for m in i.matches]
+    for k in keys:
+        for source in k.inputs:
+            if not source.wildcard or source.matches or _parents(k.step):
+                continue
+            folder = _wildcard_free_prefix("/" + source.source).lstrip("/")
+            if folder and not any(_overlaps("/" + p, "/" + folder) for p in sent):
+                k.error = k.error or f"lstat /{folder}: no such file or directory"
 
 
 def _content(
@@ -183,7 +201,11 @@ def _content(
             entry.error = str(e)
             exact = shape = [str(e).encode()]
     for stage_index, path in sorted(step.stage_reads, key=lambda read: read[1]):
-        read_exact, read_shape, blame = _stage_selection(states[stage_index].writes, path)
+        writes = states[stage_index].writes
+        if step.keyword != "run" and not has_wildcard(path) and not _read(writes, path):
+            # Nothing of that stage can be there (no RUN, no image): BuildKit cannot checksum it.
+            entry.error = entry.error or f'"{path}": not found'
+        read_exact, read_shape, blame = _stage_selection(writes, path)
         exact.append(read_exact)
         shape.append(read_shape)
         blamed += blame
@@ -260,9 +282,15 @@ def _context_placements(
     """Where a COPY/ADD puts each context source (BuildKit's copy: a folder's
     contents go into dest; a file goes to dest/<name> when dest is a folder)."""
     base = posixpath.normpath(dest)
+    mode_set = bool(step.spec.get("chmod"))
     if _parents(step):
+        # The copy is of the context root, filtered: the destination folder is made even when nothing matches.
+        made = _Write(ENTRY, base, index, identity=_h(b"parents", flags))
         found = source.matches if source.wildcard else (source.resolved,)
-        return [_Write(CONTEXT, posixpath.join(base, rel), index, view=view, source=rel, flags=flags) for rel in found]
+        return [made] + [
+            _Write(CONTEXT, posixpath.join(base, rel), index, view=view, source=rel, flags=flags, mode_set=mode_set)
+            for rel in found
+        ]
     if source.wildcard:
         if not dest.endswith("/") and len(source.matches) > 1:
             return [_Write(WHOLE, base, index, identity=_h(source.key_digest, flags))]
@@ -271,20 +299,20 @@ def _context_placements(
             node = view.node(rel)
             folder = node is not None and node.kind == KIND_DIR
             place = base if folder or not dest.endswith("/") else posixpath.join(base, posixpath.basename(rel))
-            places.append(_Write(CONTEXT, place, index, view=view, source=rel, flags=flags))
+            places.append(_Write(CONTEXT, place, index, view=view, source=rel, flags=flags, mode_set=mode_set))
         return places
     node = source.node
     assert node is not None, "a source without wildcards selects one node"
     if step.keyword == "add" and node.kind != KIND_DIR and source.source.lower().endswith(ARCHIVE_SUFFIXES):
         return [_Write(WHOLE, base, index, identity=_h(source.key_digest, flags))]  # may be unpacked
     if node.kind == KIND_DIR:
-        return [_Write(CONTEXT, base, index, view=view, source=source.resolved, flags=flags)]
+        return [_Write(CONTEXT, base, index, view=view, source=source.resolved, flags=flags, mode_set=mode_set)]
     if dest.endswith("/") or count > 1 or _is_folder(before, base) is True:
         place = posixpath.join(base, posixpath.basename(source.source))
-        return [_Write(CONTEXT, place, index, view=view, source=source.resolved, flags=flags)]
+        return [_Write(CONTEXT, place, index, view=view, source=source.resolved, flags=flags, mode_set=mode_set)]
     if _is_folder(before, base) is None:  # a RUN may have made dest a folder
         return [_Write(WHOLE, base, index, identity=_h(source.key_digest, flags))]
-    return [_Write(CONTEXT, base, index, view=view, source=source.resolved, flags=flags)]
+    return [_Write(CONTEXT, base, index, view=view, source=source.resolved, flags=flags, mode_set=mode_set)]
 
 
 def _stage_placement(
@@ -387,7 +415,7 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
             if node.kind == KIND_DIR:
                 return [_Part("", _h(node.digest, write.flags), kind=FOLDER)]
             record = None if write.flags else node.digest
-            return [_Part("", _h(node.digest, write.flags), record=record, kind=FILE)]
+            return [_Part("", _placed(node, write), record=record, kind=FILE)]
         inner = _read(write.writes, posixpath.join(write.source, sub) if sub else write.source)
         return [_flagged(p, write.flags) for p in inner]
     if _within(write.dest, path):  # the write lands inside the selected folder
@@ -397,10 +425,21 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
         if write.kind == CONTEXT:
             assert write.view is not None, "a write from the context has its view"
             node = write.view.node(write.source)
-            return [_Part(where, _h(node.digest, write.flags))] if node is not None else []
+            return [_Part(where, _placed(node, write))] if node is not None else []
         inner = _read(write.writes, write.source)
         return [_Part(join(where, p.where) if p.where else where, _h(p.identity, write.flags), p.blame) for p in inner]
     return []
+
+
+def _placed(node: SentNode, write: _Write) -> bytes:
+    """A context node as the copy leaves it: under --chmod a file's own mode is
+    replaced (a folder's is kept in its digest: see the limits in docs/rules.md)."""
+    if write.mode_set and node.kind != KIND_DIR:
+        record = node.node.record
+        assert record is not None, "a file node has its record"
+        return _h(record.kind.encode(), str(record.size).encode(), record.content, record.link_target.encode(),
+                  repr(record.xattrs).encode(), write.flags)  # fmt: skip
+    return _h(node.digest, write.flags)
 
 
 def _flagged(part: _Part, flags: bytes) -> _Part:

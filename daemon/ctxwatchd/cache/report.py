@@ -9,7 +9,7 @@ values it sees changed, or it only re-runs because a step it depends on does.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from ..dockerfile.parser import Span
@@ -43,6 +43,7 @@ class Cause(Enum):
     UPSTREAM_OUTPUT = "upstream output"
     ERROR = "error"
     NOT_IN_LAST_BUILD = "not in last build"
+    RUNS_ANYWAY = "runs anyway"  # BuildKit runs it although its key is known (a WORKDIR on scratch)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,28 @@ def build_steps(keys: list[StepKey], history: History, options: QueryOptions) ->
         chain = _decide(k, msg, parent, sources, options, explainer, out)
         chains.append(chain)
         out.append(msg)
+    _input_less_workdirs_run(keys, out)
     return out
+
+
+def _input_less_workdirs_run(keys: list[StepKey], out: list[StepReport]) -> None:
+    """A WORKDIR with nothing before it (on scratch) is a folder made from
+    nothing: BuildKit loads it from its cache only when a step right after it
+    runs again and needs it; otherwise it shows it run (observed on v0.32.2
+    by the differential test). The steps after it are not affected."""
+    for k in keys:
+        msg = out[k.index]
+        if k.step.keyword != "workdir" or k.parent is not None or msg.status != StepStatus.CACHED:
+            continue
+        after = [out[j.index] for j in keys if j.parent == k.index]
+        if after and all(s.status == StepStatus.CACHED for s in after):
+            _set(
+                msg,
+                StepStatus.INVALIDATED,
+                Cause.RUNS_ANYWAY,
+                "BuildKit makes this folder again (a WORKDIR on scratch is loaded from its cache only when "
+                "the step after it runs); nothing after it changes",
+            )
 
 
 def _base_message(k: StepKey) -> StepReport:
@@ -156,6 +178,29 @@ def _decide(
     out: list[StepReport],
 ) -> _Chain:
     """Set the step's status and cause; return the state it leaves for the steps after it."""
+    if not k.step.link or parent.failing is not None:
+        return _decide_on(k, msg, parent, sources, options, explainer, out)
+    # COPY --link copies onto an empty layer: the copy does not depend on the
+    # steps before it; only the merge onto them (what later steps run on) does.
+    own = _decide_on(k, msg, _Chain(), sources, options, explainer, out)
+    if not parent.same:
+        if msg.status == StepStatus.CACHED:
+            msg.explanation = "the copy is reused (--link) and merged onto the re-run steps before it"
+        return _Chain(same=False, culprit=parent.culprit, remote=own.remote or parent.remote)
+    if parent.uncertain is not None and own.same and own.uncertain is None:
+        return _Chain(uncertain=parent.uncertain, culprit=parent.culprit, remote=parent.remote or own.remote)
+    return replace(own, remote=own.remote or parent.remote)
+
+
+def _decide_on(
+    k: StepKey,
+    msg: StepReport,
+    parent: _Chain,
+    sources: list[_Chain],
+    options: QueryOptions,
+    explainer: _Explainer,
+    out: list[StepReport],
+) -> _Chain:
     step, history = k.step, explainer.history
     upstream = [parent, *sources]
     failing = next((c.failing for c in upstream if c.failing is not None), None)
@@ -176,7 +221,8 @@ def _decide(
     remote = step.remote or next((c.remote for c in upstream if c.remote), "")
     if options.assume_remote_unchanged:
         remote = ""
-    source_rerun = [i for i in k.output_steps if out[i].status != StepStatus.CACHED and out[i].cause != Cause.REMOTE]
+    unknowable = [i for i in k.output_steps if out[i].cause != Cause.REMOTE]
+    source_rerun = [i for i in unknowable if out[i].status != StepStatus.CACHED]
     inherited = next((c for c in upstream if c.uncertain is not None), None)
 
     if options.no_cache or _stage_filtered(step.stage, options.no_cache_filter):
@@ -184,15 +230,18 @@ def _decide(
         _set(msg, StepStatus.INVALIDATED, Cause.NO_CACHE, f"{why} makes it run again")
         return _Chain(same=False, culprit=k.index)
 
-    if k.key in history.keys or (k.shape in history.shapes and source_rerun and parent.same):
-        if source_rerun:
-            producer = out[source_rerun[0]]
+    if k.key in history.keys or (k.shape in history.shapes and unknowable and parent.same):
+        if source_rerun or k.key not in history.keys:
+            # Only the output of steps the daemon cannot know differs from a recorded build: the
+            # producer runs again, or its cached result is another build's than the one recorded with this step.
+            producer = out[(source_rerun or unknowable)[0]]
+            how = "runs again" if source_rerun else "is taken from another build than the one this step last used"
             _set(
                 msg,
                 StepStatus.UNKNOWN,
                 Cause.UPSTREAM_OUTPUT,
                 f"reads files that step {producer.index} of stage {producer.stage} ({producer.instruction}) "
-                "produces, and that step runs again: cached only if those files come out the same",
+                f"produces, and that step {how}: cached only if those files come out the same",
             )
             msg.upstream_step = producer.index
             return _Chain(uncertain=Cause.UPSTREAM_OUTPUT, culprit=k.index, remote=remote)
@@ -215,10 +264,6 @@ def _decide(
             )
             return _Chain(uncertain=Cause.REMOTE, culprit=k.index, remote=remote)
         _set(msg, StepStatus.CACHED, Cause.NONE, "")
-        if step.link and not parent.same:
-            # The copy itself is reused and only re-applied onto the changed parent.
-            msg.explanation = "the copy is reused (--link) and merged onto the re-run steps before it"
-            return _Chain(same=False, culprit=parent.culprit, remote=remote)
         return _Chain(remote=remote)
 
     if k.shape in history.shapes and inherited is not None and inherited.uncertain == Cause.UPSTREAM_OUTPUT:
@@ -234,7 +279,7 @@ def _decide(
     if history.count == 0:
         _set(msg, StepStatus.INVALIDATED, Cause.NEVER_BUILT, "no build of this context has been recorded")
         return _Chain(same=False, culprit=k.index)
-    if not parent.same and not step.link:
+    if not parent.same:
         culprit = parent.culprit
         _set(
             msg,

@@ -28,6 +28,7 @@ class Cause(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CAUSE_UPSTREAM_OUTPUT: _ClassVar[Cause]
     CAUSE_ERROR: _ClassVar[Cause]
     CAUSE_NOT_IN_LAST_BUILD: _ClassVar[Cause]
+    CAUSE_RUNS_ANYWAY: _ClassVar[Cause]
 
 class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -55,6 +56,7 @@ CAUSE_REMOTE: Cause
 CAUSE_UPSTREAM_OUTPUT: Cause
 CAUSE_ERROR: Cause
 CAUSE_NOT_IN_LAST_BUILD: Cause
+CAUSE_RUNS_ANYWAY: Cause
 CHANGE_KIND_UNSPECIFIED: ChangeKind
 CHANGE_KIND_ADDED: ChangeKind
 CHANGE_KIND_REMOVED: ChangeKind

@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         for seed in _seeds(args.seeds):
-            scenario = make_scenario(seed)
             try:
+                scenario = make_scenario(seed)
                 outcome = run_scenario(scenario, builder)
             except Exception as e:  # one broken scenario must not end the run: it is reported
                 print(f"PROBLEM seed {seed}: the run failed: {e!r}", flush=True)

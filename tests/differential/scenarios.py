@@ -317,7 +317,8 @@ class _Maker:
         files = sorted(self.present)
         if kind == "write":
             path = rng.choice(files)
-            edited.append(path)
+            if path in self.files:  # a file of the first build: it can be put back later
+                edited.append(path)
             return Change("write", path, self.content(path, rng.randint(1, 9)))
         if kind == "revert":
             path = rng.choice(edited)

@@ -1686,3 +1686,11 @@ def test_copy_from_run_output_of_an_older_build_is_unknown(make) -> None:
     ctx.built()
     ctx.write("a.txt", "a\n")  # the RUN of the first build, cached; b.txt as in the second
     assert [o for _, o in ctx.outcomes()] == [CACHED, CACHED, CACHED, CACHED, OUTPUT]
+
+
+def test_workdir_on_scratch_read_by_another_stage_runs_unless_the_reader_runs(make) -> None:
+    """Found by the differential test: a stage that is only `WORKDIR` on scratch,
+    read by a COPY --from that is cached, is shown run again."""
+    ctx = make("FROM scratch AS one\nWORKDIR /w\nFROM scratch\nCOPY --from=one / /all/\n", {"a.txt": "a\n"})
+    ctx.built()
+    assert [o for _, o in ctx.outcomes()] == [outcome(pb.STEP_STATUS_INVALIDATED, pb.CAUSE_RUNS_ANYWAY), CACHED]

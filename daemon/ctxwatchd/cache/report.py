@@ -148,11 +148,17 @@ def _input_less_workdirs_run(keys: list[StepKey], out: list[StepReport]) -> None
     nothing: BuildKit loads it from its cache only when a step right after it
     runs again and needs it; otherwise it shows it run (observed on v0.32.2
     by the differential test). The steps after it are not affected."""
+    last_of_stage = {k.step.stage.index: k.index for k in keys}
     for k in keys:
         msg = out[k.index]
         if k.step.keyword != "workdir" or k.parent is not None or msg.status != StepStatus.CACHED:
             continue
-        after = [out[j.index] for j in keys if j.parent == k.index]
+        # What needs its result: the steps that run on it, and those reading its stage when it is the last step.
+        after = [
+            out[j.index]
+            for j in keys
+            if j.parent == k.index or any(last_of_stage.get(stage) == k.index for stage, _ in j.step.stage_reads)
+        ]
         if after and all(s.status == StepStatus.CACHED for s in after):
             _set(
                 msg,

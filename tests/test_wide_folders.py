@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from itertools import accumulate
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +18,7 @@ from ctxwatchd.cache.diff import ADDED, CONTENT, MODE, REMOVED, Differ
 from ctxwatchd.context import view as view_module
 from ctxwatchd.context.ignore import PathMatcher
 from ctxwatchd.context.records import KIND_DIR
-from ctxwatchd.context.tree import Tree, join
+from ctxwatchd.context.tree import DirEntry, Tree, join
 from ctxwatchd.context.view import ContextView
 
 WIDE = "wide"
@@ -31,6 +33,13 @@ def make_tree(root: Path) -> None:
         (folder / f"f{i:05d}.{'log' if i % 7 == 0 else 'txt'}").write_text(f"{i}\n")
     (folder / "sub").mkdir()
     (folder / "sub" / "inner.txt").write_text("inner\n")
+
+
+@pytest.fixture(scope="module")
+def wide_tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("wide")
+    make_tree(root)
+    return root
 
 
 def fresh(root: Path) -> ContextView:
@@ -87,14 +96,13 @@ def apply(root: Path, operation: tuple[str, str, str]) -> set[str]:
     return {rel}
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=st.lists(OPERATIONS, min_size=1, max_size=4))
-def test_a_wide_folder_kept_by_events_equals_a_fresh_scan(tmp_path_factory, batches) -> None:
-    root = tmp_path_factory.mktemp("wide")
-    make_tree(root)
+def test_a_wide_folder_kept_by_events_equals_a_fresh_scan(wide_tree, batches) -> None:
+    root = wide_tree  # shared by the examples: whatever state one leaves, the next starts from a fresh view
     view = fresh(root)
     view.node("")
-    assert view.wide[WIDE].names  # the folder is kept encoded
+    assert view.wide[WIDE].sends_any()  # the folder is kept encoded
     for batch in batches:
         touched: set[str] = set()
         for operation in batch:
@@ -150,3 +158,36 @@ def test_one_change_in_a_wide_folder_decodes_one_entry(tmp_path: Path) -> None:
     old, new = view.changed_window(WIDE, before, view.node(WIDE).blob)
     assert [c.name for c in old.children] == [c.name for c in new.children] == ["f00500.txt"]
     assert old.children[0].digest != new.children[0].digest
+
+
+@given(
+    puts=st.lists(
+        st.tuples(st.text("abcdef", min_size=1, max_size=3), st.one_of(st.none(), st.binary(max_size=3))),
+        max_size=80,
+    )
+)
+def test_a_wide_listing_in_small_blocks_is_the_sorted_join_of_its_entries(puts) -> None:
+    """Blocks split, empty and are removed as entries come and go: the bytes
+    and the entry boundaries stay those of the entries in name order."""
+    saved = view_module.BLOCK
+    view_module.BLOCK = 2
+    try:
+        folder = DirEntry(b"\0" * 44)
+        folder.children = {}
+        wide = view_module.WideListing(folder, view_module.ROOT_STATE)
+        expected: dict[str, bytes] = {}
+        for name, part in puts:
+            wide.put(name, part)
+            if part is None:
+                expected.pop(name, None)
+            else:
+                expected[name] = part
+            blob = wide.blob()
+            assert blob[view_module.DIR_HEADER_SIZE :] == b"".join(expected[n] for n in sorted(expected))
+        blob = wide.blob()
+        starts = list(accumulate((len(expected[n]) for n in sorted(expected)), initial=view_module.DIR_HEADER_SIZE))
+        for at in range(view_module.DIR_HEADER_SIZE, len(blob) + 1):
+            assert wide.boundary(at, after=False) == max(s for s in starts if s <= at)
+            assert wide.boundary(at, after=True) == min(s for s in starts if s >= at)
+    finally:
+        view_module.BLOCK = saved

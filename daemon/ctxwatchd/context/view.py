@@ -86,23 +86,43 @@ class ViewNode:
         return encode_dir(node.mode, node.children)
 
 
+class _Block:
+    """A run of consecutive entries of a wide folder, and their bytes joined."""
+
+    __slots__ = ("joined", "names", "parts")
+
+    def __init__(self, names: list[str], parts: list[bytes]) -> None:
+        self.names = names
+        self.parts = parts
+        self.joined: bytes | None = None
+
+    def bytes(self) -> bytes:
+        if self.joined is None:
+            self.joined = b"".join(self.parts)
+        return self.joined
+
+
+BLOCK = 512  # entries a wide folder's block holds when made; split in two past twice that
+
+
 class WideListing:
     """A wide folder's entries as sent, encoded, in name order (b"" for an
-    entry not sent). A file event marks its name stale; the next digest
-    encodes the stale entries again and joins the rest as they are."""
+    entry not sent), in blocks of about BLOCK entries. A file event marks its
+    name stale; the next digest encodes the stale entries again and joins the
+    blocks, only the changed ones being joined again."""
 
-    __slots__ = ("entry", "joined", "listing", "names", "offsets", "parts", "racy", "stale", "state")
+    __slots__ = ("block_offsets", "blocks", "entry", "firsts", "joined", "listing", "racy", "stale", "state")
 
     def __init__(self, entry: Entry, state: MatchState) -> None:
         self.entry = entry  # the tree's folder entry, and the listing, it was made from
         self.listing = entry.children
         self.state = state
-        self.names: list[str] = []
-        self.parts: list[bytes] = []
+        self.blocks = [_Block([], [])]
+        self.firsts = [""]  # a bound below every name of each block (names are never "")
         self.stale: set[str] = set()  # changed since encoded
         self.racy: set[str] = set()  # files hashed too soon after a write: encoded again each time (see Tree.read)
         self.joined: bytes | None = None  # blob(), once asked
-        self.offsets: list[int] | None = None  # where each entry starts in blob(), once asked
+        self.block_offsets: list[int] | None = None  # where each block starts in blob(), once asked
 
     def holds(self, entry: Entry, state: MatchState) -> bool:
         """Whether it was made from this folder's current listing."""
@@ -114,32 +134,49 @@ class WideListing:
 
     def put(self, name: str, part: bytes | None) -> None:
         """Set an entry's encoding (None: no longer listed)."""
-        i = bisect_left(self.names, name)
-        found = i < len(self.names) and self.names[i] == name
+        k = bisect_right(self.firsts, name) - 1
+        block = self.blocks[k]
+        i = bisect_left(block.names, name)
+        found = i < len(block.names) and block.names[i] == name
         if part is None:
-            if found:
-                del self.names[i], self.parts[i]
+            if not found:
+                return
+            del block.names[i], block.parts[i]
+            if not block.names and len(self.blocks) > 1:
+                del self.blocks[k], self.firsts[k]
+                self.firsts[0] = ""
         elif found:
-            self.parts[i] = part
+            block.parts[i] = part
         else:
-            self.names.insert(i, name)
-            self.parts.insert(i, part)
-        self.joined = self.offsets = None
+            block.names.insert(i, name)
+            block.parts.insert(i, part)
+            if len(block.names) > 2 * BLOCK:
+                half = _Block(block.names[BLOCK:], block.parts[BLOCK:])
+                del block.names[BLOCK:], block.parts[BLOCK:]
+                self.blocks.insert(k + 1, half)
+                self.firsts.insert(k + 1, half.names[0])
+        block.joined = self.joined = self.block_offsets = None
 
     def blob(self) -> bytes:
         """The folder's node (made once per change: it is megabytes)."""
         if self.joined is None:
-            self.joined = dir_header(_folder_mode(self.entry)) + b"".join(self.parts)
+            self.joined = b"".join([dir_header(_folder_mode(self.entry)), *(block.bytes() for block in self.blocks)])
         return self.joined
 
     def sends_any(self) -> bool:
         return len(self.blob()) > DIR_HEADER_SIZE
 
-    def boundaries(self) -> list[int]:
-        """Where each entry starts in blob(), and where the last one ends."""
-        if self.offsets is None:
-            self.offsets = list(accumulate(map(len, self.parts), initial=DIR_HEADER_SIZE))
-        return self.offsets
+    def boundary(self, pos: int, after: bool) -> int:
+        """The start of an entry in blob() (or its end) nearest to `pos`: at or
+        before it, or at or after it."""
+        if self.block_offsets is None:
+            sizes = (len(block.bytes()) for block in self.blocks)
+            self.block_offsets = list(accumulate(sizes, initial=DIR_HEADER_SIZE))
+        k = min(bisect_right(self.block_offsets, pos) - 1, len(self.blocks) - 1)
+        inside = list(accumulate(map(len, self.blocks[k].parts), initial=self.block_offsets[k]))
+        if after:
+            return inside[min(bisect_left(inside, pos), len(inside) - 1)]
+        return inside[bisect_right(inside, pos) - 1]
 
 
 class FileViewNode:
@@ -427,13 +464,11 @@ class ContextView:
         wide = self.wide.get(rel)
         if node is None or wide is None or not wide.current(node.entry) or not is_dir_blob(old_blob):
             return None
-        offsets = wide.boundaries()
-        if not is_dir_blob(new_blob) or offsets[-1] != len(new_blob):
+        if new_blob != wide.blob():
             return None
-        first = bisect_right(offsets, _first_difference(old_blob, new_blob, DIR_HEADER_SIZE)) - 1
-        start = offsets[first]  # the entries before it are the same on both sides
-        tail = _common_tail(old_blob, new_blob, start)
-        new_end = offsets[bisect_left(offsets, len(new_blob) - tail, lo=first)]
+        # The entries before `start` are the same on both sides, and so are those from new_end on.
+        start = wide.boundary(_first_difference(old_blob, new_blob, DIR_HEADER_SIZE), after=False)
+        new_end = wide.boundary(len(new_blob) - _common_tail(old_blob, new_blob, start), after=True)
         old_end = len(old_blob) - (len(new_blob) - new_end)
         old = decode_children(old_blob, start, old_end)
         if old is None:  # the recorded entries do not end where the same tail starts: take all after start

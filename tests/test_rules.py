@@ -1694,3 +1694,25 @@ def test_workdir_on_scratch_read_by_another_stage_runs_unless_the_reader_runs(ma
     ctx = make("FROM scratch AS one\nWORKDIR /w\nFROM scratch\nCOPY --from=one / /all/\n", {"a.txt": "a\n"})
     ctx.built()
     assert [o for _, o in ctx.outcomes()] == [outcome(pb.STEP_STATUS_INVALIDATED, pb.CAUSE_RUNS_ANYWAY), CACHED]
+
+
+def test_copy_from_a_folder_where_a_later_copy_replaced_a_file(make) -> None:
+    """Found by the differential test: a file a later COPY writes over is not
+    in the folder any more; removing the first one changes nothing there."""
+    ctx = make(
+        "FROM scratch AS one\nCOPY b/* /w/\nCOPY a/* /w/\nFROM scratch\nCOPY --from=one /w /all/\n",
+        {"a/x.json": "a\n", "b/x.json": "b\n", "b/t.txt": "t\n"},
+    )
+    ctx.built()
+    (ctx.root / "b" / "x.json").unlink()
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, UPSTREAM, CACHED]
+
+
+def test_wildcard_in_a_folder_a_double_star_pattern_searches_does_not_fail(make) -> None:
+    """Found by the differential test: a `**` pattern of another source makes
+    BuildKit send the folders below its fixed part, so the empty wildcard finds its folder."""
+    ctx = make(
+        "FROM scratch\nCOPY --parents src/**/*.go /p/\nCOPY src/lib/*.md /w/\n",
+        {"src/lib/d.log": "d\n", "src/a.go": "a\n"},
+    )
+    assert [o for _, o in ctx.outcomes()] == [NEVER_BUILT, NEVER_BUILT]

@@ -172,13 +172,17 @@ def _fail_unsent_wildcard_folders(keys: list[StepKey]) -> None:
     fails the build (`lstat /build: no such file or directory`)."""
     sent = [i.resolved for k in keys for i in k.inputs if not i.wildcard]
     sent += [m for k in keys for i in k.inputs for m in i.matches]
+    # A pattern with `**` may match at any depth: the folders below its fixed part are sent to look.
+    searched = [_wildcard_free_prefix("/" + i.source) for k in keys for i in k.inputs if "**" in i.source]
     for k in keys:
         for source in k.inputs:
             if not source.wildcard or source.matches or _parents(k.step):
                 continue
-            folder = _wildcard_free_prefix("/" + source.source).lstrip("/")
-            if folder and not any(_overlaps("/" + p, "/" + folder) for p in sent):
-                k.error = k.error or f"lstat /{folder}: no such file or directory"
+            folder = _wildcard_free_prefix("/" + source.source)
+            if folder == "/" or any(_within(folder, p) for p in searched):
+                continue
+            if not any(_overlaps("/" + p, folder) for p in sent):
+                k.error = k.error or f"lstat {folder}: no such file or directory"
 
 
 def _content(
@@ -387,14 +391,14 @@ def _selection_identity(parts: list[_Part]) -> bytes:
 
 
 def _read(writes: tuple[_Write, ...], path: str) -> list[_Part]:
-    """What the writes leave at or below `path`, in order; a file put at the
-    path itself replaces what came before."""
+    """What the writes leave at or below `path`, in order; a file replaces
+    what an earlier write put at its place."""
     parts: list[_Part] = []
     for write in writes:
-        found = _parts_of(write, path)
-        if found and found[0].covers:
-            parts = []
-        parts += found
+        for part in _parts_of(write, path):
+            if part.kind == FILE:  # replaces what was at its place
+                parts = [p for p in parts if part.where and p.where != part.where]
+            parts.append(part)
     return parts
 
 
@@ -425,7 +429,9 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
         if write.kind == CONTEXT:
             assert write.view is not None, "a write from the context has its view"
             node = write.view.node(write.source)
-            return [_Part(where, _placed(node, write))] if node is not None else []
+            if node is None:
+                return []
+            return [_Part(where, _placed(node, write), kind=FOLDER if node.kind == KIND_DIR else FILE)]
         inner = _read(write.writes, write.source)
         return [_Part(join(where, p.where) if p.where else where, _h(p.identity, write.flags), p.blame) for p in inner]
     return []

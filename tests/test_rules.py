@@ -1716,3 +1716,16 @@ def test_wildcard_in_a_folder_a_double_star_pattern_searches_does_not_fail(make)
         {"src/lib/d.log": "d\n", "src/a.go": "a\n"},
     )
     assert [o for _, o in ctx.outcomes()] == [NEVER_BUILT, NEVER_BUILT]
+
+
+@pytest.mark.parametrize("other", ["COPY --parents */a.txt /p/", "COPY s*/*.go /g/"])
+def test_wildcard_in_a_folder_another_pattern_looks_in_does_not_fail(make, other: str) -> None:
+    """Found by the differential test: BuildKit sends a folder another source's
+    wildcard could match below, so an empty wildcard in it finds the folder."""
+    ctx = make(f"FROM scratch\n{other}\nCOPY src/*.md /w/\n", {"src/a.txt": "a\n", "src/x.log": "x\n"})
+    assert [o for _, o in ctx.outcomes()] == [NEVER_BUILT, NEVER_BUILT]
+
+
+def test_copy_from_the_root_of_an_empty_stage(make) -> None:
+    ctx = make("FROM scratch AS one\nCOPY *.md /w/\nFROM scratch\nCOPY --from=one / /all/\n", {"a.txt": "a\n"})
+    assert [o for _, o in ctx.outcomes()] == [NEVER_BUILT, NEVER_BUILT]

@@ -172,17 +172,31 @@ def _fail_unsent_wildcard_folders(keys: list[StepKey]) -> None:
     fails the build (`lstat /build: no such file or directory`)."""
     sent = [i.resolved for k in keys for i in k.inputs if not i.wildcard]
     sent += [m for k in keys for i in k.inputs for m in i.matches]
-    # A pattern with `**` may match at any depth: the folders below its fixed part are sent to look.
-    searched = [_wildcard_free_prefix("/" + i.source) for k in keys for i in k.inputs if "**" in i.source]
+    patterns = [i.source for k in keys for i in k.inputs if i.wildcard]
     for k in keys:
         for source in k.inputs:
             if not source.wildcard or source.matches or _parents(k.step):
                 continue
             folder = _wildcard_free_prefix("/" + source.source)
-            if folder == "/" or any(_within(folder, p) for p in searched):
+            if folder == "/" or any(_may_look_in(p, folder) for p in patterns if p != source.source):
                 continue
             if not any(_overlaps("/" + p, folder) for p in sent):
                 k.error = k.error or f"lstat {folder}: no such file or directory"
+
+
+def _may_look_in(pattern: str, folder: str) -> bool:
+    """Whether a wildcard could match something below `folder`: BuildKit then
+    sends the folder while it looks (`*/a.txt` sends `src`, `src/**/*.go` every
+    folder below `src`)."""
+    wanted = [p for p in pattern.split("/") if p and p != "."]
+    for i, name in enumerate(p for p in folder.split("/") if p):
+        if i >= len(wanted) - 1:
+            return False
+        if wanted[i] == "**":
+            return True
+        if not filepath_match(wanted[i], name):
+            return False
+    return True
 
 
 def _content(
@@ -206,7 +220,7 @@ def _content(
             exact = shape = [str(e).encode()]
     for stage_index, path in sorted(step.stage_reads, key=lambda read: read[1]):
         writes = states[stage_index].writes
-        if step.keyword != "run" and not has_wildcard(path) and not _read(writes, path):
+        if step.keyword != "run" and path != "/" and not has_wildcard(path) and not _read(writes, path):
             # Nothing of that stage can be there (no RUN, no image): BuildKit cannot checksum it.
             entry.error = entry.error or f'"{path}": not found'
         read_exact, read_shape, blame = _stage_selection(writes, path)

@@ -23,6 +23,8 @@ CORE = (
     "ctxwatchd.caches",
     "ctxwatchd.errors",
     "ctxwatchd.requests",
+    "ctxwatchd.gostrings",
+    "ctxwatchd.goregexp",
 )
 
 

@@ -85,13 +85,13 @@ class HistoryCache:
         self._store = store
         self._lock = threading.Lock()
         self._histories: dict[str, tuple[int, History]] = {}
-        self._store_version = store.written_elsewhere()
+        self._store_version = store.data_version()
         self._serial = 0
 
     def get(self, name: str) -> tuple[int, History]:
         """(serial, history): the serial changes whenever the history may have."""
         with self._lock:
-            version = self._store.written_elsewhere()
+            version = self._store.data_version()
             if version != self._store_version:  # builds recorded by another process
                 self._store_version = version
                 self._histories.clear()

@@ -440,8 +440,8 @@ class Store:
                 ),
             )
 
-    def written_elsewhere(self) -> int:
-        """Changes whenever another connection (e.g. `ctxwatch --no-daemon built`) commits."""
+    def data_version(self) -> int:
+        """SQLite's data version: it changes whenever another connection (e.g. `ctxwatch --no-daemon built`) commits."""
         with self.lock:
             return self.db.execute("PRAGMA data_version").fetchone()[0]
 

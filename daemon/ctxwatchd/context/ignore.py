@@ -28,6 +28,8 @@ from typing import NamedTuple, NoReturn
 
 from ctxwatchd.goregexp import GoRegexp
 
+from ..gostrings import go_clean, go_trim_space
+
 __all__ = [
     "IgnoreFileError",
     "MatchState",
@@ -47,37 +49,6 @@ class IgnoreFileError(ValueError):
         super().__init__(f".dockerignore line {line}: {problem}")
         self.line = line
         self.problem = problem
-
-
-# --------------------------------------------------------------------------
-# Go string and path helpers
-
-# unicode.IsSpace, which strings.TrimSpace uses; str.strip() would also eat
-# the ASCII separators \x1c-\x1f, which Go keeps.
-_GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(map(chr, range(0x2000, 0x200B)))
-
-
-def _go_trim_space(s: str) -> str:
-    return s.strip(_GO_SPACE)
-
-
-def _go_clean(path: str) -> str:
-    """Go's filepath.Clean for "/"-separated paths (posixpath.normpath keeps "//")."""
-    rooted = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part != "..":
-            parts.append(part)
-        elif parts and parts[-1] != "..":
-            parts.pop()
-        elif not rooted:  # a relative path keeps the ".." it cannot resolve
-            parts.append("..")
-    cleaned = "/".join(parts)
-    if rooted:
-        return "/" + cleaned
-    return cleaned or "."
 
 
 # --------------------------------------------------------------------------
@@ -375,7 +346,7 @@ class MatchState(NamedTuple):
 
 def _ancestors(rel_path: str) -> list[str]:
     """ "a/b/c" -> ["a", "a/b"], from the cleaned directory part as Go's filepath.Dir gives it."""
-    parent = _go_clean(rel_path[: rel_path.rfind("/") + 1])
+    parent = go_clean(rel_path[: rel_path.rfind("/") + 1])
     if parent == ".":
         return []
     return [parent[:i] for i, char in enumerate(parent) if char == "/"] + [parent]
@@ -415,11 +386,11 @@ class PathMatcher:
         """
         compiled = []
         for raw in patterns:
-            text = _go_trim_space(raw)
+            text = go_trim_space(raw)
             if not text:
                 continue
             # New cleans before looking for "!", so "!./a" stays "./a".
-            text = _go_clean(text)
+            text = go_clean(text)
             exception = text.startswith("!")
             if exception:
                 if text == "!":
@@ -547,14 +518,14 @@ def _ignore_line(line: str) -> str | None:
     # Only a "#" in the first column starts a comment: " # x" is a pattern.
     if line.startswith("#"):
         return None
-    pattern = _go_trim_space(line)
+    pattern = go_trim_space(line)
     if not pattern:
         return None
     invert = pattern.startswith("!")
     if invert:
-        pattern = _go_trim_space(pattern[1:])
+        pattern = go_trim_space(pattern[1:])
     if pattern:  # a lone "!" is kept; patternmatcher.New rejects it
-        pattern = _go_clean(pattern)
+        pattern = go_clean(pattern)
         if len(pattern) > 1 and pattern.startswith("/"):
             pattern = pattern[1:]
     return "!" + pattern if invert else pattern

@@ -146,7 +146,7 @@ class Tree:
         self.bytes_hashed = 0
         self.generation = 0  # bumped on every change: answers computed before are stale
         # Records saved by an earlier run, asked for one folder at a time when
-        # a file digest there is first needed (ready()): a file whose stat key
+        # a file digest there is first needed (apply_saved_records()): a file whose stat key
         # is unchanged is not read again. A restart whose folders kept their
         # listings never needs them (see ContextView's saved digests).
         self.saved_in = saved_in
@@ -179,7 +179,7 @@ class Tree:
                 self.unapplied.add(rel)
         return entry.children
 
-    def ready(self, rel: str, entry: Entry | None) -> None:
+    def apply_saved_records(self, rel: str, entry: Entry | None) -> None:
         """Give the files of the listed folder `rel` the records saved by an
         earlier run, where their stat keys still match (once per listing)."""
         if rel not in self.unapplied:
@@ -199,7 +199,7 @@ class Tree:
         if self.must_read(entry):
             folder = rel.rpartition("/")[0]
             if folder in self.unapplied:
-                self.ready(folder, self.get(folder))
+                self.apply_saved_records(folder, self.get(folder))
             if self.must_read(entry):
                 self._hash(rel, entry)
 
@@ -255,7 +255,7 @@ class Tree:
     def apply_saved(self) -> None:
         """Apply every listed folder's saved records (before they move elsewhere)."""
         for rel in list(self.unapplied):
-            self.ready(rel, self.get(rel))
+            self.apply_saved_records(rel, self.get(rel))
 
     def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
         """Every entry already known, parents before children."""

@@ -286,7 +286,7 @@ class ContextView:
             # Files of a folder whose saved digest may stand are not even looked at.
             look_at_files = not state.excluded and not self._listing_unchanged(path, item)
             if look_at_files:
-                self.tree.ready(self._tree_rel(path), item)
+                self.tree.apply_saved_records(self._tree_rel(path), item)
             wide = self.wide.get(path)
             if wide is not None and wide.holds(item, state):  # only its changed entries need looking at
                 listing = {name: listing[name] for name in wide.stale | wide.racy if name in listing}
@@ -401,7 +401,7 @@ class ContextView:
         """The sent entries of a folder; yields each sub-folder to be visited."""
         children = []
         listing = self._listing(rel, entry)
-        self.tree.ready(self._tree_rel(rel), entry)
+        self.tree.apply_saved_records(self._tree_rel(rel), entry)
         shared = self.matcher.entries_state(rel, state)  # None: match each
         must_read = self.tree.must_read
         for name in sorted(listing):
@@ -432,7 +432,7 @@ class ContextView:
         else:
             names = wide.stale | wide.racy
         wide.stale = set()
-        self.tree.ready(self._tree_rel(rel), entry)
+        self.tree.apply_saved_records(self._tree_rel(rel), entry)
         shared = self.matcher.entries_state(rel, state)  # None: match each
         for name in names:
             child_entry = listing.get(name)

@@ -6,11 +6,7 @@ import os
 import stat
 import time
 
-from .records import StatKey, stat_key
-
-# A file whose mtime is this recent may be rewritten within the same timestamp
-# tick without a visible stat change (the racy case): read it again.
-RECENT_WRITE_NS = 50_000_000
+from .records import StatKey, is_racy, stat_key
 
 
 class NotRegularFile(OSError):
@@ -35,8 +31,10 @@ class WatchedFile:
             return None
         if not stat.S_ISREG(st.st_mode):
             raise NotRegularFile(f"{self.path} is not a regular file (never opened: it could block)")
-        if stat_key(st) != self.key or time.time_ns() - st.st_mtime_ns < RECENT_WRITE_NS:
+        key = stat_key(st)
+        # A file written moments ago may be written again without a visible stat change: read it again.
+        if key != self.key or is_racy(key, time.time_ns()):
             with open(self.path, "rb") as f:
                 self.data = f.read()
-            self.key = stat_key(st)
+            self.key = key
         return self.data

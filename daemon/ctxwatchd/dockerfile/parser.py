@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+from ..gostrings import GO_SPACE, byte_view, from_byte_view, go_lower, go_quote, go_trim_space, valid_runes
+
 __all__ = ["DockerfileSyntaxError", "Heredoc", "Instruction", "ParsedDockerfile", "Span", "dump", "parse"]
 
 
@@ -83,11 +85,6 @@ class _Invalid(Exception):
     """A parse failure whose line the caller knows."""
 
 
-# Go's unicode.IsSpace; Python's str.isspace() also counts \x1c-\x1f.
-_GO_SPACE = (
-    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
-    "\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 # unicode.IsSpace applied to single bytes, as BuildKit's byte-wise scanners do.
 _BYTE_SPACE = "\t\n\v\f\r \x85\xa0"
 _WHITESPACE = re.compile(r"[\t\v\f\r ]+")
@@ -95,69 +92,10 @@ _WHITESPACE = re.compile(r"[\t\v\f\r ]+")
 _DIRECTIVE = re.compile(r"([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*")
 _HEREDOC_WORD = re.compile(r"[0-9]*<<(-?)[\t\n\f\r ]*([^<]*)")
 _LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _KNOWN_DIRECTIVES = ("syntax", "escape", "check")
 _HEREDOC_KEYWORDS = ("add", "copy", "run")
 _MAX_LINE_BYTES = 65535  # bufio.Scanner's token limit, minus the newline
-_GO_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    '"': '\\"',
-    "\\": "\\\\",
-}
 _NOT_STRING_ARRAY = "when using JSON array syntax, arrays must be comprised of strings only"
-
-
-# --- Go string semantics ---------------------------------------------------
-
-
-def _go_strip(text: str) -> str:
-    return text.strip(_GO_SPACE)
-
-
-def _go_lower(text: str) -> str:
-    """strings.ToLower: simple per-rune mapping, invalid bytes become U+FFFD."""
-    return "".join("i" if ch == "\u0130" else ch.lower() for ch in _valid_runes(text))
-
-
-def _valid_runes(text: str) -> str:
-    """What Go yields when it decodes runes: U+FFFD for every invalid byte."""
-    return _SURROGATE.sub("\ufffd", text)
-
-
-def _byte_view(text: str) -> str:
-    """One char per UTF-8 byte, for BuildKit code that walks bytes as runes."""
-    return text.encode("utf-8", "surrogateescape").decode("latin-1")
-
-
-def _from_byte_view(view: str) -> str:
-    return view.encode("latin-1").decode("utf-8", "surrogateescape")
-
-
-def _go_quote(text: str) -> str:
-    """strconv.Quote."""
-    out = ['"']
-    for ch in text:
-        code = ord(ch)
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif 0xDC80 <= code <= 0xDCFF:  # a surrogate-escaped invalid byte
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif ch.isprintable():
-            out.append(ch)
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\x{code:02x}")
-        elif code < 0x10000:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(f"\\U{code:08x}")
-    out.append('"')
-    return "".join(out)
 
 
 # --- lines and directives --------------------------------------------------
@@ -197,7 +135,7 @@ class _Directives:
     def feed(self, line: str) -> None:
         if self._done:
             return
-        match = _DIRECTIVE.fullmatch(line[1:].lstrip(_GO_SPACE)) if line.startswith("#") else None
+        match = _DIRECTIVE.fullmatch(line[1:].lstrip(GO_SPACE)) if line.startswith("#") else None
         name = match[1].lower() if match else ""
         if match is None or name not in _KNOWN_DIRECTIVES:
             self._done = True  # any other line ends the directive block for good
@@ -212,7 +150,7 @@ class _Directives:
 
 
 def _is_comment(line: str) -> bool:
-    return line.lstrip(_GO_SPACE).startswith("#")
+    return line.lstrip(GO_SPACE).startswith("#")
 
 
 def _trim_continuation(line: str, escape: str) -> tuple[str, bool]:
@@ -232,7 +170,7 @@ def _extract_flags(text: str, escape: str) -> tuple[list[str], str]:
 
     BuildKit walks bytes here, so multi-byte characters are seen byte by byte.
     """
-    view = _byte_view(text)
+    view = byte_view(text)
     flags: list[str] = []
     word: list[str] = []
     quote = ""
@@ -245,7 +183,7 @@ def _extract_flags(text: str, escape: str) -> tuple[list[str], str]:
                 pos += 1
                 continue
             if not view.startswith("--", pos):
-                return flags, _from_byte_view(view[pos:])
+                return flags, from_byte_view(view[pos:])
             in_word = True
         if ch == escape:
             word.append(view[pos + 1 : pos + 2])  # an escape as the last byte is dropped
@@ -258,7 +196,7 @@ def _extract_flags(text: str, escape: str) -> tuple[list[str], str]:
                 word.append(ch)
         elif ch in _BYTE_SPACE:
             if "".join(word) == "--":  # "--" ends the flags
-                return flags, _from_byte_view(view[pos:])
+                return flags, from_byte_view(view[pos:])
             flags.append("".join(word))
             word, in_word = [], False
         elif ch in "'\"":
@@ -273,7 +211,7 @@ def _extract_flags(text: str, escape: str) -> tuple[list[str], str]:
 
 def _parse_words(text: str, escape: str) -> list[str]:
     """Split on blanks, keeping quotes and escapes in the words."""
-    text = _valid_runes(text)
+    text = valid_runes(text)
     words: list[str] = []
     word: list[str] = []
     quote = ""
@@ -286,7 +224,7 @@ def _parse_words(text: str, escape: str) -> list[str]:
                 word += [ch, text[pos]]
                 pos += 1
             continue
-        if not quote and ch in _GO_SPACE:
+        if not quote and ch in GO_SPACE:
             if word:
                 words.append("".join(word))
             word = []
@@ -303,7 +241,7 @@ def _parse_words(text: str, escape: str) -> list[str]:
 
 def _parse_json(text: str) -> tuple[str, ...] | None:
     """A JSON array of strings, None if the text is not JSON (then it is shell form)."""
-    body = text.lstrip(_GO_SPACE)
+    body = text.lstrip(GO_SPACE)
     if not body.startswith("["):
         return None
     try:
@@ -314,7 +252,7 @@ def _parse_json(text: str) -> tuple[str, ...] | None:
         raise _Invalid(_NOT_STRING_ARRAY) from None
     if not all(isinstance(value, str) for value in values):
         raise _Invalid(_NOT_STRING_ARRAY)
-    return tuple(_valid_runes(value) for value in values)
+    return tuple(valid_runes(value) for value in values)
 
 
 def _reject_json(token: str) -> float:
@@ -379,7 +317,7 @@ def _key_values(keyword: str) -> _ArgParser:
         args: list[str] = []
         for word in words:
             if "=" not in word:
-                raise _Invalid(f"Syntax error - can't find = in {_go_quote(word)}. Must be of the form: name=value")
+                raise _Invalid(f"Syntax error - can't find = in {go_quote(word)}. Must be of the form: name=value")
             args += [*word.split("=", 1), "="]
         return tuple(args), False
 
@@ -388,13 +326,13 @@ def _key_values(keyword: str) -> _ArgParser:
 
 def _healthcheck(rest: str, escape: str) -> tuple[tuple[str, ...], bool]:
     """A type word (CMD, NONE, ...) then a command in JSON or shell form."""
-    view = _byte_view(rest)  # BuildKit finds the type's end byte by byte
+    view = byte_view(rest)  # BuildKit finds the type's end byte by byte
     end = next((i for i, ch in enumerate(view) if ch in _BYTE_SPACE), len(view))
     if end == 0:
         return (), False
     command = view[end:].lstrip(_BYTE_SPACE)
-    args, json_form = _maybe_json(_from_byte_view(command), escape)
-    return (_from_byte_view(view[:end]), *args), json_form
+    args, json_form = _maybe_json(from_byte_view(command), escape)
+    return (from_byte_view(view[:end]), *args), json_form
 
 
 _ARG_PARSERS: dict[str, _ArgParser] = {
@@ -421,9 +359,9 @@ _ARG_PARSERS: dict[str, _ArgParser] = {
 
 def _split_command(line: str, escape: str) -> tuple[str, tuple[str, ...], str]:
     """Lowercase keyword, flags, and the argument text after them."""
-    keyword, *rest = _WHITESPACE.split(_go_strip(line), maxsplit=1)
+    keyword, *rest = _WHITESPACE.split(go_trim_space(line), maxsplit=1)
     flags, args_text = _extract_flags(rest[0], escape) if rest else ([], "")
-    return _go_lower(keyword), tuple(flags), _go_strip(args_text)
+    return go_lower(keyword), tuple(flags), go_trim_space(args_text)
 
 
 def _parse_instruction(line: str, escape: str, start: int, end: int) -> Instruction:
@@ -452,7 +390,7 @@ class _ShellWords:
     """
 
     def __init__(self, text: str, raw_quotes: bool, raw_escapes: bool) -> None:
-        self._text = _valid_runes(text).removeprefix("\ufeff")  # Go's text/scanner skips a BOM
+        self._text = valid_runes(text).removeprefix("\ufeff")  # Go's text/scanner skips a BOM
         self._pos = 0
         self._raw_quotes = raw_quotes
         self._raw_escapes = raw_escapes
@@ -520,7 +458,7 @@ class _ShellWords:
 
     def _add_text(self, text: str, words: list[str], in_word: bool) -> bool:
         for ch in text:
-            if ch not in _GO_SPACE:
+            if ch not in GO_SPACE:
                 self._buffer += ch
                 in_word = True
             elif in_word and self._buffer:
@@ -683,7 +621,7 @@ def parse(text: str | bytes) -> ParsedDockerfile:
     instructions: list[Instruction] = []
     warnings: list[str] = []
     while (raw := lines.next()) is not None:
-        first = raw.rstrip("\r\n").lstrip(_GO_SPACE)
+        first = raw.rstrip("\r\n").lstrip(GO_SPACE)
         try:
             directives.feed(first)
         except _Invalid as exc:
@@ -693,16 +631,16 @@ def parse(text: str | bytes) -> ParsedDockerfile:
         if not more and not logical:
             continue
         whole = raw.rstrip("\r\n")
-        span = Span(start, len(whole) - len(first), start, len(whole.rstrip(_GO_SPACE)))
+        span = Span(start, len(whole) - len(first), start, len(whole.rstrip(GO_SPACE)))
         parts, empty_line = [logical], False
         while more and (raw := lines.next()) is not None:
             part = raw.rstrip("\r\n")
             if _is_comment(part):
                 continue  # comments inside a continuation vanish
-            if not part.lstrip(_GO_SPACE):
+            if not part.lstrip(GO_SPACE):
                 empty_line = True  # blank lines vanish too, with a warning
                 continue
-            span = span._replace(end_line=lines.number, end_column=len(part.rstrip(_GO_SPACE)))
+            span = span._replace(end_line=lines.number, end_column=len(part.rstrip(GO_SPACE)))
             part, more = _trim_continuation(part, directives.escape)
             parts.append(part)
         line = "".join(parts)
@@ -750,7 +688,7 @@ def _dump_instruction(ins: Instruction) -> str:
     while ins.next:  # a loop: ONBUILD may be chained deeply
         heads.append(_dump_head(ins))
         ins = ins.next
-    text = _go_strip(" ".join([_dump_head(ins), *map(_go_quote, ins.args)]))
+    text = go_trim_space(" ".join([_dump_head(ins), *map(go_quote, ins.args)]))
     for head in reversed(heads):
         text = f"{head} ({text})"
     return text
@@ -759,4 +697,4 @@ def _dump_instruction(ins: Instruction) -> str:
 def _dump_head(ins: Instruction) -> str:
     if not ins.flags:
         return ins.keyword
-    return f"{ins.keyword} [{' '.join(map(_go_quote, ins.flags))}]"
+    return f"{ins.keyword} [{' '.join(map(go_quote, ins.flags))}]"

@@ -185,18 +185,19 @@ def _fail_unsent_wildcard_folders(keys: list[StepKey]) -> None:
 
 
 def _may_look_in(pattern: str, folder: str) -> bool:
-    """Whether a wildcard could match something below `folder`: BuildKit then
-    sends the folder while it looks (`*/a.txt` sends `src`, `src/**/*.go` every
-    folder below `src`)."""
+    """Whether a `**` of a wildcard could match below `folder`: BuildKit then
+    sends every folder there while it looks (`src/**/*.go` sends `src/lib`).
+    Other wildcards send a folder only with a match in it."""
     wanted = [p for p in pattern.split("/") if p and p != "."]
-    for i, name in enumerate(p for p in folder.split("/") if p):
+    names = [p for p in folder.split("/") if p]
+    for i, name in enumerate(names):
         if i >= len(wanted) - 1:
             return False
         if wanted[i] == "**":
             return True
         if not filepath_match(wanted[i], name):
             return False
-    return True
+    return len(wanted) > len(names) and wanted[len(names)] == "**"
 
 
 def _content(

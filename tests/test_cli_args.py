@@ -127,9 +127,19 @@ def test_no_command_prints_help_and_exits_2(capsys):
     assert "usage: ctxwatch" in capsys.readouterr().err
 
 
-def test_unknown_command_is_a_usage_error(capsys):
+def test_unknown_command_is_a_usage_error_listing_the_commands(capsys):
     assert cli.main(["frobnicate"]) == 2
-    assert "invalid choice" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown command 'frobnicate'; commands: add, ls, rm," in err, err
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggested"),
+    [(["stauts"], "status"), (["chek"], "check"), (["daemon", "statsu"], "status"), (["daemon", "restrat"], "restart")],
+)
+def test_a_mistyped_command_gets_a_suggestion(argv, suggested, capsys):
+    assert cli.main(argv) == 2
+    assert f"unknown command {argv[-1]!r}; did you mean {suggested!r}?" in capsys.readouterr().err
 
 
 def test_help_exits_0(capsys):

@@ -108,7 +108,7 @@ def test_acceptance_scenario(shared_daemon, tmp_path):
     (folder / ".dockerignore").write_text("# nothing ignored\n")
     run("check", name)
 
-    report = json.loads(run("status", "--json", name).stdout)
+    [report] = json.loads(run("status", "--json", name).stdout)["reports"]
     assert report["context"]["name"] == name
     assert report["context"]["path"] == str(folder)
     assert report["allCached"] is True
@@ -122,7 +122,7 @@ def test_acceptance_scenario(shared_daemon, tmp_path):
     listed = run("ls").stdout
     assert re.search(rf"^{re.escape(name)}\s+{re.escape(str(folder))}\s", listed, re.M), listed
 
-    removed = run("rm", name).stdout
+    removed = run("rm", "--forget", name).stdout
     assert f"removed context {name!r}" in removed
     unknown = run("check", name, code=2)
     assert unknown.stderr.startswith("ctxwatch: ") and repr(name) in unknown.stderr, unknown.stderr

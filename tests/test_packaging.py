@@ -41,7 +41,9 @@ def test_every_lower_bound_is_pinned_in_the_minimum_constraints() -> None:
     for requirement in _requirements():
         name, bound = _lower_bound(requirement)
         assert name in pins, f"{name} is not pinned in {CONSTRAINTS.name}: add {name}=={bound}"
-        assert _padded(pins[name]) == _padded(bound), f"{CONSTRAINTS.name} pins {name}=={pins[name]}, the bound is {bound}"
+        assert _padded(pins[name]) == _padded(bound), (
+            f"{CONSTRAINTS.name} pins {name}=={pins[name]}, the bound is {bound}"
+        )
 
 
 def test_nothing_is_pinned_that_is_not_required() -> None:

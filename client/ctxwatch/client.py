@@ -107,9 +107,14 @@ class CtxwatchClient:
         request = pb.MarkBuiltRequest(context=_as_ref(ref), options=options)
         return self._call(self._stub.MarkBuilt, request)
 
-    def prune(self, refs: Iterable[RefLike] = (), keep: int = 0) -> pb.PruneBuildsResponse:
-        """Forget all but the newest `keep` builds of the contexts (none given: all)."""
-        request = pb.PruneBuildsRequest(contexts=[_as_ref(ref) for ref in refs], keep=keep)
+    def prune(
+        self, refs: Iterable[RefLike] = (), keep: int = 0, older_than_s: float = 0.0, dry_run: bool = False
+    ) -> pb.PruneBuildsResponse:
+        """Forget all but the newest `keep` builds of the contexts (none given: all), only those at least
+        `older_than_s` old when given; with `dry_run`, count them and forget nothing."""
+        request = pb.PruneBuildsRequest(
+            contexts=[_as_ref(ref) for ref in refs], keep=keep, older_than_seconds=older_than_s, dry_run=dry_run
+        )
         return self._call(self._stub.PruneBuilds, request)
 
     def watch(self, ref: RefLike, options: pb.BuildOptions | None = None) -> Iterator[pb.Report]:

@@ -108,6 +108,13 @@ def render_daemon_status(status: pb.DaemonStatus) -> str:
                 ["state dir", status.state_dir],
                 ["memory", f"{status.memory_rss_bytes / 1e6:.1f} MB RSS"],
                 ["queue", f"{_plural(status.queue_depth, 'event')} not yet applied"],
+                ["log", log_destination(status.log_file)],
+                [
+                    "idle exit",
+                    f"after {format_duration(status.idle_timeout_seconds)} without a client"
+                    if status.idle_timeout_seconds
+                    else "never",
+                ],
                 ["contexts", str(status.contexts)],
                 ["activity", status.activity or "idle"],
             ]
@@ -130,6 +137,12 @@ def render_daemon_status(status: pb.DaemonStatus) -> str:
     ]
     lines += ["  " + line for line in _align(rows, right={1, 2, 3})]
     return "\n".join(lines)
+
+
+def log_destination(log_file: str) -> str:
+    if log_file == "journal":
+        return "the journal (journalctl --user -u ctxwatchd)"
+    return log_file or "stderr"
 
 
 def render_mark_built(response: pb.MarkBuiltResponse) -> str:

@@ -7,11 +7,14 @@ loading its state) is waited for, never started a second time.
 
 from __future__ import annotations
 
+import collections
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,6 +26,9 @@ from ctxwatch_api.processes import ALREADY_SERVING_EXIT, alive
 DEFAULT_START_TIMEOUT = 10.0
 LOG_NAME = "ctxwatchd.log"
 LOG_TAIL_LINES = 20
+# A daemon the CLI starts exits after this long without a client (a restart costs about a second).
+IDLE_TIMEOUT_S = 3 * 3600
+_FOLLOW_POLL_S = 0.25
 _PROBE_TIMEOUT = 1.0
 _FIRST_DELAY = 0.01
 _MAX_DELAY = 0.25
@@ -72,22 +78,29 @@ def ensure_daemon(
     status = probe(socket_path)
     if status == SERVING:
         return
-    log_path = paths.resolve_state_dir(state_dir) / LOG_NAME
+    log = log_path(state_dir)
     process = None
     if status is None:
         if not spawn:
             raise not_running_error(socket_path)
-        process = start_daemon(socket_path, state_dir, log_path)
-    wait_until_serving(socket_path, timeout, process, log_path)
+        process = start_daemon(socket_path, state_dir, log)
+    wait_until_serving(socket_path, timeout, process, log)
+
+
+def log_path(state_dir: str | None) -> Path:
+    """Where a daemon the CLI starts logs (`state_dir`: the --state-dir flag or None)."""
+    return paths.resolve_state_dir(state_dir) / LOG_NAME
 
 
 def start_daemon(socket_path: Path, state_dir: str | None, log_path: Path) -> subprocess.Popen:
-    """Start ctxwatchd detached from this process, logging to `log_path`."""
-    command = [sys.executable, "-m", "ctxwatchd", "--socket", str(socket_path)]
+    """Start ctxwatchd detached from this process, logging to `log_path` (rotated by the daemon)."""
+    command = [sys.executable, "-m", "ctxwatchd", "--socket", str(socket_path), "--log-file", str(log_path)]
+    command += ["--idle-timeout", str(IDLE_TIMEOUT_S)]
     if state_dir:
         command += ["--state-dir", str(paths.resolve_state_dir(state_dir))]
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(log_path, "ab") as log:
+        # Until its logging is set up, the daemon's stderr (e.g. an import error) goes to the log too.
         # A new session: the daemon outlives this CLI and ignores its Ctrl-C.
         return subprocess.Popen(
             command,
@@ -125,6 +138,40 @@ def wait_until_serving(
 def wait_until_stopped(socket_path: Path, pid: int, timeout: float = DEFAULT_START_TIMEOUT) -> bool:
     """Poll until nothing answers on the socket and the process has exited; False on timeout."""
     return _poll(lambda: probe(socket_path) is None and not alive(pid), timeout)
+
+
+def wait_until_serving_again(socket_path: Path, timeout: float) -> bool:
+    """Poll until a daemon serves on the socket (one restarting); False on timeout. Starts none."""
+    return _poll(lambda: is_serving(socket_path), timeout)
+
+
+def log_lines(path: Path, count: int, follow: bool = False) -> Iterator[str]:
+    """The last `count` lines of the log, then (`follow`) each new line, across rotations, until interrupted."""
+    try:
+        log = open(path, errors="replace")  # noqa: SIM115 - reopened when the daemon rotates it
+    except FileNotFoundError:
+        raise CtxwatchError("NOT_FOUND", f"no log at {path} (a daemon the CLI starts logs there)") from None
+    try:
+        yield from (line.rstrip("\n") for line in collections.deque(log, maxlen=count))
+        while follow:
+            line = log.readline()
+            if line:
+                yield line.rstrip("\n")
+            elif _rotated(path, log):
+                log.close()
+                log = open(path, errors="replace")  # noqa: SIM115
+            else:
+                time.sleep(_FOLLOW_POLL_S)
+    finally:
+        log.close()
+
+
+def _rotated(path: Path, log: TextIO) -> bool:
+    """Whether `path` is now another file than the one `log` reads (the daemon rotated it)."""
+    try:
+        return os.stat(path).st_ino != os.fstat(log.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _poll(done: Callable[[], bool], timeout: float) -> bool:

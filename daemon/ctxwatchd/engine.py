@@ -216,16 +216,24 @@ class Engine:
             report = self._answer(reg, root, options, set()).report
         return pb.MarkBuiltResponse(report=report, build_id=build_id, steps_recorded=len(rows), failed=failed)
 
-    def prune(self, refs: list[pb.ContextRef], keep: int) -> tuple[int, int]:
-        """Forget all but the newest `keep` builds of the contexts; (builds, nodes) removed."""
+    def prune(
+        self, refs: list[pb.ContextRef], keep: int, older_than_s: float = 0.0, dry_run: bool = False
+    ) -> tuple[int, int]:
+        """Forget all but the newest `keep` builds of the contexts (only those at least `older_than_s`
+        old when given); (builds, nodes) removed. With `dry_run`, (builds that would go, 0)."""
         if keep < 0:
             raise InvalidArgument(f"keep: {keep} is negative")
+        if older_than_s < 0:
+            raise InvalidArgument(f"older_than_seconds: {older_than_s:g} is negative")
+        before_ms = int((time.time() - older_than_s) * 1000) if older_than_s else None
         targets = self.resolve_all(refs)
-        removed = sum(self._drop_builds(reg.row.name, keep) for reg in targets)
+        if dry_run:
+            return sum(self._store.prune(reg.row.name, keep, before_ms, dry_run=True) for reg in targets), 0
+        removed = sum(self._drop_builds(reg.row.name, keep, before_ms) for reg in targets)
         return removed, self._collect_garbage()
 
-    def _drop_builds(self, name: str, keep: int) -> int:
-        removed = self._store.prune(name, keep)
+    def _drop_builds(self, name: str, keep: int, before_ms: int | None = None) -> int:
+        removed = self._store.prune(name, keep, before_ms)
         if removed:
             self._histories.forget(name)
             self.notify_activity()

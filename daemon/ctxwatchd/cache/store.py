@@ -317,16 +317,19 @@ class Store:
             )
         return build_id
 
-    def prune(self, context: str, keep: int) -> int:
-        """Forget all but the newest `keep` builds of a context; returns how many went."""
+    def prune(self, context: str, keep: int, before_ms: int | None = None, dry_run: bool = False) -> int:
+        """Forget all but the newest `keep` builds of a context, only those recorded before
+        `before_ms` when given; returns how many went (or would go, with `dry_run`)."""
+        where = (
+            "WHERE context=? AND id NOT IN (SELECT id FROM builds WHERE context=? ORDER BY id DESC LIMIT ?)"
+            " AND created_ms < ?"
+        )
+        values = (context, context, keep, before_ms if before_ms is not None else 1 << 62)
         with self.lock, self.db:
+            if dry_run:
+                return self.db.execute(f"SELECT COUNT(*) FROM builds {where}", values).fetchone()[0]
             self.db.execute("BEGIN IMMEDIATE")
-            cur = self.db.execute(
-                "DELETE FROM builds WHERE context=? AND id NOT IN "
-                "(SELECT id FROM builds WHERE context=? ORDER BY id DESC LIMIT ?)",
-                (context, context, keep),
-            )
-            return cur.rowcount
+            return self.db.execute(f"DELETE FROM builds {where}", values).rowcount
 
     def collect_garbage(self) -> int:
         """Delete the nodes no kept build references (mark from every build's

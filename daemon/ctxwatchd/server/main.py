@@ -24,6 +24,8 @@ from ctxwatch_api.processes import ALREADY_SERVING_EXIT
 from .. import __version__
 from ..cache.store import DEFAULT_MAX_BUILDS, StateUnavailable, Store
 from ..private import AlreadyLocked, NotPrivate, hold_lock, private_folder
+from . import logfile
+from .settings import SETTINGS
 
 log = logging.getLogger("ctxwatchd")
 STATE_FILE = "state.sqlite3"
@@ -60,6 +62,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"from <state dir>/{TOKEN_FILE} as 'authorization: Bearer <token>'",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="PATH",
+        help="log to this file, rotated at 5 MiB (default: stderr, which systemd sends to the journal)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="exit after this long without a call or an open stream (default 0: never)",
+    )
     parser.add_argument("--version", action="version", version=f"ctxwatchd {__version__}")
     return parser.parse_args(argv)
 
@@ -137,9 +152,8 @@ def start(socket_path: Path, state_dir: Path, max_builds: int, tcp_port: int | N
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    SETTINGS.log_destination = logfile.configure(args.log_level, args.log_file)
+    SETTINGS.idle_timeout_s = args.idle_timeout
     try:
         if args.max_builds < 1:
             log.error("--max-builds must be at least 1")

@@ -19,6 +19,7 @@ from .. import __version__
 from ..answers import context_message
 from ..engine import Engine
 from ..errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument, NotFound
+from .settings import SETTINGS
 
 log = logging.getLogger(__name__)
 WATCH_DEBOUNCE_S = 0.05
@@ -86,7 +87,9 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
 
     @_answers
     def PruneBuilds(self, request: pb.PruneBuildsRequest, context) -> pb.PruneBuildsResponse:
-        builds, nodes = self.engine.prune(_limited(request.contexts), request.keep)
+        builds, nodes = self.engine.prune(
+            _limited(request.contexts), request.keep, request.older_than_seconds, request.dry_run
+        )
         return pb.PruneBuildsResponse(builds_removed=builds, nodes_removed=nodes)
 
     def WatchInvalidations(self, request: pb.WatchInvalidationsRequest, context):
@@ -128,6 +131,8 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
             queue_depth=self.engine.queue_depth(),
             uptime_seconds=time.monotonic() - self.started,
             activity=self.engine.activity(),
+            log_file=SETTINGS.log_destination,
+            idle_timeout_seconds=SETTINGS.idle_timeout_s,
         )
 
     @_answers

@@ -25,6 +25,7 @@ from .. import __version__
 from ..cache.store import Store
 from ..engine import Engine
 from ..private import NotPrivate
+from . import idle
 from .main import LOOPBACK, STOP_SIGNALS, TOKEN_FILE, AlreadyRunning, claim_socket
 from .reflection import enable_reflection
 from .service import CtxwatchService
@@ -105,6 +106,7 @@ def _start_server(
 ) -> tuple[grpc.Server, health.HealthServicer, int]:
     """A gRPC server with every service, listening; the socket's inode tells it from a later one."""
     interceptors = [TokenCheck(token)] if token is not None else []
+    interceptors += idle.interceptors()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
         interceptors=interceptors,

@@ -204,12 +204,16 @@ class MarkBuiltResponse(_message.Message):
     def __init__(self, report: _Optional[_Union[Report, _Mapping]] = ..., build_id: _Optional[int] = ..., steps_recorded: _Optional[int] = ..., failed: _Optional[str] = ...) -> None: ...
 
 class PruneBuildsRequest(_message.Message):
-    __slots__ = ("contexts", "keep")
+    __slots__ = ("contexts", "keep", "older_than_seconds", "dry_run")
     CONTEXTS_FIELD_NUMBER: _ClassVar[int]
     KEEP_FIELD_NUMBER: _ClassVar[int]
+    OLDER_THAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     contexts: _containers.RepeatedCompositeFieldContainer[ContextRef]
     keep: int
-    def __init__(self, contexts: _Optional[_Iterable[_Union[ContextRef, _Mapping]]] = ..., keep: _Optional[int] = ...) -> None: ...
+    older_than_seconds: float
+    dry_run: bool
+    def __init__(self, contexts: _Optional[_Iterable[_Union[ContextRef, _Mapping]]] = ..., keep: _Optional[int] = ..., older_than_seconds: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
 
 class PruneBuildsResponse(_message.Message):
     __slots__ = ("builds_removed", "nodes_removed")
@@ -360,7 +364,7 @@ class GetDaemonStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DaemonStatus(_message.Message):
-    __slots__ = ("version", "pid", "socket_path", "state_dir", "contexts", "roots", "memory_rss_bytes", "queue_depth", "uptime_seconds", "activity")
+    __slots__ = ("version", "pid", "socket_path", "state_dir", "contexts", "roots", "memory_rss_bytes", "queue_depth", "uptime_seconds", "activity", "log_file", "idle_timeout_seconds")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     SOCKET_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -371,6 +375,8 @@ class DaemonStatus(_message.Message):
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
+    LOG_FILE_FIELD_NUMBER: _ClassVar[int]
+    IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     version: str
     pid: int
     socket_path: str
@@ -381,7 +387,9 @@ class DaemonStatus(_message.Message):
     queue_depth: int
     uptime_seconds: float
     activity: str
-    def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., socket_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., contexts: _Optional[int] = ..., roots: _Optional[_Iterable[_Union[WatchedRoot, _Mapping]]] = ..., memory_rss_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., activity: _Optional[str] = ...) -> None: ...
+    log_file: str
+    idle_timeout_seconds: float
+    def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., socket_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., contexts: _Optional[int] = ..., roots: _Optional[_Iterable[_Union[WatchedRoot, _Mapping]]] = ..., memory_rss_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., activity: _Optional[str] = ..., log_file: _Optional[str] = ..., idle_timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class WatchedRoot(_message.Message):
     __slots__ = ("path", "files", "directories", "healthy", "message", "files_hashed", "bytes_hashed")

@@ -1,0 +1,122 @@
+"""The contract scripts rely on: exit codes, one JSON shape per command, quiet closed pipes, colour.
+
+Run through the real CLI against a real daemon, as a script would.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from test_cli_flow import CLI, ctxwatch, make_context
+
+
+@pytest.fixture
+def context(shared_daemon, tmp_path) -> tuple[dict[str, str], Path, str]:
+    """A registered, built context: (env, folder, name)."""
+    env = shared_daemon.env()
+    folder = make_context(tmp_path / "ctx")
+    name = f"contract-{uuid.uuid4().hex[:10]}"
+    ctxwatch(env, tmp_path, "add", str(folder), "--name", name, code=0)
+    ctxwatch(env, tmp_path, "built", name, code=0)
+    return env, folder, name
+
+
+def test_check_exits_0_when_cached_and_1_when_a_step_reruns(context, tmp_path):
+    env, folder, name = context
+    ctxwatch(env, tmp_path, "check", name, code=0)
+    (folder / "app.txt").write_text("changed\n")
+    ctxwatch(env, tmp_path, "check", name, code=1)
+
+
+def test_a_dockerfile_that_does_not_parse_is_exit_2_for_check_and_status(context, tmp_path):
+    env, folder, name = context
+    (folder / "Dockerfile").write_text("FROM scratch\nCOPY --chmod=\n")
+    assert ctxwatch(env, tmp_path, "check", name, code=2).stdout
+    ctxwatch(env, tmp_path, "status", name, code=2)
+    ctxwatch(env, tmp_path, "check", "-q", name, code=2)
+
+
+def test_an_unknown_target_is_exit_2(context, tmp_path):
+    env, _, name = context
+    result = ctxwatch(env, tmp_path, "check", name, "--target", "no-such-stage", code=2)
+    assert "no-such-stage" in result.stdout
+    ctxwatch(env, tmp_path, "status", name, "--target", "no-such-stage", code=2)
+
+
+def test_an_unreadable_source_is_exit_2(context, tmp_path):
+    env, folder, name = context
+    (folder / "Dockerfile").write_text("FROM scratch\nCOPY missing.txt /x\n")
+    ctxwatch(env, tmp_path, "check", name, code=2)
+    ctxwatch(env, tmp_path, "status", name, code=2)
+
+
+def test_an_unknown_context_is_exit_2_for_every_command(shared_daemon, tmp_path):
+    env = shared_daemon.env()
+    for command in (["check"], ["status"], ["built"], ["watch"], ["prune"], ["rm", "--forget"]):
+        result = ctxwatch(env, tmp_path, *command, "no-such-context", code=2)
+        assert result.stderr.startswith("ctxwatch: ") and "no-such-context" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "keys"),
+    [
+        (["status", "--json"], {"reports"}),
+        (["check", "--json"], {"allCached", "exitCode", "reports"}),
+        (["ls", "--json"], {"contexts"}),
+        (["built", "--json"], {"report", "buildId", "stepsRecorded", "failed"}),
+        (["prune", "--json", "--dry-run"], {"buildsRemoved", "nodesRemoved", "dryRun"}),
+        (["daemon", "status", "--json"], {"running", "daemon"}),
+        (["daemon", "socket", "--json"], {"socketPath", "logPath"}),
+    ],
+)
+def test_every_json_output_is_one_object_of_a_fixed_shape(context, tmp_path, argv, keys):
+    env, _, name = context
+    named = [*argv[:1], name, *argv[1:]] if argv[0] in {"status", "check", "built", "prune"} else argv
+    document = json.loads(ctxwatch(env, tmp_path, *named, code=0).stdout)
+    assert isinstance(document, dict) and set(document) == keys
+
+
+def test_status_json_is_an_object_with_a_list_for_one_context_or_several(context, shared_daemon, tmp_path):
+    env, folder, name = context
+    other = f"contract-other-{uuid.uuid4().hex[:8]}"
+    ctxwatch(env, tmp_path, "add", str(make_context(tmp_path / "other")), "--name", other, code=0)
+    one = json.loads(ctxwatch(env, tmp_path, "status", "--json", name, code=0).stdout)
+    two = json.loads(ctxwatch(env, tmp_path, "status", "--json", name, other, code=0).stdout)
+    assert [report["context"]["name"] for report in one["reports"]] == [name]
+    assert [report["context"]["name"] for report in two["reports"]] == [name, other]
+
+
+def test_add_json_names_the_changed_options(context, tmp_path):
+    env, folder, name = context
+    document = json.loads(
+        ctxwatch(env, tmp_path, "add", str(folder), "--name", name, "--build-arg", "V=2", "--json", code=0).stdout
+    )
+    assert document["updated"] is True
+    assert document["changes"] == [{"option": "build arg V", "was": "(unset)", "now": "2"}]
+
+
+def test_a_closed_pipe_ends_quietly_with_the_commands_own_exit_code(context, tmp_path):
+    env, folder, name = context
+    (folder / "app.txt").write_text("changed\n")
+    # `ctxwatch check NAME | head -1`: head exits after one line; check must not complain.
+    for _ in range(3):
+        check = subprocess.Popen([*CLI, "check", name], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert check.stdout is not None
+        check.stdout.readline()
+        check.stdout.close()
+        _, err = check.communicate(timeout=60)
+        assert check.returncode == 1 and err == b"", err
+
+
+def test_color_follows_the_option_then_no_color(context, tmp_path):
+    env, folder, name = context
+    (folder / "app.txt").write_text("changed\n")
+    escape = "\x1b["
+    assert escape in ctxwatch(env, tmp_path, "--color=always", "status", name, code=0).stdout
+    assert escape in ctxwatch({**env, "NO_COLOR": "1"}, tmp_path, "status", name, "--color", "always", code=0).stdout
+    assert escape not in ctxwatch(env, tmp_path, "status", name, "--color=never", code=0).stdout
+    assert escape not in ctxwatch(env, tmp_path, "status", name, code=0).stdout  # auto: not a terminal

@@ -13,7 +13,6 @@ import argparse
 import concurrent.futures
 import difflib
 import importlib.metadata
-import json
 import logging
 import os
 import re

@@ -8,6 +8,7 @@ truncation).
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -187,7 +188,9 @@ def _report_header(report: pb.Report, color: bool) -> list[str]:
 
 
 def _report_error(report: pb.Report, color: bool) -> str:
-    where = f" at line {report.error_line}" if report.error_line else ""
+    # The daemon's message may name the line itself (BuildKit's "... on line 3: ..."): say it once.
+    named = report.error_line and re.search(rf"\bline {report.error_line}\b", report.error)
+    where = f" at line {report.error_line}" if report.error_line and not named else ""
     return _paint(f"error{where}", _ERROR_COLOR, color) + f": {report.error}"
 
 

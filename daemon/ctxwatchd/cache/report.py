@@ -8,11 +8,13 @@ values it sees changed, or it only re-runs because a step it depends on does.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from ..dockerfile.parser import Span
+from ..dockerfile.plan import Stage
 from .diff import CONTENT, Change, Differ
 from .keys import StepKey
 from .store import BuildRow, BuildStepRow
@@ -68,7 +70,7 @@ class ValueChange:
 class StepReport:
     """One step of a report: where it is, what it will do, and why."""
 
-    stage: str  # name, or index when unnamed
+    stage: str  # as BuildKit names it: the name in lower case, or stage-N when unnamed
     stage_index: int
     index: int  # position in build order
     instruction: str
@@ -171,7 +173,9 @@ def _input_less_workdirs_run(keys: list[StepKey], out: list[StepReport]) -> None
 
 def _base_message(k: StepKey) -> StepReport:
     step = k.step
-    return StepReport(step.stage.label, step.stage.index, k.index, step.instruction, step.line, k.key.hex(), step.span)
+    return StepReport(
+        stage_name(step.stage), step.stage.index, k.index, step.instruction, step.line, k.key.hex(), step.span
+    )
 
 
 def _decide(
@@ -219,7 +223,7 @@ def _decide_on(
             msg,
             StepStatus.INVALIDATED,
             Cause.UPSTREAM,
-            f"would not run: the build fails at step {failing} ({out[failing].instruction})",
+            f"would not run: the build fails at line {out[failing].line} ({out[failing].instruction})",
         )
         msg.upstream_step = failing
         return _Chain(same=False, culprit=failing, failing=failing)
@@ -246,7 +250,7 @@ def _decide_on(
                 msg,
                 StepStatus.UNKNOWN,
                 Cause.UPSTREAM_OUTPUT,
-                f"reads files that step {producer.index} of stage {producer.stage} ({producer.instruction}) "
+                f"reads files that line {producer.line} of stage {producer.stage} ({producer.instruction}) "
                 f"produces, and that step {how}: cached only if those files come out the same",
             )
             msg.upstream_step = producer.index
@@ -256,7 +260,7 @@ def _decide_on(
                 msg,
                 StepStatus.UNKNOWN,
                 Cause.UPSTREAM_OUTPUT,
-                f"runs on step {inherited.culprit}, whose result depends on files a re-run step produces",
+                f"runs on {_step_ref(out, inherited.culprit)}, whose result depends on files a re-run step produces",
             )
             msg.upstream_step = inherited.culprit
             return _Chain(uncertain=Cause.UPSTREAM_OUTPUT, culprit=inherited.culprit, remote=remote)
@@ -277,7 +281,7 @@ def _decide_on(
             msg,
             StepStatus.UNKNOWN,
             Cause.UPSTREAM_OUTPUT,
-            f"runs on step {inherited.culprit}, whose result depends on files a re-run step produces",
+            f"runs on {_step_ref(out, inherited.culprit)}, whose result depends on files a re-run step produces",
         )
         msg.upstream_step = inherited.culprit
         return _Chain(uncertain=Cause.UPSTREAM_OUTPUT, culprit=inherited.culprit)
@@ -291,7 +295,7 @@ def _decide_on(
             msg,
             StepStatus.INVALIDATED,
             Cause.UPSTREAM,
-            f"runs on step {culprit} ({out[culprit].instruction}), which runs again"
+            f"runs on line {out[culprit].line} ({out[culprit].instruction}), which runs again"
             if culprit is not None
             else "runs on a step that runs again",
         )
@@ -300,6 +304,35 @@ def _decide_on(
         return _Chain(same=False, culprit=culprit)
     _explain(explainer, k, msg)
     return _Chain(same=False, culprit=k.index)
+
+
+def _step_ref(out: list[StepReport], index: int | None) -> str:
+    """A step as the table shows it: by its line (and instruction)."""
+    if index is None or not 0 <= index < len(out):
+        return "a step"
+    return f"line {out[index].line} ({out[index].instruction})"
+
+
+def stage_name(stage: Stage) -> str:
+    """The stage as BuildKit names it in its progress output: its name in lower case, else stage-N."""
+    return stage.name.lower() or f"stage-{stage.index}"
+
+
+def _spec_changes(old: dict, new: dict) -> list[ValueChange]:
+    """What differs between two expanded instructions, part by part (e.g. image: node:20 -> node:22)."""
+    return [
+        ValueChange(
+            name, printable(_spec_text(old.get(name))), printable(_spec_text(new.get(name))), name in old, name in new
+        )
+        for name in sorted(set(old) | set(new))
+        if old.get(name) != new.get(name)
+    ]
+
+
+def _spec_text(value: object) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def _stage_filtered(stage, names: frozenset[str]) -> bool:
@@ -343,8 +376,9 @@ def _explain(explainer: _Explainer, k: StepKey, msg: StepReport) -> None:
             )
             msg.changed_values.extend(value_changes)
         else:
+            # Same text, other values once expanded (e.g. FROM node:${NODE_VERSION}): show those values.
             _set(msg, msg.status, Cause.INSTRUCTION_CHANGED, "the instruction changed after expansion")
-            msg.old_instruction = old.instruction
+            msg.changed_values.extend(_spec_changes(old.spec, k.step.spec))
         return
     if _explain_sources(explainer, k, old, msg):
         return

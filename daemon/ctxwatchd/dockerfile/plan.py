@@ -78,7 +78,7 @@ class InstructionParseError(PlanError):
 class Step:
     stage: Stage
     keyword: str  # run, copy, add, workdir, from
-    instruction: str  # the first line as written
+    instruction: str  # as written, on one line (continuation lines joined, as BuildKit prints it)
     line: int
     spec: dict  # everything of the instruction that goes into its key, expanded
     sources: tuple[str, ...] = ()  # context paths it reads (cleaned; may hold wildcards)
@@ -415,7 +415,8 @@ class _Planner:
         return flags
 
     def _line_text(self, ins: Instruction) -> str:
-        return self.lines[ins.start_line - 1].strip() if 0 < ins.start_line <= len(self.lines) else ins.original
+        # On one line, continuation lines joined, as BuildKit's progress output prints it.
+        return ins.original.strip()
 
 
 def _bool_flag(flags: dict[str, list[str]], name: str) -> bool:

@@ -41,7 +41,7 @@ def test_change_and_change_back_is_cached_again(shared_daemon, tmp_path: Path) -
     client.mark_built("aba")
     (ctx / "a.txt").write_text("A\n")
     assert statuses(client, "aba") == CACHED  # build 1 still holds A
-    client.unregister("aba")
+    client.unregister("aba", forget=True)
 
 
 def test_prune_forgets_old_builds_and_their_nodes(shared_daemon, tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_prune_forgets_old_builds_and_their_nodes(shared_daemon, tmp_path: Path)
     (report,) = client.reports(["prune-me"])
     assert report.builds_recorded == 0
     assert {s.cause for s in report.steps} == {pb.CAUSE_NEVER_BUILT}
-    client.unregister("prune-me")
+    client.unregister("prune-me", forget=True)
 
 
 def test_history_is_bounded_oldest_first(tmp_path: Path) -> None:
@@ -141,4 +141,4 @@ def test_many_changes_show_twenty_paths_and_count_within_a_budget(shared_daemon,
     assert len(step.changed_paths) == 20
     assert step.changed_paths_truncated  # counting stopped: the total is a lower bound
     assert 20 <= step.changed_paths_total < 1200
-    client.unregister("many")
+    client.unregister("many", forget=True)

@@ -7,8 +7,9 @@ import sqlite3
 from ctxwatchd.cache.store import SCHEMA_VERSION, BuildStepRow, ContextRow, Store
 
 # The content-hash cache as schema version 2 kept it: one row per file
-# (and no folder digests).
+# (and no folder digests, and every context watched).
 V2_FILE_RECORDS = """
+ALTER TABLE contexts DROP COLUMN watched;
 DROP TABLE folder_digests;
 DROP TABLE file_records;
 CREATE TABLE file_records (
@@ -37,7 +38,7 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
 
     store = Store(path)
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert [c.name for c in store.contexts()] == ["app"]
         assert store.build_count("app") == 1
         assert store.node_blob(b"d" * 32) == b"D"
@@ -50,6 +51,11 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
         assert store.saved_folder_digests("/repo", b"v" * 32) == {}
         store.save_folder_digests("/repo", {b"v" * 32: [("src", (b"sig", b"digest"))]})
         assert store.saved_folder_digests("/repo", b"v" * 32) == {"src": (b"sig", b"digest")}
+        # Contexts are watched (version 5); one unwatched keeps its builds and comes back when saved again.
+        assert store.unwatch_context("app") == 1
+        assert store.contexts() == [] and store.build_count("app") == 1
+        store.save_context(ContextRow("app", "/repo", "/repo/Dockerfile", {}, ""))
+        assert [c.name for c in store.contexts()] == ["app"] and store.build_count("app") == 1
     finally:
         store.close()
 

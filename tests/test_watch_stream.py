@@ -272,8 +272,8 @@ def test_watch_sees_dockerfile_edits_after_a_context_sharing_its_folder_is_unreg
 def test_unregistering_two_contexts_whose_dockerfiles_share_a_folder(client, tmp_path):
     _, one, two = two_contexts_with_dockerfiles_in_one_folder(client, tmp_path)
     try:
-        assert client.unregister(one).name == one
-        assert client.unregister(two).name == two
+        assert client.unregister(one).context.name == one
+        assert client.unregister(two).context.name == two
         assert not {one, two} & {c.name for c in client.list()}
         watched = {r.path for r in client.daemon_status().roots}
         assert not {str(tmp_path / one), str(tmp_path / two)} & watched, "a watched root outlived its context"

@@ -139,9 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(commands, "ls", "list registered contexts", _cmd_ls, common, as_json)
 
-    rm = _command(commands, "rm", "stop watching a context and forget its recorded builds", _cmd_rm, common, as_json)
+    rm = _command(commands, "rm", "stop watching a context (its recorded builds are kept)", _cmd_rm, common, as_json)
     rm.add_argument("context", metavar="PATH|NAME").completer = _complete_contexts  # type: ignore[attr-defined]
-    rm.add_argument("--forget", action="store_true", help="required: confirms its recorded builds are forgotten")
+    rm.add_argument("--forget", action="store_true", help="also forget its recorded builds")
 
     report_options = _report_options()
     _command(
@@ -470,18 +470,18 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _cmd_rm(args: argparse.Namespace) -> int:
-    if not args.forget:
-        # The daemon drops a context's recorded builds with it: say so before anything is lost.
-        raise ValueError(
-            f"removing {args.context!r} also forgets its recorded builds (its steps would no longer count as "
-            "cached if it is added again); give --forget to remove it anyway"
-        )
     with _connect(args) as client:
-        context = client.unregister(context_ref(args.context))
+        response = client.unregister(context_ref(args.context), forget=args.forget)
+    context = response.context
     if args.json:
-        emit(json_output.dumps(json_output.removed(context, history_kept=False)))
-    else:
+        emit(json_output.dumps(json_output.removed(response, history_kept=not args.forget)))
+    elif args.forget:
         emit(f"removed context {context.name!r} ({context.path}) and forgot its recorded builds")
+    else:
+        emit(
+            f"removed context {context.name!r} ({context.path}); its {response.builds_kept} recorded build(s) are "
+            f"kept: `ctxwatch add` it again as {context.name!r} to use them, or `ctxwatch rm --forget` to drop them"
+        )
     return EXIT_OK
 
 

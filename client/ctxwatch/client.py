@@ -91,9 +91,10 @@ class CtxwatchClient:
         request = register_request(path, dockerfile, build_args, target, name)
         return self._call(self._stub.RegisterContext, request)
 
-    def unregister(self, ref: RefLike) -> pb.Context:
-        request = pb.UnregisterContextRequest(context=_as_ref(ref))
-        return self._call(self._stub.UnregisterContext, request).context
+    def unregister(self, ref: RefLike, forget: bool = False) -> pb.UnregisterContextResponse:
+        """Stop watching a context; its recorded builds are kept unless `forget`."""
+        request = pb.UnregisterContextRequest(context=_as_ref(ref), forget=forget)
+        return self._call(self._stub.UnregisterContext, request)
 
     def list(self) -> list[pb.Context]:
         return list(self._call(self._stub.ListContexts, pb.ListContextsRequest()).contexts)

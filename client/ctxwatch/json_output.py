@@ -61,9 +61,9 @@ def added(
     }
 
 
-def removed(context: pb.Context, history_kept: bool) -> dict[str, Any]:
-    """`rm`: the context removed, and whether its recorded builds were kept."""
-    return {"context": message(context), "historyKept": history_kept}
+def removed(response: pb.UnregisterContextResponse, history_kept: bool) -> dict[str, Any]:
+    """`rm`: the context removed, whether its recorded builds were kept, and how many."""
+    return {**message(response), "historyKept": history_kept}
 
 
 def built(response: pb.MarkBuiltResponse) -> dict[str, Any]:

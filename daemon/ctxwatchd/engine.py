@@ -101,14 +101,16 @@ class Engine:
             Registration(req.path, req.dockerfile, dict(req.build_args), req.target, req.name)
         )
 
-    def unregister(self, ref: pb.ContextRef) -> ContextRow:
-        reg, root = self._registry.unregister(_ref(ref))
+    def unregister(self, ref: pb.ContextRef, forget: bool = False) -> tuple[ContextRow, int]:
+        """Stop watching a context; keep its recorded builds unless `forget`. Returns the row and
+        how many builds were kept."""
+        reg, root = self._registry.unregister(_ref(ref), forget)
         if root is not None:
             with self._root_locked(root) as locked:
                 if locked:  # the root lives on for other contexts: drop the views only this one read
                     used = set().union(*(c.views for c in self._registry.using(root)))
                     self._views.keep_only(root.path, used)
-        return reg.row
+        return reg.row, 0 if forget else self._store.build_count(reg.row.name)
 
     def resolve(self, ref: pb.ContextRef) -> Registered:
         return self._registry.resolve(_ref(ref))

@@ -269,16 +269,19 @@ class Registry:
         self._contexts[name] = self._activate(row)
         return row, False
 
-    def unregister(self, ref: ContextRef) -> tuple[Registered, WatchedRoot | None]:
-        """Remove a context; its root, if no other context uses it, is closed.
-        (The caller drops the context's views, under the root's lock.)"""
+    def unregister(self, ref: ContextRef, forget: bool = False) -> tuple[Registered, WatchedRoot | None]:
+        """Remove a context (its recorded builds are kept unless `forget`); its root, if no other
+        context uses it, is closed. (The caller drops the context's views, under the root's lock.)"""
         while True:
             reg = self.resolve(ref)
             root = reg.root
             with self._roots_locked([root.path] if root is not None else []):
                 if reg.root is not root or not self.is_registered(reg):
                     continue
-                self._store.delete_context(reg.row.name)
+                if forget:
+                    self._store.delete_context(reg.row.name)
+                else:
+                    self._store.unwatch_context(reg.row.name)
                 del self._contexts[reg.row.name]
                 if reg.dockerfile_watch is not None:
                     self._unwatch_folder(reg.dockerfile_watch)

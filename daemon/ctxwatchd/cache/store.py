@@ -24,7 +24,7 @@ from ..private import private_file
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context (ctxwatchd --max-builds)
 PAGE_CACHE_KIB = 512
 OPEN_WAIT_S = 30.0  # how long a start waits for another process to release the state file
@@ -106,6 +106,8 @@ CREATE TABLE folder_digests (
     PRIMARY KEY (root, view, folder)
 ) WITHOUT ROWID;
 """,
+    # `ctxwatch rm` without --forget keeps a context's recorded builds: its row stays, unwatched.
+    4: "ALTER TABLE contexts ADD COLUMN watched INTEGER NOT NULL DEFAULT 1;",
 }
 
 
@@ -233,7 +235,8 @@ class Store:
     def contexts(self) -> list[ContextRow]:
         with self.lock:
             rows = self.db.execute(
-                "SELECT name, path, dockerfile, build_args, target, created_ms FROM contexts ORDER BY name"
+                "SELECT name, path, dockerfile, build_args, target, created_ms FROM contexts WHERE watched=1 "
+                "ORDER BY name"
             ).fetchall()
         return [ContextRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
@@ -242,7 +245,7 @@ class Store:
             self.db.execute(
                 "INSERT INTO contexts(name, path, dockerfile, build_args, target, created_ms) VALUES (?,?,?,?,?,?) "
                 "ON CONFLICT(name) DO UPDATE SET path=excluded.path, dockerfile=excluded.dockerfile, "
-                "build_args=excluded.build_args, target=excluded.target",
+                "build_args=excluded.build_args, target=excluded.target, watched=1",
                 (
                     row.name,
                     row.path,
@@ -254,8 +257,16 @@ class Store:
             )
 
     def delete_context(self, name: str) -> None:
+        """Forget the context and its recorded builds."""
         with self.lock, self.db:
             self.db.execute("DELETE FROM contexts WHERE name=?", (name,))
+
+    def unwatch_context(self, name: str) -> int:
+        """Stop listing the context but keep its recorded builds (registering the name again
+        brings them back); returns how many builds are kept."""
+        with self.lock, self.db:
+            self.db.execute("UPDATE contexts SET watched=0 WHERE name=?", (name,))
+            return self.db.execute("SELECT COUNT(*) FROM builds WHERE context=?", (name,)).fetchone()[0]
 
     # -- builds ---------------------------------------------------------------------
     def record_build(

@@ -70,7 +70,8 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
 
     @_answers
     def UnregisterContext(self, request: pb.UnregisterContextRequest, context) -> pb.UnregisterContextResponse:
-        return pb.UnregisterContextResponse(context=context_message(self.engine.unregister(request.context)))
+        row, kept = self.engine.unregister(request.context, forget=request.forget)
+        return pb.UnregisterContextResponse(context=context_message(row), builds_kept=kept)
 
     @_answers
     def ListContexts(self, request: pb.ListContextsRequest, context) -> pb.ListContextsResponse:

@@ -125,16 +125,20 @@ class ContextRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
 
 class UnregisterContextRequest(_message.Message):
-    __slots__ = ("context",)
+    __slots__ = ("context", "forget")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    FORGET_FIELD_NUMBER: _ClassVar[int]
     context: ContextRef
-    def __init__(self, context: _Optional[_Union[ContextRef, _Mapping]] = ...) -> None: ...
+    forget: bool
+    def __init__(self, context: _Optional[_Union[ContextRef, _Mapping]] = ..., forget: _Optional[bool] = ...) -> None: ...
 
 class UnregisterContextResponse(_message.Message):
-    __slots__ = ("context",)
+    __slots__ = ("context", "builds_kept")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    BUILDS_KEPT_FIELD_NUMBER: _ClassVar[int]
     context: Context
-    def __init__(self, context: _Optional[_Union[Context, _Mapping]] = ...) -> None: ...
+    builds_kept: int
+    def __init__(self, context: _Optional[_Union[Context, _Mapping]] = ..., builds_kept: _Optional[int] = ...) -> None: ...
 
 class ListContextsRequest(_message.Message):
     __slots__ = ()

@@ -354,8 +354,8 @@ def test_stages_copy_from_stage_name_and_index(make) -> None:
     assert [(s.stage, s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
         ("build", "COPY a.txt /out/a.txt", INPUTS),
         ("build", "COPY b.txt /other/b.txt", UPSTREAM),  # runs on the changed step, same output
-        ("1", "COPY --from=0 /other /o", CACHED),
-        ("1", "COPY --from=build /out/a.txt /a.txt", INPUTS),
+        ("stage-1", "COPY --from=0 /other /o", CACHED),
+        ("stage-1", "COPY --from=build /out/a.txt /a.txt", INPUTS),
     ]
     ctx.write("a.txt", "a\n")
     ctx.write("b.txt", "b changed\n")
@@ -1136,8 +1136,8 @@ def test_options_no_cache_filter_one_stage(make) -> None:
     assert [(s.stage, outcome(s.status, s.cause)) for s in report.steps] == [
         ("a", CACHED),
         ("b", NO_CACHE),
-        ("2", CACHED),
-        ("2", CACHED),
+        ("stage-2", CACHED),
+        ("stage-2", CACHED),
     ]
     assert [outcome(s.status, s.cause) for s in ctx.report(no_cache_filter=["a,1"]).steps] == [
         NO_CACHE,
@@ -1568,7 +1568,7 @@ def test_identical_steps_in_a_new_stage_are_cached(make) -> None:
         ("two", "COPY a.txt /a.txt", CACHED),
         ("two", "RUN cat /a.txt", CACHED),
         ("two", "COPY b.txt /b.txt", NEVER_BUILT),
-        ("2", "COPY --from=two /b.txt /b.txt", NEVER_BUILT),
+        ("stage-2", "COPY --from=two /b.txt /b.txt", NEVER_BUILT),
     ]
     assert report.steps[0].key == report.steps[2].key and report.steps[1].key == report.steps[3].key
 

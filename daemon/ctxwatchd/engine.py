@@ -105,6 +105,7 @@ class Engine:
         """Stop watching a context; keep its recorded builds unless `forget`. Returns the row and
         how many builds were kept."""
         reg, root = self._registry.unregister(_ref(ref), forget)
+        self._histories.forget(reg.row.name)  # read again if the name is registered again
         if root is not None:
             with self._root_locked(root) as locked:
                 if locked:  # the root lives on for other contexts: drop the views only this one read

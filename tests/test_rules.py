@@ -1733,3 +1733,15 @@ def test_wildcard_in_a_folder_another_pattern_looks_in(make, other: str, fails: 
 def test_copy_from_the_root_of_an_empty_stage(make) -> None:
     ctx = make("FROM scratch AS one\nCOPY *.md /w/\nFROM scratch\nCOPY --from=one / /all/\n", {"a.txt": "a\n"})
     assert [o for _, o in ctx.outcomes()] == [NEVER_BUILT, NEVER_BUILT]
+
+
+def test_empty_wildcard_in_a_folder_the_last_build_sent_does_not_fail(make) -> None:
+    """Found by the differential test (seed 152): BuildKit keeps its copy of
+    the context, so a folder the last build sent is still there; the step warns."""
+    ctx = make(
+        "FROM scratch\nARG DIR=src\nCOPY ${DIR}/s.txt /s/\nCOPY src/[ab].* /w/\n",
+        {"src/s.txt": "s\n", "pkg/s.txt": "s\n"},
+    )
+    ctx.built()
+    step = ctx.step("COPY src/[ab].* /w/", build_args={"DIR": "pkg"})
+    assert outcome(step.status, step.cause) == CACHED and "lstat" in step.warnings[0]

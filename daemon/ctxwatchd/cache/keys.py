@@ -65,6 +65,7 @@ class StepKey:
     inputs: list[SourceInput] = field(default_factory=list)
     view: ContextView | None = None  # the view its inputs were read from
     error: str = ""
+    unsent_folder: str = ""  # an empty wildcard's folder nothing sends: an error unless the builder kept it
 
 
 # How a step's write is known, for a later COPY --from or mount from= that reads it.
@@ -169,7 +170,8 @@ def _fail_unsent_wildcard_folders(keys: list[StepKey]) -> None:
     """BuildKit sends only the context paths the build's sources select. A
     wildcard below a folder (`build/*.txt`) that matches nothing, where no
     other source sends anything of that folder, finds no folder at all and
-    fails the build (`lstat /build: no such file or directory`)."""
+    fails the build (`lstat /build: no such file or directory`) - unless the
+    builder kept the folder from an earlier build: the report decides."""
     sent = [i.resolved for k in keys for i in k.inputs if not i.wildcard]
     sent += [m for k in keys for i in k.inputs for m in i.matches]
     patterns = [i.source for k in keys for i in k.inputs if i.wildcard]
@@ -181,7 +183,7 @@ def _fail_unsent_wildcard_folders(keys: list[StepKey]) -> None:
             if folder == "/" or any(_may_look_in(p, folder) for p in patterns if p != source.source):
                 continue
             if not any(_overlaps("/" + p, folder) for p in sent):
-                k.error = k.error or f"lstat {folder}: no such file or directory"
+                k.unsent_folder = k.unsent_folder or folder
 
 
 def _may_look_in(pattern: str, folder: str) -> bool:

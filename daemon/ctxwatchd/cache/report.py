@@ -214,6 +214,14 @@ def _decide_on(
     step, history = k.step, explainer.history
     upstream = [parent, *sources]
     failing = next((c.failing for c in upstream if c.failing is not None), None)
+    if k.unsent_folder and not k.error:
+        if _last_build_sent(explainer, k.unsent_folder):
+            msg.warnings.append(
+                f"nothing of {k.unsent_folder} is sent to the builder now: a builder without the copy of the "
+                "context the last build left fails here (lstat ... no such file or directory)"
+            )
+        else:
+            k.error = f"lstat {k.unsent_folder}: no such file or directory"
     if k.error:
         _set(msg, StepStatus.ERROR, Cause.ERROR, f"BuildKit would fail here: {k.error}")
         msg.error = printable(k.error)
@@ -333,6 +341,17 @@ def _spec_text(value: object) -> str:
     if value is None:
         return ""
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _last_build_sent(explainer: _Explainer, folder: str) -> bool:
+    """Whether the most recent recorded build read something below `folder`
+    from the context: BuildKit keeps its copy of the context between builds,
+    and a folder sent then is still there (observed by the differential test)."""
+    last = explainer.history.last
+    if last is None:
+        return False
+    inside = folder.strip("/") + "/"
+    return any((resolved + "/").startswith(inside) for s in last.steps for _, resolved, _ in s.sources if resolved)
 
 
 def _stage_filtered(stage, names: frozenset[str]) -> bool:

@@ -7,9 +7,10 @@ import sqlite3
 from ctxwatchd.cache.store import SCHEMA_VERSION, BuildStepRow, ContextRow, Store
 
 # The content-hash cache as schema version 2 kept it: one row per file
-# (and no folder digests, and every context watched).
+# (and no folder digests, every context watched, no context settings).
 V2_FILE_RECORDS = """
 ALTER TABLE contexts DROP COLUMN watched;
+ALTER TABLE contexts DROP COLUMN settings;
 DROP TABLE folder_digests;
 DROP TABLE file_records;
 CREATE TABLE file_records (
@@ -38,7 +39,7 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
 
     store = Store(path)
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert [c.name for c in store.contexts()] == ["app"]
         assert store.build_count("app") == 1
         assert store.node_blob(b"d" * 32) == b"D"
@@ -56,6 +57,12 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
         assert store.contexts() == [] and store.build_count("app") == 1
         store.save_context(ContextRow("app", "/repo", "/repo/Dockerfile", {}, ""))
         assert [c.name for c in store.contexts()] == ["app"] and store.build_count("app") == 1
+        [app] = store.contexts()
+        assert (app.build_contexts, app.labels, app.no_cache) == ({}, {}, False)
+        # Context settings (version 6) are kept.
+        store.save_context(ContextRow("app", "/repo", "Dockerfile", {}, "", build_contexts={"x": "/x"}, no_cache=True))
+        [app] = store.contexts()
+        assert (app.build_contexts, app.no_cache) == ({"x": "/x"}, True)
     finally:
         store.close()
 

@@ -35,6 +35,7 @@ from ctxwatch.client import (
     context_ref,
     local_client,
     parse_build_args,
+    parse_build_contexts,
 )
 from ctxwatch_api import paths
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--target", metavar="T", help="stage to build (default: the last; on a registered context, keep its target)"
     )
     add.add_argument("--name", metavar="N", help="default: the folder name; needed to register a folder a second time")
+    add.add_argument(
+        "--build-context", action="append", default=[], metavar="NAME=PATH", help="a named context; repeatable"
+    )
 
     _command(commands, "ls", "list registered contexts", _cmd_ls, common, as_json)
 
@@ -321,6 +325,9 @@ def _build_options(remote: bool) -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     group = options.add_argument_group("build options (as given to docker build)")
     group.add_argument("--build-arg", action="append", default=[], metavar="K=V", help="repeatable")
+    group.add_argument(
+        "--build-context", action="append", default=[], metavar="NAME=PATH", help="a named context; repeatable"
+    )
     group.add_argument("--target", metavar="T")
     group.add_argument("--no-cache", action="store_true")
     group.add_argument(
@@ -369,6 +376,7 @@ def options_from_args(args: argparse.Namespace) -> pb.BuildOptions:
         no_cache=args.no_cache,
         no_cache_filter=args.no_cache_filter,
         assume_remote_unchanged=getattr(args, "assume_remote_unchanged", False),
+        build_contexts=args.build_context,
     )
 
 
@@ -407,7 +415,11 @@ def _cmd_add(args: argparse.Namespace) -> int:
         build_args = given_build_args if given_build_args is not None else kept_build_args
         target = args.target if args.target is not None else existing.target if existing else None
         name = args.name or (existing.name if existing else None)
-        response = client.register(args.path, dockerfile, build_args, target, name)
+        build_contexts = parse_build_contexts(args.build_context) if args.build_context else None
+        settings = {"build_contexts": build_contexts} if build_contexts is not None else {}
+        if existing is not None and build_contexts is None:
+            settings = {"build_contexts": dict(existing.build_contexts)}  # kept, as build args are
+        response = client.register(args.path, dockerfile, build_args, target, name, **settings)
         name = response.context.name
         [report] = _with_progress(client, lambda: client.reports([pb.ContextRef(name=name)]))
     changes = _option_changes(existing, response.context) if existing else []

@@ -57,6 +57,7 @@ def build_options(
     no_cache: bool = False,
     no_cache_filter: Iterable[str] = (),
     assume_remote_unchanged: bool = False,
+    build_contexts: Iterable[str] = (),
 ) -> pb.BuildOptions:
     """BuildOptions from docker-build-style values; `no_cache_filter` items may be comma-separated."""
     stages = [stage.strip() for item in no_cache_filter for stage in item.split(",")]
@@ -66,7 +67,20 @@ def build_options(
         no_cache=no_cache,
         no_cache_filter=[stage for stage in stages if stage],
         assume_remote_unchanged=assume_remote_unchanged,
+        build_contexts=parse_build_contexts(build_contexts),
     )
+
+
+def parse_build_contexts(items: Iterable[str]) -> dict[str, str]:
+    """`["name=VALUE", ...]` (`--build-context`): a folder (made absolute against
+    the current folder, as docker buildx does) or a docker-image://, oci-layout:// value."""
+    contexts: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise ValueError(f"invalid build context {item!r}: expected NAME=PATH or NAME=docker-image://REF")
+        contexts[name] = value if "://" in value or value.startswith("target:") else os.path.abspath(value)
+    return contexts
 
 
 class CtxwatchClient:
@@ -86,9 +100,11 @@ class CtxwatchClient:
         build_args: Mapping[str, str] | None = None,
         target: str | None = None,
         name: str | None = None,
+        **settings,
     ) -> pb.RegisterContextResponse:
-        """Register (or update) a context; a relative `dockerfile` is relative to `path`."""
-        request = register_request(path, dockerfile, build_args, target, name)
+        """Register (or update) a context; a relative `dockerfile` is relative to `path`.
+        `settings`: build_contexts, no_cache, no_cache_filter, labels (RegisterContextRequest's fields)."""
+        request = register_request(path, dockerfile, build_args, target, name, **settings)
         return self._call(self._stub.RegisterContext, request)
 
     def unregister(self, ref: RefLike, forget: bool = False) -> pb.UnregisterContextResponse:
@@ -191,6 +207,7 @@ def register_request(
     build_args: Mapping[str, str] | None = None,
     target: str | None = None,
     name: str | None = None,
+    **settings,
 ) -> pb.RegisterContextRequest:
     return pb.RegisterContextRequest(
         path=os.path.abspath(path),
@@ -198,6 +215,7 @@ def register_request(
         build_args=dict(build_args or {}),
         target=target or "",
         name=name or "",
+        **settings,
     )
 
 

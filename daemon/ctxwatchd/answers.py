@@ -22,12 +22,13 @@ from .context.ignore import IgnoreFileError, read_ignore_file
 from .context.nodes import decode
 from .context.records import KIND_DIR
 from .context.tree import join
-from .context.view import ContextView
+from .context.view import ContextReadError, ContextView
+from .context.watched_file import WatchedFile
 from .context.watcher import WatchedRoot
 from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
-from .dockerfile.plan import PlanError, build_plan
+from .dockerfile.plan import PlanError, build_plan, is_remote_context
 from .registry import LastAnswer, ParsedFile, Registered, Registry, inside
-from .requests import validated_args
+from .requests import validated_args, validated_build_contexts
 from .wire import range_message, step_message
 
 
@@ -74,13 +75,21 @@ class Answers:
             parsed, lines = self._dockerfile(reg, options.dockerfile_content)
             self._refresh_views(reg, root)
             serial, history = self._histories.get(reg.row.name)
+            named = named_contexts(reg, options)
+            named_state = self._sync_named(reg, named, synced)
             # Nothing the answer depends on changed: the last answer stands.
             # (A new Dockerfile or registration clears reg.last.)
-            depends_on = (root.tree.generation, serial, reg.patterns, options.SerializeToString(deterministic=True))
+            depends_on = (
+                root.tree.generation,
+                serial,
+                reg.patterns,
+                named_state,
+                options.SerializeToString(deterministic=True),
+            )
             if reg.last is not None and reg.last.depends_on == depends_on:
                 return reg.last.evaluation
             args = {**reg.row.build_args, **validated_args(options.build_args, "options.build_args")}
-            plan = build_plan(parsed, lines, args, options.target or reg.row.target)
+            plan = build_plan(parsed, lines, args, options.target or reg.row.target, named)
         except (DockerfileSyntaxError, PlanError, IgnoreFileError) as e:
             report.error, report.error_line = printable(str(e)), getattr(e, "line", 0)
             if report.error_line and not isinstance(e, IgnoreFileError):
@@ -90,8 +99,11 @@ class Answers:
         except OSError as e:  # the Dockerfile or ignore file cannot be read (or is a FIFO)
             report.error = printable(str(e))
             return Evaluation(report, [])
-        keys = compute_keys(plan, lambda excludes: self._view(reg, root, excludes))
-        report.steps.extend(step_message(step) for step in build_steps(keys, history, _query_options(options)))
+        keys = compute_keys(
+            plan, lambda excludes: self._view(reg, root, excludes), lambda name: self._named_view(reg, named[name])
+        )
+        steps = build_steps(keys, history, _query_options(options, reg.row))
+        report.steps.extend(step_message(step) for step in steps)
         report.all_cached = all(
             s.status == pb.STEP_STATUS_CACHED or s.cause == pb.CAUSE_RUNS_ANYWAY for s in report.steps
         )
@@ -126,6 +138,31 @@ class Answers:
     def _text_lines(reg: Registered, draft: str) -> list[str]:
         data = draft.encode("utf-8", "surrogateescape") if draft else reg.dockerfile.read() or b""
         return data.decode("utf-8", "replace").splitlines()
+
+    def _sync_named(self, reg: Registered, named: dict[str, str], synced: set[str]) -> tuple:
+        """Sync the roots of the context's local named contexts (the caller holds
+        their locks: see Registry.answering) and read their .dockerignore files;
+        what an answer from them depends on."""
+        state = []
+        for name, folder in sorted(_local(named).items()):
+            root = self._registry.root_holding(folder)
+            if root is None:
+                raise PlanError(0, f"named context {name!r}: the folder {folder} does not exist")
+            if root.path not in synced:
+                root.sync()
+                synced.add(root.path)
+            ignore = reg.named_ignores.setdefault(folder, WatchedFile(os.path.join(folder, ".dockerignore")))
+            state.append((name, root.path, root.tree.generation, ignore.read()))
+        return tuple(state)
+
+    def _named_view(self, reg: Registered, folder: str) -> ContextView:
+        """The view of a local named context: its folder, less its own .dockerignore."""
+        root = self._registry.root_holding(folder)
+        if root is None:
+            raise ContextReadError(folder, "the folder does not exist")
+        prefix = "" if folder == root.path else os.path.relpath(folder, root.path)
+        patterns = tuple(read_ignore_file(reg.named_ignores[folder].data or b""))
+        return self._views.get(ViewKey(root.path, prefix, patterns, ()), root.tree)
 
     def _refresh_views(self, reg: Registered, root: WatchedRoot) -> None:
         """Rebuild the views when the applicable .dockerignore changed."""
@@ -252,13 +289,37 @@ def _fails(step: pb.Step, steps) -> bool:
 
 def context_message(row: ContextRow) -> pb.Context:
     return pb.Context(
-        name=row.name, path=row.path, dockerfile=row.dockerfile, build_args=row.build_args, target=row.target
+        name=row.name,
+        path=row.path,
+        dockerfile=row.dockerfile,
+        build_args=row.build_args,
+        target=row.target,
+        build_contexts=row.build_contexts,
+        no_cache=row.no_cache,
+        no_cache_filter=row.no_cache_filter,
+        labels=row.labels,
     )
 
 
-def _query_options(options: pb.BuildOptions) -> QueryOptions:
-    names = frozenset(n.strip().lower() for item in options.no_cache_filter for n in item.split(",") if n.strip())
-    return QueryOptions(options.no_cache, names, options.assume_remote_unchanged)
+def named_contexts(reg: Registered, options: pb.BuildOptions) -> dict[str, str]:
+    """The named contexts of a query: the registered ones, and the query's over them."""
+    extra = validated_build_contexts(options.build_contexts, reg.row.path, "options.build_contexts")
+    return {**reg.row.build_contexts, **extra}
+
+
+def named_folders(named: dict[str, str]) -> list[str]:
+    return sorted(_local(named).values())
+
+
+def _local(named: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in named.items() if not is_remote_context(value)}
+
+
+def _query_options(options: pb.BuildOptions, row: ContextRow) -> QueryOptions:
+    """The query's no-cache options, and those the context is always built with."""
+    filters = [*options.no_cache_filter, *row.no_cache_filter]
+    names = frozenset(n.strip().lower() for item in filters for n in item.split(",") if n.strip())
+    return QueryOptions(options.no_cache or row.no_cache, names, options.assume_remote_unchanged)
 
 
 def options_dict(options: pb.BuildOptions) -> dict:

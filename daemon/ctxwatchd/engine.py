@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
-from .answers import Answers, Evaluation, build_rows, new_nodes, options_dict
+from .answers import Answers, Evaluation, build_rows, named_contexts, named_folders, new_nodes, options_dict
 from .cache.readers import readers
 from .cache.store import DEFAULT_MAX_BUILDS, ContextRow, Store
 from .caches import HistoryCache, ViewCache, ViewKey
@@ -98,7 +98,17 @@ class Engine:
     # -- contexts -----------------------------------------------------------------------
     def register(self, req: pb.RegisterContextRequest) -> tuple[ContextRow, bool]:
         return self._registry.register(
-            Registration(req.path, req.dockerfile, dict(req.build_args), req.target, req.name)
+            Registration(
+                req.path,
+                req.dockerfile,
+                dict(req.build_args),
+                req.target,
+                req.name,
+                dict(req.build_contexts),
+                req.no_cache,
+                tuple(req.no_cache_filter),
+                dict(req.labels),
+            )
         )
 
     def unregister(self, ref: pb.ContextRef, forget: bool = False) -> tuple[ContextRow, int]:
@@ -202,7 +212,7 @@ class Engine:
             raise InvalidArgument(
                 "options.dockerfile_content: a build reads the saved Dockerfile; save it, then record"
             )
-        with self._registry.answering(reg) as root:
+        with self._registry.answering(reg, named_folders(named_contexts(reg, options))) as root:
             ev = self._answer(reg, root, options, set())
             if ev.report.error:
                 raise FailedPrecondition(f"{reg.row.name}: cannot record a build: {ev.report.error}")
@@ -253,7 +263,8 @@ class Engine:
         return self._store.collect_garbage()
 
     def _evaluate(self, reg: Registered, options: pb.BuildOptions, synced: set[str]) -> Evaluation:
-        with self._registry.answering(reg) as root:
+        # The roots of its local named contexts are locked with its own (in one order: no deadlock).
+        with self._registry.answering(reg, named_folders(named_contexts(reg, options))) as root:
             return self._answer(reg, root, options, synced)
 
     def _answer(

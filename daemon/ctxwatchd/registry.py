@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -27,7 +27,7 @@ from .context.tree import join
 from .context.watched_file import WatchedFile
 from .context.watcher import FolderWatch, Observer, WatchedRoot
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from .requests import absolute_path, check_name, registrable_dir, validated_args
+from .requests import absolute_path, check_name, registrable_dir, validated_args, validated_build_contexts
 
 if TYPE_CHECKING:
     from .answers import Evaluation
@@ -52,6 +52,10 @@ class Registration:
     build_args: dict[str, str] = field(default_factory=dict)
     target: str = ""
     name: str = ""
+    build_contexts: dict[str, str] = field(default_factory=dict)  # named contexts (relative to path)
+    no_cache: bool = False
+    no_cache_filter: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Registered:
     draft: ParsedFile | None = None  # the last unsaved text an editor asked about
     ignore_source: bytes | None = None  # the ignore file the patterns were read from
     last: LastAnswer | None = None
+    named_ignores: dict[str, WatchedFile] = field(default_factory=dict)  # a named folder -> its .dockerignore
 
 
 class Registry:
@@ -158,10 +163,12 @@ class Registry:
 
     # -- locks ---------------------------------------------------------------------------
     @contextmanager
-    def answering(self, reg: Registered) -> Iterator[WatchedRoot | None]:
+    def answering(self, reg: Registered, named_folders: Sequence[str] = ()) -> Iterator[WatchedRoot | None]:
         """Hold the lock of the context's root (giving it a root first, if its
         folder exists now): the tree and the context's caches are the caller's
-        until the block ends. None: the context folder does not exist."""
+        until the block ends. None: the context folder does not exist.
+        The roots holding `named_folders` (its local named contexts; given
+        roots as needed) are locked too, all in path order."""
         while True:
             root = reg.root
             if root is None:
@@ -169,14 +176,34 @@ class Registry:
                 if root is None:
                     yield None
                     return
-            lock = self._root_locks.get(root.path)
-            if lock is not None:
-                with lock:
-                    if reg.root is root and self._roots.get(root.path) is root:
+            others = [r for r in (self.root_for_folder(f) for f in named_folders) if r is not None]
+            paths = sorted({root.path, *(r.path for r in others)})
+            locks = [lock for path in paths if (lock := self._root_locks.get(path)) is not None]
+            if len(locks) == len(paths):
+                with ExitStack() as held:
+                    for lock in locks:
+                        held.enter_context(lock)
+                    alive = all(self._roots.get(r.path) is r for r in [root, *others])
+                    if reg.root is root and alive:
                         yield root
                         return
-            if reg.root is root:  # its root closed and it did not move to another: it was removed
+            if reg.root is root and self._roots.get(root.path) is not root:
+                # its root closed and it did not move to another: it was removed
                 raise NotFound(f"context: {reg.row.name!r} is no longer registered")
+
+    def root_for_folder(self, folder: str) -> WatchedRoot | None:
+        """The root holding a named context's folder, made if need be (None: it does not exist)."""
+        while True:
+            inner = self._roots_below(folder)
+            with self._roots_locked(inner):
+                if self._roots_below(folder) != inner:
+                    continue
+                return self._root_for(folder)
+
+    def root_holding(self, folder: str) -> WatchedRoot | None:
+        """The existing root that holds `folder`."""
+        with self._lock:
+            return next((r for p, r in self._roots.items() if inside(folder, p)), None)
 
     def try_root_lock(self, root: WatchedRoot, timeout: float) -> threading.RLock | None:
         """The root's lock, acquired, or None when it stays busy for `timeout` seconds."""
@@ -230,15 +257,21 @@ class Registry:
         if not os.path.isfile(dockerfile):
             raise InvalidArgument(f"dockerfile: {dockerfile} is not a file")
         build_args = validated_args(req.build_args, "build_args")
+        build_contexts = validated_build_contexts(req.build_contexts, path, "build_contexts")
         while True:
             inner = self._roots_below(path)
             with self._roots_locked(inner):
                 if self._roots_below(path) != inner:
                     continue  # roots changed while their locks were taken: take the right ones
-                return self._register_locked(req, path, dockerfile, build_args)
+                return self._register_locked(req, path, dockerfile, build_args, build_contexts)
 
     def _register_locked(
-        self, req: Registration, path: str, dockerfile: str, build_args: dict[str, str]
+        self,
+        req: Registration,
+        path: str,
+        dockerfile: str,
+        build_args: dict[str, str],
+        build_contexts: dict[str, str],
     ) -> tuple[ContextRow, bool]:
         existing = next(
             (
@@ -260,6 +293,10 @@ class Registry:
             build_args,
             req.target,
             existing.row.created_ms if existing else int(time.time() * 1000),
+            build_contexts,
+            req.no_cache,
+            list(req.no_cache_filter),
+            dict(req.labels),
         )
         self._store.save_context(row)
         if existing is not None:
@@ -275,7 +312,8 @@ class Registry:
         while True:
             reg = self.resolve(ref)
             root = reg.root
-            with self._roots_locked([root.path] if root is not None else []):
+            named = [r.path for f in _named_folders(reg.row) if (r := self.root_holding(f)) is not None]
+            with self._roots_locked(sorted({*named, *([root.path] if root is not None else [])})):
                 if reg.root is not root or not self.is_registered(reg):
                     continue
                 if forget:
@@ -285,10 +323,18 @@ class Registry:
                 del self._contexts[reg.row.name]
                 if reg.dockerfile_watch is not None:
                     self._unwatch_folder(reg.dockerfile_watch)
-                if root is not None and not any(c.root is root for c in self._contexts.values()):
-                    self._close_root(root)
+                for path in {*named, *([root.path] if root is not None else [])}:
+                    unused = self._roots.get(path)
+                    if unused is not None and not self._in_use(unused):
+                        self._close_root(unused)
                 self._on_activity()
                 return reg, root
+
+    def _in_use(self, root: WatchedRoot) -> bool:
+        """A context lives in the root, or reads a named context folder in it."""
+        return any(
+            c.root is root or any(inside(f, root.path) for f in _named_folders(c.row)) for c in self._contexts.values()
+        )
 
     def retarget_dockerfile_watch(self, reg: Registered) -> None:
         """Point the watch of a Dockerfile outside the tree at its current folder."""
@@ -410,6 +456,11 @@ class Registry:
         # The kernel queue is shared by every watch: a loss concerns every root.
         for root in self.roots():
             root.events_were_lost()
+
+
+def _named_folders(row: ContextRow) -> list[str]:
+    """The local folders among a context's named contexts (values made absolute when registered)."""
+    return [value for value in row.build_contexts.values() if os.path.isabs(value)]
 
 
 def inside(path: str, folder: str) -> bool:

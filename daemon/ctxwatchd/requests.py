@@ -60,3 +60,26 @@ def validated_args(args: Mapping[str, str], field_name: str) -> dict[str, str]:
         if not key or "=" in key or any(c.isspace() for c in key):
             raise InvalidArgument(f"{field_name}: {key!r} is not a valid build arg name")
     return dict(args)
+
+
+def validated_build_contexts(contexts: Mapping[str, str], base: str, field_name: str) -> dict[str, str]:
+    """Named contexts: a remote value (docker-image://, oci-layout://, a URL) is
+    kept as given; a folder is made absolute against `base` and must exist."""
+    from .dockerfile.plan import is_remote_context
+
+    checked = {}
+    for name, value in contexts.items():
+        if not name or "=" in name or any(c.isspace() for c in name) or name != name.lower():
+            raise InvalidArgument(f"{field_name}: {name!r} is not a valid context name (lowercase, no spaces or '=')")
+        if not value or "\0" in value:
+            raise InvalidArgument(
+                f"{field_name}[{name}]: a folder or a docker-image://, oci-layout:// value is required"
+            )
+        if is_remote_context(value):
+            checked[name] = value
+            continue
+        folder = os.path.realpath(os.path.join(base, value))
+        if not os.path.isdir(folder):
+            raise NotFound(f"{field_name}[{name}]: {folder} is not an existing folder")
+        checked[name] = folder
+    return checked

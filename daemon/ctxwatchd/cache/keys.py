@@ -131,11 +131,16 @@ def stage_base_key(base: str) -> bytes:
     return _h(b"scratch") if base.lower() == "scratch" else _h(b"image", base.encode())
 
 
-def compute_keys(plan: Plan, view_for: Callable[[tuple[str, ...]], ContextView]) -> list[StepKey]:
+def compute_keys(
+    plan: Plan,
+    view_for: Callable[[tuple[str, ...]], ContextView],
+    named_view_for: Callable[[str], ContextView] | None = None,
+) -> list[StepKey]:
     """Keys of every step of the plan, in report order.
 
     `view_for(excludes)` gives the context view with extra exclude patterns
-    (COPY --exclude); `()` is the plain .dockerignore view.
+    (COPY --exclude); `()` is the plain .dockerignore view. `named_view_for(name)`
+    gives the view of a local named context (--build-context NAME=folder).
     """
     keys: list[StepKey] = []
     states: dict[int, _StageState] = {}
@@ -148,7 +153,14 @@ def compute_keys(plan: Plan, view_for: Callable[[tuple[str, ...]], ContextView])
         for step in stage.steps:
             view = view_for(tuple(_scoped_excludes(step))) if step.sources else None
             entry = StepKey(step, len(keys), b"", b"", state.last, view=view)
-            content_exact, content_shape = _content(step, entry, view, states)
+            content_exact, content_shape = _content(step, entry, view, states, named_view_for)
+            if stage.context and step.keyword == "from":
+                # A folder is its files: the stage starts from their checksum (BuildKit's local source).
+                state.fs = state.shape = entry.key = entry.shape = _h(b"local", content_exact)
+                state.writes += (_Write(WHOLE, "/", entry.index, identity=state.fs),)
+                keys.append(entry)
+                state.last = entry.index
+                continue
             if step.keyword == "from":
                 entry.key = entry.shape = state.fs
             elif step.link:
@@ -203,7 +215,11 @@ def _may_look_in(pattern: str, folder: str) -> bool:
 
 
 def _content(
-    step: Step, entry: StepKey, view: ContextView | None, states: dict[int, _StageState]
+    step: Step,
+    entry: StepKey,
+    view: ContextView | None,
+    states: dict[int, _StageState],
+    named_view_for: Callable[[str], ContextView] | None,
 ) -> tuple[bytes, bytes]:
     """What the step reads, hashed: exactly, and with the output of steps
     that cannot be known (RUN, remote images) replaced by a placeholder."""
@@ -221,6 +237,8 @@ def _content(
         except (SourceNotFound, ContextReadError) as e:
             entry.error = str(e)
             exact = shape = [str(e).encode()]
+    named = _named_reads(step, entry, named_view_for)
+    exact, shape = exact + named, shape + named
     for stage_index, path in sorted(step.stage_reads, key=lambda read: read[1]):
         writes = states[stage_index].writes
         if step.keyword != "run" and path != "/" and not has_wildcard(path) and not _read(writes, path):
@@ -232,6 +250,23 @@ def _content(
         blamed += blame
     entry.output_steps = tuple(dict.fromkeys(blamed))
     return _h(*head, *exact), _h(*head, *shape)
+
+
+def _named_reads(step: Step, entry: StepKey, named_view_for: Callable[[str], ContextView] | None) -> list[bytes]:
+    """Files of named contexts the step reads: by content, like the build context's."""
+    reads = step.context_reads
+    if step.stage.context and step.keyword == "from":
+        reads = ((step.stage.context, "."),)
+    parts = []
+    for name, path in reads:
+        try:
+            if named_view_for is None:
+                raise ContextReadError(name, "no folder is given for it")
+            parts += [name.encode(), select_source(named_view_for(name), path).key_digest]
+        except (SourceNotFound, ContextReadError) as e:
+            entry.error = f"named context {name!r}: {e}"
+            parts.append(entry.error.encode())
+    return parts
 
 
 def _key_spec(step: Step) -> dict:

@@ -409,6 +409,15 @@ def _explain(explainer: _Explainer, k: StepKey, msg: StepReport) -> None:
             f"the files it reads from stage {', '.join(_stages_read(k))} changed",
         )
         return
+    named = [name for name, _ in k.step.context_reads] or ([k.step.stage.context] if k.step.stage.context else [])
+    if named:
+        _set(
+            msg,
+            msg.status,
+            Cause.INPUTS_CHANGED,
+            f"the files it reads from named context {', '.join(dict.fromkeys(named))} changed",
+        )
+        return
     _set(
         msg,
         msg.status,

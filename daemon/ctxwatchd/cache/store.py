@@ -24,7 +24,7 @@ from ..private import private_file
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context (ctxwatchd --max-builds)
 PAGE_CACHE_KIB = 512
 OPEN_WAIT_S = 30.0  # how long a start waits for another process to release the state file
@@ -108,6 +108,8 @@ CREATE TABLE folder_digests (
 """,
     # `ctxwatch rm` without --forget keeps a context's recorded builds: its row stays, unwatched.
     4: "ALTER TABLE contexts ADD COLUMN watched INTEGER NOT NULL DEFAULT 1;",
+    # Named contexts, no-cache settings, client labels and the watch root of a context, as one JSON object.
+    5: "ALTER TABLE contexts ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';",
 }
 
 
@@ -119,6 +121,28 @@ class ContextRow:
     build_args: dict[str, str]
     target: str
     created_ms: int = 0
+    build_contexts: dict[str, str] = field(default_factory=dict)
+    no_cache: bool = False
+    no_cache_filter: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    watch_root: str = ""  # the folder it is watched from, when above `path`
+
+    @property
+    def watched_from(self) -> str:
+        return self.watch_root or self.path
+
+    def settings(self) -> str:
+        """What the `settings` column holds."""
+        return json.dumps(
+            {
+                "build_contexts": self.build_contexts,
+                "no_cache": self.no_cache,
+                "no_cache_filter": self.no_cache_filter,
+                "labels": self.labels,
+                "watch_root": self.watch_root,
+            },
+            sort_keys=True,
+        )
 
 
 @dataclass
@@ -235,17 +259,18 @@ class Store:
     def contexts(self) -> list[ContextRow]:
         with self.lock:
             rows = self.db.execute(
-                "SELECT name, path, dockerfile, build_args, target, created_ms FROM contexts WHERE watched=1 "
+                "SELECT name, path, dockerfile, build_args, target, created_ms, settings FROM contexts WHERE watched=1 "
                 "ORDER BY name"
             ).fetchall()
-        return [ContextRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+        return [ContextRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], **json.loads(r[6])) for r in rows]
 
     def save_context(self, row: ContextRow) -> None:
         with self.lock, self.db:
             self.db.execute(
-                "INSERT INTO contexts(name, path, dockerfile, build_args, target, created_ms) VALUES (?,?,?,?,?,?) "
+                "INSERT INTO contexts(name, path, dockerfile, build_args, target, created_ms, settings) "
+                "VALUES (?,?,?,?,?,?,?) "
                 "ON CONFLICT(name) DO UPDATE SET path=excluded.path, dockerfile=excluded.dockerfile, "
-                "build_args=excluded.build_args, target=excluded.target, watched=1",
+                "build_args=excluded.build_args, target=excluded.target, settings=excluded.settings, watched=1",
                 (
                     row.name,
                     row.path,
@@ -253,6 +278,7 @@ class Store:
                     json.dumps(row.build_args, sort_keys=True),
                     row.target,
                     row.created_ms or int(time.time() * 1000),
+                    row.settings(),
                 ),
             )
 

@@ -50,6 +50,8 @@ FLAGS = {
 }
 UNCHECKED_FLAGS = {"arg", "stopsignal"}
 REMOTE_URL = re.compile(r"^(https?://|git@|git://|ssh://)|\.git(#.*)?$")
+# Named context values BuildKit fetches itself: remote inputs, never a local folder.
+REMOTE_CONTEXT = re.compile(r"^(docker-image://|oci-layout://|target:|https?://|git@|git://|ssh://)")
 DEFAULT_SHELL = ("/bin/sh", "-c")
 NO_SPAN = Span(0, 0, 0, 0)
 
@@ -85,6 +87,7 @@ class Step:
     excludes: tuple[str, ...] = ()  # COPY --exclude patterns
     link: bool = False  # COPY --link: the copy does not depend on its parent's files
     stage_reads: tuple[tuple[int, str], ...] = ()  # (stage, absolute path) it reads: COPY --from, mount from=
+    context_reads: tuple[tuple[str, str], ...] = ()  # (named context, path in it) it reads
     remote: str = ""  # an unpinned remote it depends on (image, URL)
     values: dict[str, str] = field(default_factory=dict)  # ARG/ENV values it sees
     error: str = ""  # BuildKit would fail on it
@@ -99,6 +102,8 @@ class Stage:
     base_stage: int | None
     line: int
     remote: str = ""  # an unpinned base image
+    context: str = ""  # the local named context it starts from (--build-context NAME=folder)
+    replaced: bool = False  # a named context of the stage's own name replaces its instructions
     steps: list[Step] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # ENV, inherited through FROM <stage>
     args: dict[str, str] = field(default_factory=dict)  # declared ARGs with a value
@@ -123,10 +128,21 @@ class Plan:
 
 
 def build_plan(
-    parsed: ParsedDockerfile, text_lines: list[str], build_args: Mapping[str, str], target: str = ""
+    parsed: ParsedDockerfile,
+    text_lines: list[str],
+    build_args: Mapping[str, str],
+    target: str = "",
+    named_contexts: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Raises PlanError for Dockerfiles BuildKit would refuse before building."""
-    return _Planner(parsed, text_lines, build_args).plan(target)
+    """Raises PlanError for Dockerfiles BuildKit would refuse before building.
+
+    `named_contexts` maps `--build-context` names to their values (a folder,
+    or a remote value such as docker-image://...)."""
+    return _Planner(parsed, text_lines, build_args, named_contexts or {}).plan(target)
+
+
+def is_remote_context(value: str) -> bool:
+    return bool(REMOTE_CONTEXT.match(value))
 
 
 def clean_source(src: str) -> str:
@@ -145,8 +161,15 @@ def is_pinned_image(ref: str) -> bool:
 
 
 class _Planner:
-    def __init__(self, parsed: ParsedDockerfile, text_lines: list[str], build_args: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        parsed: ParsedDockerfile,
+        text_lines: list[str],
+        build_args: Mapping[str, str],
+        named_contexts: Mapping[str, str],
+    ) -> None:
         self.parsed = parsed
+        self.named = dict(named_contexts)
         self.lines = text_lines
         self.build_args = dict(build_args)
         self.used_args: set[str] = set()
@@ -168,7 +191,7 @@ class _Planner:
                         ins.start_line, f"no build stage in current context: {ins.keyword.upper()} must come after FROM"
                     )
                 self._global_arg(ins)
-            else:
+            elif not stage.replaced:
                 self._instruction(stage, ins)
         if not self.stages:
             raise PlanError(0, "the Dockerfile has no FROM instruction")
@@ -220,6 +243,10 @@ class _Planner:
             raise PlanError(ins.start_line, "FROM has an empty image name")
         index = len(self.stages)
         base_stage = self.by_name.get(base.lower())
+        # A named context replaces a stage of its name, or else names the base (BuildKit's lookup order).
+        named = name if name in self.named else base if base_stage is None and base in self.named else ""
+        if named:
+            return self._from_named_context(ins, index, name, named)
         stage = Stage(index, name, base, base_stage, ins.start_line)
         if base_stage is not None:
             parent = self.stages[base_stage]
@@ -243,11 +270,28 @@ class _Planner:
                     span=ins.span,
                 )
             )
-        if name:
-            if name.lower() in self.by_name:
-                raise PlanError(ins.start_line, f"duplicate stage name {name!r}")
-            self.by_name[name.lower()] = index
-        self.by_name[str(index)] = index
+        return self._add_stage(stage, ins)
+
+    def _from_named_context(self, ins: Instruction, index: int, name: str, named: str) -> Stage:
+        """A stage that starts from a named context: a remote value is a base
+        image; a folder is read by content (its files are the stage's)."""
+        value = self.named[named]
+        stage = Stage(index, name, value, None, ins.start_line, replaced=named == name)
+        if is_remote_context(value):
+            stage.remote = "" if is_pinned_image(value) else value
+            spec = {"image": value, "platform": self._flags(ins).get("platform", [""])[-1]}
+        else:
+            stage.context = named
+            spec = {"context": named}
+        stage.steps.append(Step(stage, "from", self._line_text(ins), ins.start_line, spec, remote=stage.remote))
+        return self._add_stage(stage, ins)
+
+    def _add_stage(self, stage: Stage, ins: Instruction) -> Stage:
+        if stage.name:
+            if stage.name.lower() in self.by_name:
+                raise PlanError(ins.start_line, f"duplicate stage name {stage.name!r}")
+            self.by_name[stage.name.lower()] = stage.index
+        self.by_name[str(stage.index)] = stage.index
         self.stages.append(stage)
         return stage
 
@@ -283,12 +327,18 @@ class _Planner:
     def _run(self, stage: Stage, ins: Instruction, env: dict[str, str]) -> None:
         flags = self._flags(ins)
         cmd = list(ins.args) if ins.json_form else [*stage.shell, " ".join(ins.args)]
-        mounts, sources, stage_reads = [], [], []
+        mounts, sources, stage_reads, context_reads = [], [], [], []
+        remote = ""
         for raw in flags.get("mount", []):
             mount = self._mount(raw, env, ins)
             mounts.append(mount)
             if mount["type"] == "bind":
-                if mount.get("from"):
+                context = self._context_ref(mount.get("from", ""))
+                if context:
+                    context_reads.append((context, clean_source(mount.get("source", "."))))
+                elif mount.get("from") in self.named and mount["from"].lower() not in self.by_name:
+                    remote = remote or self.named[mount["from"]]  # a remote named context
+                elif mount.get("from"):
                     stage_reads.append((self._stage_ref(mount["from"], ins), stage_path(mount.get("source", "/"))))
                 else:
                     sources.append(clean_source(mount.get("source", ".")))
@@ -303,7 +353,17 @@ class _Planner:
             "security": flags.get("security", ["sandbox"])[-1],
             "heredocs": [[h.name, h.content] for h in ins.heredocs],
         }
-        self._step(stage, ins, "run", spec, sources=tuple(sources), stage_reads=tuple(stage_reads), values=values)
+        self._step(
+            stage,
+            ins,
+            "run",
+            spec,
+            sources=tuple(sources),
+            stage_reads=tuple(stage_reads),
+            context_reads=tuple(context_reads),
+            remote="" if is_pinned_image(remote) else remote,
+            values=values,
+        )
 
     def _copy(self, stage: Stage, ins: Instruction, env: dict[str, str]) -> None:
         flags = self._flags(ins)
@@ -342,8 +402,15 @@ class _Planner:
             stage_paths = [stage_path(s) for s in srcs]
             spec["sources"] = stage_paths
             index = self.by_name.get(from_ref.lower())
-            if index is not None and index < stage.index:
+            context = self._context_ref(from_ref)
+            if context:
+                step_kwargs["context_reads"] = tuple((context, clean_source(s)) for s in srcs)
+            elif index is not None and index < stage.index:
                 step_kwargs["stage_reads"] = tuple((index, path) for path in stage_paths)
+            elif from_ref in self.named:
+                value = self.named[from_ref]
+                if not is_pinned_image(value):
+                    step_kwargs["remote"] = value
             elif not is_pinned_image(from_ref):
                 step_kwargs["remote"] = from_ref
         else:
@@ -374,6 +441,18 @@ class _Planner:
         if "target" not in mount and mount["type"] not in ("secret", "ssh"):
             raise PlanError(ins.start_line, f"--mount={raw}: a {mount['type']} mount needs a target")
         return dict(sorted(mount.items()))
+
+    def _context_ref(self, ref: str) -> str:
+        """The local named context a `--from=ref` reads directly: a folder given
+        as a named context, or a stage that is only such a folder."""
+        if not ref:
+            return ""
+        index = self.by_name.get(ref.lower())
+        if index is not None:
+            stage = self.stages[index]
+            return stage.context if stage.context and len(stage.steps) == 1 else ""
+        value = self.named.get(ref)
+        return ref if value is not None and not is_remote_context(value) else ""
 
     def _stage_ref(self, ref: str, ins: Instruction) -> int:
         index = self.by_name.get(ref.lower())

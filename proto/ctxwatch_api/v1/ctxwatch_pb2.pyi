@@ -67,8 +67,22 @@ CHANGE_KIND_TYPE: ChangeKind
 CHANGE_KIND_XATTR: ChangeKind
 
 class Context(_message.Message):
-    __slots__ = ("name", "path", "dockerfile", "build_args", "target")
+    __slots__ = ("name", "path", "dockerfile", "build_args", "target", "build_contexts", "no_cache", "no_cache_filter", "labels")
     class BuildArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class BuildContextsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -80,16 +94,38 @@ class Context(_message.Message):
     DOCKERFILE_FIELD_NUMBER: _ClassVar[int]
     BUILD_ARGS_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    BUILD_CONTEXTS_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FILTER_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     dockerfile: str
     build_args: _containers.ScalarMap[str, str]
     target: str
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ...) -> None: ...
+    build_contexts: _containers.ScalarMap[str, str]
+    no_cache: bool
+    no_cache_filter: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RegisterContextRequest(_message.Message):
-    __slots__ = ("path", "dockerfile", "build_args", "target", "name")
+    __slots__ = ("path", "dockerfile", "build_args", "target", "name", "build_contexts", "no_cache", "no_cache_filter", "labels")
     class BuildArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class BuildContextsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -101,12 +137,20 @@ class RegisterContextRequest(_message.Message):
     BUILD_ARGS_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    BUILD_CONTEXTS_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FILTER_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     path: str
     dockerfile: str
     build_args: _containers.ScalarMap[str, str]
     target: str
     name: str
-    def __init__(self, path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+    build_contexts: _containers.ScalarMap[str, str]
+    no_cache: bool
+    no_cache_filter: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., name: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class RegisterContextResponse(_message.Message):
     __slots__ = ("context", "updated")
@@ -151,8 +195,15 @@ class ListContextsResponse(_message.Message):
     def __init__(self, contexts: _Optional[_Iterable[_Union[Context, _Mapping]]] = ...) -> None: ...
 
 class BuildOptions(_message.Message):
-    __slots__ = ("build_args", "target", "no_cache", "no_cache_filter", "assume_remote_unchanged", "dockerfile_content")
+    __slots__ = ("build_args", "target", "no_cache", "no_cache_filter", "assume_remote_unchanged", "dockerfile_content", "build_contexts")
     class BuildArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class BuildContextsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -165,13 +216,15 @@ class BuildOptions(_message.Message):
     NO_CACHE_FILTER_FIELD_NUMBER: _ClassVar[int]
     ASSUME_REMOTE_UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     DOCKERFILE_CONTENT_FIELD_NUMBER: _ClassVar[int]
+    BUILD_CONTEXTS_FIELD_NUMBER: _ClassVar[int]
     build_args: _containers.ScalarMap[str, str]
     target: str
     no_cache: bool
     no_cache_filter: _containers.RepeatedScalarFieldContainer[str]
     assume_remote_unchanged: bool
     dockerfile_content: str
-    def __init__(self, build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., assume_remote_unchanged: _Optional[bool] = ..., dockerfile_content: _Optional[str] = ...) -> None: ...
+    build_contexts: _containers.ScalarMap[str, str]
+    def __init__(self, build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., assume_remote_unchanged: _Optional[bool] = ..., dockerfile_content: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class GetReportsRequest(_message.Message):
     __slots__ = ("contexts", "options")

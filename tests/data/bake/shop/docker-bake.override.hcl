@@ -1,0 +1,5 @@
+target "web" {
+  args = {
+    NODE_ENV = "staging"
+  }
+}

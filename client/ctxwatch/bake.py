@@ -554,4 +554,4 @@ def definition(bake: Bake, complete: bool = True) -> projects.Definition:
                 inline=target.dockerfile_inline,
             )
         )
-    return projects.Definition("bake", project, bake.files, registrations, skipped, [], complete)
+    return projects.Definition("bake", project, bake.files, registrations, skipped, [], complete, bake.folder)

@@ -53,6 +53,7 @@ class Definition:
     skipped: dict[str, str]  # member -> why it is not registered
     warnings: list[str]
     complete: bool  # every member was read (not a selection): registrations of others are stale
+    folder: str = ""  # the project's folder: its contexts inside it are watched from there, as one tree
 
     def labels(self, member: str) -> dict[str, str]:
         return {SOURCE: self.source, PROJECT: self.project, MEMBER: member, FILES: os.pathsep.join(self.files)}
@@ -134,7 +135,14 @@ def compose_definition(project, complete: bool) -> Definition:
             )
         )
     return Definition(
-        "compose", project.name, project.files, registrations, project.skipped, project.warnings, complete
+        "compose",
+        project.name,
+        project.files,
+        registrations,
+        project.skipped,
+        project.warnings,
+        complete,
+        project.directory,
     )
 
 
@@ -156,8 +164,11 @@ def sync(client, definition: Definition, state_dir: str | None) -> list[Change]:
     for reg in definition.registrations:
         dockerfile = _inline_file(reg, state_dir) if reg.inline is not None else reg.dockerfile
         labels = definition.labels(reg.member)
+        # One watch, one tree and one sync per query for the whole project, however many services.
+        inside = definition.folder and os.path.commonpath([definition.folder, reg.path]) == definition.folder
+        watch_root = definition.folder if inside and definition.folder != reg.path else ""
         current = registered.get(reg.name)
-        differences = _differences(current, reg, dockerfile, labels) if current is not None else []
+        differences = _differences(current, reg, dockerfile, labels, watch_root) if current is not None else []
         if current is not None and not differences:
             changes.append(Change("unchanged", reg.name, reg.member))
             continue
@@ -174,6 +185,7 @@ def sync(client, definition: Definition, state_dir: str | None) -> list[Change]:
                 no_cache=reg.no_cache,
                 no_cache_filter=reg.no_cache_filter,
                 labels=labels,
+                watch_root=watch_root,
             )
         except CtxwatchError as err:  # e.g. its Dockerfile does not exist: the others still count
             changes.append(Change("failed", reg.name, reg.member, err.message))
@@ -189,7 +201,9 @@ def sync(client, definition: Definition, state_dir: str | None) -> list[Change]:
     return changes
 
 
-def _differences(current: pb.Context, reg: Registration, dockerfile: str, labels: dict[str, str]) -> list[str]:
+def _differences(
+    current: pb.Context, reg: Registration, dockerfile: str, labels: dict[str, str], watch_root: str
+) -> list[str]:
     pairs = [
         ("context", current.path, reg.path),
         ("dockerfile", current.dockerfile, dockerfile),
@@ -199,6 +213,7 @@ def _differences(current: pb.Context, reg: Registration, dockerfile: str, labels
         ("no-cache", current.no_cache, reg.no_cache),
         ("no-cache-filter", list(current.no_cache_filter), reg.no_cache_filter),
         ("files", dict(current.labels), labels),
+        ("watched from", current.watch_root, watch_root),
     ]
     return [what for what, old, new in pairs if old != new]
 

@@ -298,6 +298,7 @@ def context_message(row: ContextRow) -> pb.Context:
         no_cache=row.no_cache,
         no_cache_filter=row.no_cache_filter,
         labels=row.labels,
+        watch_root=row.watch_root,
     )
 
 

@@ -108,6 +108,7 @@ class Engine:
                 req.no_cache,
                 tuple(req.no_cache_filter),
                 dict(req.labels),
+                req.watch_root,
             )
         )
 

@@ -56,6 +56,7 @@ class Registration:
     no_cache: bool = False
     no_cache_filter: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    watch_root: str = ""
 
 
 @dataclass(frozen=True)
@@ -258,12 +259,15 @@ class Registry:
             raise InvalidArgument(f"dockerfile: {dockerfile} is not a file")
         build_args = validated_args(req.build_args, "build_args")
         build_contexts = validated_build_contexts(req.build_contexts, path, "build_contexts")
+        watch_root = registrable_dir(req.watch_root, self._private_folders) if req.watch_root else ""
+        if watch_root and not inside(path, watch_root):
+            raise InvalidArgument(f"watch_root: {watch_root} does not hold the context folder {path}")
         while True:
-            inner = self._roots_below(path)
+            inner = self._roots_below(watch_root or path)
             with self._roots_locked(inner):
-                if self._roots_below(path) != inner:
+                if self._roots_below(watch_root or path) != inner:
                     continue  # roots changed while their locks were taken: take the right ones
-                return self._register_locked(req, path, dockerfile, build_args, build_contexts)
+                return self._register_locked(req, path, dockerfile, build_args, build_contexts, watch_root)
 
     def _register_locked(
         self,
@@ -272,6 +276,7 @@ class Registry:
         dockerfile: str,
         build_args: dict[str, str],
         build_contexts: dict[str, str],
+        watch_root: str,
     ) -> tuple[ContextRow, bool]:
         existing = next(
             (
@@ -297,8 +302,20 @@ class Registry:
             req.no_cache,
             list(req.no_cache_filter),
             dict(req.labels),
+            watch_root if watch_root != path else "",
         )
         self._store.save_context(row)
+        if existing is not None and existing.row.watched_from != row.watched_from:
+            # Watched from another folder now: activated again below, its old root closed if unused.
+            del self._contexts[existing.row.name]
+            if existing.dockerfile_watch is not None:
+                self._unwatch_folder(existing.dockerfile_watch)
+            self._contexts[name] = self._activate(row)
+            old = existing.root
+            if old is not None and self._roots.get(old.path) is old and not self._in_use(old):
+                self._close_root(old)
+            self._on_activity()
+            return row, True
         if existing is not None:
             existing.row, existing.last = row, None
             self._on_activity()
@@ -355,7 +372,7 @@ class Registry:
         return name
 
     def _activate(self, row: ContextRow) -> Registered:
-        root = self._root_for(row.path)
+        root = self._root_for(row.watched_from)
         prefix = os.path.relpath(row.path, root.path) if root is not None else ""
         reg = Registered(
             row,
@@ -377,12 +394,12 @@ class Registry:
     def _root_for_missing(self, reg: Registered) -> WatchedRoot | None:
         """A root for a context whose folder did not exist when it was registered."""
         while True:
-            inner = self._roots_below(reg.row.path)
+            inner = self._roots_below(reg.row.watched_from)
             with self._roots_locked(inner):
-                if self._roots_below(reg.row.path) != inner:
+                if self._roots_below(reg.row.watched_from) != inner:
                     continue
                 if reg.root is None:
-                    reg.root = self._root_for(reg.row.path)
+                    reg.root = self._root_for(reg.row.watched_from)
                 return reg.root
 
     def _root_for(self, path: str) -> WatchedRoot | None:

@@ -67,7 +67,7 @@ CHANGE_KIND_TYPE: ChangeKind
 CHANGE_KIND_XATTR: ChangeKind
 
 class Context(_message.Message):
-    __slots__ = ("name", "path", "dockerfile", "build_args", "target", "build_contexts", "no_cache", "no_cache_filter", "labels")
+    __slots__ = ("name", "path", "dockerfile", "build_args", "target", "build_contexts", "no_cache", "no_cache_filter", "labels", "watch_root")
     class BuildArgsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +98,7 @@ class Context(_message.Message):
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FILTER_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    WATCH_ROOT_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     dockerfile: str
@@ -107,10 +108,11 @@ class Context(_message.Message):
     no_cache: bool
     no_cache_filter: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    watch_root: str
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., watch_root: _Optional[str] = ...) -> None: ...
 
 class RegisterContextRequest(_message.Message):
-    __slots__ = ("path", "dockerfile", "build_args", "target", "name", "build_contexts", "no_cache", "no_cache_filter", "labels")
+    __slots__ = ("path", "dockerfile", "build_args", "target", "name", "build_contexts", "no_cache", "no_cache_filter", "labels", "watch_root")
     class BuildArgsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +143,7 @@ class RegisterContextRequest(_message.Message):
     NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     NO_CACHE_FILTER_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    WATCH_ROOT_FIELD_NUMBER: _ClassVar[int]
     path: str
     dockerfile: str
     build_args: _containers.ScalarMap[str, str]
@@ -150,7 +153,8 @@ class RegisterContextRequest(_message.Message):
     no_cache: bool
     no_cache_filter: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.ScalarMap[str, str]
-    def __init__(self, path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., name: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    watch_root: str
+    def __init__(self, path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., name: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., watch_root: _Optional[str] = ...) -> None: ...
 
 class RegisterContextResponse(_message.Message):
     __slots__ = ("context", "updated")

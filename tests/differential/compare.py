@@ -167,6 +167,9 @@ def _score_failure(
     if predicted:
         outcome.counts[RIGHT] += 1
         return
+    if any(s.status == pb.STEP_STATUS_UNKNOWN and s.cause == pb.CAUSE_ERROR for s in report.steps):
+        outcome.counts[UNKNOWN] += 1  # ctxwatch said the build may fail here
+        return
     outcome.counts[WRONG] += 1
     outcome.disagreements.append(Disagreement(seed, number, "", "(the build)", "no error", "", f"failed: {error}"))
 

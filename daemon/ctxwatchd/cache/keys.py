@@ -66,6 +66,7 @@ class StepKey:
     view: ContextView | None = None  # the view its inputs were read from
     error: str = ""
     unsent_folder: str = ""  # an empty wildcard's folder nothing sends: an error unless the builder kept it
+    maybe_sent: bool = False  # ...but a `**` of another source may make BuildKit send it
 
 
 # How a step's write is known, for a later COPY --from or mount from= that reads it.
@@ -192,16 +193,16 @@ def _fail_unsent_wildcard_folders(keys: list[StepKey]) -> None:
             if not source.wildcard or source.matches or _parents(k.step):
                 continue
             folder = _wildcard_free_prefix("/" + source.source)
-            if folder == "/" or any(_may_look_in(p, folder) for p in patterns if p != source.source):
+            if folder == "/" or any(_overlaps("/" + p, folder) for p in sent):
                 continue
-            if not any(_overlaps("/" + p, folder) for p in sent):
-                k.unsent_folder = k.unsent_folder or folder
+            k.unsent_folder = k.unsent_folder or folder
+            k.maybe_sent = any(_may_look_in(p, folder) for p in patterns if p != source.source)
 
 
 def _may_look_in(pattern: str, folder: str) -> bool:
     """Whether a `**` of a wildcard could match below `folder`: BuildKit then
-    sends every folder there while it looks (`src/**/*.go` sends `src/lib`).
-    Other wildcards send a folder only with a match in it."""
+    sometimes sends the folder while it looks (observed both ways; what
+    decides is not known). Other wildcards send a folder only with a match in it."""
     wanted = [p for p in pattern.split("/") if p and p != "."]
     names = [p for p in folder.split("/") if p]
     for i, name in enumerate(names):

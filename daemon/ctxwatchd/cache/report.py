@@ -220,6 +220,15 @@ def _decide_on(
                 f"nothing of {k.unsent_folder} is sent to the builder now: a builder without the copy of the "
                 "context the last build left fails here (lstat ... no such file or directory)"
             )
+        elif k.maybe_sent:
+            _set(
+                msg,
+                StepStatus.UNKNOWN,
+                Cause.ERROR,
+                f"BuildKit may fail here (lstat {k.unsent_folder}: no such file or directory): nothing sends that "
+                "folder but the ** of another source, which BuildKit sends only at times",
+            )
+            return _Chain(same=False, culprit=k.index)
         else:
             k.error = f"lstat {k.unsent_folder}: no such file or directory"
     if k.error:

@@ -3,6 +3,7 @@ recorded builds of each context as read from the store."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import Executor
 from typing import NamedTuple
@@ -13,6 +14,8 @@ from .context.ignore import PathMatcher
 from .context.nodes import digest_of
 from .context.tree import Tree
 from .context.view import ContextView
+
+RECORDED_NODES_KEPT = 16  # per context, until its history changes
 
 # How ViewKey.persisted_id encodes a key. Version 1 is SHA-256 of repr() of
 # the plain tuple (root, prefix, patterns, excludes), the encoding the first
@@ -103,7 +106,9 @@ class HistoryCache:
                     shapes,
                     self._store.last_build(name),
                     self._store.build_count(name),
-                    self._store.node_blob,
+                    # Nodes are named by their digest, so a node read stays right: kept for
+                    # the next answers (a wide folder's recorded node is megabytes).
+                    functools.lru_cache(maxsize=RECORDED_NODES_KEPT)(self._store.node_blob),
                 )
                 self._serial += 1
                 cached = self._histories[name] = (self._serial, history)

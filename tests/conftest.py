@@ -19,6 +19,9 @@ from ctxwatch import spawn
 from ctxwatch.client import CtxwatchClient, connect
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
+# The real BuildKit fixture (`buildkit`) for the tests that build.
+pytest_plugins = ("support.buildkit",)
+
 
 @dataclass
 class Daemon:
@@ -46,7 +49,16 @@ def start_daemon(folder: Path, *extra_args: str) -> Daemon:
     socket, state_dir, log = folder / "run" / "d.sock", folder / "state", folder / "ctxwatchd.log"
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ctxwatchd", "--socket", str(socket), "--state-dir", str(state_dir), *extra_args],
+            [
+                sys.executable,
+                "-m",
+                "ctxwatchd",
+                "--socket",
+                str(socket),
+                "--state-dir",
+                str(state_dir),
+                *extra_args,
+            ],
             stdout=out,
             stderr=out,
             stdin=subprocess.DEVNULL,

@@ -47,6 +47,8 @@ class Daemon:
 def start_daemon(folder: Path, *extra_args: str) -> Daemon:
     folder.mkdir(parents=True, exist_ok=True)
     socket, state_dir, log = folder / "run" / "d.sock", folder / "state", folder / "ctxwatchd.log"
+    # The folder's own config file (usually none): never the user's.
+    config = ["--config", str(folder / "config.toml")]
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [
@@ -57,6 +59,7 @@ def start_daemon(folder: Path, *extra_args: str) -> Daemon:
                 str(socket),
                 "--state-dir",
                 str(state_dir),
+                *config,
                 *extra_args,
             ],
             stdout=out,

@@ -56,7 +56,7 @@ def test_report_options_become_build_options():
     assert dict(options.build_args) == {"V": "2"}
     assert options.target == "prod"
     assert options.no_cache is True
-    assert options.assume_remote_unchanged is True
+    assert options.HasField("strict_remote") and options.strict_remote is False
 
 
 def test_built_does_not_take_assume_remote_unchanged(capsys):

@@ -237,9 +237,11 @@ def test_check_lists_only_steps_that_are_not_cached():
 def test_contexts_table():
     other = pb.Context(name="api", path="/src/api", dockerfile="/elsewhere/api.Dockerfile")
     lines = render.render_contexts([CONTEXT, other]).splitlines()
-    assert lines[0].split() == ["NAME", "PATH", "DOCKERFILE", "TARGET", "BUILD", "ARGS"]
-    assert lines[1].split() == ["web", "/src/web", "Dockerfile", "prod", "VERSION=1.1"]
-    assert lines[2].split() == ["api", "/src/api", "/elsewhere/api.Dockerfile", "-", "-"]
+    assert lines[0].split() == ["NAME", "PATH", "DOCKERFILE", "TARGET", "BUILD", "ARGS", "OPTIONS"]
+    assert lines[1].split() == ["web", "/src/web", "Dockerfile", "prod", "VERSION=1.1", "-"]
+    assert lines[2].split() == ["api", "/src/api", "/elsewhere/api.Dockerfile", "-", "-", "-"]
+    strict = pb.Context(name="s", path="/s", dockerfile="/s/Dockerfile", strict_remote=True)
+    assert render.render_contexts([strict]).splitlines()[1].split()[-1] == "strict-remote"
 
 
 def test_no_contexts_says_how_to_add_one():

@@ -1014,7 +1014,7 @@ def test_remote_unpinned_base_image(make) -> None:
     before = ctx.report()
     assert [outcome(s.status, s.cause) for s in before.steps] == [NEVER_BUILT] * 3
     ctx.built()
-    report = ctx.report()
+    report = ctx.report(strict_remote=True)
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
         ("FROM alpine:3", REMOTE),
         ("COPY a.txt /a.txt", REMOTE),
@@ -1024,7 +1024,11 @@ def test_remote_unpinned_base_image(make) -> None:
     assert all("alpine:3" in s.explanation for s in report.steps)
     # A step whose own input changed runs again whatever the image is.
     ctx.write("a.txt", "a changed\n")
-    assert ctx.outcomes() == [("FROM alpine:3", REMOTE), ("COPY a.txt /a.txt", INPUTS), ("RUN cat /a.txt", UPSTREAM)]
+    assert ctx.outcomes(strict_remote=True) == [
+        ("FROM alpine:3", REMOTE),
+        ("COPY a.txt /a.txt", INPUTS),
+        ("RUN cat /a.txt", UPSTREAM),
+    ]
 
 
 def test_remote_pinned_base_image_is_known(make) -> None:
@@ -1041,21 +1045,32 @@ def test_remote_pinned_base_image_is_known(make) -> None:
     assert [o for _, o in ctx.outcomes()] == [INSTRUCTION, UPSTREAM, UPSTREAM]
 
 
-def test_remote_assume_unchanged(make) -> None:
+def test_remote_assumed_as_last_built_by_default(make) -> None:
     ctx = make("FROM alpine:3\nCOPY a.txt /a.txt\nADD https://example.com/x /x\n", {"a.txt": "a\n"})
     ctx.built()
-    assert ctx.report().steps[0].status == pb.STEP_STATUS_UNKNOWN
-    report = ctx.report(assume_remote_unchanged=True)
+    report = ctx.report()
     assert [outcome(s.status, s.cause) for s in report.steps] == [CACHED] * 3
     assert report.all_cached
-    assert "assumed unchanged since the last build: alpine:3, https://example.com/x" in report.notes
-    assert not any("assumed" in n for n in ctx.report().notes)
+    assert list(report.assumed_remote) == ["alpine:3", "https://example.com/x"]
+    [note] = [n for n in report.notes if "assumed" in n]
+    assert note.endswith(": alpine:3, https://example.com/x")
+    assert not any(s.explanation for s in report.steps)  # one note, not a line under each step
+    # The step's status follows the rest of its key.
+    ctx.write("a.txt", "changed\n")
+    assert [o for _, o in ctx.outcomes()] == [CACHED, INPUTS, UPSTREAM]
+    # Strict: unknown, and nothing assumed.
+    strict = ctx.report(strict_remote=True)
+    assert strict.steps[0].status == pb.STEP_STATUS_UNKNOWN and not strict.assumed_remote
+    assert not any("assumed" in n for n in strict.notes)
+    # --assume-remote-unchanged still means the default.
+    (assumed,) = ctx.client.reports([ctx.ref], pb.BuildOptions(assume_remote_unchanged=True))
+    assert assumed.assumed_remote == report.assumed_remote
 
 
 def test_remote_add_url(make) -> None:
     ctx = make("FROM scratch\nCOPY a.txt /a.txt\nADD https://example.com/x /x\nRUN cat /x\n", {"a.txt": "a\n"})
     ctx.built()
-    report = ctx.report()
+    report = ctx.report(strict_remote=True)
     assert [(s.instruction, outcome(s.status, s.cause)) for s in report.steps] == [
         ("COPY a.txt /a.txt", CACHED),
         ("ADD https://example.com/x /x", REMOTE),
@@ -1075,7 +1090,7 @@ def test_remote_copy_from_image(make) -> None:
         {"a.txt": "a\n"},
     )
     ctx.built()
-    assert ctx.outcomes() == [
+    assert ctx.outcomes(strict_remote=True) == [
         ("COPY a.txt /a.txt", CACHED),
         ("COPY --from=nginx:latest /etc/nginx/nginx.conf /n.conf", REMOTE),
         (f"COPY --from=busybox@{DIGEST} /bin/busybox /bin/busybox", REMOTE),

@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--build-context", action="append", default=[], metavar="NAME=PATH", help="a named context; repeatable"
     )
+    add.add_argument(
+        "--strict-remote",
+        action=argparse.BooleanOptionalAction,
+        help="steps on unpinned images and URLs are unknown for this context (default: the config file's)",
+    )
 
     _command(commands, "ls", "list registered contexts", _cmd_ls, common, as_json)
 
@@ -200,6 +205,26 @@ def build_parser() -> argparse.ArgumentParser:
     built.add_argument(
         "context", metavar="PATH|NAME", nargs="?", help="default: the context containing the current folder"
     ).completer = _complete_contexts  # type: ignore[attr-defined]
+
+    build = _command(
+        commands,
+        "build",
+        "run a build command: predict it, run it, record it, and check the prediction against BuildKit",
+        _cmd_build,
+        common,
+    )
+    build.add_argument("--name", metavar="N", help="name of the context if it gets registered (default: the folder)")
+    build.add_argument(
+        "build_command",
+        nargs=argparse.REMAINDER,
+        metavar="-- COMMAND...",
+        help="docker build ..., docker buildx build ..., buildx build ... or buildctl build ...",
+    )
+
+    stats = _command(
+        commands, "stats", "how the predictions of checked builds compared with BuildKit", _cmd_stats, common
+    )
+    stats.add_argument("--json", action="store_true", help="print the PredictionStats as protobuf JSON")
 
     prune = _command(
         commands, "prune", "forget recorded builds, like `docker builder prune`", _cmd_prune, common, as_json
@@ -334,10 +359,19 @@ def _build_options(remote: bool) -> argparse.ArgumentParser:
         "--no-cache-filter", action="append", default=[], metavar="STAGE", help="repeatable or comma-separated"
     )
     if remote:
-        group.add_argument(
+        which = group.add_mutually_exclusive_group()
+        which.add_argument(
+            "--strict-remote",
+            action="store_const",
+            const=True,
+            help="steps on unpinned base images and URLs are unknown (default: taken as last built)",
+        )
+        which.add_argument(
             "--assume-remote-unchanged",
-            action="store_true",
-            help="treat unpinned base images and URLs as unchanged instead of unknown",
+            dest="strict_remote",
+            action="store_const",
+            const=False,
+            help="take unpinned base images and URLs as last built, even for a strict context (the default)",
         )
     return options
 
@@ -375,7 +409,7 @@ def options_from_args(args: argparse.Namespace) -> pb.BuildOptions:
         target=args.target,
         no_cache=args.no_cache,
         no_cache_filter=args.no_cache_filter,
-        assume_remote_unchanged=getattr(args, "assume_remote_unchanged", False),
+        strict_remote=getattr(args, "strict_remote", None),
         build_contexts=args.build_context,
     )
 
@@ -396,9 +430,12 @@ def _connect(args: argparse.Namespace, spawn_allowed: bool = True) -> Iterator[C
     if args.no_daemon:
         if not spawn_allowed:
             raise ValueError("`daemon` commands talk to the daemon: drop --no-daemon")
-        from ctxwatchd.local import LocalServer  # the daemon's service, in this process
+        from ctxwatchd import config  # the daemon's service and config file, in this process
+        from ctxwatchd.local import LocalServer
 
-        with LocalServer(paths.resolve_state_dir(args.state_dir)) as local, local_client(local.socket_path) as client:
+        settings = config.load(config.resolve_path())
+        state_dir = paths.resolve_state_dir(args.state_dir)
+        with LocalServer(state_dir, settings) as local, local_client(local.socket_path) as client:
             yield client
         return
     with connect(args.socket, spawn=spawn_allowed and not args.no_spawn, state_dir=args.state_dir) as client:
@@ -419,7 +456,9 @@ def _cmd_add(args: argparse.Namespace) -> int:
         settings = {"build_contexts": build_contexts} if build_contexts is not None else {}
         if existing is not None and build_contexts is None:
             settings = {"build_contexts": dict(existing.build_contexts)}  # kept, as build args are
-        response = client.register(args.path, dockerfile, build_args, target, name, **settings)
+        response = client.register(
+            args.path, dockerfile, build_args, target, name, **settings, strict_remote=args.strict_remote
+        )
         name = response.context.name
         [report] = _with_progress(client, lambda: client.reports([pb.ContextRef(name=name)]))
     changes = _option_changes(existing, response.context) if existing else []
@@ -541,6 +580,33 @@ def _cmd_built(args: argparse.Namespace) -> int:
         ref = context_ref(args.context) if args.context else _cwd_ref(client)
         response = client.mark_built(ref, options)
     emit(json_output.dumps(json_output.built(response)) if args.json else render.render_mark_built(response))
+    return EXIT_OK
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from ctxwatch.build import command, run, summary  # only this command needs them
+
+    argv = args.build_command[1:] if args.build_command[:1] == ["--"] else args.build_command
+    parsed = command.parse(argv)
+    with ExitStack() as stack:
+        try:
+            client = stack.enter_context(_connect(args))
+        except CtxwatchError as err:  # the build runs all the same
+            print(f"ctxwatch: {err}; running the build unwatched", file=sys.stderr)
+            return run.run_unwatched(parsed.argv)
+        wrapped = run.wrap(client, parsed, args.name)
+    if wrapped.recorded is not None:
+        print(f"ctxwatch: {render.render_mark_built(wrapped.recorded)}", file=sys.stderr)
+        print(summary.render_check(wrapped.recorded.check), file=sys.stderr)
+    return wrapped.returncode
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from ctxwatch.build import summary
+
+    with _connect(args) as client:
+        stats = client.prediction_stats()
+    print(json_output.dumps(json_output.message(stats)) if args.json else summary.render_stats(stats))
     return EXIT_OK
 
 

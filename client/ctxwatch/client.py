@@ -56,17 +56,18 @@ def build_options(
     target: str | None = None,
     no_cache: bool = False,
     no_cache_filter: Iterable[str] = (),
-    assume_remote_unchanged: bool = False,
+    strict_remote: bool | None = None,
     build_contexts: Iterable[str] = (),
 ) -> pb.BuildOptions:
-    """BuildOptions from docker-build-style values; `no_cache_filter` items may be comma-separated."""
+    """BuildOptions from docker-build-style values; `no_cache_filter` items may be comma-separated.
+    `strict_remote` None leaves it to the context's setting and the daemon's config file."""
     stages = [stage.strip() for item in no_cache_filter for stage in item.split(",")]
     return pb.BuildOptions(
         build_args=parse_build_args(build_args),
         target=target or "",
         no_cache=no_cache,
         no_cache_filter=[stage for stage in stages if stage],
-        assume_remote_unchanged=assume_remote_unchanged,
+        strict_remote=strict_remote,
         build_contexts=parse_build_contexts(build_contexts),
     )
 
@@ -120,8 +121,11 @@ class CtxwatchClient:
         request = pb.GetReportsRequest(contexts=[_as_ref(ref) for ref in refs], options=options)
         return list(self._call(self._stub.GetReports, request).reports)
 
-    def mark_built(self, ref: RefLike, options: pb.BuildOptions | None = None) -> pb.MarkBuiltResponse:
-        request = pb.MarkBuiltRequest(context=_as_ref(ref), options=options)
+    def mark_built(
+        self, ref: RefLike, options: pb.BuildOptions | None = None, run: pb.BuildRun | None = None
+    ) -> pb.MarkBuiltResponse:
+        """Record a build; `run` is a build ctxwatch watched (what BuildKit did, the prediction before it)."""
+        request = pb.MarkBuiltRequest(context=_as_ref(ref), options=options, run=run)
         return self._call(self._stub.MarkBuilt, request)
 
     def prune(
@@ -156,6 +160,10 @@ class CtxwatchClient:
 
     def daemon_status(self) -> pb.DaemonStatus:
         return self._call(self._stub.GetDaemonStatus, pb.GetDaemonStatusRequest())
+
+    def prediction_stats(self) -> pb.PredictionStats:
+        """How the predictions of watched builds compared with BuildKit (part of the daemon's status)."""
+        return self.daemon_status().predictions
 
     def shutdown(self) -> None:
         self._call(self._stub.Shutdown, pb.ShutdownRequest())

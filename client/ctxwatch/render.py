@@ -80,10 +80,10 @@ def step_counts(steps: Sequence[pb.Step]) -> str:
 
 
 def render_contexts(contexts: Sequence[pb.Context]) -> str:
-    """The `ls` table: name, path, Dockerfile (relative to the path when inside it), target, build args."""
+    """The `ls` table: name, path, Dockerfile (relative to the path when inside it), target, build args, options."""
     if not contexts:
         return "no contexts registered (add one with `ctxwatch add PATH`)"
-    rows = [["NAME", "PATH", "DOCKERFILE", "TARGET", "BUILD ARGS"]]
+    rows = [["NAME", "PATH", "DOCKERFILE", "TARGET", "BUILD ARGS", "OPTIONS"]]
     rows += [
         [
             context.name,
@@ -91,6 +91,7 @@ def render_contexts(contexts: Sequence[pb.Context]) -> str:
             _dockerfile_display(context),
             context.target or "-",
             _format_build_args(context.build_args) or "-",
+            _context_options(context) or "-",
         ]
         for context in contexts
     ]
@@ -179,6 +180,8 @@ def _report_header(report: pb.Report, color: bool) -> list[str]:
         lines.append(f"  target: {context.target}")
     if context.build_args:
         lines.append(f"  build args: {_format_build_args(context.build_args)}")
+    if _context_options(context):
+        lines.append(f"  options: {_context_options(context)}")
     if report.error:
         lines.append(f"  {_report_error(report, color)}")
     else:
@@ -312,6 +315,13 @@ def _align(rows: Sequence[Sequence[str]], right: Iterable[int] = ()) -> list[str
 def _dockerfile_display(context: pb.Context) -> str:
     relative = os.path.relpath(context.dockerfile, context.path) if context.dockerfile else ""
     return relative if relative and not relative.startswith("..") else context.dockerfile
+
+
+def _context_options(context: pb.Context) -> str:
+    """The options given on `add` (unset ones follow the config file)."""
+    if not context.HasField("strict_remote"):
+        return ""
+    return "strict-remote" if context.strict_remote else "no-strict-remote"
 
 
 def _format_build_args(build_args: Mapping[str, str]) -> str:

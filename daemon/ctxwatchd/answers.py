@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
@@ -43,10 +44,19 @@ class Evaluation:
 class Answers:
     """Answers queries from the trees, the view cache and the history cache."""
 
-    def __init__(self, registry: Registry, views: ViewCache, histories: HistoryCache) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        views: ViewCache,
+        histories: HistoryCache,
+        strict_remote: bool = False,
+        unread_build: Callable[[str], int] = lambda name: 0,
+    ) -> None:
         self._registry = registry
         self._views = views
         self._histories = histories
+        self._strict_remote = strict_remote  # the config file's default, for contexts that do not say
+        self._unread_build = unread_build  # when a build of the context ran that could not be read (ms), or 0
 
     def evaluate(
         self, reg: Registered, root: WatchedRoot | None, options: pb.BuildOptions, synced: set[str]
@@ -102,7 +112,8 @@ class Answers:
         keys = compute_keys(
             plan, lambda excludes: self._view(reg, root, excludes), lambda name: self._named_view(reg, named[name])
         )
-        steps = build_steps(keys, history, _query_options(options, reg.row))
+        strict = self._strict(reg, options)
+        steps = build_steps(keys, history, _query_options(options, reg.row, strict))
         report.steps.extend(step_message(step) for step in steps)
         report.all_cached = all(
             s.status == pb.STEP_STATUS_CACHED or s.cause == pb.CAUSE_RUNS_ANYWAY for s in report.steps
@@ -110,13 +121,25 @@ class Answers:
         report.builds_recorded = history.count
         if history.last is not None:
             report.last_build_unix_ms = history.last.created_ms
-        report.notes.extend(_notes(plan, options))
+        report.notes.extend(_notes(plan))
+        if not strict:
+            _assume_remote(report, plan)
+        _say_unread_build(report, self._unread_build(reg.row.name))
         whole = self._views.known(_view_key(reg, root, ()))
         top = whole.known("") if whole is not None else None
         if top is not None:
             report.context_digest = top.digest.hex()
         reg.last = LastAnswer(depends_on, Evaluation(report, keys))
         return reg.last.evaluation
+
+    def _strict(self, reg: Registered, options: pb.BuildOptions) -> bool:
+        """Whether steps on unpinned remote inputs are unknown: the query says,
+        else the context's setting, else the config file."""
+        if options.HasField("strict_remote"):
+            return options.strict_remote
+        if options.assume_remote_unchanged:
+            return False
+        return bool(reg.row.options.get("strict_remote", self._strict_remote))
 
     def _dockerfile(self, reg: Registered, draft: str = "") -> tuple[ParsedDockerfile, list[str]]:
         """The parsed Dockerfile: the file, or an editor's unsaved text of it
@@ -188,11 +211,14 @@ class Answers:
         return set().union(*(c.views for c in self._registry.using(root)))
 
 
-def build_rows(ev: Evaluation) -> tuple[list[StepKey], list[BuildStepRow]]:
+def build_rows(ev: Evaluation, done: set[int] | None = None) -> tuple[list[StepKey], list[BuildStepRow]]:
     """The steps a build with the evaluated options completes (all of them, or
-    those before a failing step, which BuildKit caches as well), as stored."""
+    those before a failing step, which BuildKit caches as well; with `done`,
+    only the steps on those lines: what a failed real build completed), as stored."""
     steps = ev.report.steps
     completed = [k for k, s in zip(ev.keys, steps, strict=True) if not _fails(s, steps)]
+    if done is not None:
+        completed = [k for k in completed if k.step.line in done]
     rows = [
         BuildStepRow(
             k.index,
@@ -299,6 +325,7 @@ def context_message(row: ContextRow) -> pb.Context:
         no_cache_filter=row.no_cache_filter,
         labels=row.labels,
         watch_root=row.watch_root,
+        strict_remote=row.options.get("strict_remote"),
     )
 
 
@@ -316,11 +343,11 @@ def _local(named: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in named.items() if not is_remote_context(value)}
 
 
-def _query_options(options: pb.BuildOptions, row: ContextRow) -> QueryOptions:
+def _query_options(options: pb.BuildOptions, row: ContextRow, strict_remote: bool) -> QueryOptions:
     """The query's no-cache options, and those the context is always built with."""
     filters = [*options.no_cache_filter, *row.no_cache_filter]
     names = frozenset(n.strip().lower() for item in filters for n in item.split(",") if n.strip())
-    return QueryOptions(options.no_cache or row.no_cache, names, options.assume_remote_unchanged)
+    return QueryOptions(options.no_cache or row.no_cache, names, strict_remote)
 
 
 def options_dict(options: pb.BuildOptions) -> dict:
@@ -332,11 +359,32 @@ def options_dict(options: pb.BuildOptions) -> dict:
     }
 
 
-def _notes(plan, options: pb.BuildOptions) -> list[str]:
+def _notes(plan) -> list[str]:
     notes = []
     if plan.unused_build_args:
         notes.append("build args not declared with ARG (they change nothing): " + ", ".join(plan.unused_build_args))
-    remotes = sorted({s.remote for s in plan.steps if s.remote})
-    if remotes and options.assume_remote_unchanged:
-        notes.append("assumed unchanged since the last build: " + ", ".join(remotes))
     return notes
+
+
+def _assume_remote(report: pb.Report, plan) -> None:
+    """Name, once, the unpinned images and URLs taken to be what the last recorded build used."""
+    remotes = sorted({s.remote for s in plan.steps if s.remote})
+    if remotes:
+        report.assumed_remote.extend(remotes)
+        report.notes.append(
+            "assumed to be what the last recorded build used (pin with @sha256: or --checksum, "
+            "or ask with --strict-remote): " + ", ".join(remotes)
+        )
+
+
+def _say_unread_build(report: pb.Report, unread_ms: int) -> None:
+    """Once per report: a build ran after the last recorded one that ctxwatch could not read."""
+    if not unread_ms or unread_ms <= report.last_build_unix_ms:
+        return
+    report.unread_build_unix_ms = unread_ms
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unread_ms / 1000))
+    report.notes.append(
+        f"a build of this context ran at {when} that ctxwatch could not read (the builder's history did not "
+        "answer; see the daemon's log): these answers may be older than that build. Record builds with "
+        "`ctxwatch built` and the same options, or run them through `ctxwatch build -- ...`"
+    )

@@ -18,9 +18,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+from ctxwatch_api.progress import StepResult, observed_steps
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 from .answers import Answers, Evaluation, build_rows, named_contexts, named_folders, new_nodes, options_dict
+from .builders.compare import check_message, check_row, compare
 from .cache.readers import readers
 from .cache.store import DEFAULT_MAX_BUILDS, ContextRow, Store
 from .caches import HistoryCache, ViewCache, ViewKey
@@ -28,7 +30,7 @@ from .context.records import KIND_DIR
 from .context.tree import Tree
 from .context.view import ContextView
 from .context.watcher import Observer, WatchedRoot
-from .errors import FailedPrecondition, InvalidArgument
+from .errors import ApiError, FailedPrecondition, InvalidArgument
 from .registry import ContextRef, Registered, Registration, Registry, inside
 from .requests import absolute_path
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 GC_EVERY_DROPPED_BUILDS = 16  # node garbage collection is a full mark and sweep: batch it
 STATUS_WAIT_S = 0.05  # how long status waits for a busy root before leaving its sizes out
+RECENT_DISAGREEMENTS = 10  # shown by GetDaemonStatus and `ctxwatch stats`
 WARM_UP_PAUSE_S = 0.005  # between two contexts of the warm-up: a waiting query takes the root's lock then
 
 
@@ -46,6 +49,7 @@ class Engine:
         watch: bool = True,
         max_builds: int = DEFAULT_MAX_BUILDS,
         private_folders: tuple[str, ...] = (),
+        strict_remote: bool = False,
     ) -> None:
         self._store = store
         self._max_builds = max_builds
@@ -69,7 +73,9 @@ class Engine:
         # The daemon's own folders (state, socket): never a build context.
         private = (os.path.realpath(store.path.parent), *map(os.path.realpath, private_folders))
         self._registry = Registry(store, self._observer, self.notify_activity, self._root_closed, private)
-        self._answers = Answers(self._registry, self._views, self._histories)
+        self._answers = Answers(
+            self._registry, self._views, self._histories, strict_remote, self._store.last_unread_build
+        )
 
     @property
     def watching(self) -> bool:
@@ -109,6 +115,7 @@ class Engine:
                 tuple(req.no_cache_filter),
                 dict(req.labels),
                 req.watch_root,
+                req.strict_remote if req.HasField("strict_remote") else None,
             )
         )
 
@@ -206,9 +213,13 @@ class Engine:
             # it waits for one context's warm-up at most, not for all of them.
             time.sleep(WARM_UP_PAUSE_S)
 
-    def mark_built(self, reg: Registered, options: pb.BuildOptions) -> pb.MarkBuiltResponse:
+    def mark_built(
+        self, reg: Registered, options: pb.BuildOptions, run: pb.BuildRun | None = None
+    ) -> pb.MarkBuiltResponse:
         """Record the steps a build with these options completes (all of them,
-        or those before a failing step, which BuildKit caches as well)."""
+        or those before a failing step, which BuildKit caches as well). With
+        the `run` ctxwatch watched: a failed run records the steps BuildKit
+        completed, and its prediction is compared with what BuildKit did."""
         if options.dockerfile_content:
             raise InvalidArgument(
                 "options.dockerfile_content: a build reads the saved Dockerfile; save it, then record"
@@ -217,7 +228,19 @@ class Engine:
             ev = self._answer(reg, root, options, set())
             if ev.report.error:
                 raise FailedPrecondition(f"{reg.row.name}: cannot record a build: {ev.report.error}")
-            completed, rows = build_rows(ev)
+            check = None
+            if run is not None and run.builder_ref:
+                self._store.save_builder_ref(run.builder_ref, reg.row.name, int(time.time() * 1000), "wrapped")
+            if run is not None and run.HasField("prediction"):
+                check = compare(run.prediction, run, reg.row.name, reg.row.dockerfile)
+                self._store.save_prediction_check(check_row(check))
+            done = None
+            if run is not None and run.failed:
+                # A step stopped because another failed is in BuildKit's cache only if it came from there.
+                done = {o.line for o in run.steps if o.cached or (o.completed and not o.error)}
+            completed, rows = build_rows(ev, done)
+            if run is not None and run.failed and not completed:  # it failed before any step: nothing was built
+                return pb.MarkBuiltResponse(report=ev.report, failed=_run_failure(run), check=check)
             nodes = new_nodes(self._store, completed)  # streamed into the transaction, never all in memory
             build_id = self._store.record_build(reg.row.name, options_dict(options), rows, nodes)
             self._histories.forget(reg.row.name)
@@ -227,8 +250,45 @@ class Engine:
             failed = next(
                 (f"line {s.line} ({s.instruction}): {s.error}" for s in steps if s.status == pb.STEP_STATUS_ERROR), ""
             )
+            if run is not None and run.failed:
+                failed = _run_failure(run)
             report = self._answer(reg, root, options, set()).report
-        return pb.MarkBuiltResponse(report=report, build_id=build_id, steps_recorded=len(rows), failed=failed)
+        return pb.MarkBuiltResponse(
+            report=report, build_id=build_id, steps_recorded=len(rows), failed=failed, check=check
+        )
+
+    def prediction_stats(self, recent: int = RECENT_DISAGREEMENTS) -> pb.PredictionStats:
+        """How the predictions of watched builds compared with BuildKit."""
+        checked, steps, agreed, unknown = self._store.prediction_totals()
+        return pb.PredictionStats(
+            checked=checked,
+            steps=steps,
+            agreed=agreed,
+            unknown=unknown,
+            recent_disagreements=[check_message(row) for row in self._store.recent_disagreements(recent)],
+            builds_learned=self._store.builds_learned(),
+        )
+
+    # -- builds learned from the builder ------------------------------------------------
+    def builder_contexts(self) -> list[tuple[str, str, str, int]]:
+        """(name, path, Dockerfile, registered at ms) of every context, for matching buildx's records."""
+        return [(r.name, r.path, r.dockerfile, r.created_ms) for r in self.contexts()]
+
+    def learn_build(self, name: str, options: pb.BuildOptions, steps: list[StepResult], failed: bool) -> None:
+        """Record a build learned from the builder (for a failed one, the steps BuildKit completed)."""
+        try:
+            reg = self.resolve(pb.ContextRef(name=name))
+            report = self.report(reg, options)
+            run = pb.BuildRun(steps=observed_steps(steps, report), failed=failed, source="buildx history")
+            self.mark_built(reg, options, run)
+        except ApiError as e:  # removed meanwhile, or the Dockerfile no longer parses: nothing to record
+            log.warning("could not record the build of %s learned from the builder: %s", name, e.message)
+
+    def mark_builder_ref(self, ref: str, context: str, started_ms: int, outcome: str) -> None:
+        """Remember a build buildx recorded (learned, unread, or recorded by the wrapper)."""
+        self._store.save_builder_ref(ref, context, started_ms, outcome)
+        self._histories.forget(context)  # the answers say whether a build went unread
+        self.notify_activity()
 
     def prune(
         self, refs: list[pb.ContextRef], keep: int, older_than_s: float = 0.0, dry_run: bool = False
@@ -352,6 +412,11 @@ class Engine:
 
     def queue_depth(self) -> int:
         return sum(root.queue_depth for root in self._registry.roots())
+
+
+def _run_failure(run: pb.BuildRun) -> str:
+    failing = next((o for o in run.steps if o.error and "canceled" not in o.error), None)
+    return f"line {failing.line}: {failing.error}" if failing else "the build command failed"
 
 
 def _ref(ref: pb.ContextRef) -> ContextRef:

@@ -20,6 +20,7 @@ import grpc
 from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 
 from .cache.store import Store
+from .config import Config
 from .engine import Engine
 from .server.main import STATE_FILE
 from .server.service import CtxwatchService
@@ -30,11 +31,14 @@ SOCKET_NAME = "local.sock"
 class LocalServer:
     """The service over `state_dir`'s state, on a socket only this process knows (`socket_path`)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, config: Config | None = None) -> None:
+        config = config or Config()  # the config file's defaults, as the daemon would read them
         self._folder = tempfile.TemporaryDirectory(prefix="ctxwatch-local-")  # 0700: private to this user
         self.socket_path = Path(self._folder.name) / SOCKET_NAME
         self._store = Store(state_dir / STATE_FILE)
-        self._engine = Engine(self._store, watch=False)
+        self._engine = Engine(
+            self._store, watch=False, max_builds=config.max_builds, strict_remote=config.strict_remote
+        )
         self._server = grpc.server(ThreadPoolExecutor(max_workers=4, thread_name_prefix="local-rpc"))
         service = CtxwatchService(self._engine, str(self.socket_path), str(state_dir), threading.Event())
         pb_grpc.add_CtxwatchServicer_to_server(service, self._server)

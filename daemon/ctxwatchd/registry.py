@@ -57,6 +57,7 @@ class Registration:
     no_cache_filter: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     watch_root: str = ""
+    strict_remote: bool | None = None  # None: the config file decides
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,7 @@ class Registry:
             list(req.no_cache_filter),
             dict(req.labels),
             watch_root if watch_root != path else "",
+            {} if req.strict_remote is None else {"strict_remote": req.strict_remote},
         )
         self._store.save_context(row)
         if existing is not None and existing.row.watched_from != row.watched_from:

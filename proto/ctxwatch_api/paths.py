@@ -51,6 +51,15 @@ def resolve_socket_path(flag: str | None = None) -> Path:
     return default_socket_path()
 
 
+def buildx_dir(setting: str = "") -> Path:
+    """buildx's config folder, as buildx finds it: the setting, else $BUILDX_CONFIG,
+    else $DOCKER_CONFIG/buildx, else ~/.docker/buildx. Its refs/ records every build."""
+    chosen = setting or os.environ.get("BUILDX_CONFIG")
+    if chosen:
+        return Path(chosen).expanduser()
+    return Path(os.environ.get("DOCKER_CONFIG") or "~/.docker").expanduser() / "buildx"
+
+
 def resolve_state_dir(flag: str | None = None) -> Path:
     """The state folder from the flag, else $CTXWATCH_STATE_DIR, else the default."""
     chosen = flag or os.environ.get(STATE_DIR_ENV)

@@ -105,7 +105,7 @@ class History:
 class QueryOptions:
     no_cache: bool = False
     no_cache_filter: frozenset[str] = frozenset()  # stage names (lowercase) or indexes
-    assume_remote_unchanged: bool = False
+    strict_remote: bool = False  # steps on unpinned remote inputs are unknown instead of assumed
 
 
 @dataclass
@@ -246,7 +246,7 @@ def _decide_on(
         return _Chain(same=False, culprit=failing, failing=failing)
 
     remote = step.remote or next((c.remote for c in upstream if c.remote), "")
-    if options.assume_remote_unchanged:
+    if not options.strict_remote:
         remote = ""
     unknowable = [i for i in k.output_steps if out[i].cause != Cause.REMOTE]
     source_rerun = [i for i in unknowable if out[i].status != StepStatus.CACHED]
@@ -286,8 +286,8 @@ def _decide_on(
                 msg,
                 StepStatus.UNKNOWN,
                 Cause.REMOTE,
-                f"depends on {remote}, which the daemon cannot see: cached if it did not change (pin it "
-                "with @sha256: or --checksum, or pass --assume-remote-unchanged)",
+                f"depends on {remote}, which the daemon cannot see (--strict-remote): cached if it did not "
+                "change (pin it with @sha256: or --checksum)",
             )
             return _Chain(uncertain=Cause.REMOTE, culprit=k.index, remote=remote)
         _set(msg, StepStatus.CACHED, Cause.NONE, "")

@@ -24,7 +24,7 @@ from ..private import private_file
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context (ctxwatchd --max-builds)
 PAGE_CACHE_KIB = 512
 OPEN_WAIT_S = 30.0  # how long a start waits for another process to release the state file
@@ -110,6 +110,26 @@ CREATE TABLE folder_digests (
     4: "ALTER TABLE contexts ADD COLUMN watched INTEGER NOT NULL DEFAULT 1;",
     # Named contexts, no-cache settings, client labels and the watch root of a context, as one JSON object.
     5: "ALTER TABLE contexts ADD COLUMN settings TEXT NOT NULL DEFAULT '{}';",
+    # Per-context options given on `add` (strict_remote); what real builds
+    # showed of the predictions; the buildx build records already read.
+    6: """
+ALTER TABLE contexts ADD COLUMN options TEXT NOT NULL DEFAULT '{}';
+CREATE TABLE prediction_checks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    context TEXT NOT NULL,  -- kept after the context goes: it tells how far to trust the answers
+    created_ms INTEGER NOT NULL,
+    steps INTEGER NOT NULL,
+    agreed INTEGER NOT NULL,
+    unknown INTEGER NOT NULL,
+    detail TEXT NOT NULL    -- dockerfile, command, disagreements (JSON)
+);
+CREATE TABLE builder_refs (
+    ref TEXT PRIMARY KEY,   -- buildx's record of one build: <builder>/<node>/<ref>
+    context TEXT NOT NULL,
+    seen_ms INTEGER NOT NULL,
+    outcome TEXT NOT NULL   -- learned | unread
+);
+""",
 }
 
 
@@ -126,6 +146,8 @@ class ContextRow:
     no_cache_filter: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     watch_root: str = ""  # the folder it is watched from, when above `path`
+
+    options: dict = field(default_factory=dict)  # given on `add`: strict_remote
 
     @property
     def watched_from(self) -> str:
@@ -165,6 +187,18 @@ class BuildRow:
     created_ms: int
     options: dict
     steps: list[BuildStepRow] = field(default_factory=list)
+
+
+@dataclass
+class PredictionCheckRow:
+    """How one prediction compared with a real build."""
+
+    context: str
+    created_ms: int
+    steps: int
+    agreed: int
+    unknown: int
+    detail: dict  # dockerfile, command, disagreements
 
 
 class Store:
@@ -259,18 +293,22 @@ class Store:
     def contexts(self) -> list[ContextRow]:
         with self.lock:
             rows = self.db.execute(
-                "SELECT name, path, dockerfile, build_args, target, created_ms, settings FROM contexts WHERE watched=1 "
-                "ORDER BY name"
+                "SELECT name, path, dockerfile, build_args, target, created_ms, settings, options FROM contexts "
+                "WHERE watched=1 ORDER BY name"
             ).fetchall()
-        return [ContextRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], **json.loads(r[6])) for r in rows]
+        return [
+            ContextRow(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], **json.loads(r[6]), options=json.loads(r[7]))
+            for r in rows
+        ]
 
     def save_context(self, row: ContextRow) -> None:
         with self.lock, self.db:
             self.db.execute(
-                "INSERT INTO contexts(name, path, dockerfile, build_args, target, created_ms, settings) "
-                "VALUES (?,?,?,?,?,?,?) "
+                "INSERT INTO contexts(name, path, dockerfile, build_args, target, created_ms, settings, options) "
+                "VALUES (?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(name) DO UPDATE SET path=excluded.path, dockerfile=excluded.dockerfile, "
-                "build_args=excluded.build_args, target=excluded.target, settings=excluded.settings, watched=1",
+                "build_args=excluded.build_args, target=excluded.target, settings=excluded.settings, watched=1, "
+                "options=excluded.options",
                 (
                     row.name,
                     row.path,
@@ -279,6 +317,7 @@ class Store:
                     row.target,
                     row.created_ms or int(time.time() * 1000),
                     row.settings(),
+                    json.dumps(row.options, sort_keys=True),
                 ),
             )
 
@@ -418,6 +457,56 @@ class Store:
                 for ordinal, stage, stage_ordinal, line, text, key, shape, spec, src, vals in steps
             ],
         )
+
+    # -- what real builds showed -------------------------------------------------------
+    def save_prediction_check(self, check: PredictionCheckRow) -> None:
+        with self.lock, self.db:
+            self.db.execute(
+                "INSERT INTO prediction_checks(context, created_ms, steps, agreed, unknown, detail) "
+                "VALUES (?,?,?,?,?,?)",
+                (check.context, check.created_ms, check.steps, check.agreed, check.unknown, json.dumps(check.detail)),
+            )
+
+    def prediction_totals(self) -> tuple[int, int, int, int]:
+        """(builds checked, steps, agreed, unknown) over every check kept."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT count(*), total(steps), total(agreed), total(unknown) FROM prediction_checks"
+            ).fetchone()
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+    def recent_disagreements(self, limit: int) -> list[PredictionCheckRow]:
+        """The newest checks where the prediction and BuildKit disagreed on a step."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT context, created_ms, steps, agreed, unknown, detail FROM prediction_checks "
+                "WHERE agreed + unknown < steps ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [PredictionCheckRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def builder_ref_seen(self, ref: str) -> bool:
+        with self.lock:
+            return self.db.execute("SELECT 1 FROM builder_refs WHERE ref=?", (ref,)).fetchone() is not None
+
+    def save_builder_ref(self, ref: str, context: str, seen_ms: int, outcome: str) -> None:
+        with self.lock, self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO builder_refs(ref, context, seen_ms, outcome) VALUES (?,?,?,?)",
+                (ref, context, seen_ms, outcome),
+            )
+
+    def last_unread_build(self, context: str) -> int:
+        """When the newest build of the context that could not be read ran (ms), or 0."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT max(seen_ms) FROM builder_refs WHERE context=? AND outcome='unread'", (context,)
+            ).fetchone()
+        return int(row[0] or 0)
+
+    def builds_learned(self) -> int:
+        with self.lock:
+            return self.db.execute("SELECT count(*) FROM builder_refs WHERE outcome='learned'").fetchone()[0]
 
     def recorded_keys(self, context: str) -> tuple[set[bytes], dict[bytes, bytes]]:
         """Every step key of every kept build, and shape -> newest exact key."""

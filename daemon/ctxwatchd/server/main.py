@@ -10,6 +10,7 @@ neither gRPC nor the engine: they load while the state file is checked.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -22,7 +23,8 @@ from ctxwatch_api import paths
 from ctxwatch_api.processes import ALREADY_SERVING_EXIT
 
 from .. import __version__
-from ..cache.store import DEFAULT_MAX_BUILDS, StateUnavailable, Store
+from .. import config as config_file
+from ..cache.store import StateUnavailable, Store
 from ..private import AlreadyLocked, NotPrivate, hold_lock, private_folder
 from . import logfile
 from .settings import SETTINGS
@@ -48,11 +50,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--state-dir", help=f"state folder (env {paths.STATE_DIR_ENV}; default under the user state dir)"
     )
     parser.add_argument(
+        "--config",
+        help=f"config file (env {config_file.CONFIG_ENV}; default {config_file.default_path()}); flags win over it",
+    )
+    parser.add_argument(
         "--max-builds",
         type=int,
-        default=DEFAULT_MAX_BUILDS,
         metavar="N",
-        help=f"recorded builds kept per context, oldest dropped first (default {DEFAULT_MAX_BUILDS})",
+        help="recorded builds kept per context, oldest dropped first (config max_builds; default 100)",
     )
     parser.add_argument(
         "--tcp-port",
@@ -61,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"also serve on {LOOPBACK}:PORT (loopback only); callers must send the token "
         f"from <state dir>/{TOKEN_FILE} as 'authorization: Bearer <token>'",
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", choices=config_file.LOG_LEVELS, help="config log_level; default INFO")
     parser.add_argument(
         "--log-file",
         type=Path,
@@ -129,7 +134,7 @@ def _lock(path: Path, what: object) -> None:
         ) from None
 
 
-def start(socket_path: Path, state_dir: Path, max_builds: int, tcp_port: int | None) -> int:
+def start(socket_path: Path, state_dir: Path, config: config_file.Config, tcp_port: int | None) -> int:
     """Claim the socket and the state, open the state file, and serve until told to stop."""
     # Block the stop signals before any thread exists (threads inherit the
     # mask); serve() takes them with sigwait in this thread: a signal delivered
@@ -147,21 +152,33 @@ def start(socket_path: Path, state_dir: Path, max_builds: int, tcp_port: int | N
         from .serving import serve
 
         store = opened.result()
-    return serve(store, socket_path, state_dir, max_builds, tcp_port)
+    return serve(store, socket_path, state_dir, config, tcp_port)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    SETTINGS.log_destination = logfile.configure(args.log_level, args.log_file)
+    try:
+        config = config_file.load(config_file.resolve_path(args.config))
+    except config_file.ConfigError as e:
+        logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        log.error("bad config: %s", e)
+        return 2
+    # Flags win over the config file.
+    config = dataclasses.replace(
+        config, max_builds=args.max_builds or config.max_builds, log_level=args.log_level or config.log_level
+    )
+    SETTINGS.log_destination = logfile.configure(config.log_level, args.log_file)
     SETTINGS.idle_timeout_s = args.idle_timeout
     try:
-        if args.max_builds < 1:
+        if args.max_builds is not None and args.max_builds < 1:
             log.error("--max-builds must be at least 1")
             return 2
+        if config.path is not None:
+            log.info("config read from %s", config.path)
         return start(
             paths.resolve_socket_path(args.socket),
             paths.resolve_state_dir(args.state_dir),
-            args.max_builds,
+            config,
             args.tcp_port,
         )
     except AlreadyRunning as e:

@@ -84,7 +84,8 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
 
     @_answers
     def MarkBuilt(self, request: pb.MarkBuiltRequest, context) -> pb.MarkBuiltResponse:
-        return self.engine.mark_built(self.engine.resolve(request.context), request.options)
+        run = request.run if request.HasField("run") else None
+        return self.engine.mark_built(self.engine.resolve(request.context), request.options, run)
 
     @_answers
     def PruneBuilds(self, request: pb.PruneBuildsRequest, context) -> pb.PruneBuildsResponse:
@@ -134,6 +135,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
             activity=self.engine.activity(),
             log_file=SETTINGS.log_destination,
             idle_timeout_seconds=SETTINGS.idle_timeout_s,
+            predictions=self.engine.prediction_stats(),
         )
 
     @_answers

@@ -23,7 +23,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from ctxwatch_api.v1 import ctxwatch_pb2, ctxwatch_pb2_grpc
 
 from .. import __version__
+from ..builders.buildx import BuildxRefs
 from ..cache.store import Store
+from ..config import Config
 from ..engine import Engine
 from ..private import NotPrivate
 from . import idle
@@ -56,10 +58,15 @@ def notify_systemd(message: str) -> None:
             log.warning("could not notify systemd (%s): %s", message, e)
 
 
-def serve(store: Store, socket_path: Path, state_dir: Path, max_builds: int, tcp_port: int | None = None) -> int:
+def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_port: int | None = None) -> int:
     """Answer on the socket until a stop signal (blocked by the caller before
     any thread started) or a Shutdown call, then save and close the store."""
-    engine = Engine(store, max_builds=max_builds, private_folders=(str(socket_path.parent),))
+    engine = Engine(
+        store,
+        max_builds=config.max_builds,
+        private_folders=(str(socket_path.parent),),
+        strict_remote=config.strict_remote,
+    )
     # What exists now (modules, the registry) lives as long as the daemon:
     # frozen, it is not traversed again by each full collection that a large
     # tree's listing triggers (about 0.1 s of a restart at 100,000 files).
@@ -68,6 +75,16 @@ def serve(store: Store, socket_path: Path, state_dir: Path, max_builds: int, tcp
     # thread for the interpreter lock: hand it over every 1 ms, not 5 ms.
     sys.setswitchinterval(QUERY_SWITCH_INTERVAL_S)
     threading.Thread(target=engine.warm_up, name="warm-up", daemon=True).start()
+    builds = None
+    if config.builder.watch_buildx:  # builds run without `ctxwatch build`
+        builds = BuildxRefs(
+            config.builder,
+            engine.builder_contexts,
+            store.builder_ref_seen,
+            engine.learn_build,
+            engine.mark_builder_ref,
+        )
+        builds.start()
     stop = threading.Event()
     token = load_or_create_token(state_dir) if tcp_port is not None else None
     service = CtxwatchService(engine, str(socket_path), str(state_dir), stop)
@@ -95,6 +112,8 @@ def serve(store: Store, socket_path: Path, state_dir: Path, max_builds: int, tcp
     notify_systemd("STOPPING=1")
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=2).wait()
+    if builds is not None:
+        builds.stop()
     _remove_socket(socket_path, our_socket)
     if not _save(engine, store):
         # A query is stuck (in the kernel, say): a stop signal is honoured

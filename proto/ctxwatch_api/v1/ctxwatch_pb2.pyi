@@ -67,7 +67,7 @@ CHANGE_KIND_TYPE: ChangeKind
 CHANGE_KIND_XATTR: ChangeKind
 
 class Context(_message.Message):
-    __slots__ = ("name", "path", "dockerfile", "build_args", "target", "build_contexts", "no_cache", "no_cache_filter", "labels", "watch_root")
+    __slots__ = ("name", "path", "dockerfile", "build_args", "target", "build_contexts", "no_cache", "no_cache_filter", "labels", "watch_root", "strict_remote")
     class BuildArgsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class Context(_message.Message):
     NO_CACHE_FILTER_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     WATCH_ROOT_FIELD_NUMBER: _ClassVar[int]
+    STRICT_REMOTE_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     dockerfile: str
@@ -109,10 +110,11 @@ class Context(_message.Message):
     no_cache_filter: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.ScalarMap[str, str]
     watch_root: str
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., watch_root: _Optional[str] = ...) -> None: ...
+    strict_remote: bool
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., watch_root: _Optional[str] = ..., strict_remote: _Optional[bool] = ...) -> None: ...
 
 class RegisterContextRequest(_message.Message):
-    __slots__ = ("path", "dockerfile", "build_args", "target", "name", "build_contexts", "no_cache", "no_cache_filter", "labels", "watch_root")
+    __slots__ = ("path", "dockerfile", "build_args", "target", "name", "build_contexts", "no_cache", "no_cache_filter", "labels", "watch_root", "strict_remote")
     class BuildArgsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +146,7 @@ class RegisterContextRequest(_message.Message):
     NO_CACHE_FILTER_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     WATCH_ROOT_FIELD_NUMBER: _ClassVar[int]
+    STRICT_REMOTE_FIELD_NUMBER: _ClassVar[int]
     path: str
     dockerfile: str
     build_args: _containers.ScalarMap[str, str]
@@ -154,7 +157,8 @@ class RegisterContextRequest(_message.Message):
     no_cache_filter: _containers.RepeatedScalarFieldContainer[str]
     labels: _containers.ScalarMap[str, str]
     watch_root: str
-    def __init__(self, path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., name: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., watch_root: _Optional[str] = ...) -> None: ...
+    strict_remote: bool
+    def __init__(self, path: _Optional[str] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., name: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., watch_root: _Optional[str] = ..., strict_remote: _Optional[bool] = ...) -> None: ...
 
 class RegisterContextResponse(_message.Message):
     __slots__ = ("context", "updated")
@@ -199,7 +203,7 @@ class ListContextsResponse(_message.Message):
     def __init__(self, contexts: _Optional[_Iterable[_Union[Context, _Mapping]]] = ...) -> None: ...
 
 class BuildOptions(_message.Message):
-    __slots__ = ("build_args", "target", "no_cache", "no_cache_filter", "assume_remote_unchanged", "dockerfile_content", "build_contexts")
+    __slots__ = ("build_args", "target", "no_cache", "no_cache_filter", "assume_remote_unchanged", "dockerfile_content", "build_contexts", "strict_remote")
     class BuildArgsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +225,7 @@ class BuildOptions(_message.Message):
     ASSUME_REMOTE_UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     DOCKERFILE_CONTENT_FIELD_NUMBER: _ClassVar[int]
     BUILD_CONTEXTS_FIELD_NUMBER: _ClassVar[int]
+    STRICT_REMOTE_FIELD_NUMBER: _ClassVar[int]
     build_args: _containers.ScalarMap[str, str]
     target: str
     no_cache: bool
@@ -228,7 +233,8 @@ class BuildOptions(_message.Message):
     assume_remote_unchanged: bool
     dockerfile_content: str
     build_contexts: _containers.ScalarMap[str, str]
-    def __init__(self, build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., assume_remote_unchanged: _Optional[bool] = ..., dockerfile_content: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    strict_remote: bool
+    def __init__(self, build_args: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., no_cache_filter: _Optional[_Iterable[str]] = ..., assume_remote_unchanged: _Optional[bool] = ..., dockerfile_content: _Optional[str] = ..., build_contexts: _Optional[_Mapping[str, str]] = ..., strict_remote: _Optional[bool] = ...) -> None: ...
 
 class GetReportsRequest(_message.Message):
     __slots__ = ("contexts", "options")
@@ -245,24 +251,94 @@ class GetReportsResponse(_message.Message):
     def __init__(self, reports: _Optional[_Iterable[_Union[Report, _Mapping]]] = ...) -> None: ...
 
 class MarkBuiltRequest(_message.Message):
-    __slots__ = ("context", "options")
+    __slots__ = ("context", "options", "run")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
     context: ContextRef
     options: BuildOptions
-    def __init__(self, context: _Optional[_Union[ContextRef, _Mapping]] = ..., options: _Optional[_Union[BuildOptions, _Mapping]] = ...) -> None: ...
+    run: BuildRun
+    def __init__(self, context: _Optional[_Union[ContextRef, _Mapping]] = ..., options: _Optional[_Union[BuildOptions, _Mapping]] = ..., run: _Optional[_Union[BuildRun, _Mapping]] = ...) -> None: ...
+
+class BuildRun(_message.Message):
+    __slots__ = ("steps", "failed", "prediction", "command", "source", "builder_ref")
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    BUILDER_REF_FIELD_NUMBER: _ClassVar[int]
+    steps: _containers.RepeatedCompositeFieldContainer[ObservedStep]
+    failed: bool
+    prediction: Report
+    command: str
+    source: str
+    builder_ref: str
+    def __init__(self, steps: _Optional[_Iterable[_Union[ObservedStep, _Mapping]]] = ..., failed: _Optional[bool] = ..., prediction: _Optional[_Union[Report, _Mapping]] = ..., command: _Optional[str] = ..., source: _Optional[str] = ..., builder_ref: _Optional[str] = ...) -> None: ...
+
+class ObservedStep(_message.Message):
+    __slots__ = ("line", "cached", "completed", "error")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    cached: bool
+    completed: bool
+    error: str
+    def __init__(self, line: _Optional[int] = ..., cached: _Optional[bool] = ..., completed: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class MarkBuiltResponse(_message.Message):
-    __slots__ = ("report", "build_id", "steps_recorded", "failed")
+    __slots__ = ("report", "build_id", "steps_recorded", "failed", "check")
     REPORT_FIELD_NUMBER: _ClassVar[int]
     BUILD_ID_FIELD_NUMBER: _ClassVar[int]
     STEPS_RECORDED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
+    CHECK_FIELD_NUMBER: _ClassVar[int]
     report: Report
     build_id: int
     steps_recorded: int
     failed: str
-    def __init__(self, report: _Optional[_Union[Report, _Mapping]] = ..., build_id: _Optional[int] = ..., steps_recorded: _Optional[int] = ..., failed: _Optional[str] = ...) -> None: ...
+    check: PredictionCheck
+    def __init__(self, report: _Optional[_Union[Report, _Mapping]] = ..., build_id: _Optional[int] = ..., steps_recorded: _Optional[int] = ..., failed: _Optional[str] = ..., check: _Optional[_Union[PredictionCheck, _Mapping]] = ...) -> None: ...
+
+class PredictionCheck(_message.Message):
+    __slots__ = ("context", "dockerfile", "command", "unix_ms", "steps", "agreed", "unknown", "disagreements")
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
+    UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    AGREED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENTS_FIELD_NUMBER: _ClassVar[int]
+    context: str
+    dockerfile: str
+    command: str
+    unix_ms: int
+    steps: int
+    agreed: int
+    unknown: int
+    disagreements: _containers.RepeatedCompositeFieldContainer[Disagreement]
+    def __init__(self, context: _Optional[str] = ..., dockerfile: _Optional[str] = ..., command: _Optional[str] = ..., unix_ms: _Optional[int] = ..., steps: _Optional[int] = ..., agreed: _Optional[int] = ..., unknown: _Optional[int] = ..., disagreements: _Optional[_Iterable[_Union[Disagreement, _Mapping]]] = ...) -> None: ...
+
+class Disagreement(_message.Message):
+    __slots__ = ("line", "instruction", "predicted", "cause", "explanation", "cached", "error")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    EXPLANATION_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    instruction: str
+    predicted: StepStatus
+    cause: Cause
+    explanation: str
+    cached: bool
+    error: str
+    def __init__(self, line: _Optional[int] = ..., instruction: _Optional[str] = ..., predicted: _Optional[_Union[StepStatus, str]] = ..., cause: _Optional[_Union[Cause, str]] = ..., explanation: _Optional[str] = ..., cached: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class PruneBuildsRequest(_message.Message):
     __slots__ = ("contexts", "keep", "older_than_seconds", "dry_run")
@@ -397,7 +473,7 @@ class Step(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., index: _Optional[int] = ..., instruction: _Optional[str] = ..., line: _Optional[int] = ..., status: _Optional[_Union[StepStatus, str]] = ..., cause: _Optional[_Union[Cause, str]] = ..., explanation: _Optional[str] = ..., changed_paths: _Optional[_Iterable[_Union[PathChange, _Mapping]]] = ..., changed_paths_total: _Optional[int] = ..., old_instruction: _Optional[str] = ..., changed_values: _Optional[_Iterable[_Union[ValueChange, _Mapping]]] = ..., upstream_step: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., key: _Optional[str] = ..., changed_paths_truncated: _Optional[bool] = ..., range: _Optional[_Union[Range, _Mapping]] = ...) -> None: ...
 
 class Report(_message.Message):
-    __slots__ = ("context", "steps", "error", "error_line", "all_cached", "builds_recorded", "last_build_unix_ms", "notes", "context_digest", "error_range")
+    __slots__ = ("context", "steps", "error", "error_line", "all_cached", "builds_recorded", "last_build_unix_ms", "notes", "context_digest", "error_range", "assumed_remote", "unread_build_unix_ms")
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -408,6 +484,8 @@ class Report(_message.Message):
     NOTES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_DIGEST_FIELD_NUMBER: _ClassVar[int]
     ERROR_RANGE_FIELD_NUMBER: _ClassVar[int]
+    ASSUMED_REMOTE_FIELD_NUMBER: _ClassVar[int]
+    UNREAD_BUILD_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     context: Context
     steps: _containers.RepeatedCompositeFieldContainer[Step]
     error: str
@@ -418,14 +496,16 @@ class Report(_message.Message):
     notes: _containers.RepeatedScalarFieldContainer[str]
     context_digest: str
     error_range: Range
-    def __init__(self, context: _Optional[_Union[Context, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., error_line: _Optional[int] = ..., all_cached: _Optional[bool] = ..., builds_recorded: _Optional[int] = ..., last_build_unix_ms: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., context_digest: _Optional[str] = ..., error_range: _Optional[_Union[Range, _Mapping]] = ...) -> None: ...
+    assumed_remote: _containers.RepeatedScalarFieldContainer[str]
+    unread_build_unix_ms: int
+    def __init__(self, context: _Optional[_Union[Context, _Mapping]] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., error: _Optional[str] = ..., error_line: _Optional[int] = ..., all_cached: _Optional[bool] = ..., builds_recorded: _Optional[int] = ..., last_build_unix_ms: _Optional[int] = ..., notes: _Optional[_Iterable[str]] = ..., context_digest: _Optional[str] = ..., error_range: _Optional[_Union[Range, _Mapping]] = ..., assumed_remote: _Optional[_Iterable[str]] = ..., unread_build_unix_ms: _Optional[int] = ...) -> None: ...
 
 class GetDaemonStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class DaemonStatus(_message.Message):
-    __slots__ = ("version", "pid", "socket_path", "state_dir", "contexts", "roots", "memory_rss_bytes", "queue_depth", "uptime_seconds", "activity", "log_file", "idle_timeout_seconds")
+    __slots__ = ("version", "pid", "socket_path", "state_dir", "contexts", "roots", "memory_rss_bytes", "queue_depth", "uptime_seconds", "activity", "log_file", "idle_timeout_seconds", "predictions")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     SOCKET_PATH_FIELD_NUMBER: _ClassVar[int]
@@ -438,6 +518,7 @@ class DaemonStatus(_message.Message):
     ACTIVITY_FIELD_NUMBER: _ClassVar[int]
     LOG_FILE_FIELD_NUMBER: _ClassVar[int]
     IDLE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
     version: str
     pid: int
     socket_path: str
@@ -450,7 +531,24 @@ class DaemonStatus(_message.Message):
     activity: str
     log_file: str
     idle_timeout_seconds: float
-    def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., socket_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., contexts: _Optional[int] = ..., roots: _Optional[_Iterable[_Union[WatchedRoot, _Mapping]]] = ..., memory_rss_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., activity: _Optional[str] = ..., log_file: _Optional[str] = ..., idle_timeout_seconds: _Optional[float] = ...) -> None: ...
+    predictions: PredictionStats
+    def __init__(self, version: _Optional[str] = ..., pid: _Optional[int] = ..., socket_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., contexts: _Optional[int] = ..., roots: _Optional[_Iterable[_Union[WatchedRoot, _Mapping]]] = ..., memory_rss_bytes: _Optional[int] = ..., queue_depth: _Optional[int] = ..., uptime_seconds: _Optional[float] = ..., activity: _Optional[str] = ..., log_file: _Optional[str] = ..., idle_timeout_seconds: _Optional[float] = ..., predictions: _Optional[_Union[PredictionStats, _Mapping]] = ...) -> None: ...
+
+class PredictionStats(_message.Message):
+    __slots__ = ("checked", "steps", "agreed", "unknown", "recent_disagreements", "builds_learned")
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    AGREED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    RECENT_DISAGREEMENTS_FIELD_NUMBER: _ClassVar[int]
+    BUILDS_LEARNED_FIELD_NUMBER: _ClassVar[int]
+    checked: int
+    steps: int
+    agreed: int
+    unknown: int
+    recent_disagreements: _containers.RepeatedCompositeFieldContainer[PredictionCheck]
+    builds_learned: int
+    def __init__(self, checked: _Optional[int] = ..., steps: _Optional[int] = ..., agreed: _Optional[int] = ..., unknown: _Optional[int] = ..., recent_disagreements: _Optional[_Iterable[_Union[PredictionCheck, _Mapping]]] = ..., builds_learned: _Optional[int] = ...) -> None: ...
 
 class WatchedRoot(_message.Message):
     __slots__ = ("path", "files", "directories", "healthy", "message", "files_hashed", "bytes_hashed")

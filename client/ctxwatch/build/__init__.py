@@ -1,0 +1,1 @@
+"""`ctxwatch build`: run a real BuildKit build, predict it first, then compare."""

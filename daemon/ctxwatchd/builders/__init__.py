@@ -1,0 +1,1 @@
+"""Learning from real builds: comparing predictions with BuildKit, and builds buildx recorded."""

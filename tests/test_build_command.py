@@ -1,0 +1,168 @@
+"""Reading build command lines as the commands themselves do (no builder needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ctxwatch.build.command import CommandError, parse
+from ctxwatch_api.progress import DockerfileStep, StepResult, match_lines, read_progress
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "app" / "Dockerfile.dev").write_text("FROM scratch\n")
+    (tmp_path / "df").mkdir()
+    (tmp_path / "df" / "Other").write_text("FROM scratch\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        ["docker", "build"],
+        ["docker", "buildx", "build"],
+        ["docker", "--context", "x", "image", "build"],
+        ["buildx", "build"],
+    ],
+)
+def test_docker_style_options(project: Path, head: list[str]) -> None:
+    argv = [
+        *head,
+        "-f",
+        "app/Dockerfile.dev",
+        "--build-arg",
+        "A=1",
+        "--build-arg=B=x=y",
+        "--build-arg",
+        "FROM_ENV",
+        "--build-arg",
+        "UNSET",
+        "--target",
+        "prod",
+        "--no-cache-filter",
+        "deps,build",
+        "--no-cache-filter=test",
+        "--build-context",
+        "base=docker-image://alpine",
+        "-t",
+        "app:dev",
+        "--progress",
+        "plain",
+        "--push",
+        "app",
+    ]
+    command = parse(argv, environ={"FROM_ENV": "env value"}, cwd=str(project))
+    assert command.context == project / "app"
+    assert command.dockerfile == project / "app" / "Dockerfile.dev"
+    assert command.build_args == {"A": "1", "B": "x=y", "FROM_ENV": "env value"}
+    assert command.target == "prod"
+    assert command.no_cache is False
+    assert command.no_cache_filter == ["deps", "build", "test"]
+    assert command.named_contexts == {"base": "docker-image://alpine"}
+    progress = command.with_progress()
+    assert progress[: len(head) + 1] == [*head, "--progress=rawjson"]
+    assert "plain" not in progress and progress.count("--progress=rawjson") == 1
+    assert progress[-1] == "app"
+
+
+def test_docker_defaults_and_no_cache(project: Path) -> None:
+    command = parse(["docker", "build", "--no-cache", "."], environ={}, cwd=str(project / "app"))
+    assert (command.context, command.dockerfile) == (project / "app", project / "app" / "Dockerfile")
+    assert command.no_cache and not command.build_args and not command.target
+
+
+def test_buildctl_options(project: Path) -> None:
+    argv = [
+        "buildctl",
+        "--addr",
+        "unix:///run/bk.sock",
+        "build",
+        "--frontend",
+        "dockerfile.v0",
+        "--local",
+        "context=app",
+        "--local",
+        "dockerfile=df",
+        "--opt",
+        "filename=Other",
+        "--opt",
+        "build-arg:V=7",
+        "--opt",
+        "target=final",
+        "--opt",
+        "no-cache=deps",
+        "--opt",
+        "context:busybox=oci-layout://bb@sha256:00",
+        "--no-cache",
+        "--progress=tty",
+    ]
+    command = parse(argv, environ={}, cwd=str(project))
+    assert command.kind == "buildctl"
+    assert command.context == project / "app"
+    assert command.dockerfile == project / "df" / "Other"
+    assert command.build_args == {"V": "7"}
+    assert command.target == "final"
+    assert command.no_cache and command.no_cache_filter == ["deps"]
+    assert command.named_contexts == {"busybox": "oci-layout://bb@sha256:00"}
+    assert command.with_progress()[:5] == ["buildctl", "--addr", "unix:///run/bk.sock", "build", "--progress=rawjson"]
+    assert "--progress=tty" not in command.with_progress()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "no build command given"),
+        (["make", "all"], "make: not a build command ctxwatch knows"),
+        (["docker", "run", "x"], "expected `build`"),
+        (["docker", "buildx", "bake"], "without `build`"),
+        (["docker", "build", "https://github.com/x/y.git"], "not a URL or stdin"),
+        (["docker", "build", "-"], "not a URL or stdin"),
+        (["docker", "build", "app", "other"], "expected one context folder, got 2"),
+        (["docker", "build", "-f", "-", "app"], "read from stdin cannot be watched"),
+        (["docker", "build", "nowhere"], "nowhere: the build context is not a folder"),
+        (["docker", "build", "-f", "app/missing", "app"], "no such Dockerfile"),
+        (["buildctl", "build", "--frontend", "gateway.v0", "--local", "context=app"], "only the Dockerfile frontend"),
+        (["buildctl", "build", "--frontend", "dockerfile.v0"], "no --local context=DIR"),
+        (["docker", "build", "app", "--target"], "--target needs a value"),
+    ],
+)
+def test_commands_the_wrapper_cannot_follow(project: Path, argv: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message.replace("`", ".").replace("(", ".").replace(")", ".")):
+        parse(argv, environ={}, cwd=str(project))
+
+
+def test_rawjson_progress_is_read_per_vertex() -> None:
+    lines = [
+        '{"vertexes":[{"digest":"sha256:a","name":"[internal] load build context","started":"2026-12-03T18:28:23Z"}]}',
+        "WARNING: No output specified with remote driver.",
+        '{"vertexes":[{"digest":"sha256:b","name":"[base  2/10] COPY a.txt /","started":"x"}]}',
+        '{"vertexes":[{"digest":"sha256:b","name":"[base  2/10] COPY a.txt /","completed":"y","cached":true}]}',
+        '{"vertexes":[{"digest":"sha256:c","name":"[ 1/10] RUN false","error":"exit code: 1"}]}',
+        '{"logs":[{"vertex":"sha256:c","stream":2,"data":"b29wcwo="}]}',
+        "{not json",
+    ]
+    reader = read_progress(lines)
+    assert [v.digest for v in reader.vertices()] == ["sha256:a", "sha256:b", "sha256:c"]
+    assert reader.other_lines == ["WARNING: No output specified with remote driver.", "{not json"]
+    assert reader.steps() == [
+        StepResult("base", 2, 10, "COPY a.txt /", cached=True, completed=True, error=""),
+        StepResult("", 1, 10, "RUN false", cached=False, completed=False, error="exit code: 1"),
+    ]
+    assert reader.log_tail("sha256:c") == ["oops"]
+
+
+def test_steps_match_lines_by_position_then_keyword() -> None:
+    steps = [DockerfileStep("a", 2, "FROM"), DockerfileStep("a", 3, "WORKDIR"), DockerfileStep("a", 4, "COPY")]
+    # The WORKDIR made no folder: BuildKit numbered the COPY 2 of 2.
+    results = [
+        StepResult("a", 1, 2, "FROM docker.io/library/alpine", True, True, ""),
+        StepResult("a", 2, 2, "COPY x /", False, True, ""),
+    ]
+    assert {line: r.text for line, r in match_lines(results, steps).items()} == {
+        2: "FROM docker.io/library/alpine",
+        4: "COPY x /",
+    }

@@ -1,0 +1,210 @@
+"""`ctxwatch build -- ...` and builds learned from buildx, against a real BuildKit daemon."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import Daemon, start_daemon
+from support.buildkit import Builder, write_busybox
+
+from ctxwatch.client import build_options
+from ctxwatch_api.v1 import ctxwatch_pb2 as pb
+
+DOCKERFILE = """\
+FROM busybox AS base
+ARG V=1
+COPY a.txt /a.txt
+RUN echo "V=$V" > /v.txt && cat /a.txt >> /v.txt
+FROM base AS final
+COPY b.txt /b.txt
+RUN cat /v.txt /b.txt > /all.txt
+"""
+
+
+def make_context(root: Path, dockerfile: str = DOCKERFILE) -> Path:
+    root.mkdir(parents=True)
+    (root / "a.txt").write_text(f"a {root}\n")  # its own cache keys: the builder's cache is shared
+    (root / "b.txt").write_text("b\n")
+    (root / "Dockerfile").write_text(dockerfile)
+    return root
+
+
+def ctxwatch(daemon: Daemon, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The real CLI in a subprocess, against the test's daemon."""
+    return subprocess.run(
+        [sys.executable, "-m", "ctxwatch.cli", "--socket", str(daemon.socket), "--no-spawn", *args],
+        capture_output=True,
+        text=True,
+        env={**daemon.env(), **(env or {})},
+        timeout=600,
+        check=False,
+    )
+
+
+def test_wrapped_buildctl_builds_are_recorded_and_checked(buildkit: Builder, daemon: Daemon, tmp_path: Path) -> None:
+    context = make_context(tmp_path / "app")
+    build = buildkit.buildctl_command(context, build_args={"V": "2"}, busybox=True)
+
+    first = ctxwatch(daemon, "build", "--", *build)
+    assert first.returncode == 0, first.stderr
+    assert "registered context 'app'" in first.stderr
+    assert "COPY a.txt /a.txt  DONE" in first.stderr  # the compact progress
+    # The build is recorded with its options: asked with them, every step is cached.
+    [report] = daemon.client.reports(["app"], build_options(["V=2"]))
+    assert report.all_cached and report.builds_recorded == 1
+    assert dict(report.context.build_args) == {"V": "2"}  # registered as it was built
+
+    second = ctxwatch(daemon, "build", "--", *build)
+    assert second.returncode == 0, second.stderr
+    steps = [line for line in second.stderr.splitlines() if line.startswith("[")]
+    assert len(steps) == 4 and all(line.endswith("CACHED") for line in steps), second.stderr
+    assert "prediction: 4/4 steps right" in second.stderr
+
+    # A changed build arg: predicted to re-run from the RUN that sees it; recorded with the new value.
+    third = ctxwatch(daemon, "build", "--", *buildkit.buildctl_command(context, build_args={"V": "3"}, busybox=True))
+    assert third.returncode == 0, third.stderr
+    assert "prediction: 4/4 steps right" in third.stderr
+    assert "this build's options differ from context 'app'" in third.stderr
+    [report] = daemon.client.reports(["app"], build_options(["V=3"]))
+    assert report.all_cached and report.builds_recorded == 3
+
+    stats = daemon.client.daemon_status().predictions
+    assert (stats.checked, stats.steps, stats.agreed, stats.unknown) == (3, 12, 12, 0)
+    shown = ctxwatch(daemon, "stats")
+    assert "predictions checked: 3 build(s), 12 step(s)" in shown.stdout and "disagreed: 0" in shown.stdout
+
+
+def test_failed_build_records_only_completed_steps(buildkit: Builder, daemon: Daemon, tmp_path: Path) -> None:
+    dockerfile = "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt && exit 3\nCOPY b.txt /b.txt\n"
+    context = make_context(tmp_path / "broken", dockerfile)
+    done = ctxwatch(daemon, "build", "--", *buildkit.buildctl_command(context, busybox=True))
+    assert done.returncode != 0  # the build command's own exit code
+    assert "RUN cat /a.txt && exit 3  ERROR" in done.stderr
+    assert f"  | a {context}" in done.stderr  # the failing step's output
+    [report] = daemon.client.reports(["broken"])
+    statuses = {s.line: s.status for s in report.steps}
+    assert statuses[2] == pb.STEP_STATUS_CACHED  # BuildKit completed (and caches) the COPY
+    assert statuses[3] == pb.STEP_STATUS_INVALIDATED and statuses[4] == pb.STEP_STATUS_INVALIDATED
+
+
+def test_wrapped_buildx_build(buildkit: Builder, daemon: Daemon, tmp_path: Path) -> None:
+    context = make_context(tmp_path / "web")
+    env = buildkit.buildx_env(tmp_path / "buildx")
+    build = buildkit.buildx_command(context, build_args={"V": "5"}, target="base", busybox=True)
+    first = ctxwatch(daemon, "build", "--", *build, env=env)
+    assert first.returncode == 0, first.stderr
+    second = ctxwatch(daemon, "build", "--", *build, env=env)
+    assert "prediction: 2/2 steps right" in second.stderr, second.stderr
+    [report] = daemon.client.reports(["web"], build_options(["V=5"], "base"))
+    assert report.all_cached
+
+
+def test_a_build_with_no_daemon_still_runs(buildkit: Builder, tmp_path: Path) -> None:
+    context = make_context(tmp_path / "alone")
+    cli = [sys.executable, "-m", "ctxwatch.cli", "--socket", str(tmp_path / "none.sock"), "--no-spawn", "build"]
+    done = subprocess.run(
+        [*cli, "--", *buildkit.buildctl_command(context, busybox=True)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "running the build unwatched" in done.stderr
+
+
+def learning_daemon(folder: Path, buildx_dir: Path, buildx: str) -> Daemon:
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text(f'[builder]\nbuildx_config = "{buildx_dir}"\nbuildx = "{buildx}"\n')
+    return start_daemon(folder)
+
+
+def wait_for(condition, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_buildx_build_without_the_wrapper_is_learned(buildkit: Builder, tmp_path: Path) -> None:
+    env = buildkit.buildx_env(tmp_path / "buildx")
+    daemon = learning_daemon(tmp_path / "daemon", tmp_path / "buildx", str(buildkit.buildx_path))
+    try:
+        context = make_context(tmp_path / "svc")
+        daemon.client.register(str(context), name="svc")
+        built = buildkit.buildx(env, context, build_args={"V": "9"}, busybox=True).check()
+        assert not any(step.cached for step in built.steps)
+
+        def learned() -> pb.Report | None:
+            [report] = daemon.client.reports(["svc"], build_options(["V=9"]))
+            return report if report.builds_recorded else None
+
+        report = wait_for(learned, "the daemon to learn the build")
+        assert report.all_cached  # recorded with V=9, the value the build had
+        assert daemon.client.daemon_status().predictions.builds_learned == 1
+
+        # A failed build is learned with only the steps BuildKit completed.
+        (context / "Dockerfile").write_text(DOCKERFILE.replace("cat /v.txt /b.txt", "cat /missing"))
+        assert buildkit.buildx(env, context, build_args={"V": "9"}, busybox=True).returncode != 0
+        wait_for(lambda: daemon.client.reports(["svc"], build_options(["V=9"]))[0].builds_recorded == 2, "2nd")
+        [report] = daemon.client.reports(["svc"], build_options(["V=9"]))
+        assert [s.status for s in report.steps][-1] == pb.STEP_STATUS_INVALIDATED
+    finally:
+        daemon.stop()
+
+
+def test_a_build_the_builder_history_cannot_tell_is_reported(buildkit: Builder, tmp_path: Path) -> None:
+    env = buildkit.buildx_env(tmp_path / "buildx")
+    daemon = learning_daemon(tmp_path / "daemon", tmp_path / "buildx", str(tmp_path / "no-such-buildx"))
+    try:
+        context = make_context(tmp_path / "svc")
+        daemon.client.register(str(context), name="svc")
+        buildkit.buildx(env, context, busybox=True).check()
+
+        def unread() -> pb.Report | None:
+            [report] = daemon.client.reports(["svc"])
+            return report if report.unread_build_unix_ms else None
+
+        report = wait_for(unread, "the unread build to be reported")
+        assert report.builds_recorded == 0
+        notes = [n for n in report.notes if "could not read" in n]
+        assert len(notes) == 1 and "ctxwatch build -- " in notes[0]
+        # Recording a build answers it.
+        daemon.client.mark_built("svc")
+        [report] = daemon.client.reports(["svc"])
+        assert not report.unread_build_unix_ms and not any("could not read" in n for n in report.notes)
+    finally:
+        daemon.stop()
+
+
+def test_a_wrapped_buildx_build_is_not_learned_twice(buildkit: Builder, tmp_path: Path) -> None:
+    env = buildkit.buildx_env(tmp_path / "buildx")
+    daemon = learning_daemon(tmp_path / "daemon", tmp_path / "buildx", str(buildkit.buildx_path))
+    try:
+        context = make_context(tmp_path / "once")
+        done = ctxwatch(daemon, "build", "--", *buildkit.buildx_command(context, busybox=True), env=env)
+        assert done.returncode == 0, done.stderr
+        time.sleep(6)  # longer than the watcher waits before learning an ended build
+        [report] = daemon.client.reports(["once"])
+        assert report.builds_recorded == 1
+        assert daemon.client.daemon_status().predictions.builds_learned == 0
+    finally:
+        daemon.stop()
+
+
+def test_busybox_layout_is_offline_and_reproducible(buildkit: Builder) -> None:
+    image = buildkit.busybox()
+    assert (image.layout / "index.json").is_file() and image.digest.startswith("sha256:")
+    assert os.path.getsize(image.layout / "oci-layout") > 0
+
+
+def test_write_busybox_copies_a_static_binary(tmp_path: Path) -> None:
+    write_busybox(tmp_path / "busybox")
+    assert os.access(tmp_path / "busybox", os.X_OK)

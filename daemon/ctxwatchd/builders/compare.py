@@ -3,10 +3,10 @@
 A step is compared when BuildKit reported it (a step BuildKit merged with an
 equal one of another stage is reported once). Predicted unknown is counted
 apart: it is neither right nor wrong. In a failed build BuildKit stops
-mid-way and cancels what runs beside the failure, so only the steps that
-completed and the step that failed are compared; the failing step agrees
-with any prediction that it runs (ctxwatch does not predict whether a
-command succeeds).
+mid-way, cancels what runs beside the failure, and its per-step cached flags
+are not reliable (a step of a pruned cache can show as cached), so only the
+failing step is compared: it agrees with any prediction that it runs
+(ctxwatch does not predict whether a command succeeds).
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ def compare(prediction: pb.Report, run: pb.BuildRun, context: str, dockerfile: s
     )
     for step in prediction.steps:
         seen = observed.get(step.line)
-        if seen is None or (seen.error and CANCELED in seen.error) or not (seen.completed or seen.error):
+        if seen is None or not (seen.completed or seen.error):
+            continue
+        failing = bool(seen.error) and CANCELED not in seen.error
+        if (run.failed or seen.error) and not failing:
             continue
         check.steps += 1
         if step.status == pb.STEP_STATUS_UNKNOWN:

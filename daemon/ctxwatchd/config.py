@@ -35,6 +35,8 @@ from .cache.store import DEFAULT_MAX_BUILDS
 CONFIG_ENV = "CTXWATCH_CONFIG"
 CONFIG_NAME = "config.toml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# The Python types tomllib gives for each field type (a float setting takes an integer too).
+TOML_TYPES: dict[str, type | tuple[type, ...]] = {"bool": bool, "int": int, "float": (int, float), "str": str}
 
 
 class ConfigError(ValueError):
@@ -106,11 +108,11 @@ def _values(path: Path, prefix: str, given: dict[str, Any], kind: type, skip: se
     for key, value in given.items():
         if key not in types:
             raise ConfigError(f"{path}: {prefix}{key}: unknown key (known: {', '.join(sorted(types))})")
-        expected = {"bool": bool, "int": int, "float": (int, float), "str": str}[str(types[key])]
+        expected = TOML_TYPES[str(types[key])]
         # bool is an int in Python, but `max_builds = true` is a mistake.
         if not isinstance(value, expected) or (isinstance(value, bool) and types[key] != "bool"):
             raise ConfigError(f"{path}: {prefix}{key}: expected {types[key]}, got {_kind(value)} {value!r}")
-        values[key] = float(value) if types[key] == "float" else value
+        values[key] = float(given[key]) if types[key] == "float" else value
     return values
 
 

@@ -18,9 +18,9 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Protocol
+from typing import IO
 
-from ctxwatch.client import CtxwatchError, build_options
+from ctxwatch.client import CtxwatchClient, CtxwatchError, build_options
 from ctxwatch_api import paths
 from ctxwatch_api.progress import ProgressReader, Vertex, observed_steps, step_result
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
@@ -29,13 +29,6 @@ from .command import BuildCommand
 
 SOURCE = "ctxwatch build"
 EXIT_NOT_STARTED = 127  # the build command cannot be run (as a shell says)
-
-
-class Client(Protocol):
-    def list(self) -> list[pb.Context]: ...
-    def register(self, path: str, dockerfile: str | None = ..., **kwargs) -> pb.RegisterContextResponse: ...
-    def reports(self, refs=..., options: pb.BuildOptions | None = ...) -> list[pb.Report]: ...
-    def mark_built(self, ref, options=..., run: pb.BuildRun | None = ...) -> pb.MarkBuiltResponse: ...
 
 
 @dataclass
@@ -47,7 +40,7 @@ class Wrapped:
     recorded: pb.MarkBuiltResponse | None = None
 
 
-def wrap(client: Client, command: BuildCommand, name: str | None = None, out: IO[str] = sys.stderr) -> Wrapped:
+def wrap(client: CtxwatchClient, command: BuildCommand, name: str | None = None, out: IO[str] = sys.stderr) -> Wrapped:
     """Predict, build, record, compare. The build runs whatever happens to
     ctxwatch: without a prediction it runs unwatched."""
     options = build_options(
@@ -117,7 +110,7 @@ def run_unwatched(argv: Sequence[str]) -> int:
         return 130
 
 
-def registered(client: Client, command: BuildCommand, name: str | None, out: IO[str]) -> pb.Context:
+def registered(client: CtxwatchClient, command: BuildCommand, name: str | None, out: IO[str]) -> pb.Context:
     """The context this build builds; registered (with the build's args and target) when it is not yet."""
     path, dockerfile = str(command.context), str(command.dockerfile)
     for context in client.list():

@@ -147,3 +147,24 @@ def test_max_builds_from_config(tmp_path: Path) -> None:
         assert report.builds_recorded == 2
     finally:
         daemon.stop()
+
+
+def test_unpinned_images_by_default_built_then_check_is_clean(
+    shared_daemon, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    context = tmp_path / "node-app"
+    context.mkdir()
+    (context / "package.json").write_text("{}\n")
+    (context / "Dockerfile").write_text(
+        "FROM node:20-alpine AS deps\nWORKDIR /app\nCOPY package.json ./\nRUN npm ci\n"
+        "FROM node:20-alpine\nCOPY --from=deps /app /app\nADD https://example.com/x.tgz /x.tgz\n"
+    )
+    base = ["--socket", str(shared_daemon.socket), "--no-spawn"]
+    assert cli.main([*base, "add", str(context)]) == 0
+    assert cli.main([*base, "built", str(context)]) == 0
+    capsys.readouterr()
+    assert cli.main([*base, "check", str(context)]) == 0
+    assert cli.main([*base, "status", str(context)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("note:")]
+    assert len(notes) == 1 and notes[0].endswith(": https://example.com/x.tgz, node:20-alpine")
+    assert cli.main([*base, "check", str(context), "--strict-remote"]) == 1

@@ -83,6 +83,10 @@ def load(path: Path) -> Config:
             data = tomllib.load(file)
     except FileNotFoundError:
         return Config()
+    except PermissionError as e:
+        if not os.path.exists(path):  # a folder on the way cannot be searched: no file to be seen
+            return Config()
+        raise ConfigError(f"{path}: cannot read it: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:  # its message ends with "(at line L, column C)"
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     except OSError as e:

@@ -114,7 +114,8 @@ def registered(client: CtxwatchClient, command: BuildCommand, name: str | None, 
     """The context this build builds; registered (with the build's args and target) when it is not yet."""
     path, dockerfile = str(command.context), str(command.dockerfile)
     for context in client.list():
-        if os.path.realpath(context.path) == path and context.dockerfile == dockerfile and name in (None, context.name):
+        same_dockerfile = os.path.realpath(context.dockerfile) == os.path.realpath(dockerfile)
+        if os.path.realpath(context.path) == path and same_dockerfile and name in (None, context.name):
             _say_when_options_differ(context, command, out)
             return context
     response = client.register(

@@ -122,7 +122,7 @@ class BuildxRefs:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return  # not a build of a local folder (or not a record buildx wrote)
         for name, ctx_path, ctx_dockerfile, registered_ms in self._contexts():
-            if ctx_path == local and ctx_dockerfile == os.path.normpath(dockerfile):
+            if ctx_path == local and os.path.realpath(ctx_dockerfile) == os.path.realpath(dockerfile):
                 # Builds from before the context was registered, or already handled, are not learned.
                 if started_ms >= registered_ms and not self._seen(ref):
                     self._pending[ref] = Pending(ref, name, started_ms)

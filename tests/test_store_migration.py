@@ -7,10 +7,14 @@ import sqlite3
 from ctxwatchd.cache.store import SCHEMA_VERSION, BuildStepRow, ContextRow, Store
 
 # The content-hash cache as schema version 2 kept it: one row per file
-# (and no folder digests, every context watched, no context settings).
+# (and no folder digests, every context watched, no context settings or options,
+# no prediction checks or buildx records).
 V2_FILE_RECORDS = """
 ALTER TABLE contexts DROP COLUMN watched;
 ALTER TABLE contexts DROP COLUMN settings;
+ALTER TABLE contexts DROP COLUMN options;
+DROP TABLE prediction_checks;
+DROP TABLE builder_refs;
 DROP TABLE folder_digests;
 DROP TABLE file_records;
 CREATE TABLE file_records (
@@ -39,7 +43,7 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
 
     store = Store(path)
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
         assert [c.name for c in store.contexts()] == ["app"]
         assert store.build_count("app") == 1
         assert store.node_blob(b"d" * 32) == b"D"

@@ -135,7 +135,7 @@ def test_unknown_command_is_a_usage_error_listing_the_commands(capsys):
 
 @pytest.mark.parametrize(
     ("argv", "suggested"),
-    [(["stauts"], "status"), (["chek"], "check"), (["daemon", "statsu"], "status"), (["daemon", "restrat"], "restart")],
+    [(["statu"], "status"), (["chek"], "check"), (["daemon", "statsu"], "status"), (["daemon", "restrat"], "restart")],
 )
 def test_a_mistyped_command_gets_a_suggestion(argv, suggested, capsys):
     assert cli.main(argv) == 2

@@ -93,7 +93,7 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
     if tcp_port is not None:
         log.info("also serving on %s:%d; callers need the token in %s", LOOPBACK, tcp_port, state_dir / TOKEN_FILE)
     notify_systemd("READY=1")
-    while (info := signal.sigtimedwait(STOP_SIGNALS, SOCKET_CHECK_S)) is None:
+    while (stop_signal := _next_stop_signal(SOCKET_CHECK_S)) is None:
         if _is_ours(socket_path, our_socket):
             continue
         # Someone removed the socket (or its folder): clients could no longer
@@ -107,7 +107,7 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
             log.error("cannot serve on %s again (%s); stopping", socket_path, e)
             break
     stop.set()
-    log.info("shutting down (%s)", signal.Signals(info.si_signo).name if info else "socket lost")
+    log.info("shutting down (%s)", stop_signal.name if stop_signal else "socket lost")
     engine.notify_activity()  # ends open watch streams
     notify_systemd("STOPPING=1")
     health_servicer.enter_graceful_shutdown()
@@ -123,6 +123,16 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
         os._exit(0)
     log.info("stopped")
     return 0
+
+
+def _next_stop_signal(timeout: float) -> signal.Signals | None:
+    """The stop signal that arrived within `timeout`, else None. A wait ended
+    without one (after SIGSTOP and SIGCONT the kernel may end it with a signal
+    number that is not ours) counts as a timeout."""
+    info = signal.sigtimedwait(STOP_SIGNALS, timeout)
+    if info is None or info.si_signo not in STOP_SIGNALS:
+        return None
+    return signal.Signals(info.si_signo)
 
 
 def _start_server(

@@ -15,13 +15,15 @@ from conftest import Daemon
 
 from ctxwatch.client import CtxwatchClient, channel_target
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
+from ctxwatch_api.wire import channel_options
 
 DEADLINE_S = 60.0  # a watchdog, not a speed bar: only a hung daemon gets near it
 CLI = [sys.executable, "-m", "ctxwatch.cli"]
 
 
 def guarded_client(socket_path: Path, timeout: float = DEADLINE_S) -> CtxwatchClient:
-    return CtxwatchClient(grpc.insecure_channel(channel_target(socket_path)), socket_path, timeout=timeout)
+    channel = grpc.insecure_channel(channel_target(socket_path), options=channel_options())
+    return CtxwatchClient(channel, socket_path, timeout=timeout)
 
 
 def stop_or_kill(process: subprocess.Popen) -> None:

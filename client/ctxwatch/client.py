@@ -13,6 +13,7 @@ import grpc
 from ctxwatch_api import paths
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
+from ctxwatch_api.wire import channel_options
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
@@ -244,12 +245,12 @@ def connect(
 
     path = paths.resolve_socket_path(str(socket_path) if socket_path else None)
     ensure_daemon(path, state_dir=state_dir, spawn=spawn, timeout=timeout)
-    return CtxwatchClient(grpc.insecure_channel(channel_target(path)), path)
+    return CtxwatchClient(grpc.insecure_channel(channel_target(path), options=channel_options()), path)
 
 
 def local_client(socket_path: Path) -> CtxwatchClient:
     """A client for a service this process serves itself (see ctxwatchd.local): nothing to probe or start."""
-    return CtxwatchClient(grpc.insecure_channel(channel_target(socket_path)), socket_path)
+    return CtxwatchClient(grpc.insecure_channel(channel_target(socket_path), options=channel_options()), socket_path)
 
 
 def _as_ref(ref: RefLike) -> pb.ContextRef:

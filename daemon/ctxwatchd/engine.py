@@ -196,15 +196,24 @@ class Engine:
                 )
         return response
 
-    def warm_up(self) -> None:
+    def warm_up(self, marker: str | None = None) -> None:
         """Answer every registered context once (the daemon does this as it
         starts): the first query then finds the trees listed and the digests
-        known. It still syncs, so what changes meanwhile is seen."""
+        known. It still syncs, so what changes meanwhile is seen.
+
+        `marker` names a file that holds the context being warmed up: a
+        context whose warm-up never finished (the daemon was killed during
+        it) is skipped at the next start, and only answered when asked."""
+        unfinished = _read_marker(marker)
         for reg in self._registry.contexts():
             if self._closed:
                 return
             if not self._registry.is_registered(reg):
                 continue  # removed meanwhile
+            if reg.row.name == unfinished:
+                log.warning("not warming up %s: the last start was stopped while warming it up", reg.row.name)
+                continue
+            _write_marker(marker, reg.row.name)
             try:
                 self._evaluate(reg, pb.BuildOptions(), set())
             except Exception:  # a query will meet the same problem and report it
@@ -212,6 +221,7 @@ class Engine:
             # Step aside: a query waiting for the root's lock takes it now, so
             # it waits for one context's warm-up at most, not for all of them.
             time.sleep(WARM_UP_PAUSE_S)
+        _write_marker(marker, "")
 
     def mark_built(
         self, reg: Registered, options: pb.BuildOptions, run: pb.BuildRun | None = None
@@ -424,3 +434,22 @@ def _ref(ref: pb.ContextRef) -> ContextRef:
     if which == "name":
         return ContextRef(name=ref.name)
     return ContextRef(path=ref.path) if which == "path" else ContextRef()
+
+
+def _read_marker(marker: str | None) -> str:
+    if not marker:
+        return ""
+    try:
+        with open(marker, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _write_marker(marker: str | None, name: str) -> None:
+    if marker:
+        try:
+            with open(marker, "w", encoding="utf-8", errors="surrogateescape") as f:
+                f.write(name)
+        except OSError as e:  # a full disk, say: the warm-up goes on
+            log.warning("cannot write %s: %s", marker, e)

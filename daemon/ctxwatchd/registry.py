@@ -27,6 +27,7 @@ from .context.tree import join
 from .context.watched_file import WatchedFile
 from .context.watcher import FolderWatch, Observer, WatchedRoot
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from .limits import MAX_CONTEXTS, MAX_DOCKERFILE_BYTES, MAX_IGNORE_FILE_BYTES
 from .requests import absolute_path, check_name, registrable_dir, validated_args, validated_build_contexts
 
 if TYPE_CHECKING:
@@ -306,6 +307,8 @@ class Registry:
             watch_root if watch_root != path else "",
             {} if req.strict_remote is None else {"strict_remote": req.strict_remote},
         )
+        if existing is None and len(self._contexts) >= MAX_CONTEXTS:
+            raise FailedPrecondition(f"{MAX_CONTEXTS} contexts are registered, the most ctxwatch watches")
         self._store.save_context(row)
         if existing is not None and existing.row.watched_from != row.watched_from:
             # Watched from another folder now: activated again below, its old root closed if unused.
@@ -380,8 +383,11 @@ class Registry:
             row,
             root,
             "" if prefix == "." else prefix,
-            WatchedFile(row.dockerfile),
-            (WatchedFile(row.dockerfile + ".dockerignore"), WatchedFile(os.path.join(row.path, ".dockerignore"))),
+            WatchedFile(row.dockerfile, MAX_DOCKERFILE_BYTES),
+            (
+                WatchedFile(row.dockerfile + ".dockerignore", MAX_IGNORE_FILE_BYTES),
+                WatchedFile(os.path.join(row.path, ".dockerignore"), MAX_IGNORE_FILE_BYTES),
+            ),
         )
         folder = os.path.dirname(row.dockerfile)
         if self._observer is not None and (root is None or not inside(folder, root.path)):

@@ -7,8 +7,8 @@ import os
 from collections.abc import Mapping
 
 from .errors import InvalidArgument, NotFound
+from .limits import MAX_BUILD_ARG_BYTES, MAX_BUILD_ARGS
 
-MAX_BUILD_ARGS = 1000
 MAX_NAME_LENGTH = 128
 
 
@@ -56,6 +56,11 @@ def registrable_dir(path: str, private_folders: tuple[str, ...]) -> str:
 def validated_args(args: Mapping[str, str], field_name: str) -> dict[str, str]:
     if len(args) > MAX_BUILD_ARGS:
         raise InvalidArgument(f"{field_name}: {len(args)} build args; at most {MAX_BUILD_ARGS}")
+    size = sum(
+        len(k.encode("utf-8", "surrogateescape")) + len(v.encode("utf-8", "surrogateescape")) for k, v in args.items()
+    )
+    if size > MAX_BUILD_ARG_BYTES:
+        raise InvalidArgument(f"{field_name}: {size} bytes of build args; at most {MAX_BUILD_ARG_BYTES}")
     for key in args:
         if not key or "=" in key or any(c.isspace() for c in key):
             raise InvalidArgument(f"{field_name}: {key!r} is not a valid build arg name")

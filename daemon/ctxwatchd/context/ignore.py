@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import NamedTuple, NoReturn
 
 from ctxwatchd.goregexp import GoRegexp
+from ctxwatchd.limits import MAX_IGNORE_PATTERNS
 
 from ..gostrings import go_clean, go_trim_space
 
@@ -543,8 +544,10 @@ def read_ignore_file(text: str | bytes) -> list[str]:
     lines = text.split("\n")
     if lines[-1] == "":  # the final newline ends a line, it does not start one
         lines.pop()
-    patterns = []
+    patterns: list[str] = []
     for number, line in enumerate(lines, start=1):
+        if len(patterns) == MAX_IGNORE_PATTERNS:
+            raise IgnoreFileError(number, f"more than {MAX_IGNORE_PATTERNS} patterns, the most ctxwatch reads")
         try:
             if len(line.encode("utf-8", "surrogateescape")) >= _MAX_LINE_BYTES:
                 raise ValueError("line too long")

@@ -8,6 +8,7 @@ to 0 when the context is sent and does not hash timestamps.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -112,6 +113,8 @@ def hash_content(path: str, size: int) -> bytes:
     digest = hashlib.sha256()
     fd = os.open(path, _READ_FLAGS)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for a FIFO or a device since it was stat'ed
+            raise OSError(errno.EINVAL, "not a regular file any more (never read: it could block)", path)
         left = size
         while left > 0:
             count = os.readv(fd, [buffer[: min(left, CHUNK)]])

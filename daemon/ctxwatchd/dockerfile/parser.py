@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 from ..gostrings import GO_SPACE, byte_view, from_byte_view, go_lower, go_quote, go_trim_space, valid_runes
+from ..limits import MAX_INSTRUCTIONS
 
 __all__ = ["DockerfileSyntaxError", "Heredoc", "Instruction", "ParsedDockerfile", "Span", "dump", "parse"]
 
@@ -646,6 +647,8 @@ def parse(text: str | bytes) -> ParsedDockerfile:
         line = "".join(parts)
         if empty_line:
             warnings.append(f"line {lines.number}: Empty continuation line found in: {line}")
+        if len(instructions) == MAX_INSTRUCTIONS:  # ctxwatch's limit, not BuildKit's: stop reading
+            raise DockerfileSyntaxError(start, f"more than {MAX_INSTRUCTIONS} instructions, the most ctxwatch reads")
         instructions.append(_instruction(line, directives.escape, span, lines))
     if not instructions:
         raise DockerfileSyntaxError(lines.number, "file with no instructions")

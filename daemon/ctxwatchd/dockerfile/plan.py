@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..limits import MAX_PLAN_EXPANSION_CHARS
 from .parser import Instruction, ParsedDockerfile, Span
 from .shell import ShellExpansionError, expand_word
 
@@ -176,6 +177,7 @@ class _Planner:
         self.global_args: dict[str, str | None] = {}
         self.stages: list[Stage] = []
         self.by_name: dict[str, int] = {}
+        self.expanded_chars = 0  # every expansion so far (an ARG chain can double a value on each line)
 
     def plan(self, target: str) -> Plan:
         stage: Stage | None = None
@@ -473,9 +475,17 @@ class _Planner:
 
     def _expand(self, word: str, env: Mapping[str, str], ins: Instruction) -> str:
         try:
-            return expand_word(word, env, self.parsed.escape).words[0]
+            expanded = expand_word(word, env, self.parsed.escape).words[0]
         except ShellExpansionError as e:
             raise PlanError(ins.start_line, f"{ins.keyword.upper()}: {e}") from e
+        self.expanded_chars += len(expanded)
+        if self.expanded_chars > MAX_PLAN_EXPANSION_CHARS:
+            raise PlanError(
+                ins.start_line,
+                f"{ins.keyword.upper()}: the Dockerfile's ARG/ENV expansions exceed {MAX_PLAN_EXPANSION_CHARS} "
+                "characters together, the most ctxwatch expands",
+            )
+        return expanded
 
     def _arg_pairs(self, ins: Instruction, env: Mapping[str, str]) -> list[tuple[str, str | None]]:
         pairs = []

@@ -23,6 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..goregexp import GoRegexp
+from ..limits import MAX_EXPANSION_CHARS
+
+_TOO_LONG = f"expands to more than {MAX_EXPANSION_CHARS} characters, the most ctxwatch expands"
 
 __all__ = ["Expansion", "ShellExpansionError", "expand_word", "expand_words"]
 
@@ -130,6 +133,7 @@ class _Lexer:
         self.escape = escape
         self.used: set[str] = set()
         self.unset: set[str] = set()
+        self.expanded = 0  # characters substituted so far
         # Inside ${...} operands, patterns and replacements keep their escape
         # characters, because the pattern matcher interprets them later.
         self.raw_escapes = False
@@ -266,6 +270,14 @@ class _Lexer:
         return self.text[start : self.pos]
 
     def dollar(self) -> str:
+        """One substitution; ShellExpansionError past the expansion limit."""
+        text = self._dollar()
+        self.expanded += len(text)
+        if self.expanded > MAX_EXPANSION_CHARS:
+            raise ShellExpansionError(_TOO_LONG)
+        return text
+
+    def _dollar(self) -> str:
         self.pos += 1
         if self.peek() != "{":
             name = self.name()
@@ -398,13 +410,16 @@ def _trim_suffix(value: str, pattern: str, longest: bool) -> str:
 def _go_replace_all(regex: GoRegexp, value: str, template: str) -> str:
     """Go's Regexp.ReplaceAllString, whose empty-match rules differ from re.sub."""
     out: list[str] = []
-    last_end = pos = 0
+    last_end = pos = produced = 0
     while pos <= len(value) and (span := regex.find(value, pos)):
         start, end = span
         out.append(value[last_end:start])
         # No replacement for an empty match right after the previous match.
         if end > last_end or start == 0:
             out.append(_go_expand_template(template, value[start:end]))
+            produced += len(out[-1])
+            if produced > MAX_EXPANSION_CHARS:
+                raise ShellExpansionError(_TOO_LONG)
         last_end = end
         pos = max(pos + 1, end)
     out.append(value[last_end:])

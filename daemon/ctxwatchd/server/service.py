@@ -19,11 +19,11 @@ from .. import __version__
 from ..answers import context_message
 from ..engine import Engine
 from ..errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument, NotFound
+from ..limits import MAX_CONTEXTS_PER_REQUEST, REPLY_BUDGET_BYTES
 from .settings import SETTINGS
 
 log = logging.getLogger(__name__)
 WATCH_DEBOUNCE_S = 0.05
-MAX_CONTEXTS_PER_REQUEST = 1000
 
 
 _STATUS_CODES = {
@@ -80,7 +80,8 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
     @_answers
     def GetReports(self, request: pb.GetReportsRequest, context) -> pb.GetReportsResponse:
         targets = self.engine.resolve_all(_limited(request.contexts))
-        return pb.GetReportsResponse(reports=self.engine.reports(targets, request.options))
+        _each_once([t.row.name for t in targets])
+        return pb.GetReportsResponse(reports=_within_budget(self.engine.reports(targets, request.options)))
 
     @_answers
     def MarkBuilt(self, request: pb.MarkBuiltRequest, context) -> pb.MarkBuiltResponse:
@@ -151,6 +152,35 @@ def _limited(refs) -> list[pb.ContextRef]:
             f"contexts: {len(refs)} given; at most {MAX_CONTEXTS_PER_REQUEST} per request (an empty list means all)"
         )
     return list(refs)
+
+
+def _each_once(names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InvalidArgument(f"contexts: {name!r} is named more than once; name each context once")
+        seen.add(name)
+
+
+def _within_budget(reports: list[pb.Report]) -> list[pb.Report]:
+    """The reports, those past the reply budget without their steps (a note says
+    how many were left out): a large answer is cut, never failed."""
+    used = 0
+    sent = []
+    for whole in reports:
+        report, size = whole, whole.ByteSize()
+        if used + size > REPLY_BUDGET_BYTES:
+            cut = pb.Report()
+            cut.CopyFrom(whole)  # the engine keeps the whole one for its next answer
+            del cut.steps[:]
+            cut.notes.append(
+                f"{len(whole.steps)} steps left out: the reply would exceed {REPLY_BUDGET_BYTES} bytes; "
+                "ask for this context alone"
+            )
+            report, size = cut, cut.ByteSize()
+        used += size
+        sent.append(report)
+    return sent
 
 
 def _rss_bytes() -> int:

@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ctxwatch_api.v1 import ctxwatch_pb2, ctxwatch_pb2_grpc
+from ctxwatch_api.wire import MAX_REPLY_BYTES, MAX_REQUEST_BYTES
 
 from .. import __version__
 from ..builders.buildx import BuildxRefs
@@ -40,6 +41,7 @@ QUERY_SWITCH_INTERVAL_S = 0.001
 # How often the daemon checks that its socket is still there (one stat: a
 # removed socket would leave clients starting a second daemon).
 SOCKET_CHECK_S = 2.0
+WARM_UP_MARKER = "warming-up"  # in the state folder: the context the warm-up is answering
 SAVE_WAIT_S = 3.0  # at a stop, how long to wait for a running query before leaving without saving
 
 
@@ -74,7 +76,9 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
     # A query for one root must not wait long behind another root's hashing
     # thread for the interpreter lock: hand it over every 1 ms, not 5 ms.
     sys.setswitchinterval(QUERY_SWITCH_INTERVAL_S)
-    threading.Thread(target=engine.warm_up, name="warm-up", daemon=True).start()
+    threading.Thread(
+        target=engine.warm_up, args=(str(state_dir / WARM_UP_MARKER),), name="warm-up", daemon=True
+    ).start()
     builds = None
     if config.builder.watch_buildx:  # builds run without `ctxwatch build`
         builds = BuildxRefs(
@@ -144,7 +148,10 @@ def _start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
         interceptors=interceptors,
-        options=[("grpc.max_receive_message_length", 4 * 1024 * 1024)],
+        options=[
+            ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
+            ("grpc.max_send_message_length", MAX_REPLY_BYTES),
+        ],
     )
     ctxwatch_pb2_grpc.add_CtxwatchServicer_to_server(service, server)
     health_servicer = health.HealthServicer()

@@ -11,6 +11,10 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
@@ -44,6 +48,7 @@ _CHANGE_WORDS = {
 
 def render_report(report: pb.Report, color: bool = False, width: int | None = None) -> str:
     """The header of a report and one row per step, with details under non-cached steps."""
+    report = shown(report)
     lines = _report_header(report, color)
     if report.steps:
         lines.append("")
@@ -53,6 +58,7 @@ def render_report(report: pb.Report, color: bool = False, width: int | None = No
 
 def render_check(report: pb.Report, color: bool = False, width: int | None = None) -> str:
     """One summary line, then the rows and details of the steps that are not cached."""
+    report = shown(report)
     lines = [render_summary(report, color)]
     pending = [step for step in report.steps if step.status != pb.STEP_STATUS_CACHED]
     if pending and not report.error:
@@ -62,6 +68,7 @@ def render_check(report: pb.Report, color: bool = False, width: int | None = Non
 
 def render_summary(report: pb.Report, color: bool = False) -> str:
     """`<name>: <counts>`, or `<name>: error ...` when the whole context failed."""
+    report = shown(report)
     if report.error:
         return f"{report.context.name}: {_report_error(report, color)}"
     return f"{report.context.name}: {step_counts(report.steps)}"
@@ -83,6 +90,7 @@ def render_contexts(contexts: Sequence[pb.Context]) -> str:
     """The `ls` table: name, path, Dockerfile (relative to the path when inside it), target, build args, options."""
     if not contexts:
         return "no contexts registered (add one with `ctxwatch add PATH`)"
+    contexts = [shown(context) for context in contexts]
     rows = [["NAME", "PATH", "DOCKERFILE", "TARGET", "BUILD ARGS", "OPTIONS"]]
     rows += [
         [
@@ -99,6 +107,7 @@ def render_contexts(contexts: Sequence[pb.Context]) -> str:
 
 
 def render_daemon_status(status: pb.DaemonStatus) -> str:
+    status = shown(status)
     lines = [
         (
             f"ctxwatchd {status.version or '(unknown version)'}, pid {status.pid}, "
@@ -148,6 +157,7 @@ def log_destination(log_file: str) -> str:
 
 
 def render_mark_built(response: pb.MarkBuiltResponse) -> str:
+    response = shown(response)
     report = response.report
     text = f"recorded build {response.build_id} of {report.context.name}: {_plural(response.steps_recorded, 'step')}"
     if response.failed:
@@ -330,3 +340,43 @@ def _format_build_args(build_args: Mapping[str, str]) -> str:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+# -- names as they may be shown ------------------------------------------------
+
+# C0 and C1 controls and DEL: an escape sequence in a file name could retitle
+# or clear the terminal, a newline forge a report line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_M = TypeVar("_M", bound=Message)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """The text with every control character written out (\\n, \\x1b, ...)."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m[0]) or f"\\x{ord(m[0]):02x}", text)
+
+
+def shown(message: _M) -> _M:
+    """A copy of a reply with every text in it safe to print (names come from files)."""
+    copy = type(message)()
+    copy.CopyFrom(message)
+    _escape_fields(copy)
+    return copy
+
+
+def _escape_fields(message: Message) -> None:
+    for field, value in message.ListFields():
+        repeated = field.is_repeated
+        if field.type == FieldDescriptor.TYPE_STRING:
+            if repeated:
+                value[:] = [escape_controls(v) for v in value]
+            else:
+                setattr(message, field.name, escape_controls(value))
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type.GetOptions().map_entry:
+                entries = {escape_controls(k): v for k, v in value.items()}
+                value.clear()
+                value.update({k: escape_controls(v) if isinstance(v, str) else v for k, v in entries.items()})
+            else:
+                for item in value if repeated else [value]:
+                    _escape_fields(item)

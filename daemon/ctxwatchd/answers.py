@@ -148,19 +148,19 @@ class Answers:
             text = draft.encode("utf-8", "surrogateescape")
             if reg.draft is None or reg.draft.data != text:
                 reg.draft = None  # a draft that does not parse leaves nothing behind
-                reg.draft = ParsedFile(text, parse(text), text.decode("utf-8", "replace").splitlines())
+                reg.draft = ParsedFile(text, parse(text), display_lines(text))
             return reg.draft.parsed, reg.draft.lines
         data = reg.dockerfile.read()
         if data is None:
             raise PlanError(0, f"Dockerfile not found: {reg.row.dockerfile}")
         if reg.parsed is None or reg.parsed.data != data:
-            reg.parsed, reg.last = ParsedFile(data, parse(data), data.decode("utf-8", "replace").splitlines()), None
+            reg.parsed, reg.last = ParsedFile(data, parse(data), display_lines(data)), None
         return reg.parsed.parsed, reg.parsed.lines
 
     @staticmethod
     def _text_lines(reg: Registered, draft: str) -> list[str]:
         data = draft.encode("utf-8", "surrogateescape") if draft else reg.dockerfile.read() or b""
-        return data.decode("utf-8", "replace").splitlines()
+        return display_lines(data)
 
     def _sync_named(self, reg: Registered, named: dict[str, str], synced: set[str]) -> tuple:
         """Sync the roots of the context's local named contexts (the caller holds
@@ -388,3 +388,8 @@ def _say_unread_build(report: pb.Report, unread_ms: int) -> None:
         "answer; see the daemon's log): these answers may be older than that build. Record builds with "
         "`ctxwatch built` and the same options, or run them through `ctxwatch build -- ...`"
     )
+
+
+def display_lines(data: bytes) -> list[str]:
+    """The Dockerfile's lines as reports show them: a byte that is not UTF-8 as \\xNN."""
+    return data.decode("utf-8", "backslashreplace").splitlines()

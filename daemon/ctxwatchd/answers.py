@@ -28,6 +28,7 @@ from .context.watched_file import WatchedFile
 from .context.watcher import WatchedRoot
 from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
 from .dockerfile.plan import PlanError, build_plan, is_remote_context
+from .limits import MAX_IGNORE_FILE_BYTES
 from .registry import LastAnswer, ParsedFile, Registered, Registry, inside
 from .requests import validated_args, validated_build_contexts
 from .wire import range_message, step_message
@@ -174,7 +175,9 @@ class Answers:
             if root.path not in synced:
                 root.sync()
                 synced.add(root.path)
-            ignore = reg.named_ignores.setdefault(folder, WatchedFile(os.path.join(folder, ".dockerignore")))
+            ignore = reg.named_ignores.setdefault(
+                folder, WatchedFile(os.path.join(folder, ".dockerignore"), MAX_IGNORE_FILE_BYTES)
+            )
             state.append((name, root.path, root.tree.generation, ignore.read()))
         return tuple(state)
 

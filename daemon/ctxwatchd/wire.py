@@ -6,7 +6,7 @@ from __future__ import annotations
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 from .cache.diff import ADDED, CONTENT, MODE, REMOVED, SYMLINK_TARGET, TYPE, XATTR
-from .cache.report import Cause, StepReport, StepStatus
+from .cache.report import Cause, StepReport, StepStatus, printable
 from .dockerfile.parser import Span
 
 STATUSES = {
@@ -51,26 +51,31 @@ def step_message(step: StepReport) -> pb.Step:
         stage=step.stage,
         stage_index=step.stage_index,
         index=step.index,
-        instruction=step.instruction,
+        instruction=printable(step.instruction),
         line=step.line,
         key=step.key,
         range=range_message(step.span),
         status=STATUSES[step.status],
         cause=CAUSES[step.cause],
-        explanation=step.explanation,
-        error=step.error,
+        explanation=printable(step.explanation),
+        error=printable(step.error),
         upstream_step=step.upstream_step or 0,
-        old_instruction=step.old_instruction,
+        old_instruction=printable(step.old_instruction),
         changed_values=[
             pb.ValueChange(
-                name=v.name, old_value=v.old_value, new_value=v.new_value, old_set=v.old_set, new_set=v.new_set
+                name=printable(v.name),
+                old_value=printable(v.old_value),
+                new_value=printable(v.new_value),
+                old_set=v.old_set,
+                new_set=v.new_set,
             )
             for v in step.changed_values
         ],
         changed_paths=[
-            pb.PathChange(path=c.path, kind=CHANGE_KINDS[c.kind], detail=c.detail) for c in step.changed_paths
+            pb.PathChange(path=printable(c.path), kind=CHANGE_KINDS[c.kind], detail=printable(c.detail))
+            for c in step.changed_paths
         ],
         changed_paths_total=step.changed_paths_total,
         changed_paths_truncated=step.changed_paths_truncated,
-        warnings=step.warnings,
+        warnings=[printable(w) for w in step.warnings],
     )

@@ -378,10 +378,10 @@ class Store:
                     (
                         build_id,
                         s.ordinal,
-                        s.stage,
+                        _text(s.stage),
                         s.stage_ordinal,
                         s.line,
-                        s.instruction,
+                        _text(s.instruction),
                         s.key,
                         s.shape,
                         json.dumps(s.spec, sort_keys=True),
@@ -588,6 +588,11 @@ class Store:
 def _folder_and_name(rel: str) -> tuple[bytes, bytes]:
     folder, _, name = rel.rpartition("/")
     return os.fsencode(folder), os.fsencode(name)
+
+
+def _text(value: str) -> str:
+    """SQLite text is UTF-8: a byte that is not (a surrogate escape) is kept as \\xNN, as reports show it."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _unused_name(path: Path) -> Path:

@@ -49,9 +49,9 @@ def test_a_multi_line_instruction_is_shown_on_one_line(shared_daemon, tmp_path):
 def test_a_changed_build_arg_in_from_shows_the_values_after_expansion(shared_daemon, tmp_path):
     client = shared_daemon.client
     name = _context(client, tmp_path / "ctx", "ARG V=3.19\nFROM alpine:${V}\nRUN true\n")
-    assumed = build_options(assume_remote_unchanged=True)
+    assumed = build_options(strict_remote=False)
     client.mark_built(name, assumed)
-    changed = build_options(build_args=["V=3.20"], assume_remote_unchanged=True)
+    changed = build_options(build_args=["V=3.20"], strict_remote=False)
     from_step, run_step = _report(client, name, changed).steps
     assert from_step.cause == pb.CAUSE_INSTRUCTION_CHANGED
     assert from_step.old_instruction == ""  # the text did not change: no "was" equal to "now"

@@ -125,10 +125,14 @@ def test_image_and_oci_layout_values_are_remote_inputs(shared_daemon, tmp_path: 
         build_contexts={"base": "docker-image://alpine:3.20", "tools": "oci-layout:///srv/layout:tag"},
     )
     client.mark_built("remote-named")
-    [report] = client.reports(["remote-named"])
+    [report] = client.reports(["remote-named"], pb.BuildOptions(strict_remote=True))
     assert [s.status for s in report.steps] == [UNKNOWN, UNKNOWN, UNKNOWN]
+    # By default they are taken as the last build used them, and the report names them once.
+    [assumed] = client.reports(["remote-named"])
+    assert [s.status for s in assumed.steps] == [CACHED, CACHED, CACHED]
+    assert assumed.assumed_remote
     pinned = "docker-image://alpine@sha256:" + "a" * 64
-    first_status, _ = statuses(client, "remote-named", build_contexts={"base": pinned})[0]
+    first_status, _ = statuses(client, "remote-named", build_contexts={"base": pinned}, strict_remote=True)[0]
     assert first_status != UNKNOWN
 
 

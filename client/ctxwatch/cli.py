@@ -430,12 +430,10 @@ def _connect(args: argparse.Namespace, spawn_allowed: bool = True) -> Iterator[C
     if args.no_daemon:
         if not spawn_allowed:
             raise ValueError("`daemon` commands talk to the daemon: drop --no-daemon")
-        from ctxwatchd import config  # the daemon's service and config file, in this process
-        from ctxwatchd.local import LocalServer
+        from ctxwatchd.local import LocalServer  # the daemon's service and config file, in this process
 
-        settings = config.load(config.resolve_path())
         state_dir = paths.resolve_state_dir(args.state_dir)
-        with LocalServer(state_dir, settings) as local, local_client(local.socket_path) as client:
+        with LocalServer(state_dir) as local, local_client(local.socket_path) as client:
             yield client
         return
     with connect(args.socket, spawn=spawn_allowed and not args.no_spawn, state_dir=args.state_dir) as client:

@@ -20,7 +20,7 @@ import grpc
 from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 
 from .cache.store import Store
-from .config import Config
+from .config import Config, load, resolve_path
 from .engine import Engine
 from .server.main import STATE_FILE
 from .server.service import CtxwatchService
@@ -32,7 +32,7 @@ class LocalServer:
     """The service over `state_dir`'s state, on a socket only this process knows (`socket_path`)."""
 
     def __init__(self, state_dir: Path, config: Config | None = None) -> None:
-        config = config or Config()  # the config file's defaults, as the daemon would read them
+        config = config or load(resolve_path())  # the user's config file, as the daemon reads it
         self._folder = tempfile.TemporaryDirectory(prefix="ctxwatch-local-")  # 0700: private to this user
         self.socket_path = Path(self._folder.name) / SOCKET_NAME
         self._store = Store(state_dir / STATE_FILE)

@@ -271,7 +271,9 @@ class Tree:
         """Re-stat `rel` after a file event; notify listeners of what changed.
 
         A directory keeps its listing: additions and removals inside it come
-        as events of their own, and only its mode counts in its digest.
+        as events of their own, and only its mode counts in its digest. A new
+        mode is the exception: the folder may have become unreadable (or
+        readable again), so it is listed again.
         """
         parts = split(rel)
         siblings = self._loaded_listing(parts) if parts else None
@@ -296,6 +298,8 @@ class Tree:
             old.key = key
             if mode_changed:
                 self._changed(rel)
+                if old.children is not None:
+                    self._relist(rel, old)
             return
         if old is not None and old.key == key and old.kind == kind_of(st.st_mode):
             if old.racy:

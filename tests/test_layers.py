@@ -1,7 +1,8 @@
 """Who may import whom, read from the source (CONTRIBUTING.md draws the layers).
 
-The daemon's core knows no wire format, the daemon never imports the command
-line, and the shared API package imports neither side.
+Only the daemon's gRPC adapters (server/, and local.py for `--no-daemon`)
+know the wire format, the daemon never imports the command line, and the
+shared API package imports neither side.
 """
 
 from __future__ import annotations
@@ -14,18 +15,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = {"ctxwatchd": REPO / "daemon", "ctxwatch": REPO / "client", "ctxwatch_api": REPO / "proto"}
 WIRE = ("grpc", "grpc_health", "grpc_reflection", "google.protobuf", "ctxwatch_api.v1")
-# Wire-free: the three stages of the data flow, and the registry, caches and errors of the engine.
-CORE = (
-    "ctxwatchd.context",
-    "ctxwatchd.dockerfile",
-    "ctxwatchd.cache",
-    "ctxwatchd.registry",
-    "ctxwatchd.caches",
-    "ctxwatchd.errors",
-    "ctxwatchd.requests",
-    "ctxwatchd.gostrings",
-    "ctxwatchd.goregexp",
-)
+# The daemon speaks the wire only in its gRPC adapters and the in-process server of `--no-daemon`.
+ADAPTERS = ("ctxwatchd.server", "ctxwatchd.local")
 
 
 def modules() -> dict[str, Path]:
@@ -69,10 +60,18 @@ def test_the_modules_are_found():
     assert {"ctxwatchd.engine", "ctxwatchd.cache.keys", "ctxwatch.cli", "ctxwatch_api.paths"} <= ALL.keys()
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if within(n, CORE)])
-def test_the_core_knows_no_wire_format(name):
-    wire = {m for m in imports(name, ALL[name]) if within(m, WIRE)}
-    assert not wire, f"{name} imports {sorted(wire)}: convert to and from the wire in ctxwatchd.server"
+@pytest.mark.parametrize("name", [n for n in ALL if within(n, ("ctxwatchd",)) and not within(n, ADAPTERS)])
+def test_only_the_adapters_know_the_wire_format(name):
+    used = imports(name, ALL[name])
+    shared = {m for m in used if m in ALL and within(m, ("ctxwatch_api",))}  # and through the shared package
+    wire = {m for m in used if within(m, WIRE)} | {
+        m for m in shared if any(within(w, WIRE) for w in imports(m, ALL[m]))
+    }
+    assert not wire, f"{name} imports {sorted(wire)}: convert to and from the wire in ctxwatchd.server.wire"
+
+
+def test_the_adapters_are_found():
+    assert {"ctxwatchd.server.wire", "ctxwatchd.server.service", "ctxwatchd.local"} <= ALL.keys()
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if within(n, ("ctxwatchd",))])

@@ -15,8 +15,10 @@ from pathlib import Path
 from conftest import answer, fresh_report
 from test_overflow import lowered_inotify_setting, wait_until_seen, watching_engine
 
-from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.engine import Engine
+from ctxwatchd.registry import ContextRef, Registration
+from ctxwatchd.requests import BuildOptions
+from ctxwatchd.server.wire import report_message
 
 MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
 DOCKERFILE = "FROM scratch\nCOPY . /app\n"
@@ -57,15 +59,15 @@ def make_app(folder: Path) -> Path:
 
 
 def register(engine: Engine, ctx: Path) -> object:
-    engine.register(pb.RegisterContextRequest(path=str(ctx), name="app"))
-    return engine.resolve(pb.ContextRef(name="app"))
+    engine.register(Registration(path=str(ctx), name="app"))
+    return engine.resolve(ContextRef(name="app"))
 
 
 def test_only_the_folders_a_context_sends_are_watched(tmp_path):
     ctx = make_app(tmp_path / "app")
     with watching_engine(tmp_path / "state") as engine:
         reg = register(engine, ctx)
-        engine.report(reg, pb.BuildOptions())
+        report_message(engine.report(reg, BuildOptions()))
         watched = watched_inodes()
         sent = [ctx, ctx / "src", ctx / "src" / "api", ctx / "src" / "web", ctx / "docs"]
         assert {inode(p) for p in sent} <= watched
@@ -76,11 +78,11 @@ def test_only_the_folders_a_context_sends_are_watched(tmp_path):
         # listed, and its later edits arrive as events (no re-scan needed).
         (ctx / "src" / "new").mkdir()
         (ctx / "src" / "new" / "a.txt").write_text("a\n")
-        assert answer(engine.report(reg, pb.BuildOptions())) == answer(fresh_report(ctx))
+        assert answer(report_message(engine.report(reg, BuildOptions()))) == answer(fresh_report(ctx))
         assert inode(ctx / "src" / "new") in watched_inodes()
         (ctx / "src" / "new" / "a.txt").write_text("a, changed\n")
         wait_until_seen(reg.root, "src/new/a.txt")
-        assert answer(engine.report(reg, pb.BuildOptions())) == answer(fresh_report(ctx))
+        assert answer(report_message(engine.report(reg, BuildOptions()))) == answer(fresh_report(ctx))
 
 
 def test_a_dockerfile_folder_the_context_does_not_send_is_watched(tmp_path):
@@ -91,9 +93,9 @@ def test_a_dockerfile_folder_the_context_does_not_send_is_watched(tmp_path):
     (ctx / "docker" / "Dockerfile").write_text(DOCKERFILE)
     (ctx / ".dockerignore").write_text("node_modules\ndocker\n")
     with watching_engine(tmp_path / "state") as engine:
-        engine.register(pb.RegisterContextRequest(path=str(ctx), name="app", dockerfile="docker/Dockerfile"))
-        reg = engine.resolve(pb.ContextRef(name="app"))
-        engine.report(reg, pb.BuildOptions())
+        engine.register(Registration(path=str(ctx), name="app", dockerfile="docker/Dockerfile"))
+        reg = engine.resolve(ContextRef(name="app"))
+        report_message(engine.report(reg, BuildOptions()))
         assert inode(ctx / "docker") in watched_inodes()
         seen = engine.generation
         (ctx / "docker" / "Dockerfile").write_text(DOCKERFILE + "COPY docs /docs\n")
@@ -124,7 +126,7 @@ def test_a_folder_the_kernel_will_not_watch_means_answers_from_rescans(tmp_path)
     with watching_engine(tmp_path / "state") as engine:
         reg = register(engine, ctx)
         with watch_limit(extra=2):  # the root and one folder; the next one is refused
-            report = engine.report(reg, pb.BuildOptions())
+            report = report_message(engine.report(reg, BuildOptions()))
             [status] = engine.status()
         assert answer(report) == answer(fresh_report(ctx))
         assert not status.healthy
@@ -134,10 +136,10 @@ def test_a_folder_the_kernel_will_not_watch_means_answers_from_rescans(tmp_path)
         # No event can be trusted now: every answer comes from a re-scan.
         for folder in ("src/api", "src/web", "docs"):
             (ctx / folder / "index.txt").write_text("changed\n")
-            assert answer(engine.report(reg, pb.BuildOptions())) == answer(fresh_report(ctx))
+            assert answer(report_message(engine.report(reg, BuildOptions()))) == answer(fresh_report(ctx))
         # Once watches are available again, a retry watches the tree again.
         reg.root.retry_watch_at = time.monotonic()
-        engine.report(reg, pb.BuildOptions())
+        report_message(engine.report(reg, BuildOptions()))
         [status] = engine.status()
         assert status.healthy, status.message
         assert inode(ctx / "docs") in watched_inodes()

@@ -30,7 +30,11 @@ from ctxwatch.client import CtxwatchError
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.cache.store import Store
 from ctxwatchd.engine import Engine
+from ctxwatchd.registry import ContextRef, Registration
+from ctxwatchd.requests import BuildOptions
+from ctxwatchd.results import RootStatus
 from ctxwatchd.server.main import STATE_FILE
+from ctxwatchd.server.wire import report_message
 
 MAX_QUEUED_EVENTS = Path("/proc/sys/fs/inotify/max_queued_events")
 LIMIT_LOCK = Path(tempfile.gettempdir()) / "ctxwatch-tests-inotify-limit.lock"
@@ -102,7 +106,7 @@ def wait_until_seen(root, rel: str, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def root_status(engine: Engine, path: Path) -> pb.WatchedRoot:
+def root_status(engine: Engine, path: Path) -> RootStatus:
     [status] = [r for r in engine.status() if r.path == str(path)]
     return status
 
@@ -111,9 +115,9 @@ def root_status(engine: Engine, path: Path) -> pb.WatchedRoot:
 def test_events_lost_makes_the_engine_rescan_before_answering(tmp_path, seen):
     ctx = make_context(tmp_path / "ctx")
     with watching_engine(tmp_path / "state") as engine:
-        engine.register(pb.RegisterContextRequest(path=str(ctx), name="lost"))
-        reg = engine.resolve(pb.ContextRef(name="lost"))
-        built = engine.mark_built(reg, pb.BuildOptions())
+        engine.register(Registration(path=str(ctx), name="lost"))
+        reg = engine.resolve(ContextRef(name="lost"))
+        built = engine.mark_built(reg, BuildOptions())
         assert built.report.all_cached
         root = reg.root
         assert root_status(engine, ctx).healthy
@@ -124,7 +128,7 @@ def test_events_lost_makes_the_engine_rescan_before_answering(tmp_path, seen):
         if not seen:
             with root.lock:  # what the kernel does on an overflow: the events are gone
                 root.dirty.clear()
-            stale = engine.report(reg, pb.BuildOptions())
+            stale = report_message(engine.report(reg, BuildOptions()))
             assert answer(stale) != answer(fresh_report(ctx)), (
                 "precondition: without its events the tree should not know of the edits"
             )
@@ -134,7 +138,7 @@ def test_events_lost_makes_the_engine_rescan_before_answering(tmp_path, seen):
         assert not status.healthy
         assert LOST.search(status.message), status.message
 
-        report = engine.report(reg, pb.BuildOptions())
+        report = report_message(engine.report(reg, BuildOptions()))
         assert answer(report) == answer(fresh_report(ctx))
         assert not report.all_cached
         assert [s.status for s in report.steps] == [pb.STEP_STATUS_INVALIDATED] * 4
@@ -143,7 +147,7 @@ def test_events_lost_makes_the_engine_rescan_before_answering(tmp_path, seen):
         # After the re-scan the events flow again: a later edit shows without another overflow.
         (ctx / "a.txt").write_text("a\n")
         (ctx / "b.txt").unlink()
-        report = engine.report(reg, pb.BuildOptions())
+        report = report_message(engine.report(reg, BuildOptions()))
         assert answer(report) == answer(fresh_report(ctx))
 
 

@@ -22,7 +22,10 @@ from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.cache.store import Store
 from ctxwatchd.context.records import RACY_WINDOW_NS
 from ctxwatchd.engine import Engine
+from ctxwatchd.registry import ContextRef, Registration
+from ctxwatchd.requests import BuildOptions
 from ctxwatchd.server.main import STATE_FILE
+from ctxwatchd.server.wire import report_message
 
 DOCKERFILE = """\
 FROM scratch
@@ -56,8 +59,8 @@ def run_engine(state: Path, ctx: Path, then: Callable[[Engine, object], None] = 
     engine = Engine(store)
     try:
         if not engine.contexts():
-            engine.register(pb.RegisterContextRequest(path=str(ctx), name="app"))
-        reg = engine.resolve(pb.ContextRef(name="app"))
+            engine.register(Registration(path=str(ctx), name="app"))
+        reg = engine.resolve(ContextRef(name="app"))
         then(engine, reg)
     finally:
         engine.close()
@@ -69,7 +72,7 @@ def first_answer(state: Path, ctx: Path) -> tuple[pb.Report, int, int]:
     seen = {}
 
     def ask(engine: Engine, reg) -> None:
-        seen["report"] = engine.report(reg, pb.BuildOptions())
+        seen["report"] = report_message(engine.report(reg, BuildOptions()))
         seen["files"] = reg.root.tree.files_hashed
         seen["folders"] = sum(view.folders_hashed for view in engine.views(reg).values())
 
@@ -114,7 +117,7 @@ CHANGES_WHILE_DOWN = {
 @pytest.mark.parametrize("change", list(CHANGES_WHILE_DOWN.values()), ids=list(CHANGES_WHILE_DOWN))
 def test_first_answer_after_a_restart_equals_a_fresh_scan(tmp_path, change):
     ctx = make_tree(tmp_path / "ctx")
-    run_engine(tmp_path / "state", ctx, lambda engine, reg: engine.report(reg, pb.BuildOptions()))
+    run_engine(tmp_path / "state", ctx, lambda engine, reg: report_message(engine.report(reg, BuildOptions())))
     change(ctx)
     report, _, _ = first_answer(tmp_path / "state", ctx)
     assert answer(report) == answer(fresh_report(ctx))
@@ -122,7 +125,7 @@ def test_first_answer_after_a_restart_equals_a_fresh_scan(tmp_path, change):
 
 def test_restarts_with_nothing_changed_read_no_file_and_compute_no_folder_digest(tmp_path):
     ctx = make_tree(tmp_path / "ctx")
-    run_engine(tmp_path / "state", ctx, lambda engine, reg: engine.report(reg, pb.BuildOptions()))
+    run_engine(tmp_path / "state", ctx, lambda engine, reg: report_message(engine.report(reg, BuildOptions())))
     for _ in range(3):  # each run saves again what it restored without using
         report, files_read, folders_computed = first_answer(tmp_path / "state", ctx)
         assert answer(report) == answer(fresh_report(ctx))
@@ -137,7 +140,7 @@ def test_restarts_with_nothing_changed_read_no_file_and_compute_no_folder_digest
 
 def test_a_deep_change_recomputes_only_the_folders_above_it(tmp_path):
     ctx = make_tree(tmp_path / "ctx")
-    run_engine(tmp_path / "state", ctx, lambda engine, reg: engine.report(reg, pb.BuildOptions()))
+    run_engine(tmp_path / "state", ctx, lambda engine, reg: report_message(engine.report(reg, BuildOptions())))
     (ctx / "src" / "pkg1" / "mod2" / "f0.py").write_text("changed while down\n")
     time.sleep(2 * RACY_WINDOW_NS / 1e9)  # else each view reads the new file again (racy)
     report, files_read, folders_computed = first_answer(tmp_path / "state", ctx)
@@ -152,15 +155,15 @@ def test_folders_removed_while_running_do_not_stop_the_caches_being_saved(tmp_pa
     """Folders restored (their saved records never needed), then removed or
     replaced by a file while the daemon runs: shutdown still saves the rest."""
     ctx = make_tree(tmp_path / "ctx")
-    run_engine(tmp_path / "state", ctx, lambda engine, reg: engine.report(reg, pb.BuildOptions()))
+    run_engine(tmp_path / "state", ctx, lambda engine, reg: report_message(engine.report(reg, BuildOptions())))
 
     def remove_folders(engine: Engine, reg) -> None:
-        engine.report(reg, pb.BuildOptions())
+        report_message(engine.report(reg, BuildOptions()))
         shutil.rmtree(ctx / "src" / "pkg1")
         shutil.rmtree(ctx / "src" / "pkg2" / "mod0")
         (ctx / "src" / "pkg2" / "mod0").write_text("a file now\n")
         time.sleep(2 * RACY_WINDOW_NS / 1e9)  # read once, and saved
-        assert answer(engine.report(reg, pb.BuildOptions())) == answer(fresh_report(ctx))
+        assert answer(report_message(engine.report(reg, BuildOptions()))) == answer(fresh_report(ctx))
 
     run_engine(tmp_path / "state", ctx, remove_folders)
     report, files_read, _ = first_answer(tmp_path / "state", ctx)
@@ -173,12 +176,12 @@ def test_files_written_just_before_a_stop_are_read_again_at_the_stop_not_at_the_
     reading those files again as it stops lets their records and folder
     digests be saved, so the next start reads nothing."""
     ctx = make_tree(tmp_path / "ctx")
-    run_engine(tmp_path / "state", ctx, lambda engine, reg: engine.report(reg, pb.BuildOptions()))
+    run_engine(tmp_path / "state", ctx, lambda engine, reg: report_message(engine.report(reg, BuildOptions())))
 
     def burst_then_answer(engine: Engine, reg) -> None:
         for i in range(3):
             (ctx / "src" / f"pkg{i}" / "mod1" / "f0.py").write_text(f"burst {i}\n")
-        engine.report(reg, pb.BuildOptions())  # the files are racy when read here
+        report_message(engine.report(reg, BuildOptions()))  # the files are racy when read here
         time.sleep(2 * RACY_WINDOW_NS / 1e9)
 
     run_engine(tmp_path / "state", ctx, burst_then_answer)
@@ -198,7 +201,7 @@ def test_a_file_racy_at_shutdown_is_read_again(tmp_path):
         racy.write_text("v1\n")
         soon = time.time_ns() + 10**10  # an mtime ahead of the clock: racy whenever it is read
         os.utime(racy, ns=(soon, soon))
-        engine.report(reg, pb.BuildOptions())
+        report_message(engine.report(reg, BuildOptions()))
         [whole] = [view for key, view in engine.views(reg).items() if key.excludes == ()]
         saved = dict(whole.saveable())
         assert "src/pkg0/mod1" not in saved

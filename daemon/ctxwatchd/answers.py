@@ -13,10 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ctxwatch_api.v1 import ctxwatch_pb2 as pb
-
 from .cache.keys import StepKey, compute_keys
-from .cache.report import QueryOptions, build_steps, printable, stage_ordinal
+from .cache.report import Cause, QueryOptions, StepReport, StepStatus, build_steps, printable, stage_ordinal
 from .cache.store import BuildStepRow, ContextRow, Store
 from .caches import HistoryCache, ViewCache, ViewKey
 from .context.ignore import IgnoreFileError, read_ignore_file
@@ -26,19 +24,19 @@ from .context.tree import join
 from .context.view import ContextReadError, ContextView
 from .context.watched_file import WatchedFile
 from .context.watcher import WatchedRoot
-from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, parse
+from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, Span, parse
 from .dockerfile.plan import PlanError, build_plan, is_remote_context
 from .limits import MAX_IGNORE_FILE_BYTES
 from .registry import LastAnswer, ParsedFile, Registered, Registry, inside
-from .requests import validated_args, validated_build_contexts
-from .wire import range_message, step_message
+from .requests import BuildOptions, validated_args, validated_build_contexts
+from .results import Report
 
 
 @dataclass
 class Evaluation:
     """An answer: the report, and the keys it was computed from (a build records those)."""
 
-    report: pb.Report
+    report: Report
     keys: list[StepKey]
 
 
@@ -60,12 +58,12 @@ class Answers:
         self._unread_build = unread_build  # when a build of the context ran that could not be read (ms), or 0
 
     def evaluate(
-        self, reg: Registered, root: WatchedRoot | None, options: pb.BuildOptions, synced: set[str]
+        self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, synced: set[str]
     ) -> Evaluation:
         """The answer for one context whose root (None: its folder is missing)
         the caller holds the lock of. `synced` holds the roots already synced
         by this request (a sync proves every earlier write is seen)."""
-        report = pb.Report(context=context_message(reg.row))
+        report = Report(reg.row)
         self._registry.retarget_dockerfile_watch(reg)  # before reading it: no edit falls between
         if root is None:
             report.error = f"the context folder {reg.row.path} does not exist"
@@ -95,7 +93,7 @@ class Answers:
                 serial,
                 reg.patterns,
                 named_state,
-                options.SerializeToString(deterministic=True),
+                options,
             )
             if reg.last is not None and reg.last.depends_on == depends_on:
                 return reg.last.evaluation
@@ -105,7 +103,7 @@ class Answers:
             report.error, report.error_line = printable(str(e)), getattr(e, "line", 0)
             if report.error_line and not isinstance(e, IgnoreFileError):
                 text = lines if lines is not None else self._text_lines(reg, options.dockerfile_content)
-                report.error_range.CopyFrom(_error_range(report.error_line, parsed, text))
+                report.error_range = _error_range(report.error_line, parsed, text)
             return Evaluation(report, [])
         except OSError as e:  # the Dockerfile or ignore file cannot be read (or is a FIFO)
             report.error = printable(str(e))
@@ -115,10 +113,8 @@ class Answers:
         )
         strict = self._strict(reg, options)
         steps = build_steps(keys, history, _query_options(options, reg.row, strict))
-        report.steps.extend(step_message(step) for step in steps)
-        report.all_cached = all(
-            s.status == pb.STEP_STATUS_CACHED or s.cause == pb.CAUSE_RUNS_ANYWAY for s in report.steps
-        )
+        report.steps = steps
+        report.all_cached = all(s.status == StepStatus.CACHED or s.cause == Cause.RUNS_ANYWAY for s in steps)
         report.builds_recorded = history.count
         if history.last is not None:
             report.last_build_unix_ms = history.last.created_ms
@@ -133,10 +129,10 @@ class Answers:
         reg.last = LastAnswer(depends_on, Evaluation(report, keys))
         return reg.last.evaluation
 
-    def _strict(self, reg: Registered, options: pb.BuildOptions) -> bool:
+    def _strict(self, reg: Registered, options: BuildOptions) -> bool:
         """Whether steps on unpinned remote inputs are unknown: the query says,
         else the context's setting, else the config file."""
-        if options.HasField("strict_remote"):
+        if options.strict_remote is not None:
             return options.strict_remote
         if options.assume_remote_unchanged:
             return False
@@ -290,15 +286,15 @@ def _subtree(store: Store, view: ContextView, rel: str) -> Iterator[tuple[bytes,
             stack.extend(join(current, c.name) for c in decode(blob).children)
 
 
-def _error_range(line: int, parsed: ParsedDockerfile | None, lines: list[str]) -> pb.Range:
+def _error_range(line: int, parsed: ParsedDockerfile | None, lines: list[str]) -> Span:
     """Where a Dockerfile error is: the instruction starting on its line, else
     the line's text (a parse error has no instructions to point at)."""
     for ins in parsed.instructions if parsed is not None else ():
         if ins.start_line == line:
-            return range_message(ins.span)
+            return ins.span
     text = lines[line - 1] if 0 < line <= len(lines) else ""
     body = text.rstrip()
-    return pb.Range(start_line=line, start_column=len(body) - len(body.lstrip()), end_line=line, end_column=len(body))
+    return Span(line, len(body) - len(body.lstrip()), line, len(body))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -309,30 +305,18 @@ def _folder_below(root: str, path: str) -> str | None:
     return os.path.relpath(folder, root) if folder != root and inside(folder, root) else None
 
 
-def _fails(step: pb.Step, steps) -> bool:
+def _fails(step: StepReport, steps: list[StepReport]) -> bool:
     """True for a failing step and for the steps that cannot run because of it."""
-    if step.status == pb.STEP_STATUS_ERROR:
+    if step.status == StepStatus.ERROR:
         return True
-    return step.cause == pb.CAUSE_UPSTREAM and steps[step.upstream_step].status == pb.STEP_STATUS_ERROR
-
-
-def context_message(row: ContextRow) -> pb.Context:
-    return pb.Context(
-        name=row.name,
-        path=row.path,
-        dockerfile=row.dockerfile,
-        build_args=row.build_args,
-        target=row.target,
-        build_contexts=row.build_contexts,
-        no_cache=row.no_cache,
-        no_cache_filter=row.no_cache_filter,
-        labels=row.labels,
-        watch_root=row.watch_root,
-        strict_remote=row.options.get("strict_remote"),
+    return (
+        step.cause == Cause.UPSTREAM
+        and step.upstream_step is not None
+        and steps[step.upstream_step].status == StepStatus.ERROR
     )
 
 
-def named_contexts(reg: Registered, options: pb.BuildOptions) -> dict[str, str]:
+def named_contexts(reg: Registered, options: BuildOptions) -> dict[str, str]:
     """The named contexts of a query: the registered ones, and the query's over them."""
     extra = validated_build_contexts(options.build_contexts, reg.row.path, "options.build_contexts")
     return {**reg.row.build_contexts, **extra}
@@ -346,14 +330,14 @@ def _local(named: dict[str, str]) -> dict[str, str]:
     return {name: value for name, value in named.items() if not is_remote_context(value)}
 
 
-def _query_options(options: pb.BuildOptions, row: ContextRow, strict_remote: bool) -> QueryOptions:
+def _query_options(options: BuildOptions, row: ContextRow, strict_remote: bool) -> QueryOptions:
     """The query's no-cache options, and those the context is always built with."""
     filters = [*options.no_cache_filter, *row.no_cache_filter]
     names = frozenset(n.strip().lower() for item in filters for n in item.split(",") if n.strip())
     return QueryOptions(options.no_cache or row.no_cache, names, strict_remote)
 
 
-def options_dict(options: pb.BuildOptions) -> dict:
+def options_dict(options: BuildOptions) -> dict:
     return {
         "build_args": dict(options.build_args),
         "target": options.target,
@@ -369,7 +353,7 @@ def _notes(plan) -> list[str]:
     return notes
 
 
-def _assume_remote(report: pb.Report, plan) -> None:
+def _assume_remote(report: Report, plan) -> None:
     """Name, once, the unpinned images and URLs taken to be what the last recorded build used."""
     remotes = sorted({s.remote for s in plan.steps if s.remote})
     if remotes:
@@ -380,7 +364,7 @@ def _assume_remote(report: pb.Report, plan) -> None:
         )
 
 
-def _say_unread_build(report: pb.Report, unread_ms: int) -> None:
+def _say_unread_build(report: Report, unread_ms: int) -> None:
     """Once per report: a build ran after the last recorded one that ctxwatch could not read."""
     if not unread_ms or unread_ms <= report.last_build_unix_ms:
         return

@@ -19,11 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from ctxwatch_api.progress import StepResult, observed_steps
-from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 from .answers import Answers, Evaluation, build_rows, named_contexts, named_folders, new_nodes, options_dict
-from .builders.compare import check_message, check_row, compare
+from .builders.compare import check_row, compare, stored_check
 from .cache.readers import readers
+from .cache.report import StepStatus, printable
 from .cache.store import DEFAULT_MAX_BUILDS, ContextRow, Store
 from .caches import HistoryCache, ViewCache, ViewKey
 from .context.records import KIND_DIR
@@ -32,7 +32,8 @@ from .context.view import ContextView
 from .context.watcher import Observer, WatchedRoot
 from .errors import ApiError, FailedPrecondition, InvalidArgument
 from .registry import ContextRef, Registered, Registration, Registry, inside
-from .requests import absolute_path
+from .requests import BuildOptions, BuildRun, ObservedStep, absolute_path
+from .results import BuildRecorded, PredictionStats, Reader, Readers, Report, RootStatus
 
 log = logging.getLogger(__name__)
 
@@ -102,27 +103,14 @@ class Engine:
         return True
 
     # -- contexts -----------------------------------------------------------------------
-    def register(self, req: pb.RegisterContextRequest) -> tuple[ContextRow, bool]:
-        return self._registry.register(
-            Registration(
-                req.path,
-                req.dockerfile,
-                dict(req.build_args),
-                req.target,
-                req.name,
-                dict(req.build_contexts),
-                req.no_cache,
-                tuple(req.no_cache_filter),
-                dict(req.labels),
-                req.watch_root,
-                req.strict_remote if req.HasField("strict_remote") else None,
-            )
-        )
+    def register(self, registration: Registration) -> tuple[ContextRow, bool]:
+        """Register a context, or update the one of that name; (its row, whether it was updated)."""
+        return self._registry.register(registration)
 
-    def unregister(self, ref: pb.ContextRef, forget: bool = False) -> tuple[ContextRow, int]:
+    def unregister(self, ref: ContextRef, forget: bool = False) -> tuple[ContextRow, int]:
         """Stop watching a context; keep its recorded builds unless `forget`. Returns the row and
         how many builds were kept."""
-        reg, root = self._registry.unregister(_ref(ref), forget)
+        reg, root = self._registry.unregister(ref, forget)
         self._histories.forget(reg.row.name)  # read again if the name is registered again
         if root is not None:
             with self._root_locked(root) as locked:
@@ -131,12 +119,12 @@ class Engine:
                     self._views.keep_only(root.path, used)
         return reg.row, 0 if forget else self._store.build_count(reg.row.name)
 
-    def resolve(self, ref: pb.ContextRef) -> Registered:
-        return self._registry.resolve(_ref(ref))
+    def resolve(self, ref: ContextRef) -> Registered:
+        return self._registry.resolve(ref)
 
-    def resolve_all(self, refs: list[pb.ContextRef]) -> list[Registered]:
+    def resolve_all(self, refs: list[ContextRef]) -> list[Registered]:
         """The contexts named (every one, by name, when none is)."""
-        return self._registry.resolve_all([_ref(ref) for ref in refs])
+        return self._registry.resolve_all(refs)
 
     def contexts(self) -> list[ContextRow]:
         return [reg.row for reg in self._registry.contexts()]
@@ -166,33 +154,30 @@ class Engine:
             return self._generation
 
     # -- answers ---------------------------------------------------------------------------
-    def report(self, reg: Registered, options: pb.BuildOptions) -> pb.Report:
+    def report(self, reg: Registered, options: BuildOptions) -> Report:
         return self.reports([reg], options)[0]
 
-    def reports(self, regs: list[Registered], options: pb.BuildOptions) -> list[pb.Report]:
+    def reports(self, regs: list[Registered], options: BuildOptions) -> list[Report]:
         """Reports of several contexts; a root they share is synced once for all."""
         synced: set[str] = set()
         return [self._evaluate(reg, options, synced).report for reg in regs]
 
-    def find_readers(self, path: str, refs: list[pb.ContextRef]) -> pb.FindReadersResponse:
+    def find_readers(self, path: str, refs: list[ContextRef]) -> Readers:
         """Every step of the contexts (all when none named) that reads `path`."""
         path = os.path.realpath(absolute_path(path, "path"))
-        response = pb.FindReadersResponse()
+        response = Readers()
         synced: set[str] = set()
         for reg in self.resolve_all(refs):
             if not inside(path, reg.row.path):
                 continue
-            ev = self._evaluate(reg, pb.BuildOptions(), synced)
+            ev = self._evaluate(reg, BuildOptions(), synced)
             if ev.report.error:
                 response.unknown.append(f"{reg.row.name}: {ev.report.error}")
                 continue
             rel = os.path.relpath(path, reg.row.path)
             for read in readers(ev.keys, "" if rel == "." else rel):
-                response.readers.add(
-                    context=ev.report.context,
-                    step=ev.report.steps[read.index],
-                    source=read.source,
-                    steps_after=read.steps_after,
+                response.readers.append(
+                    Reader(ev.report.context, ev.report.steps[read.index], read.source, read.steps_after)
                 )
         return response
 
@@ -215,7 +200,7 @@ class Engine:
                 continue
             _write_marker(marker, reg.row.name)
             try:
-                self._evaluate(reg, pb.BuildOptions(), set())
+                self._evaluate(reg, BuildOptions(), set())
             except Exception:  # a query will meet the same problem and report it
                 log.exception("warming up %s failed", reg.row.name)
             # Step aside: a query waiting for the root's lock takes it now, so
@@ -223,9 +208,7 @@ class Engine:
             time.sleep(WARM_UP_PAUSE_S)
         _write_marker(marker, "")
 
-    def mark_built(
-        self, reg: Registered, options: pb.BuildOptions, run: pb.BuildRun | None = None
-    ) -> pb.MarkBuiltResponse:
+    def mark_built(self, reg: Registered, options: BuildOptions, run: BuildRun | None = None) -> BuildRecorded:
         """Record the steps a build with these options completes (all of them,
         or those before a failing step, which BuildKit caches as well). With
         the `run` ctxwatch watched: a failed run records the steps BuildKit
@@ -241,7 +224,7 @@ class Engine:
             check = None
             if run is not None and run.builder_ref:
                 self._store.save_builder_ref(run.builder_ref, reg.row.name, int(time.time() * 1000), "wrapped")
-            if run is not None and run.HasField("prediction"):
+            if run is not None and run.prediction is not None:
                 check = compare(run.prediction, run, reg.row.name, reg.row.dockerfile)
                 self._store.save_prediction_check(check_row(check))
             done = None
@@ -250,7 +233,7 @@ class Engine:
                 done = {o.line for o in run.steps if o.cached or (o.completed and not o.error)}
             completed, rows = build_rows(ev, done)
             if run is not None and run.failed and not completed:  # it failed before any step: nothing was built
-                return pb.MarkBuiltResponse(report=ev.report, failed=_run_failure(run), check=check)
+                return BuildRecorded(ev.report, failed=_run_failure(run), check=check)
             nodes = new_nodes(self._store, completed)  # streamed into the transaction, never all in memory
             build_id = self._store.record_build(reg.row.name, options_dict(options), rows, nodes)
             self._histories.forget(reg.row.name)
@@ -258,24 +241,27 @@ class Engine:
             self.notify_activity()
             steps = ev.report.steps
             failed = next(
-                (f"line {s.line} ({s.instruction}): {s.error}" for s in steps if s.status == pb.STEP_STATUS_ERROR), ""
+                (
+                    f"line {s.line} ({printable(s.instruction)}): {printable(s.error)}"
+                    for s in steps
+                    if s.status == StepStatus.ERROR
+                ),
+                "",
             )
             if run is not None and run.failed:
                 failed = _run_failure(run)
             report = self._answer(reg, root, options, set()).report
-        return pb.MarkBuiltResponse(
-            report=report, build_id=build_id, steps_recorded=len(rows), failed=failed, check=check
-        )
+        return BuildRecorded(report, build_id, len(rows), failed, check)
 
-    def prediction_stats(self, recent: int = RECENT_DISAGREEMENTS) -> pb.PredictionStats:
+    def prediction_stats(self, recent: int = RECENT_DISAGREEMENTS) -> PredictionStats:
         """How the predictions of watched builds compared with BuildKit."""
         checked, steps, agreed, unknown = self._store.prediction_totals()
-        return pb.PredictionStats(
+        return PredictionStats(
             checked=checked,
             steps=steps,
             agreed=agreed,
             unknown=unknown,
-            recent_disagreements=[check_message(row) for row in self._store.recent_disagreements(recent)],
+            recent_disagreements=[stored_check(row) for row in self._store.recent_disagreements(recent)],
             builds_learned=self._store.builds_learned(),
         )
 
@@ -284,12 +270,15 @@ class Engine:
         """(name, path, Dockerfile, registered at ms) of every context, for matching buildx's records."""
         return [(r.name, r.path, r.dockerfile, r.created_ms) for r in self.contexts()]
 
-    def learn_build(self, name: str, options: pb.BuildOptions, steps: list[StepResult], failed: bool) -> None:
+    def learn_build(self, name: str, options: BuildOptions, steps: list[StepResult], failed: bool) -> None:
         """Record a build learned from the builder (for a failed one, the steps BuildKit completed)."""
         try:
-            reg = self.resolve(pb.ContextRef(name=name))
+            reg = self.resolve(ContextRef(name=name))
             report = self.report(reg, options)
-            run = pb.BuildRun(steps=observed_steps(steps, report), failed=failed, source="buildx history")
+            observed = tuple(
+                ObservedStep(line, r.cached, r.completed, r.error) for line, r in observed_steps(steps, report.steps)
+            )
+            run = BuildRun(steps=observed, failed=failed, source="buildx history")
             self.mark_built(reg, options, run)
         except ApiError as e:  # removed meanwhile, or the Dockerfile no longer parses: nothing to record
             log.warning("could not record the build of %s learned from the builder: %s", name, e.message)
@@ -301,7 +290,7 @@ class Engine:
         self.notify_activity()
 
     def prune(
-        self, refs: list[pb.ContextRef], keep: int, older_than_s: float = 0.0, dry_run: bool = False
+        self, refs: list[ContextRef], keep: int, older_than_s: float = 0.0, dry_run: bool = False
     ) -> tuple[int, int]:
         """Forget all but the newest `keep` builds of the contexts (only those at least `older_than_s`
         old when given); (builds, nodes) removed. With `dry_run`, (builds that would go, 0)."""
@@ -333,14 +322,12 @@ class Engine:
             self._dropped_since_gc = 0
         return self._store.collect_garbage()
 
-    def _evaluate(self, reg: Registered, options: pb.BuildOptions, synced: set[str]) -> Evaluation:
+    def _evaluate(self, reg: Registered, options: BuildOptions, synced: set[str]) -> Evaluation:
         # The roots of its local named contexts are locked with its own (in one order: no deadlock).
         with self._registry.answering(reg, named_folders(named_contexts(reg, options))) as root:
             return self._answer(reg, root, options, synced)
 
-    def _answer(
-        self, reg: Registered, root: WatchedRoot | None, options: pb.BuildOptions, synced: set[str]
-    ) -> Evaluation:
+    def _answer(self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, synced: set[str]) -> Evaluation:
         """The answer for one context, its root's lock held."""
         thread = threading.get_ident()
         self._busy[thread] = f"answering for {reg.row.name} ({reg.row.path})"
@@ -371,7 +358,7 @@ class Engine:
     def context_count(self) -> int:
         return self._registry.count()
 
-    def status(self) -> list[pb.WatchedRoot]:
+    def status(self) -> list[RootStatus]:
         """The watched roots. Never waits long for a busy root (a first index
         can take a while): then its tree sizes are left out, the hashing
         counters are still there."""
@@ -381,7 +368,7 @@ class Engine:
                 answer.append(self._root_status(root, count_tree=locked))
         return answer
 
-    def _root_status(self, root: WatchedRoot, count_tree: bool) -> pb.WatchedRoot:
+    def _root_status(self, root: WatchedRoot, count_tree: bool) -> RootStatus:
         files = dirs = 0
         if count_tree:
             files, dirs = self._tree_size(root.tree)
@@ -397,7 +384,7 @@ class Engine:
                     ],
                 )
             )
-        return pb.WatchedRoot(
+        return RootStatus(
             path=root.path,
             files=files,
             directories=dirs,
@@ -424,16 +411,9 @@ class Engine:
         return sum(root.queue_depth for root in self._registry.roots())
 
 
-def _run_failure(run: pb.BuildRun) -> str:
+def _run_failure(run: BuildRun) -> str:
     failing = next((o for o in run.steps if o.error and "canceled" not in o.error), None)
     return f"line {failing.line}: {failing.error}" if failing else "the build command failed"
-
-
-def _ref(ref: pb.ContextRef) -> ContextRef:
-    which = ref.WhichOneof("ref")
-    if which == "name":
-        return ContextRef(name=ref.name)
-    return ContextRef(path=ref.path) if which == "path" else ContextRef()
 
 
 def _read_marker(marker: str | None) -> str:

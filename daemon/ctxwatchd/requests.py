@@ -1,15 +1,65 @@
-"""Checks of what clients send: every field a client can get wrong is named
-in the error, with what would be right."""
+"""What clients send, as the engine takes it, and the checks of it: every
+field a client can get wrong is named in the error, with what would be right.
+(The registration and the context reference are the registry's own types.)"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from .cache.report import Cause, StepStatus
 from .errors import InvalidArgument, NotFound
 from .limits import MAX_BUILD_ARG_BYTES, MAX_BUILD_ARGS
 
 MAX_NAME_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Build-time options with `docker build`'s meaning: a what-if query, or how a build was run."""
+
+    build_args: dict[str, str] = field(default_factory=dict)  # merged over the registered ones
+    target: str = ""  # empty: the registered target
+    no_cache: bool = False
+    no_cache_filter: tuple[str, ...] = ()
+    assume_remote_unchanged: bool = False  # the same as strict_remote=False
+    dockerfile_content: str = ""  # an editor's unsaved text of the Dockerfile; empty: the file
+    build_contexts: dict[str, str] = field(default_factory=dict)  # merged over the registered ones
+    strict_remote: bool | None = None  # None: the context's setting, else the config file
+
+
+@dataclass(frozen=True)
+class ObservedStep:
+    """BuildKit's result for one Dockerfile step, by the line its instruction starts on."""
+
+    line: int
+    cached: bool = False
+    completed: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class PredictedStep:
+    """A step of the report taken just before a watched build, as far as the check compares it."""
+
+    line: int
+    instruction: str
+    status: StepStatus
+    cause: Cause
+    explanation: str
+
+
+@dataclass(frozen=True)
+class BuildRun:
+    """A real build ctxwatch watched (`ctxwatch build`, or learned from the builder)."""
+
+    steps: tuple[ObservedStep, ...] = ()
+    failed: bool = False  # only the steps BuildKit completed are recorded
+    prediction: tuple[PredictedStep, ...] | None = None  # None: nothing to compare with
+    command: str = ""
+    source: str = ""  # how ctxwatch saw it
+    builder_ref: str = ""  # buildx's record of it: not learned a second time
 
 
 def check_name(name: str) -> None:

@@ -17,8 +17,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from .v1 import ctxwatch_pb2 as pb
+from typing import Protocol
 
 # The platform prefix appears only in multi-platform builds; the index is padded to the width of the total.
 STEP_NAME = re.compile(
@@ -182,24 +181,33 @@ def match_lines(results: Sequence[StepResult], steps: Sequence[DockerfileStep]) 
     return matched
 
 
-def observed_steps(steps: Sequence[StepResult], prediction: pb.Report) -> list[pb.ObservedStep]:
-    """What BuildKit did for each Dockerfile step, by the line of the prediction's step."""
-    matched = match_lines(steps, dockerfile_steps(prediction, single_stage=all(not s.stage for s in steps)))
-    return [
-        pb.ObservedStep(line=line, cached=result.cached, completed=result.completed, error=result.error)
-        for line, result in sorted(matched.items())
-    ]
+class ReportedStep(Protocol):
+    """A step of a report (the API's message or the daemon's own), as far as matching needs it."""
+
+    @property
+    def stage(self) -> str: ...
+    @property
+    def stage_index(self) -> int: ...
+    @property
+    def line(self) -> int: ...
+    @property
+    def instruction(self) -> str: ...
 
 
-def dockerfile_steps(report: pb.Report, single_stage: bool) -> list[DockerfileStep]:
-    """The report's steps named as BuildKit's progress names them: stage name or `stage-N`."""
+def observed_steps(results: Sequence[StepResult], steps: Sequence[ReportedStep]) -> list[tuple[int, StepResult]]:
+    """What BuildKit did for each Dockerfile step of a report, by the line of the step, in line order."""
+    return sorted(match_lines(results, dockerfile_steps(steps, single_stage=all(not r.stage for r in results))).items())
 
-    def label(step: pb.Step) -> str:
+
+def dockerfile_steps(steps: Sequence[ReportedStep], single_stage: bool) -> list[DockerfileStep]:
+    """A report's steps named as BuildKit's progress names them: stage name or `stage-N`."""
+
+    def label(step: ReportedStep) -> str:
         if single_stage:
             return ""
         return f"stage-{step.stage_index}" if step.stage == str(step.stage_index) else step.stage.lower()
 
     return [
         DockerfileStep(label(step), step.line, step.instruction.split(None, 1)[0].upper() if step.instruction else "")
-        for step in report.steps
+        for step in steps
     ]

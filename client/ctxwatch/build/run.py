@@ -64,7 +64,10 @@ def wrap(client: CtxwatchClient, command: BuildCommand, name: str | None = None,
         return Wrapped(returncode, prediction)
     steps = reader.steps()
     run = pb.BuildRun(
-        steps=observed_steps(steps, prediction),
+        steps=[
+            pb.ObservedStep(line=line, cached=r.cached, completed=r.completed, error=r.error)
+            for line, r in observed_steps(steps, prediction.steps)
+        ],
         failed=returncode != 0,
         prediction=prediction,
         command=shlex.join(command.argv),

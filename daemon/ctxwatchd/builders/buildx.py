@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctxwatch_api.progress import StepResult
-from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 from ..config import BuilderSettings
+from ..requests import BuildOptions
 from .history import HistoryUnavailable, inspect, step_results
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class BuildxRefs:
         settings: BuilderSettings,
         contexts: Callable[[], list[tuple[str, str, str, int]]],
         seen: Callable[[str], bool],
-        learn: Callable[[str, pb.BuildOptions, list[StepResult], bool], None],
+        learn: Callable[[str, BuildOptions, list[StepResult], bool], None],
         mark: Callable[[str, str, int, str], None],
     ) -> None:
         self.settings = settings
@@ -163,14 +163,14 @@ class BuildxRefs:
         log.info("learned build %s of context %s from the builder's history", pending.ref, pending.context)
 
 
-def options_of(record: dict) -> pb.BuildOptions:
+def options_of(record: dict) -> BuildOptions:
     """The build options a history record shows (`buildx history inspect --format json`)."""
     config = record.get("Config") or {}
-    return pb.BuildOptions(
+    return BuildOptions(
         build_args={arg["Name"]: arg.get("Value", "") for arg in record.get("BuildArgs") or []},
         target=record.get("Target", ""),
         no_cache=bool(config.get("NoCache")),
-        no_cache_filter=list(config.get("NoCacheFilter") or []),
+        no_cache_filter=tuple(config.get("NoCacheFilter") or []),
     )
 
 

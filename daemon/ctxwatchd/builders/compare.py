@@ -12,20 +12,22 @@ failing step is compared: it agrees with any prediction that it runs
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
-from ctxwatch_api.v1 import ctxwatch_pb2 as pb
-
+from ..cache.report import Cause, StepStatus
 from ..cache.store import PredictionCheckRow
+from ..requests import BuildRun, ObservedStep, PredictedStep
+from ..results import Disagreement, PredictionCheck
 
 CANCELED = "canceled"  # BuildKit's error for vertices stopped because another one failed
 
 
-def compare(prediction: pb.Report, run: pb.BuildRun, context: str, dockerfile: str) -> pb.PredictionCheck:
+def compare(prediction: Sequence[PredictedStep], run: BuildRun, context: str, dockerfile: str) -> PredictionCheck:
     observed = {step.line: step for step in run.steps}
-    check = pb.PredictionCheck(
+    check = PredictionCheck(
         context=context, dockerfile=dockerfile, command=run.command, unix_ms=int(time.time() * 1000)
     )
-    for step in prediction.steps:
+    for step in prediction:
         seen = observed.get(step.line)
         if seen is None or not (seen.completed or seen.error):
             continue
@@ -33,13 +35,13 @@ def compare(prediction: pb.Report, run: pb.BuildRun, context: str, dockerfile: s
         if (run.failed or seen.error) and not failing:
             continue
         check.steps += 1
-        if step.status == pb.STEP_STATUS_UNKNOWN:
+        if step.status == StepStatus.UNKNOWN:
             check.unknown += 1
         elif _agrees(step, seen):
             check.agreed += 1
         else:
             check.disagreements.append(
-                pb.Disagreement(
+                Disagreement(
                     line=step.line,
                     instruction=step.instruction,
                     predicted=step.status,
@@ -52,15 +54,32 @@ def compare(prediction: pb.Report, run: pb.BuildRun, context: str, dockerfile: s
     return check
 
 
-def _agrees(step: pb.Step, seen: pb.ObservedStep) -> bool:
+def _agrees(step: PredictedStep, seen: ObservedStep) -> bool:
     if seen.error:
-        return step.status != pb.STEP_STATUS_CACHED
-    if step.status == pb.STEP_STATUS_ERROR:
+        return step.status != StepStatus.CACHED
+    if step.status == StepStatus.ERROR:
         return False
-    return (step.status == pb.STEP_STATUS_CACHED) == seen.cached
+    return (step.status == StepStatus.CACHED) == seen.cached
 
 
-def check_row(check: pb.PredictionCheck) -> PredictionCheckRow:
+# The store keeps a disagreement's status and cause by the API's enum names (STEP_STATUS_CACHED, CAUSE_REMOTE).
+def _status_name(status: StepStatus) -> str:
+    return f"STEP_STATUS_{status.name}"
+
+
+def _cause_name(cause: Cause) -> str:
+    return "CAUSE_UNSPECIFIED" if cause == Cause.NONE else f"CAUSE_{cause.name}"
+
+
+def _status(name: str) -> StepStatus:
+    return StepStatus[name.removeprefix("STEP_STATUS_")]
+
+
+def _cause(name: str) -> Cause:
+    return Cause.NONE if name == "CAUSE_UNSPECIFIED" else Cause[name.removeprefix("CAUSE_")]
+
+
+def check_row(check: PredictionCheck) -> PredictionCheckRow:
     """The check as the store keeps it."""
     return PredictionCheckRow(
         check.context,
@@ -75,8 +94,8 @@ def check_row(check: pb.PredictionCheck) -> PredictionCheckRow:
                 {
                     "line": d.line,
                     "instruction": d.instruction,
-                    "predicted": pb.StepStatus.Name(d.predicted),
-                    "cause": pb.Cause.Name(d.cause),
+                    "predicted": _status_name(d.predicted),
+                    "cause": _cause_name(d.cause),
                     "explanation": d.explanation,
                     "cached": d.cached,
                     "error": d.error,
@@ -87,10 +106,10 @@ def check_row(check: pb.PredictionCheck) -> PredictionCheckRow:
     )
 
 
-def check_message(row: PredictionCheckRow) -> pb.PredictionCheck:
-    """A stored check as the API gives it."""
+def stored_check(row: PredictionCheckRow) -> PredictionCheck:
+    """A stored check, as recorded."""
     detail = row.detail
-    return pb.PredictionCheck(
+    return PredictionCheck(
         context=row.context,
         dockerfile=detail.get("dockerfile", ""),
         command=detail.get("command", ""),
@@ -99,11 +118,11 @@ def check_message(row: PredictionCheckRow) -> pb.PredictionCheck:
         agreed=row.agreed,
         unknown=row.unknown,
         disagreements=[
-            pb.Disagreement(
+            Disagreement(
                 line=d["line"],
                 instruction=d["instruction"],
-                predicted=pb.StepStatus.Value(d["predicted"]),
-                cause=pb.Cause.Value(d["cause"]),
+                predicted=_status(d["predicted"]),
+                cause=_cause(d["cause"]),
                 explanation=d["explanation"],
                 cached=d["cached"],
                 error=d["error"],

@@ -16,11 +16,24 @@ from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 
 from .. import __version__
-from ..answers import context_message
 from ..engine import Engine
 from ..errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument, NotFound
 from ..limits import MAX_CONTEXTS_PER_REQUEST, REPLY_BUDGET_BYTES
+from ..registry import ContextRef
 from .settings import SETTINGS
+from .wire import (
+    build_options,
+    build_run,
+    built_message,
+    context_message,
+    context_ref,
+    context_refs,
+    readers_message,
+    registration,
+    report_message,
+    root_message,
+    stats_message,
+)
 
 log = logging.getLogger(__name__)
 WATCH_DEBOUNCE_S = 0.05
@@ -65,12 +78,12 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
 
     @_answers
     def RegisterContext(self, request: pb.RegisterContextRequest, context) -> pb.RegisterContextResponse:
-        row, updated = self.engine.register(request)
+        row, updated = self.engine.register(registration(request))
         return pb.RegisterContextResponse(context=context_message(row), updated=updated)
 
     @_answers
     def UnregisterContext(self, request: pb.UnregisterContextRequest, context) -> pb.UnregisterContextResponse:
-        row, kept = self.engine.unregister(request.context, forget=request.forget)
+        row, kept = self.engine.unregister(context_ref(request.context), forget=request.forget)
         return pb.UnregisterContextResponse(context=context_message(row), builds_kept=kept)
 
     @_answers
@@ -81,12 +94,14 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
     def GetReports(self, request: pb.GetReportsRequest, context) -> pb.GetReportsResponse:
         targets = self.engine.resolve_all(_limited(request.contexts))
         _each_once([t.row.name for t in targets])
-        return pb.GetReportsResponse(reports=_within_budget(self.engine.reports(targets, request.options)))
+        reports = self.engine.reports(targets, build_options(request.options))
+        return pb.GetReportsResponse(reports=_within_budget([report_message(r) for r in reports]))
 
     @_answers
     def MarkBuilt(self, request: pb.MarkBuiltRequest, context) -> pb.MarkBuiltResponse:
-        run = request.run if request.HasField("run") else None
-        return self.engine.mark_built(self.engine.resolve(request.context), request.options, run)
+        run = build_run(request.run) if request.HasField("run") else None
+        reg = self.engine.resolve(context_ref(request.context))
+        return built_message(self.engine.mark_built(reg, build_options(request.options), run))
 
     @_answers
     def PruneBuilds(self, request: pb.PruneBuildsRequest, context) -> pb.PruneBuildsResponse:
@@ -100,14 +115,15 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
         try:
             if not self.engine.watching:
                 raise FailedPrecondition("watch needs the daemon (drop --no-daemon)")
-            reg = self.engine.resolve(request.context)
+            reg = self.engine.resolve(context_ref(request.context))
+            options = build_options(request.options)
             context.add_callback(self.engine.notify_activity)  # wakes the wait below on disconnect
             sent = b""
             generation = self.engine.generation
             while context.is_active() and not self.shutdown.is_set():
                 if not self.engine.is_registered(reg):
                     context.abort(grpc.StatusCode.NOT_FOUND, f"context: {reg.row.name!r} was unregistered")
-                report = self.engine.report(reg, request.options)
+                report = report_message(self.engine.report(reg, options))
                 encoded = report.SerializeToString(deterministic=True)
                 if encoded != sent:
                     sent = encoded
@@ -119,7 +135,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
 
     @_answers
     def FindReaders(self, request: pb.FindReadersRequest, context) -> pb.FindReadersResponse:
-        return self.engine.find_readers(request.path, _limited(request.contexts))
+        return readers_message(self.engine.find_readers(request.path, _limited(request.contexts)))
 
     @_answers
     def GetDaemonStatus(self, request: pb.GetDaemonStatusRequest, context) -> pb.DaemonStatus:
@@ -129,14 +145,14 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
             socket_path=self.socket_path,
             state_dir=self.state_dir,
             contexts=self.engine.context_count(),
-            roots=self.engine.status(),
+            roots=[root_message(root) for root in self.engine.status()],
             memory_rss_bytes=_rss_bytes(),
             queue_depth=self.engine.queue_depth(),
             uptime_seconds=time.monotonic() - self.started,
             activity=self.engine.activity(),
             log_file=SETTINGS.log_destination,
             idle_timeout_seconds=SETTINGS.idle_timeout_s,
-            predictions=self.engine.prediction_stats(),
+            predictions=stats_message(self.engine.prediction_stats()),
         )
 
     @_answers
@@ -146,12 +162,12 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
         return pb.ShutdownResponse()
 
 
-def _limited(refs) -> list[pb.ContextRef]:
+def _limited(refs) -> list[ContextRef]:
     if len(refs) > MAX_CONTEXTS_PER_REQUEST:
         raise InvalidArgument(
             f"contexts: {len(refs)} given; at most {MAX_CONTEXTS_PER_REQUEST} per request (an empty list means all)"
         )
-    return list(refs)
+    return context_refs(refs)
 
 
 def _each_once(names: list[str]) -> None:
@@ -171,7 +187,7 @@ def _within_budget(reports: list[pb.Report]) -> list[pb.Report]:
         report, size = whole, whole.ByteSize()
         if used + size > REPLY_BUDGET_BYTES:
             cut = pb.Report()
-            cut.CopyFrom(whole)  # the engine keeps the whole one for its next answer
+            cut.CopyFrom(whole)  # the whole one is shared (wire.report_message): change a copy
             del cut.steps[:]
             cut.notes.append(
                 f"{len(whole.steps)} steps left out: the reply would exceed {REPLY_BUDGET_BYTES} bytes; "

@@ -68,10 +68,12 @@ def test_an_unknown_context_is_exit_2_for_every_command(run):
 @pytest.mark.parametrize(
     ("argv", "keys"),
     [
-        (["status", "--json"], {"reports"}),
-        (["check", "--json"], {"allCached", "exitCode", "reports"}),
+        (["status", "--json"], {"reports", "changes", "projects"}),
+        (["check", "--json"], {"allCached", "exitCode", "reports", "changes", "projects"}),
         (["ls", "--json"], {"contexts"}),
-        (["built", "--json"], {"report", "buildId", "stepsRecorded", "failed"}),
+        (["built", "--json"], {"builds", "changes", "projects"}),
+        (["affected", "--json"], {"affected", "names", "checked", "changes", "projects"}),
+        (["rm", "--json"], {"removed", "historyKept"}),
         (["prune", "--json", "--dry-run"], {"buildsRemoved", "nodesRemoved", "dryRun"}),
         (["daemon", "status", "--json"], {"running", "daemon"}),
         (["daemon", "socket", "--json"], {"socketPath", "logPath"}),
@@ -79,7 +81,7 @@ def test_an_unknown_context_is_exit_2_for_every_command(run):
 )
 def test_every_json_output_is_one_object_of_a_fixed_shape(context, run, argv, keys):
     _, _, name = context
-    named = [*argv[:1], name, *argv[1:]] if argv[0] in {"status", "check", "built", "prune"} else argv
+    named = [*argv[:1], name, *argv[1:]] if argv[0] in {"status", "check", "built", "prune", "affected", "rm"} else argv
     document = json.loads(run(*named, code=0).stdout)
     assert isinstance(document, dict) and set(document) == keys
 
@@ -97,8 +99,12 @@ def test_status_json_is_an_object_with_a_list_for_one_context_or_several(context
 def test_add_json_names_the_changed_options(context, run):
     _, folder, name = context
     document = json.loads(run("add", str(folder), "--name", name, "--build-arg", "V=2", "--json", code=0).stdout)
-    assert document["updated"] is True
-    assert document["changes"] == [{"option": "build arg V", "was": "(unset)", "now": "2"}]
+    assert set(document) == {"reports", "changes", "projects"}
+    [change] = document["changes"]
+    assert (change["change"], change["context"]) == ("updated", name)
+    assert change["options"] == [{"option": "build arg V", "was": "(unset)", "now": "2"}]
+    again = json.loads(run("add", str(folder), "--name", name, "--json", code=0).stdout)
+    assert [(c["change"], c["options"]) for c in again["changes"]] == [("unchanged", [])]
 
 
 def test_a_closed_pipe_ends_quietly_with_the_commands_own_exit_code(context):

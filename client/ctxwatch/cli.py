@@ -10,15 +10,12 @@ exit code stays the command's.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import difflib
 import importlib.metadata
 import logging
 import os
 import re
-import shutil
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -26,27 +23,28 @@ from typing import Any
 
 import argcomplete
 
-from ctxwatch import json_output, render, spawn, unit
+from ctxwatch import json_output, project_commands, projects, render, spawn, unit
 from ctxwatch.client import (
     CtxwatchClient,
     CtxwatchError,
     build_options,
     connect,
     context_ref,
+    has_error,
     local_client,
     parse_build_args,
     parse_build_contexts,
 )
+from ctxwatch.projects import Sync
+from ctxwatch.terminal import emit, stdout_gone, style, with_progress
 from ctxwatch_api import paths
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 EXIT_OK = 0
 EXIT_NOT_CACHED = 1
 EXIT_ERROR = 2
-PROGRESS_AFTER_S = 0.5
 # How long `watch` waits for a daemon that went away to serve again (a restart takes about a second).
 RECONNECT_TIMEOUT_S = 15.0
-RECONNECT_CODES = {"UNAVAILABLE", "CANCELLED"}
 JOURNAL = "journal"  # DaemonStatus.log_file of a daemon whose stderr goes to the systemd journal
 
 
@@ -68,21 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        _stdout_gone()
+        stdout_gone()
         return EXIT_ERROR
-
-
-def emit(text: str) -> None:
-    """Print a line of output; a reader that went away (`| head`) ends the output quietly."""
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:
-        _stdout_gone()
-
-
-def _stdout_gone() -> None:
-    # Later prints and the interpreter's final flush write to /dev/null instead of failing.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,8 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     common = _global_options(in_subcommand=True)
     as_json = _json_option()
 
-    add = _command(commands, "add", "register a build context and show its report", _cmd_add, common, as_json)
-    add.add_argument("path", metavar="PATH", help="the context folder")
+    add = _command(
+        commands,
+        "add",
+        "register a build context, or every build of a compose or bake file, and show the reports",
+        _cmd_add,
+        common,
+        as_json,
+        projects.selection_options(add=True),
+    )
+    add.add_argument("path", metavar="PATH", nargs="?", help="the context folder (or give --compose/--bake)")
     add.add_argument(
         "-f",
         "--file",
@@ -148,9 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(commands, "ls", "list registered contexts", _cmd_ls, common, as_json)
 
-    rm = _command(commands, "rm", "stop watching a context (its recorded builds are kept)", _cmd_rm, common, as_json)
-    rm.add_argument("context", metavar="PATH|NAME").completer = _complete_contexts  # type: ignore[attr-defined]
-    rm.add_argument("--forget", action="store_true", help="also forget its recorded builds")
+    selection = projects.selection_options()
+    rm = _command(
+        commands, "rm", "stop watching contexts (their recorded builds are kept)", _cmd_rm, common, as_json, selection
+    )
+    rm.add_argument("contexts", metavar="PATH|NAME", nargs="*").completer = _complete_contexts  # type: ignore[attr-defined]
+    rm.add_argument("--forget", action="store_true", help="also forget their recorded builds")
 
     report_options = _report_options()
     _command(
@@ -161,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         common,
         report_options,
         as_json,
+        selection,
     )
     check = _command(
         commands,
@@ -170,8 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
         common,
         report_options,
         as_json,
+        selection,
     )
     check.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit code")
+    _command(
+        commands,
+        "affected",
+        "list the contexts (with --compose/--bake: the services or targets) that would not be all cached",
+        _cmd_affected,
+        common,
+        report_options,
+        as_json,
+        selection,
+    )
 
     watch = _command(
         commands,
@@ -181,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         common,
         _build_options(remote=True),
         _json_option("print each report as one line of JSON"),
+        selection,
     )
     watch.add_argument(
         "--reconnect-timeout",
@@ -190,21 +199,33 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"how long to wait for a daemon that stopped to serve again (default {RECONNECT_TIMEOUT_S:g})",
     )
     watch.add_argument(
-        "context", metavar="PATH|NAME", nargs="?", help="default: the context containing the current folder"
+        "contexts", metavar="PATH|NAME", nargs="*", help="default: the context containing the current folder"
     ).completer = _complete_contexts  # type: ignore[attr-defined]
 
     built = _command(
         commands,
         "built",
-        "record that the context was just built",
+        "record that contexts were just built",
         _cmd_built,
         common,
         _build_options(remote=False),
         as_json,
+        selection,
     )
     built.add_argument(
-        "context", metavar="PATH|NAME", nargs="?", help="default: the context containing the current folder"
+        "contexts", metavar="PATH|NAME", nargs="*", help="default: the context containing the current folder"
     ).completer = _complete_contexts  # type: ignore[attr-defined]
+
+    discover = _command(
+        commands,
+        "discover",
+        "list the Dockerfiles under a folder and the context each gets (a compose or bake file's, else its folder)",
+        _cmd_discover,
+        common,
+        as_json,
+    )
+    discover.add_argument("root", metavar="PATH", nargs="?", default=".", help="default: the current folder")
+    discover.add_argument("--add", action="store_true", help="register them")
 
     build = _command(
         commands,
@@ -441,6 +462,13 @@ def _connect(args: argparse.Namespace, spawn_allowed: bool = True) -> Iterator[C
 
 
 def _cmd_add(args: argparse.Namespace) -> int:
+    if projects.wants_project(args):
+        if args.path:
+            raise ValueError("give a PATH or --compose/--bake, not both")
+        with _connect(args) as client:
+            return project_commands.add_project(client, args)
+    if not args.path:
+        raise ValueError("give the context folder (PATH), or --compose / --bake")
     # -f is relative to the current folder, as in `docker build -f`, not to PATH.
     dockerfile = os.path.abspath(args.dockerfile) if args.dockerfile else None
     given_build_args = parse_build_args(args.build_arg) if args.build_arg is not None else None
@@ -458,19 +486,21 @@ def _cmd_add(args: argparse.Namespace) -> int:
             args.path, dockerfile, build_args, target, name, **settings, strict_remote=args.strict_remote
         )
         name = response.context.name
-        [report] = _with_progress(client, lambda: client.reports([pb.ContextRef(name=name)]))
+        [report] = with_progress(client, lambda: client.reports([pb.ContextRef(name=name)]))
     changes = _option_changes(existing, response.context) if existing else []
     if args.json:
-        emit(json_output.dumps(json_output.added(response, changes, report)))
-        return EXIT_ERROR if _has_error(report) else EXIT_OK
+        kind = "registered" if not existing else "updated" if changes else "unchanged"
+        sync = Sync(changes=[projects.Change(kind, name, options=changes)])
+        emit(json_output.dumps(json_output.added([report], sync)))
+        return EXIT_ERROR if has_error(report) else EXIT_OK
     if not existing:
         emit(f"registered context {name!r}")
     elif changes:
         emit(f"updated context {name!r}: " + "; ".join(f"{option} {was} -> {now}" for option, was, now in changes))
     else:
         emit(f"context {name!r} is already registered; nothing changed")
-    emit(render.render_report(report, **_style(args)))
-    return EXIT_ERROR if _has_error(report) else EXIT_OK
+    emit(render.render_report(report, **style(args)))
+    return EXIT_ERROR if has_error(report) else EXIT_OK
 
 
 def _registered_match(
@@ -501,14 +531,7 @@ def _registered_match(
 
 def _option_changes(before: pb.Context, after: pb.Context) -> list[tuple[str, str, str]]:
     """(option, was, now) for each registered option `add` changed."""
-    changes = []
-    if before.target != after.target:
-        changes.append(("target", before.target or "(last stage)", after.target or "(last stage)"))
-    for key in sorted(set(before.build_args) | set(after.build_args)):
-        was, now = before.build_args.get(key), after.build_args.get(key)
-        if was != now:
-            changes.append((f"build arg {key}", "(unset)" if was is None else was, "(unset)" if now is None else now))
-    return changes
+    return projects.option_changes(projects.settings_of(before), projects.settings_of(after))
 
 
 def _cmd_ls(args: argparse.Namespace) -> int:
@@ -520,64 +543,87 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 
 def _cmd_rm(args: argparse.Namespace) -> int:
     with _connect(args) as client:
-        response = client.unregister(context_ref(args.context), forget=args.forget)
-    context = response.context
+        refs = project_commands.removal_refs(client, args)
+        responses = [client.unregister(ref, forget=args.forget) for ref in refs]
     if args.json:
-        emit(json_output.dumps(json_output.removed(response, history_kept=not args.forget)))
-    elif args.forget:
-        emit(f"removed context {context.name!r} ({context.path}) and forgot its recorded builds")
-    else:
-        emit(
-            f"removed context {context.name!r} ({context.path}); its {response.builds_kept} recorded build(s) are "
-            f"kept: `ctxwatch add` it again as {context.name!r} to use them, or `ctxwatch rm --forget` to drop them"
-        )
+        emit(json_output.dumps(json_output.removed(responses, history_kept=not args.forget)))
+        return EXIT_OK
+    for response in responses:
+        context = response.context
+        if args.forget:
+            emit(f"removed context {context.name!r} ({context.path}) and forgot its recorded builds")
+        else:
+            emit(
+                f"removed context {context.name!r} ({context.path}); its {response.builds_kept} recorded build(s) "
+                f"are kept: `ctxwatch add` it again as {context.name!r} to use them, or `ctxwatch rm --forget` to "
+                "drop them"
+            )
+    if not responses:
+        emit("no context is registered; nothing to remove")
     return EXIT_OK
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     with _connect(args) as client:
-        refs = _selected_refs(client, args.contexts)
-        reports = _with_progress(client, lambda: client.reports(refs, options))
+        refs, sync = project_commands.select(client, args, default="cwd-or-all")
+        reports = with_progress(client, lambda: client.reports(refs, options))
     if args.json:
-        emit(json_output.dumps(json_output.reports(reports)))
-    elif not reports:
+        emit(json_output.dumps(json_output.reports(reports, sync)))
+        return EXIT_ERROR if any(has_error(report) for report in reports) else EXIT_OK
+    project_commands.say_changes(sync)
+    if not reports:
         emit(render.render_contexts([]))
     else:
-        emit("\n\n".join(render.render_report(report, **_style(args)) for report in reports))
-    return EXIT_ERROR if any(_has_error(report) for report in reports) else EXIT_OK
+        emit("\n\n".join(render.render_report(report, **style(args)) for report in reports))
+    return EXIT_ERROR if any(has_error(report) for report in reports) else EXIT_OK
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     with _connect(args) as client:
-        refs = _selected_refs(client, args.contexts)
-        reports = _with_progress(client, lambda: client.reports(refs, options), quiet=args.quiet)
+        refs, sync = project_commands.select(client, args, default="cwd-or-all")
+        reports = with_progress(client, lambda: client.reports(refs, options), quiet=args.quiet)
     if not reports:
         # Nothing to check is a mistake in a script, not a warm cache.
         raise ValueError("no contexts registered (add one with `ctxwatch add PATH`)")
     code = _check_code(reports)
     if args.json:
-        emit(json_output.dumps(json_output.check(reports, code)))
+        emit(json_output.dumps(json_output.check(reports, code, sync)))
     elif not args.quiet:
+        project_commands.say_changes(sync)
         for report in reports:
-            emit(render.render_check(report, **_style(args)))
+            emit(render.render_check(report, **style(args)))
     return code
 
 
 def _check_code(reports: Sequence[pb.Report]) -> int:
     """2 if any context or step is in error, else 1 if any step is not cached, else 0."""
-    if any(_has_error(report) for report in reports):
+    if any(has_error(report) for report in reports):
         return EXIT_ERROR
     return EXIT_OK if all(_all_cached(report) for report in reports) else EXIT_NOT_CACHED
+
+
+def _cmd_affected(args: argparse.Namespace) -> int:
+    with _connect(args) as client:
+        return project_commands.affected(client, args, options_from_args(args))
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    return project_commands.discover(args, lambda: _connect(args))
 
 
 def _cmd_built(args: argparse.Namespace) -> int:
     options = options_from_args(args)
     with _connect(args) as client:
-        ref = context_ref(args.context) if args.context else _cwd_ref(client)
-        response = client.mark_built(ref, options)
-    emit(json_output.dumps(json_output.built(response)) if args.json else render.render_mark_built(response))
+        refs, sync = project_commands.select(client, args, default="cwd")
+        responses = [client.mark_built(ref, options) for ref in refs]
+    if args.json:
+        emit(json_output.dumps(json_output.built(responses, sync)))
+        return EXIT_OK
+    project_commands.say_changes(sync)
+    for response in responses:
+        emit(render.render_mark_built(response))
     return EXIT_OK
 
 
@@ -610,13 +656,11 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _cmd_watch(args: argparse.Namespace) -> int:
     options = options_from_args(args)
-    style = _style(args)
     with _connect(args) as client:
-        ref = context_ref(args.context) if args.context else _cwd_ref(client)
         socket_path = client.socket_path
-        _stream_reports(client, ref, options, args.json, style)
+        project_commands.watch(client, args, options)
     while True:
-        # The stream ended: the daemon stopped or restarted. Wait for one to serve again (never start one).
+        # The streams ended: the daemon stopped or restarted. Wait for one to serve again (never start one).
         print(f"ctxwatch: lost ctxwatchd on {socket_path}; reconnecting...", file=sys.stderr, flush=True)
         if not spawn.wait_until_serving_again(socket_path, args.reconnect_timeout):
             raise CtxwatchError(
@@ -626,29 +670,7 @@ def _cmd_watch(args: argparse.Namespace) -> int:
             )
         with connect(socket_path, spawn=False) as client:
             print(f"ctxwatch: reconnected (ctxwatchd pid {client.daemon_status().pid})", file=sys.stderr, flush=True)
-            _stream_reports(client, ref, options, args.json, style)
-
-
-def _stream_reports(
-    client: CtxwatchClient, ref: pb.ContextRef, options: pb.BuildOptions, as_json: bool, style: dict
-) -> None:
-    """Show each report until the stream ends because the daemon went away; other errors are raised."""
-    try:
-        for report in client.watch(ref, options):
-            _show_watched(report, as_json, style)
-    except CtxwatchError as err:
-        if err.code not in RECONNECT_CODES:
-            raise
-
-
-def _show_watched(report: pb.Report, as_json: bool, style: dict) -> None:
-    if as_json:
-        emit(json_output.dumps(json_output.watched(report), lines=True))
-        return
-    if sys.stdout.isatty():
-        print("\x1b[H\x1b[2J", end="")  # redraw in place
-    stamp = time.strftime("%H:%M:%S")
-    emit(f"{render.render_report(report, **style)}\n\n[{stamp}] watching; Ctrl-C to stop")
+            project_commands.watch(client, args, options)
 
 
 def _cmd_prune(args: argparse.Namespace) -> int:
@@ -828,65 +850,8 @@ def _cmd_help(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _with_progress(client, call, quiet: bool = False):
-    """Run `call`; while it takes long (a first index of a big context), show
-    the daemon's hashing progress on stderr when that is a terminal."""
-    if quiet or not sys.stderr.isatty() or not hasattr(client, "daemon_status"):
-        return call()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(call)
-        shown = False
-        while True:
-            try:
-                result = pending.result(timeout=PROGRESS_AFTER_S)
-                break
-            except concurrent.futures.TimeoutError:
-                roots = client.daemon_status().roots
-                files, size = sum(r.files_hashed for r in roots), sum(r.bytes_hashed for r in roots)
-                print(f"\rindexing: {files:,} files hashed ({size / 1e6:,.0f} MB)", end="", file=sys.stderr)
-                shown = True
-        if shown:
-            print(file=sys.stderr)
-        return result
-
-
-def _selected_refs(client: CtxwatchClient, texts: Sequence[str]) -> list[pb.ContextRef]:
-    """The contexts named, else those containing the current folder, else [] (all)."""
-    if texts:
-        return [context_ref(text) for text in texts]
-    return [pb.ContextRef(name=context.name) for context in _contexts_containing_cwd(client)]
-
-
-def _cwd_ref(client: CtxwatchClient) -> pb.ContextRef:
-    containing = _contexts_containing_cwd(client)
-    if len(containing) == 1:
-        return pb.ContextRef(name=containing[0].name)
-    if not containing:
-        raise ValueError("the current folder is in no registered context; name one (PATH|NAME)")
-    names = ", ".join(context.name for context in containing)
-    raise ValueError(f"the current folder is in several contexts ({names}); name one")
-
-
-def _contexts_containing_cwd(client: CtxwatchClient) -> list[pb.Context]:
-    cwd = Path(os.path.realpath(os.getcwd()))
-    return [context for context in client.list() if cwd.is_relative_to(os.path.realpath(context.path))]
-
-
 def _all_cached(report: pb.Report) -> bool:
     return not report.error and all(step.status == pb.STEP_STATUS_CACHED for step in report.steps)
-
-
-def _has_error(report: pb.Report) -> bool:
-    """The context failed (e.g. its Dockerfile does not parse) or a step would fail (e.g. an unreadable source)."""
-    return bool(report.error) or any(step.status == pb.STEP_STATUS_ERROR for step in report.steps)
-
-
-def _style(args: argparse.Namespace) -> dict:
-    """Colour and truncation for this stdout: --color, else colour on a terminal unless $NO_COLOR is set
-    (https://no-color.org); lines are cut to the terminal's width only on a terminal."""
-    terminal = sys.stdout.isatty()
-    color = {"always": True, "never": False}.get(args.color, terminal and not os.environ.get("NO_COLOR"))
-    return {"color": color, "width": shutil.get_terminal_size().columns if terminal else None}
 
 
 if __name__ == "__main__":

@@ -41,6 +41,11 @@ def context_ref(text: str) -> pb.ContextRef:
     return pb.ContextRef(name=text)
 
 
+def has_error(report: pb.Report) -> bool:
+    """The context failed (e.g. its Dockerfile does not parse) or a step would fail (e.g. an unreadable source)."""
+    return bool(report.error) or any(step.status == pb.STEP_STATUS_ERROR for step in report.steps)
+
+
 def parse_build_args(items: Iterable[str]) -> dict[str, str]:
     """`["K=V", ...]` as a dict (later items win, as in docker build)."""
     build_args: dict[str, str] = {}

@@ -59,6 +59,7 @@ class Project:
     services: dict[str, Service]  # the services that have a build section and are enabled
     skipped: dict[str, str]  # service -> why it is not registered
     warnings: list[str] = field(default_factory=list)
+    included: list[str] = field(default_factory=list)  # files read through `include`
 
     def context_name(self, service: str) -> str:
         return f"{self.name}-{service}"
@@ -99,8 +100,9 @@ def load_project(
         paths = find_files(cwd, env)
     warnings: list[str] = []
     merged: dict = {}
+    read: list[str] = []
     for path in paths:
-        merged = merge(merged, _load_with_includes(path, directory, env, warnings, set()))
+        merged = merge(merged, _load_with_includes(path, directory, env, warnings, set(), read))
     name = project_name or env.get("COMPOSE_PROJECT_NAME") or merged.get("name") or directory.name
     name = normalize_project_name(str(name))
     if not name:
@@ -111,6 +113,7 @@ def load_project(
     if unknown:
         raise ComposeError(f"no such service: {', '.join(unknown)} (services: {', '.join(sorted(declared))})")
     project = Project(name, str(directory), [str(p) for p in paths], {}, {}, warnings)
+    project.included = [f for f in read if f not in project.files]
     for service, definition in sorted(declared.items()):
         if services and service not in services:
             continue
@@ -202,11 +205,15 @@ def _scalar(value) -> str:
 
 
 # -- files ----------------------------------------------------------------------------
-def _load_with_includes(path: Path, directory: Path, env: dict, warnings: list[str], seen: set[Path]) -> dict:
-    """One file, its `include`s first; paths of included files stay relative to their own folder."""
+def _load_with_includes(
+    path: Path, directory: Path, env: dict, warnings: list[str], seen: set[Path], read: list[str]
+) -> dict:
+    """One file, its `include`s first; paths of included files stay relative to their own folder.
+    Every file read is added to `read`."""
     if path in seen:
         raise ComposeError(f"{path}: included twice (an include cycle)")
     seen = seen | {path}
+    read.append(str(path))
     data = _read_yaml(path)
     data = interpolate(data, env, f"{path}", warnings)
     result: dict = {}
@@ -217,7 +224,7 @@ def _load_with_includes(path: Path, directory: Path, env: dict, warnings: list[s
             included_path = Path(os.path.normpath(directory / included))
             sub_dir = Path(os.path.normpath(directory / spec.get("project_directory", included_path.parent)))
             sub_env = {**read_env_file(sub_dir / ".env", env), **env}
-            loaded = _load_with_includes(included_path, sub_dir, sub_env, warnings, seen)
+            loaded = _load_with_includes(included_path, sub_dir, sub_env, warnings, seen, read)
             clash = set(loaded.get("services") or {}) & set(result.get("services") or {})
             if clash:
                 raise ComposeError(f"{included_path}: services {', '.join(sorted(clash))} are defined twice")

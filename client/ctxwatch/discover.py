@@ -12,7 +12,6 @@ own folder.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -143,7 +142,9 @@ def _definitions(folders: list[str], environ: dict[str, str]) -> tuple[list[proj
                 definitions.append(bake.definition(bake.load(cwd=Path(folder), environ=environ)))
             except (bake.BakeError, OSError) as e:
                 problems.append(str(e))
-    return definitions, problems
+    # A compose file another one includes is part of that project, not a project of its own.
+    included = {path for definition in definitions for path in definition.included}
+    return [d for d in definitions if not set(d.files) <= included], problems
 
 
 def _folder_name(root: str, dockerfile: str) -> str:
@@ -177,30 +178,3 @@ def register(client, discovery: Discovery, state_dir: str | None) -> list[projec
         response = client.register(found.context, found.dockerfile, name=found.name)
         changes.append(projects.Change("updated" if response.updated else "registered", found.name, found.dockerfile))
     return changes
-
-
-def print_found(discovery: Discovery, as_json: bool, changes: list[projects.Change] | None = None) -> None:
-    if as_json:
-        payload = {
-            "root": discovery.root,
-            "dockerfiles": [f.as_json() for f in discovery.found],
-            "problems": discovery.problems,
-            "changes": [
-                {"change": c.kind, "context": c.name, "member": c.member, "detail": c.detail} for c in changes or []
-            ],
-        }
-        print(json.dumps(payload, indent=2))
-        return
-    for problem in discovery.problems:
-        print(f"ctxwatch: warning: {problem}")
-    width = max((len(f.name) for f in discovery.found), default=0)
-    for f in discovery.found:
-        where = f" ({f.defined_by})" if f.defined_by else ""
-        dockerfile = os.path.relpath(f.dockerfile, discovery.root)
-        context = os.path.relpath(f.context, discovery.root)
-        print(f"{f.name:<{width}}  {dockerfile}  context {context}{where}")
-    for change in changes or []:
-        if change.kind != "unchanged":
-            print(f"{change.kind} {change.name!r}")
-    if not discovery.found:
-        print(f"no Dockerfile under {discovery.root}")

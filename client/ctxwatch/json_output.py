@@ -17,6 +17,7 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
+from ctxwatch.projects import Change, Definition, Sync
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 
@@ -30,17 +31,18 @@ def dumps(document: Mapping[str, Any], lines: bool = False) -> str:
     return json.dumps(document, separators=(",", ":")) if lines else json.dumps(document, indent=2)
 
 
-def reports(items: Sequence[pb.Report]) -> dict[str, Any]:
-    """`status`: {"reports": [Report, ...]} whatever the number of contexts."""
-    return {"reports": [message(report) for report in items]}
+def reports(items: Sequence[pb.Report], sync: Sync) -> dict[str, Any]:
+    """`status`: {"reports": [Report, ...]} whatever the number of contexts, and what the project files changed."""
+    return {"reports": [message(report) for report in items], **synced(sync)}
 
 
-def check(items: Sequence[pb.Report], exit_code: int) -> dict[str, Any]:
+def check(items: Sequence[pb.Report], exit_code: int, sync: Sync) -> dict[str, Any]:
     """`check`: the reports, with the verdict the exit code gives."""
     return {
         "allCached": all(report.all_cached for report in items),
         "exitCode": exit_code,
         "reports": [message(report) for report in items],
+        **synced(sync),
     }
 
 
@@ -49,26 +51,61 @@ def contexts(items: Iterable[pb.Context]) -> dict[str, Any]:
     return {"contexts": [message(context) for context in items]}
 
 
-def added(
-    response: pb.RegisterContextResponse, changes: Sequence[tuple[str, str, str]], report: pb.Report
-) -> dict[str, Any]:
-    """`add`: the context, whether it existed, what changed ({"option", "was", "now"}) and its report."""
+def added(items: Sequence[pb.Report], sync: Sync) -> dict[str, Any]:
+    """`add` (a folder or a project): what changed in the registrations, and each context's report."""
+    return {"reports": [message(report) for report in items], **synced(sync)}
+
+
+def removed(responses: Sequence[pb.UnregisterContextResponse], history_kept: bool) -> dict[str, Any]:
+    """`rm`: each context removed with the count of recorded builds kept, and whether they were kept."""
+    return {"removed": [message(response) for response in responses], "historyKept": history_kept}
+
+
+def built(responses: Sequence[pb.MarkBuiltResponse], sync: Sync) -> dict[str, Any]:
+    """`built`: one MarkBuiltResponse (buildId, stepsRecorded, failed, report) per context."""
+    return {"builds": [message(response) for response in responses], **synced(sync)}
+
+
+def affected(entries: Sequence[Mapping[str, Any]], names: Sequence[str], checked: int, sync: Sync) -> dict[str, Any]:
+    """`affected`: the contexts with a step not cached, the names the text output prints, how many were asked."""
+    return {"affected": list(entries), "names": list(names), "checked": checked, **synced(sync)}
+
+
+def discovered(root: str, found: Sequence[Mapping[str, Any]], problems: Sequence[str], sync: Sync) -> dict[str, Any]:
+    """`discover`: the Dockerfiles found with the context each gets, files that could not be read, and with
+    --add what was registered."""
+    return {"root": root, "dockerfiles": list(found), "problems": list(problems), **synced(sync)}
+
+
+def synced(sync: Sync) -> dict[str, Any]:
+    """The keys every command that reads project files adds: {"changes": [...], "projects": [...]}."""
+    return {"changes": [change(c) for c in sync.changes], "projects": [project(d) for d in sync.definitions]}
+
+
+def change(item: Change) -> dict[str, Any]:
+    """A registration brought in line: {"change": registered|updated|unchanged|removed|failed, "context",
+    "source", "project", "member", "detail", "options": [{"option", "was", "now"}]}."""
     return {
-        "context": message(response.context),
-        "updated": response.updated,
-        "changes": [{"option": option, "was": was, "now": now} for option, was, now in changes],
-        "report": message(report),
+        "change": item.kind,
+        "context": item.name,
+        "source": item.source,
+        "project": item.project,
+        "member": item.member,
+        "detail": item.detail,
+        "options": [{"option": option, "was": was, "now": now} for option, was, now in item.options],
     }
 
 
-def removed(response: pb.UnregisterContextResponse, history_kept: bool) -> dict[str, Any]:
-    """`rm`: the context removed, whether its recorded builds were kept, and how many."""
-    return {**message(response), "historyKept": history_kept}
-
-
-def built(response: pb.MarkBuiltResponse) -> dict[str, Any]:
-    """`built`: the MarkBuiltResponse (buildId, stepsRecorded, failed, report)."""
-    return message(response)
+def project(definition: Definition) -> dict[str, Any]:
+    """A compose or bake project as read: its files, and the members left out and why."""
+    return {
+        "source": definition.source,
+        "project": definition.project,
+        "files": definition.files,
+        "included": definition.included,
+        "skipped": [{"member": member, "reason": why} for member, why in sorted(definition.skipped.items())],
+        "warnings": definition.warnings,
+    }
 
 
 def pruned(response: pb.PruneBuildsResponse, dry_run: bool) -> dict[str, Any]:
@@ -76,9 +113,10 @@ def pruned(response: pb.PruneBuildsResponse, dry_run: bool) -> dict[str, Any]:
     return {**message(response), "dryRun": dry_run}
 
 
-def watched(report: pb.Report) -> dict[str, Any]:
-    """`watch`: one line per report sent."""
-    return {"report": message(report)}
+def watched(report: pb.Report | None, changes: Sequence[Change] = ()) -> dict[str, Any]:
+    """`watch`: one line per report sent; with --compose/--bake, a line with "report": null and the
+    registrations that changed when the project's files did."""
+    return {"report": message(report) if report is not None else None, "changes": [change(c) for c in changes]}
 
 
 def daemon_status(status: pb.DaemonStatus) -> dict[str, Any]:

@@ -13,17 +13,24 @@ the caller's environment (see compose.py).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ctxwatch.client import CtxwatchError
 from ctxwatch_api import paths
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 SOURCE, PROJECT, MEMBER, FILES = "ctxwatch.source", "ctxwatch.project", "ctxwatch.member", "ctxwatch.files"
+# How the files were read, so that any later command can read them again the same way.
+FOLDER, PROFILES = "ctxwatch.folder", "ctxwatch.profiles"
+LABEL_OPTIONS = {SOURCE: "source", PROJECT: "project", MEMBER: "member", FILES: "files", FOLDER: "folder"}
+LABEL_OPTIONS[PROFILES] = "profiles"
 INLINE_FOLDER = "inline-dockerfiles"  # in the state folder: Dockerfiles given inline (dockerfile_inline)
+PROFILE_SEPARATOR = ","  # in the PROFILES label (compose profile names have no comma)
 
 
 @dataclass
@@ -54,38 +61,79 @@ class Definition:
     warnings: list[str]
     complete: bool  # every member was read (not a selection): registrations of others are stale
     folder: str = ""  # the project's folder: its contexts inside it are watched from there, as one tree
+    profiles: list[str] = field(default_factory=list)  # compose profiles enabled on the command line
+    included: list[str] = field(default_factory=list)  # files read through compose's `include`
+
+    @property
+    def read_files(self) -> list[str]:
+        """Every file the definition was read from: a change to any may change it."""
+        return self.files + self.included
+
+    @property
+    def label(self) -> str:
+        """How messages name the project: "compose shop"."""
+        return f"{self.source} {self.project}"
 
     def labels(self, member: str) -> dict[str, str]:
-        return {SOURCE: self.source, PROJECT: self.project, MEMBER: member, FILES: os.pathsep.join(self.files)}
+        return {
+            SOURCE: self.source,
+            PROJECT: self.project,
+            MEMBER: member,
+            FILES: os.pathsep.join(self.files),
+            FOLDER: self.folder,
+            PROFILES: PROFILE_SEPARATOR.join(self.profiles),
+        }
 
 
 @dataclass
 class Change:
-    kind: str  # registered, updated, removed, unchanged, failed (detail: why)
-    name: str
-    member: str
-    detail: str = ""
+    """What bringing a registration in line did: registered, updated, removed, unchanged or failed."""
 
-    def line(self, source: str) -> str:
-        detail = f" ({self.detail})" if self.detail else ""
-        return f"{source}: {self.kind} {self.name!r} for {self.member}{detail}"
+    kind: str
+    name: str
+    member: str = ""  # the service or target; for a Dockerfile found by `discover`, its path
+    detail: str = ""  # why it was removed or failed
+    options: list[tuple[str, str, str]] = field(default_factory=list)  # (option, was, now) of an update
+    source: str = ""  # "compose" or "bake" with the project's name; empty for a context of its own
+    project: str = ""
+
+    def line(self) -> str:
+        where = f"{self.source} {self.project}: " if self.source else ""
+        member = f" for {self.member}" if self.member else ""
+        details = [f"{option} {was} -> {now}" for option, was, now in self.options]
+        if self.detail:
+            details.append(self.detail)
+        return f"{where}{self.kind} {self.name!r}{member}" + (f" ({'; '.join(details)})" if details else "")
+
+
+@dataclass
+class Sync:
+    """The project files a command read, and what bringing their registrations in line changed."""
+
+    definitions: list[Definition] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+
+    def add(self, definition: Definition, changes: list[Change]) -> None:
+        self.definitions.append(definition)
+        self.changes += changes
 
 
 def selection_options(add: bool = False) -> argparse.ArgumentParser:
-    """--compose/--bake selections (and on `add`, compose's -p and --profile)."""
+    """--compose/--bake selections (with compose's -p and --profile), and --all except on `add`."""
     options = argparse.ArgumentParser(add_help=False)
     group = options.add_argument_group("monorepo selections")
     group.add_argument(
         "--compose",
         nargs="*",
         metavar="FILE|SERVICE",
-        help="the services of compose files (default: compose.yaml or the like, here or above)",
+        help="the services of compose files (default: compose.yaml or the like, here or above); "
+        "their registrations are brought in line with the files first",
     )
     group.add_argument(
         "--bake",
         nargs="*",
         metavar="FILE|TARGET",
-        help="the targets (or groups) of bake files (default: docker-bake.hcl and the like)",
+        help="the targets (or groups) of bake files (default: docker-bake.hcl and the like, here)",
     )
     group.add_argument("--project-name", metavar="NAME", help="compose project name (as `docker compose -p`)")
     group.add_argument(
@@ -101,21 +149,49 @@ def wants_project(args: argparse.Namespace) -> bool:
 
 
 def load_definition(args: argparse.Namespace) -> Definition:
-    """The compose or bake definition a command line names."""
+    """The compose or bake definition a command line names (files and names relative to the current folder)."""
     if args.compose is not None and args.bake is not None:
         raise ValueError("give --compose or --bake, not both")
     if args.compose is not None:
+        files, names = _files_and_names(args.compose, (".yaml", ".yml"))
+        return load("compose", files, names, project_name=args.project_name or "", profiles=args.profile)
+    files, names = _files_and_names(args.bake, (".hcl", ".json"))
+    return load("bake", files, names)
+
+
+def load(
+    source: str,
+    files: Sequence[str],
+    names: Sequence[str],
+    project_name: str = "",
+    profiles: Sequence[str] = (),
+    folder: str | None = None,
+) -> Definition:
+    """Read a project's files as `docker compose` / `docker buildx bake` would, run in `folder`
+    (default: the current folder), with this process's environment."""
+    cwd = Path(folder) if folder else None
+    if source == "compose":
         from ctxwatch import compose
 
-        files, services = _files_and_names(args.compose, (".yaml", ".yml"))
-        project = compose.load_project(
-            files, project_name=args.project_name or "", profiles=args.profile, services=services
-        )
-        return compose_definition(project, complete=not services)
-    from ctxwatch import bake
+        project = compose.load_project(files, cwd=cwd, project_name=project_name, profiles=profiles, services=names)
+        definition = compose_definition(project, complete=not names)
+    else:
+        from ctxwatch import bake
 
-    files, targets = _files_and_names(args.bake, (".hcl", ".json"))
-    return bake.definition(bake.load(files, targets), complete=not targets)
+        definition = bake.definition(bake.load(files, names, cwd=cwd), complete=not names)
+    definition.profiles = list(profiles)
+    return definition
+
+
+def reload(context: pb.Context) -> Definition:
+    """Read again, whole, the files a project context was registered from, the way they were read then
+    (same files, folder, project name and profiles; this process's environment)."""
+    labels = context.labels
+    files = [f for f in labels.get(FILES, "").split(os.pathsep) if f]
+    profiles = [p for p in labels.get(PROFILES, "").split(PROFILE_SEPARATOR) if p]
+    source, project = labels.get(SOURCE, ""), labels.get(PROJECT, "")
+    folder = labels.get(FOLDER) or (os.path.dirname(files[0]) if files else None)
+    return load(source, files, [], project if source == "compose" else "", profiles, folder)
 
 
 def compose_definition(project, complete: bool) -> Definition:
@@ -143,6 +219,7 @@ def compose_definition(project, complete: bool) -> Definition:
         project.warnings,
         complete,
         project.directory,
+        included=project.included,
     )
 
 
@@ -152,25 +229,31 @@ def _files_and_names(items: Sequence[str], suffixes: tuple[str, ...]) -> tuple[l
     return files, [item for item in items if item not in files]
 
 
-def sync(client, definition: Definition, state_dir: str | None) -> list[Change]:
+def sync(client, definition: Definition, state_dir: str | None, registered_only: bool = False) -> list[Change]:
     """Register what the definition says; update what differs; unregister
-    what it no longer defines (only when it was read whole)."""
+    what it no longer defines (only when it was read whole). `registered_only`:
+    update and unregister, but register no member that is not registered yet."""
     registered = {
         c.name: c
         for c in client.list()
         if c.labels.get(SOURCE) == definition.source and c.labels.get(PROJECT) == definition.project
     }
     changes = []
+    change = functools.partial(Change, source=definition.source, project=definition.project)
     for reg in definition.registrations:
+        if registered_only and reg.name not in registered:
+            continue
         dockerfile = _inline_file(reg, state_dir) if reg.inline is not None else reg.dockerfile
         labels = definition.labels(reg.member)
         # One watch, one tree and one sync per query for the whole project, however many services.
         inside = definition.folder and os.path.commonpath([definition.folder, reg.path]) == definition.folder
         watch_root = definition.folder if inside and definition.folder != reg.path else ""
+        wanted = _settings(reg.path, dockerfile, reg.build_args, reg.target, reg.build_contexts, reg.no_cache)
+        wanted.update(_project_settings(reg.no_cache_filter, labels, watch_root))
         current = registered.get(reg.name)
-        differences = _differences(current, reg, dockerfile, labels, watch_root) if current is not None else []
+        differences = option_changes(settings_of(current), wanted) if current is not None else []
         if current is not None and not differences:
-            changes.append(Change("unchanged", reg.name, reg.member))
+            changes.append(change("unchanged", reg.name, reg.member))
             continue
         if current is not None and (current.path != reg.path or current.dockerfile != dockerfile):
             client.unregister(pb.ContextRef(name=reg.name))  # another folder: a new context
@@ -188,34 +271,68 @@ def sync(client, definition: Definition, state_dir: str | None) -> list[Change]:
                 watch_root=watch_root,
             )
         except CtxwatchError as err:  # e.g. its Dockerfile does not exist: the others still count
-            changes.append(Change("failed", reg.name, reg.member, err.message))
+            changes.append(change("failed", reg.name, reg.member, err.message))
             continue
-        changes.append(Change("updated" if current else "registered", reg.name, reg.member, ", ".join(differences)))
+        changes.append(change("updated" if current else "registered", reg.name, reg.member, options=differences))
     if definition.complete:
-        wanted = {reg.name for reg in definition.registrations}
+        names = {reg.name for reg in definition.registrations}
         for name, context in sorted(registered.items()):
-            if name not in wanted:
+            if name not in names:
                 client.unregister(pb.ContextRef(name=name))
                 why = definition.skipped.get(context.labels.get(MEMBER, ""), "no longer defined")
-                changes.append(Change("removed", name, context.labels.get(MEMBER, ""), why))
+                changes.append(change("removed", name, context.labels.get(MEMBER, ""), why))
     return changes
 
 
-def _differences(
-    current: pb.Context, reg: Registration, dockerfile: str, labels: dict[str, str], watch_root: str
-) -> list[str]:
-    pairs = [
-        ("context", current.path, reg.path),
-        ("dockerfile", current.dockerfile, dockerfile),
-        ("args", dict(current.build_args), reg.build_args),
-        ("target", current.target, reg.target),
-        ("named contexts", dict(current.build_contexts), reg.build_contexts),
-        ("no-cache", current.no_cache, reg.no_cache),
-        ("no-cache-filter", list(current.no_cache_filter), reg.no_cache_filter),
-        ("files", dict(current.labels), labels),
-        ("watched from", current.watch_root, watch_root),
+def settings_of(context: pb.Context) -> dict[str, str]:
+    """A registered context's settings, as `option_changes` compares them."""
+    settings = _settings(
+        context.path,
+        context.dockerfile,
+        dict(context.build_args),
+        context.target,
+        dict(context.build_contexts),
+        context.no_cache,
+    )
+    settings.update(_project_settings(list(context.no_cache_filter), dict(context.labels), context.watch_root))
+    return settings
+
+
+def _settings(
+    path: str, dockerfile: str, build_args: dict, target: str, build_contexts: dict, no_cache: bool
+) -> dict[str, str]:
+    settings = {"context": path, "dockerfile": dockerfile, "target": target or "(last stage)"}
+    settings.update({f"build arg {key}": value for key, value in build_args.items()})
+    settings.update({f"named context {key}": value for key, value in build_contexts.items()})
+    if no_cache:
+        settings["no-cache"] = "true"
+    return settings
+
+
+def _project_settings(no_cache_filter: list[str], labels: dict[str, str], watch_root: str) -> dict[str, str]:
+    settings = {LABEL_OPTIONS.get(key, f"label {key}"): value for key, value in labels.items() if value}
+    if no_cache_filter:
+        settings["no-cache-filter"] = ",".join(no_cache_filter)
+    if watch_root:
+        settings["watched from"] = watch_root
+    return settings
+
+
+def option_changes(before: dict[str, str], after: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(option, was, now) for each setting that differs; "(unset)" where one side has none."""
+    return [
+        (option, before.get(option, "(unset)"), after.get(option, "(unset)"))
+        for option in sorted(set(before) | set(after), key=_option_order)
+        if before.get(option) != after.get(option)
     ]
-    return [what for what, old, new in pairs if old != new]
+
+
+def _option_order(option: str) -> tuple[int, str]:
+    # The order a reader expects: the context, its Dockerfile and target, then args, then the rest.
+    for rank, prefix in enumerate(("context", "dockerfile", "target", "build arg ", "named context ")):
+        if option.startswith(prefix):
+            return rank, option
+    return 9, option
 
 
 def _inline_file(reg: Registration, state_dir: str | None) -> str:
@@ -233,35 +350,17 @@ def _inline_file(reg: Registration, state_dir: str | None) -> str:
     return str(path)
 
 
-def selected(client, args: argparse.Namespace) -> tuple[list[pb.ContextRef], list[Change], Definition | None]:
-    """The contexts a --all / --compose / --bake command line selects (after
-    bringing a project's registrations in line), or ([], [], None) for neither."""
-    if getattr(args, "all", False):
-        if wants_project(args):
-            raise ValueError("give --all or a --compose/--bake selection, not both")
-        return [pb.ContextRef(name=c.name) for c in client.list()], [], None
-    if not wants_project(args):
-        return [], [], None
-    definition = load_definition(args)
-    changes = sync(client, definition, args.state_dir)
-    failed = {c.name for c in changes if c.kind == "failed"}
-    refs = [pb.ContextRef(name=reg.name) for reg in definition.registrations if reg.name not in failed]
-    if not refs:
-        raise ValueError(f"{definition.source} files {', '.join(definition.files)} define no build to watch")
-    return refs, changes, definition
-
-
 def member_of(context: pb.Context) -> tuple[str, str]:
     """(source, member) of a context a project defines; ("", "") for others."""
     return context.labels.get(SOURCE, ""), context.labels.get(MEMBER, "")
 
 
-def registered_refs(client, definition: Definition) -> list[pb.ContextRef]:
+def registered_of(contexts: Sequence[pb.Context], definition: Definition) -> list[pb.Context]:
     """The registered contexts of a project (all of them, or the members named)."""
     members = {reg.member for reg in definition.registrations} | set(definition.skipped)
     return [
-        pb.ContextRef(name=c.name)
-        for c in client.list()
+        c
+        for c in contexts
         if c.labels.get(SOURCE) == definition.source
         and c.labels.get(PROJECT) == definition.project
         and (definition.complete or c.labels.get(MEMBER) in members)

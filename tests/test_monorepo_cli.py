@@ -1,0 +1,346 @@
+"""The monorepo commands through the real CLI and a real daemon: compose and
+bake projects registered and kept in line with their files, `affected`,
+`discover`, several contexts per command, and one JSON shape per command."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from cli_support import InProcessCli
+from test_bake import buildx
+
+DATA = Path(__file__).parent / "data"
+CRON = "  cron:\n    build:\n      context: ./tools\n      dockerfile: Dockerfile.lint\n"
+# Variables the test projects read: the test run's own environment must not decide their values.
+PROJECT_VARIABLES = [
+    *("PROJECT_NAME", "GO_VERSION", "RELEASE", "COMMIT", "API_PORT", "NODE_ENV", "TOKEN"),
+    *("TAG", "REGISTRY", "NO_CACHE_API", "BUILDX_BAKE_FILE"),
+    *("COMPOSE_FILE", "COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES", "COMPOSE_PATH_SEPARATOR"),
+]
+
+
+@pytest.fixture
+def run(daemon, monkeypatch, capsys) -> InProcessCli:
+    for name in PROJECT_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return InProcessCli(daemon, monkeypatch, capsys)
+
+
+def as_json(result) -> dict:
+    document = json.loads(result.stdout)
+    assert isinstance(document, dict)  # one shape: a top-level object
+    return document
+
+
+@pytest.fixture
+def shop(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(DATA / "compose" / "shop", tmp_path / "shop"))
+
+
+@pytest.fixture
+def bake_shop(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(DATA / "bake" / "shop", tmp_path / "bake-shop"))
+
+
+def affected(run, root: Path, *selection: str) -> dict[str, dict]:
+    document = as_json(run("affected", "--json", *selection, cwd=root))
+    return {entry["member"] or entry["context"]: entry for entry in document["affected"]}
+
+
+def answers(run, root: Path, *selection: str) -> dict[str, list]:
+    """Each context's answer: its steps' keys and statuses."""
+    document = as_json(run("status", "--json", *selection, cwd=root))
+    return {r["context"]["name"]: [(s["key"], s["status"]) for s in r["steps"]] for r in document["reports"]}
+
+
+def test_compose_project_registers_what_compose_config_gives(run, daemon, shop: Path) -> None:
+    added = as_json(run("add", "--compose", "--json", cwd=shop))
+    assert {c["context"]: c["change"] for c in added["changes"]} == {
+        "shop-api": "registered",
+        "shop-inline": "registered",
+        "shop-linter": "registered",
+        "shop-web": "registered",
+    }
+    [project] = added["projects"]
+    assert (project["source"], project["project"]) == ("compose", "shop")
+    assert project["files"] == [str(shop / "compose.yaml"), str(shop / "compose.override.yaml")]
+    assert {s["member"] for s in project["skipped"]} == {"db", "debug"}
+    contexts = {c["name"]: c for c in as_json(run("ls", "--json"))["contexts"]}
+    # As `docker compose config` resolves them: .env, the override file, ${VAR} forms, list and map args.
+    api = contexts["shop-api"]
+    assert api["path"] == str(shop / "services" / "api")
+    assert api["dockerfile"] == str(shop / "services" / "api" / "docker" / "Dockerfile.api")
+    assert api["buildArgs"] == {"GO_VERSION": "1.21", "RELEASE": "2.0"}
+    assert api["target"] == "runtime"
+    assert api["buildContexts"] == {"shared": str(shop / "libs" / "shared"), "base": "docker-image://alpine:3.20"}
+    assert api["labels"]["ctxwatch.member"] == "api"
+    web = contexts["shop-web"]
+    assert web["buildArgs"] == {"NODE_ENV": "production", "API_URL": "http://api:8080", "PRICE": "$5"}
+    assert (web["target"], web["noCache"]) == ("prod", True)
+    assert contexts["shop-linter"]["dockerfile"] == str(shop / "tools" / "Dockerfile.lint")
+    assert Path(contexts["shop-inline"]["dockerfile"]).read_text() == "FROM scratch\nCOPY libs/shared/ /shared/\n"
+    # One watch and one tree for the whole project (its services and its named context folder).
+    assert [r.path for r in daemon.client.daemon_status().roots if r.path.startswith(str(shop))] == [str(shop)]
+    again = as_json(run("add", "--compose", "--json", cwd=shop))
+    assert {c["change"] for c in again["changes"]} == {"unchanged"}
+
+
+def test_the_awesome_compose_project(run, tmp_path: Path) -> None:
+    root = Path(shutil.copytree(DATA / "compose" / "react-java-mysql", tmp_path / "react-java-mysql"))
+    text = run("add", "--compose", cwd=root).stdout
+    assert "compose react-java-mysql: registered 'react-java-mysql-backend' for backend" in text
+    assert "compose react-java-mysql: skipped db: no build section (image only)" in text
+    contexts = {c["name"]: c for c in as_json(run("ls", "--json"))["contexts"]}
+    assert set(contexts) == {"react-java-mysql-backend", "react-java-mysql-frontend"}
+    frontend = contexts["react-java-mysql-frontend"]
+    assert (frontend["path"], frontend["target"]) == (str(root / "frontend"), "development")
+    assert contexts["react-java-mysql-backend"]["dockerfile"] == str(root / "backend" / "Dockerfile")
+
+
+def test_one_service_s_file_changes_only_its_answer_and_affected_follows(run, shop: Path) -> None:
+    run("add", "--compose", cwd=shop)
+    run("built", "--compose", cwd=shop)
+    # web is built with no_cache: it always rebuilds; nothing else does.
+    assert set(affected(run, shop, "--compose")) == {"web"}
+    assert affected(run, shop, "--compose")["web"]["explanation"]
+    before = answers(run, shop, "--compose")
+    (shop / "services" / "api" / "cmd" / "main.go").write_text("package main // changed\n")
+    after = answers(run, shop, "--compose")
+    assert {name for name in before if before[name] != after[name]} == {"shop-api"}
+    assert set(affected(run, shop, "--compose")) == {"api", "web"}
+    # The named context `shared` is read by api (COPY --from=shared) and by inline (COPY libs/shared/).
+    run("built", "--compose", "api", cwd=shop)
+    (shop / "libs" / "shared" / "version.txt").write_text("2.0\n")
+    assert set(affected(run, shop, "--compose")) == {"api", "inline", "web"}
+    # The names `docker compose build $(ctxwatch affected --compose)` takes, one a line.
+    assert run("affected", "--compose", cwd=shop).stdout.split() == ["api", "inline", "web"]
+    check = as_json(run("check", "--json", "--compose", cwd=shop, code=1))
+    assert check["allCached"] is False and check["exitCode"] == 1
+    by_name = {r["context"]["name"]: r for r in check["reports"]}
+    assert by_name["shop-linter"]["allCached"] is True and by_name["shop-api"]["allCached"] is False
+
+
+def test_compose_file_changes_update_the_registrations_and_say_so(run, shop: Path) -> None:
+    run("add", "--compose", cwd=shop)
+    compose = shop / "compose.yaml"
+    text = compose.read_text()
+    text = text.replace("  db:\n    image: postgres:16\n", CRON)
+    text = text.replace("        GO_VERSION: ${GO_VERSION:-1.22}\n", "        GO_VERSION: '1.24'\n")
+    compose.write_text(text)
+    status = run("status", "--compose", cwd=shop)
+    assert "compose shop: registered 'shop-cron' for cron" in status.stderr
+    assert "compose shop: updated 'shop-api' for api (build arg GO_VERSION 1.21 -> 1.24)" in status.stderr
+    # Removing a service unregisters it; the answer says so in JSON too.
+    compose.write_text(compose.read_text().replace(CRON, ""))
+    document = as_json(run("status", "--json", "--compose", cwd=shop))
+    [removed] = [c for c in document["changes"] if c["change"] == "removed"]
+    assert (removed["context"], removed["member"], removed["detail"]) == ("shop-cron", "cron", "no longer defined")
+    assert {r["context"]["name"] for r in document["reports"]} == {"shop-api", "shop-web", "shop-inline", "shop-linter"}
+    # The environment is the caller's: another value updates the registration.
+    again = run("status", "--compose", cwd=shop, env={"RELEASE": "x", "NODE_ENV": "test"})
+    assert "compose shop: updated 'shop-web' for web (build arg NODE_ENV production -> test)" in again.stderr
+
+
+def test_commands_without_compose_read_the_project_files_again(run, shop: Path, tmp_path: Path) -> None:
+    run("add", "--compose", cwd=shop)
+    run("built", "--all", cwd=tmp_path)
+    compose = shop / "compose.yaml"
+    compose.write_text(compose.read_text().replace("      target: runtime\n", "      target: debug\n"))
+    # Named, or --all, from anywhere: the answer is about the registration the files give now.
+    check = run("check", "shop-api", cwd=tmp_path, code=1)
+    assert "compose shop: updated 'shop-api' for api (target runtime -> debug)" in check.stderr
+    text = compose.read_text().replace("  inline:\n", "  inline:\n    profiles: [extra]\n")
+    compose.write_text(text)
+    document = as_json(run("affected", "--json", "--all", cwd=tmp_path))
+    assert [(c["change"], c["context"]) for c in document["changes"] if c["change"] != "unchanged"] == [
+        ("removed", "shop-inline")
+    ]
+    assert {e["context"] for e in document["affected"]} == {"shop-api", "shop-web"}
+    # A file that no longer reads is an error naming it, not an answer from stale registrations.
+    compose.write_text("services: [\n")
+    failed = run("status", "--all", cwd=tmp_path, code=2)
+    assert "compose project shop" in failed.stderr and "compose.yaml" in failed.stderr
+
+
+def test_watch_follows_the_compose_file(daemon, shop: Path) -> None:
+    environ = {key: value for key, value in daemon.env().items() if key not in PROJECT_VARIABLES}
+    cli = [sys.executable, "-u", "-m", "ctxwatch.cli", "--no-spawn"]
+    subprocess.run([*cli, "add", "--compose"], cwd=shop, env=environ, check=True, capture_output=True)
+    watcher = subprocess.Popen(
+        [*cli, "watch", "--compose", "--json"],
+        cwd=shop,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(json.loads(line)) for line in watcher.stdout], daemon=True).start()
+
+    def next_line() -> dict:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                return lines.get(timeout=1)
+            except queue.Empty:
+                assert watcher.poll() is None, watcher.stderr.read()
+        raise AssertionError("no line from watch within 60 s")
+
+    try:
+        first = {next_line()["report"]["context"]["name"] for _ in range(4)}
+        assert first == {"shop-api", "shop-web", "shop-inline", "shop-linter"}
+        compose = shop / "compose.yaml"
+        compose.write_text(compose.read_text().replace("  db:\n    image: postgres:16\n", CRON))
+        line = next_line()
+        while line["report"] is not None:  # a report sent before the file changed
+            line = next_line()
+        assert [(c["change"], c["context"]) for c in line["changes"]] == [("registered", "shop-cron")]
+        assert next_line()["report"]["context"]["name"] == "shop-cron"  # the new service is followed
+        (shop / "tools" / "Dockerfile.lint").write_text("FROM scratch\nCOPY lint.sh /changed\n")
+        names = set()
+        while not {"shop-cron", "shop-linter"} <= names:  # both read that Dockerfile
+            names.add(next_line()["report"]["context"]["name"])
+    finally:
+        watcher.terminate()
+        watcher.communicate(timeout=10)
+
+
+def test_bake_project_registers_what_buildx_bake_print_gives(run, bake_shop: Path, tmp_path: Path) -> None:
+    program = buildx()
+    if program is None:
+        pytest.skip("buildx v0.36.1 is not installed (see .ci/run)")
+    added = as_json(run("add", "--bake", "--json", cwd=bake_shop))
+    assert {c["context"] for c in added["changes"]} == {
+        "bake-shop-" + t for t in ("api", "web", "worker-mail", "worker-billing")
+    }
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "BUILDX_CONFIG": str(tmp_path / "buildx")}
+    printed = subprocess.run(
+        [program, "bake", "--print"], cwd=bake_shop, env=env, capture_output=True, text=True, check=True
+    )
+    expected = json.loads(printed.stdout)["target"]
+    contexts = {c["labels"]["ctxwatch.member"]: c for c in as_json(run("ls", "--json"))["contexts"]}
+    assert set(contexts) == set(expected)
+    for name, target in expected.items():
+        context = contexts[name]
+        folder = bake_shop / target["context"]
+        assert context["path"] == os.path.normpath(folder), name
+        assert context["dockerfile"] == os.path.normpath(folder / target["dockerfile"]), name
+        assert context["buildArgs"] == target.get("args", {}), name
+        assert context["target"] == target.get("target", ""), name
+        named = {k: v if "://" in v else os.path.normpath(bake_shop / v) for k, v in target.get("contexts", {}).items()}
+        assert context["buildContexts"] == named, name
+        assert context["noCache"] == target.get("no-cache", False), name
+        assert context["noCacheFilter"] == target.get("no-cache-filter", []), name
+
+
+def test_bake_targets_affected(run, bake_shop: Path) -> None:
+    run("add", "--bake", cwd=bake_shop)
+    run("built", "--bake", cwd=bake_shop)
+    # web's stage `deps` is built with no-cache-filter: it always runs again.
+    assert set(affected(run, bake_shop, "--bake")) == {"web"}
+    (bake_shop / "services" / "api" / "main.go").write_text("package main // changed\n")
+    # `docker buildx bake $(ctxwatch affected --bake)`: the targets whose image would rebuild.
+    assert run("affected", "--bake", cwd=bake_shop).stdout.split() == ["api", "web", "worker-mail", "worker-billing"]
+    run("built", "--bake", "api", cwd=bake_shop)
+    assert set(affected(run, bake_shop, "--bake")) == {"web", "worker-mail", "worker-billing"}
+
+
+def test_several_contexts_and_all(run, tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "Dockerfile").write_text("FROM scratch\nCOPY f /f\n")
+        (tmp_path / name / "f").write_text(name)
+        run("add", str(tmp_path / name), cwd=tmp_path)
+    built = as_json(run("built", "--json", "one", "two", cwd=tmp_path))
+    assert [b["report"]["context"]["name"] for b in built["builds"]] == ["one", "two"]
+    status = as_json(run("status", "--json", "one", cwd=tmp_path))
+    assert [r["context"]["name"] for r in status["reports"]] == ["one"]  # one context: still a list inside
+    assert as_json(run("check", "--json", "--all", cwd=tmp_path))["allCached"] is True
+    (tmp_path / "two" / "f").write_text("changed")
+    assert run("affected", cwd=tmp_path).stdout.split() == ["two"]
+    assert run("check", "-q", "--all", cwd=tmp_path, code=1).stdout == ""
+    assert "--all" in run("status", "--all", "one", cwd=tmp_path, code=2).stderr
+    removed = as_json(run("rm", "--json", "--all", cwd=tmp_path))
+    assert {r["context"]["name"] for r in removed["removed"]} == {"one", "two"}
+    assert as_json(run("ls", "--json")) == {"contexts": []}
+
+
+def test_rm_of_a_project_and_errors(run, shop: Path, tmp_path: Path) -> None:
+    run("add", "--compose", cwd=shop)
+    removed = as_json(run("rm", "--json", "--compose", cwd=shop))
+    assert {r["context"]["name"] for r in removed["removed"]} == {"shop-api", "shop-web", "shop-inline", "shop-linter"}
+    assert "no context of it is registered" in run("rm", "--compose", cwd=shop, code=2).stderr
+    assert "no compose file found" in run("add", "--compose", cwd=tmp_path, code=2).stderr
+    assert "not both" in run("add", str(shop), "--compose", cwd=shop, code=2).stderr
+    assert "no such service: nope" in run("status", "--compose", "nope", cwd=shop, code=2).stderr
+
+
+def test_discover_and_add(run, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(DATA / "compose" / "shop", root / "shop")
+    for rel in (
+        "svc/a/Dockerfile",
+        "svc/b/Containerfile",
+        "svc/c/api.Dockerfile",
+        "svc/c/Dockerfile.dev",
+        "node_modules/x/Dockerfile",
+        "build/Dockerfile",
+        "svc/d/Dockerfile",
+        "svc/keep/Dockerfile",
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("FROM scratch\n")
+    (root / "svc" / "c" / "Dockerfile.dev.dockerignore").write_text("*.log\n")
+    (root / ".gitignore").write_text("build/\n")
+    (root / "svc" / ".gitignore").write_text("d/\n")
+    (root / ".git").mkdir()
+    (root / ".git" / "Dockerfile").write_text("FROM scratch\n")
+    found = as_json(run("discover", "--json", str(root), cwd=tmp_path))
+    assert set(found) == {"root", "dockerfiles", "problems", "changes", "projects"}
+    by_file = {os.path.relpath(f["dockerfile"], root): f for f in found["dockerfiles"]}
+    assert set(by_file) == {
+        "svc/a/Dockerfile",
+        "svc/b/Containerfile",
+        "svc/c/api.Dockerfile",
+        "svc/c/Dockerfile.dev",
+        "svc/keep/Dockerfile",
+        "shop/services/api/docker/Dockerfile.api",
+        "shop/services/web/Dockerfile",
+        "shop/services/debug/Dockerfile",
+        "shop/tools/Dockerfile.lint",
+    }
+    assert by_file["svc/c/api.Dockerfile"]["name"] == "svc-c-api"
+    assert by_file["svc/c/Dockerfile.dev"]["context"] == str(root / "svc" / "c")
+    api = by_file["shop/services/api/docker/Dockerfile.api"]
+    assert api["context"] == str(root / "shop" / "services" / "api")  # the compose file's context
+    assert api["definedBy"].startswith("compose ") and api["definedBy"].endswith("service api")
+    assert api["buildArgs"]["RELEASE"] == "2.0"
+    assert by_file["shop/services/debug/Dockerfile"]["definedBy"] == ""  # its service's profile is off
+    text = run("discover", str(root), cwd=tmp_path).stdout
+    assert ["svc-c-api", "svc/c/api.Dockerfile", "context", "svc/c"] in [line.split() for line in text.splitlines()]
+    added = as_json(run("discover", "--add", "--json", str(root), cwd=tmp_path))
+    assert {c["change"] for c in added["changes"]} == {"registered"}
+    names = {c["name"] for c in as_json(run("ls", "--json"))["contexts"]}
+    assert names == {
+        "svc-a",
+        "svc-b",
+        "svc-c-api",
+        "svc-c-dev",
+        "svc-keep",
+        "shop-api",
+        "shop-web",
+        "shop-inline",
+        "shop-linter",
+        "shop-services-debug",
+    }
+    again = as_json(run("discover", "--add", "--json", str(root), cwd=tmp_path))
+    assert {c["change"] for c in again["changes"]} == {"unchanged"}

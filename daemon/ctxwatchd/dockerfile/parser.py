@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from ..gostrings import GO_SPACE, byte_view, from_byte_view, go_lower, go_quote, go_trim_space, valid_runes
 from ..limits import MAX_INSTRUCTIONS
+from .shell import ShellExpansionError, words_as_written
 
 __all__ = ["DockerfileSyntaxError", "Heredoc", "Instruction", "ParsedDockerfile", "Span", "dump", "parse"]
 
@@ -383,211 +384,34 @@ def _parse_instruction(line: str, escape: str, start: int, end: int) -> Instruct
 # --- heredocs ------------------------------------------------------------------
 
 
-class _ShellWords:
-    """The slice of BuildKit's shell lexer its heredoc detection relies on.
-
-    No variable is set, so `$x` and `${x...}` come back as written.  The escape
-    is always a backslash here, whatever the escape directive says.
-    """
-
-    def __init__(self, text: str, raw_quotes: bool, raw_escapes: bool) -> None:
-        self._text = valid_runes(text).removeprefix("\ufeff")  # Go's text/scanner skips a BOM
-        self._pos = 0
-        self._raw_quotes = raw_quotes
-        self._raw_escapes = raw_escapes
-        # BuildKit shares one word buffer with nested ${...} scans, which reset it:
-        # text before such an expansion is dropped from the current word.
-        self._buffer = ""
-
-    def words(self) -> list[str]:
-        return self._scan(None)[1]
-
-    def _peek(self) -> str | None:
-        return self._text[self._pos] if self._pos < len(self._text) else None
-
-    def _next(self) -> str | None:
-        ch = self._peek()
-        self._pos += ch is not None
-        return ch
-
-    def _scan(self, stop: str | None, raw_escapes: bool | None = None) -> tuple[str, list[str]]:
-        """Text up to `stop` (or the end) and the words it splits into."""
-        outer_raw_escapes = self._raw_escapes
-        if raw_escapes is not None:
-            self._raw_escapes = raw_escapes
-        try:
-            return self._scan_words(stop)
-        finally:
-            self._raw_escapes = outer_raw_escapes
-
-    def _scan_words(self, stop: str | None) -> tuple[str, list[str]]:
-        result: list[str] = []
-        words: list[str] = []
-        in_word = False
-        self._buffer = ""
-        while (ch := self._peek()) is not None:
-            if ch == stop:
-                self._pos += 1
-                return "".join(result), self._flush(words)
-            if ch == "$":
-                piece = self._dollar()
-                in_word = self._add_text(piece, words, in_word)  # expansions split on blanks
-                result.append(piece)
-                continue
-            if ch in "<'\"":
-                piece = self._angle() if ch == "<" else self._single() if ch == "'" else self._double()
-                self._buffer += piece  # quoted text and "<<" stay whole
-                in_word = True
-                result.append(piece)
-                continue
-            self._pos += 1
-            if ch == "\\":
-                if self._raw_escapes:
-                    self._buffer += ch
-                    result.append(ch)
-                ch = self._next()
-                if ch is None:
-                    break
-                self._buffer += ch
-                in_word = True
-            else:
-                in_word = self._add_text(ch, words, in_word)
-            result.append(ch)
-        if stop is not None:
-            raise _Invalid(f"unexpected end of statement while looking for matching {stop}")
-        return "".join(result), self._flush(words)
-
-    def _add_text(self, text: str, words: list[str], in_word: bool) -> bool:
-        for ch in text:
-            if ch not in GO_SPACE:
-                self._buffer += ch
-                in_word = True
-            elif in_word and self._buffer:
-                words.append(self._buffer)
-                self._buffer, in_word = "", False
-        return in_word
-
-    def _flush(self, words: list[str]) -> list[str]:
-        if self._buffer:
-            words.append(self._buffer)
-            self._buffer = ""
-        return words
-
-    def _dollar(self) -> str:
-        self._pos += 1
-        if self._peek() != "{":
-            return "$" + self._name()
-        self._pos += 1
-        ch = self._peek()
-        if ch is None:
-            raise _Invalid("syntax error: missing '}'")
-        if ch in "{}:":
-            raise _Invalid("syntax error: bad substitution")
-        name = self._name()
-        op = self._next()
-        if op == "}":
-            return f"${{{name}}}"
-        if op == "/":
-            self._pos += self._peek() == "/"  # ${x//a/b}: BuildKit echoes it with one slash
-            pattern = self._scan_closing("/", "syntax error: missing '/' in ${}")
-            replacement = self._scan_closing("}", "syntax error: missing '}'")
-            return f"${{{name}/{pattern}/{replacement}}}"
-        modifier = op or "\ufffd"
-        if op == ":":
-            op = self._next()
-            modifier += op or "\ufffd"
-            if op in ("#", "%"):
-                raise _Invalid(f"unsupported modifier ({modifier}) in substitution")
-        elif op not in ("+", "-", "?", "#", "%"):
-            raise _Invalid(f"unsupported modifier ({modifier}) in substitution")
-        word = self._scan_closing("}", "syntax error: missing '}'", op in ("#", "%"))
-        return f"${{{name}{modifier}{word}}}"
-
-    def _scan_closing(self, stop: str, missing: str, raw_escapes: bool = True) -> str:
-        try:
-            return self._scan(stop, raw_escapes)[0]
-        except _Invalid:
-            if self._peek() is None:
-                raise _Invalid(missing) from None
-            raise
-
-    def _name(self) -> str:
-        start = self._pos
-        first = self._peek()
-        if first is not None and first.isdecimal():  # $1, $12: digits only
-            while (ch := self._peek()) is not None and ch.isdecimal():
-                self._pos += 1
-        elif first is not None and first in "@*#?-$!":  # special parameters
-            self._pos += 1
-        else:
-            while (ch := self._peek()) is not None and (ch.isalpha() or ch.isdecimal() or ch == "_"):
-                self._pos += 1
-        return self._text[start : self._pos]
-
-    def _angle(self) -> str:
-        self._pos += 1
-        if self._peek() != "<":
-            return "<"
-        self._pos += 1
-        start = self._pos
-        while self._peek() in ("\t", "\r", " "):  # blanks after << stay in the word
-            self._pos += 1
-        return "<<" + self._text[start : self._pos]
-
-    def _single(self) -> str:
-        self._pos += 1
-        out = ["'"] if self._raw_quotes else []
-        while (ch := self._next()) != "'":
-            if ch is None:
-                raise _Invalid("unexpected end of statement while looking for matching single-quote")
-            out.append(ch)
-        return "".join(out + (["'"] if self._raw_quotes else []))
-
-    def _double(self) -> str:
-        self._pos += 1
-        out = ['"'] if self._raw_quotes else []
-        while (ch := self._peek()) != '"':
-            if ch is None:
-                raise _Invalid("unexpected end of statement while looking for matching double-quote")
-            if ch == "$":
-                out.append(self._dollar())
-                continue
-            self._pos += 1
-            if ch == "\\":
-                if self._raw_escapes:
-                    out.append(ch)
-                escaped = self._peek()
-                if escaped is None:
-                    continue
-                if escaped in '"$\\':  # only these can be escaped inside "..."
-                    self._pos += 1
-                    ch = escaped
-            out.append(ch)
-        self._pos += 1
-        return "".join(out + (['"'] if self._raw_quotes else []))
-
-
 def _heredocs_in_line(line: str) -> list[tuple[str, bool, bool]]:
     """(name, expand, chomp) of each `<<WORD` on the line, in order."""
     try:
-        words = _ShellWords(line, raw_quotes=True, raw_escapes=True).words()
-    except _Invalid:
+        words = words_as_written(valid_runes(line), raw_quotes=True, raw_escapes=True)
+    except ShellExpansionError:
         return []  # BuildKit ignores lexing errors here: such a line has no heredocs
     found = []
     for word in words:
         match = _HEREDOC_WORD.fullmatch(word)
         if not match or not match[2]:
             continue
-        names = _ShellWords(match[2], raw_quotes=False, raw_escapes=False).words()
+        names = _heredoc_words(match[2], raw_quotes=False)
         if len(names) != 1:
             continue
-        raw_names = _ShellWords(match[2], raw_quotes=True, raw_escapes=False).words()
+        raw_names = _heredoc_words(match[2], raw_quotes=True)
         if len(raw_names) != 1:
             raise _Invalid(f"internal lexing of heredoc produced inconsistent results: {match[2]}")
         # Quoting any part of the word (and only quotes count) turns expansion off.
         expand = _quote_count(names[0]) == _quote_count(raw_names[0])
         found.append((names[0], expand, match[1] == "-"))
     return found
+
+
+def _heredoc_words(word: str, raw_quotes: bool) -> list[str]:
+    try:
+        return words_as_written(word, raw_quotes, raw_escapes=False)
+    except ShellExpansionError as exc:  # the line lexed but its heredoc word does not: BuildKit fails the parse
+        raise _Invalid(str(exc)) from None
 
 
 def _quote_count(word: str) -> int:

@@ -14,6 +14,10 @@ moby/buildkit v0.32.2, frontend/dockerfile/shell) rather than POSIX sh:
 * Single quotes are literal; in double quotes only ``$``, ``"`` and the escape
   character itself can be escaped.  The escape character is ``\\`` or a
   backtick (Dockerfile ``# escape=`` directive).
+
+The same lexer, with no variables set and unset ones kept as written, splits
+a Dockerfile line into words for the parser's heredoc detection
+(``words_as_written``), as BuildKit's parser does with its ``shell.Lex``.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..goregexp import GoRegexp
+from ..gostrings import GO_SPACE
 from ..limits import MAX_EXPANSION_CHARS
 
 _TOO_LONG = f"expands to more than {MAX_EXPANSION_CHARS} characters, the most ctxwatch expands"
 
-__all__ = ["Expansion", "ShellExpansionError", "expand_word", "expand_words"]
+__all__ = ["Expansion", "ShellExpansionError", "expand_word", "expand_words", "words_as_written"]
 
 
 class ShellExpansionError(ValueError):
@@ -55,13 +60,23 @@ def expand_words(line: str, env: Mapping[str, str], escape: str = "\\") -> Expan
     return lexer.expansion(tuple(words))
 
 
+def words_as_written(line: str, raw_quotes: bool, raw_escapes: bool) -> list[str]:
+    """BuildKit's ProcessWords with no variables and SkipUnsetEnv, the escape a
+    backslash: words split as the shell would, `$x` and `${x...}` kept as
+    written (with `raw_quotes` the quotes too, with `raw_escapes` the escapes).
+    ShellExpansionError when the line does not lex."""
+    lexer = _Lexer(line.removeprefix(_BOM), {}, "\\", raw_quotes=raw_quotes, keep_unset=True)
+    try:
+        return lexer.scan(stop=None, raw_escapes=raw_escapes)[1]
+    except RecursionError:
+        raise ShellExpansionError("nesting too deep") from None
+
+
 # POSIX special parameters; BuildKit accepts each as a one-character name.
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 # Whitespace as Go's unicode.IsSpace sees it (Python's str.isspace() also
 # counts the separators U+001C..U+001F, which Go does not).
-_SPACES = frozenset(
-    "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(chr(c) for c in range(0x2000, 0x200B))
-)
+_SPACES = frozenset(GO_SPACE)
 # Blanks BuildKit keeps glued to a ``<<`` (heredoc marker) in ProcessWords.
 _HEREDOC_BLANKS = frozenset("\t\r ")
 # Go's text/scanner drops a byte-order mark at the very start of its input.
@@ -124,13 +139,21 @@ class _WordSplitter:
 
 
 class _Lexer:
-    """One expansion run: a cursor over the text plus the variables looked up."""
+    """One expansion run: a cursor over the text plus the variables looked up.
 
-    def __init__(self, text: str, env: Mapping[str, str], escape: str) -> None:
+    `raw_quotes` keeps quote characters in the result (BuildKit's RawQuotes);
+    `keep_unset` leaves a reference to an unset variable as written (SkipUnsetEnv).
+    """
+
+    def __init__(
+        self, text: str, env: Mapping[str, str], escape: str, raw_quotes: bool = False, keep_unset: bool = False
+    ) -> None:
         self.text = text
         self.pos = 0
         self.env = env
         self.escape = escape
+        self.raw_quotes = raw_quotes
+        self.keep_unset = keep_unset
         self.used: set[str] = set()
         self.unset: set[str] = set()
         self.expanded = 0  # characters substituted so far
@@ -210,11 +233,11 @@ class _Lexer:
         if end < 0:
             raise ShellExpansionError("unexpected end of statement while looking for matching single-quote")
         text, self.pos = self.text[self.pos : end], end + 1
-        return text
+        return f"'{text}'" if self.raw_quotes else text
 
     def double_quoted(self) -> str:
         self.pos += 1
-        out: list[str] = []
+        out: list[str] = ['"'] if self.raw_quotes else []
         while (ch := self.peek()) != '"':
             if ch is None:
                 raise ShellExpansionError("unexpected end of statement while looking for matching double-quote")
@@ -231,7 +254,7 @@ class _Lexer:
                     self.pos += 1
             out.append(ch)
         self.pos += 1
-        return "".join(out)
+        return "".join(out + (['"'] if self.raw_quotes else []))
 
     def heredoc_marker(self) -> str:
         self.pos += 1
@@ -272,6 +295,8 @@ class _Lexer:
     def dollar(self) -> str:
         """One substitution; ShellExpansionError past the expansion limit."""
         text = self._dollar()
+        if self.keep_unset:
+            return text  # with no variables, nothing grows: the text is as written
         self.expanded += len(text)
         if self.expanded > MAX_EXPANSION_CHARS:
             raise ShellExpansionError(_TOO_LONG)
@@ -281,7 +306,10 @@ class _Lexer:
         self.pos += 1
         if self.peek() != "{":
             name = self.name()
-            return (self.lookup(name) or "") if name else "$"
+            if not name:
+                return "$"
+            value = self.lookup(name)
+            return f"${name}" if value is None and self.keep_unset else value or ""
         self.pos += 1
         first = self.peek()
         if first is None:
@@ -293,7 +321,8 @@ class _Lexer:
         if op is None:
             raise ShellExpansionError("syntax error: missing '}'")
         if op == "}":
-            return self.lookup(name) or ""
+            value = self.lookup(name)
+            return f"${{{name}}}" if value is None and self.keep_unset else value or ""
         if op == "/":
             return self.replace(name)
         if op == ":":
@@ -319,6 +348,8 @@ class _Lexer:
             raise ShellExpansionError(f"unsupported modifier ({label}) in substitution")
         word = self.operand("}", raw_escapes=is_pattern, missing="'}'")
         value = self.lookup(name)
+        if value is None and self.keep_unset:  # before the modifier is checked, as BuildKit does
+            return f"${{{name}{label}{word}}}"
         # With ':' an empty value counts as unset.
         missing = value is None or (null_is_unset and value == "")
         if op == "-":
@@ -344,7 +375,10 @@ class _Lexer:
             self.pos += 1
         pattern = self.operand("/", raw_escapes=True, missing="'/' in ${}")
         replacement = self.operand("}", raw_escapes=True, missing="'}'")
-        value = self.lookup(name) or ""
+        found = self.lookup(name)
+        if found is None and self.keep_unset:
+            return f"${{{name}/{pattern}/{replacement}}}"  # BuildKit writes `//` back as one slash
+        value = found or ""
         regex = _pattern_regex(pattern, greedy=True)
         if replace_all:
             return _go_replace_all(regex, value, replacement)

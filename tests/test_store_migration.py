@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 from ctxwatchd.cache.store import SCHEMA_VERSION, BuildStepRow, ContextRow, Store
+from ctxwatchd.context.records import SavedRecord
+from ctxwatchd.context.view import SavedFolder
 
 # The content-hash cache as schema version 2 kept it: one row per file
 # (and no folder digests, every context watched, no context settings or options,
@@ -49,13 +51,13 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
         assert store.node_blob(b"d" * 32) == b"D"
         # The old per-file rows are gone (files are read once more), the new layout works.
         assert store.saved_records("/repo", "src") == []
-        store.save_records("/repo", [("src/a.txt", b"key", b"hashed"), ("top.txt", b"k2", b"h2")])
-        assert store.saved_records("/repo", "src") == [("a.txt", b"key", b"hashed")]
-        assert store.saved_records("/repo", "") == [("top.txt", b"k2", b"h2")]
+        store.save_records("/repo", [SavedRecord("src/a.txt", b"key", b"hashed"), SavedRecord("top.txt", b"k2", b"h2")])
+        assert store.saved_records("/repo", "src") == [SavedRecord("a.txt", b"key", b"hashed")]
+        assert store.saved_records("/repo", "") == [SavedRecord("top.txt", b"k2", b"h2")]
         # Folder digests (version 4) start empty and can be saved.
         assert store.saved_folder_digests("/repo", b"v" * 32) == {}
-        store.save_folder_digests("/repo", {b"v" * 32: [("src", (b"sig", b"digest"))]})
-        assert store.saved_folder_digests("/repo", b"v" * 32) == {"src": (b"sig", b"digest")}
+        store.save_folder_digests("/repo", {b"v" * 32: [("src", SavedFolder(b"sig", b"digest"))]})
+        assert store.saved_folder_digests("/repo", b"v" * 32) == {"src": SavedFolder(b"sig", b"digest")}
         # Contexts are watched (version 5); one unwatched keeps its builds and comes back when saved again.
         assert store.unwatch_context("app") == 1
         assert store.contexts() == [] and store.build_count("app") == 1
@@ -75,8 +77,8 @@ def test_saved_records_keep_names_that_are_not_utf8(tmp_path):
     store = Store(tmp_path / "state.sqlite3")
     try:
         folder, name = "caf\udcc3", "n\udcff.txt"  # as os.fsdecode gives undecodable bytes
-        store.save_records("/repo", [(f"{folder}/{name}", b"key", b"hashed")])
-        assert store.saved_records("/repo", folder) == [(name, b"key", b"hashed")]
+        store.save_records("/repo", [SavedRecord(f"{folder}/{name}", b"key", b"hashed")])
+        assert store.saved_records("/repo", folder) == [SavedRecord(name, b"key", b"hashed")]
     finally:
         store.close()
 
@@ -84,11 +86,14 @@ def test_saved_records_keep_names_that_are_not_utf8(tmp_path):
 def test_adding_records_keeps_the_saved_ones(tmp_path):
     store = Store(tmp_path / "state.sqlite3")
     try:
-        store.save_records("/repo", [("a", b"k1", b"h1")])
-        store.save_records("/repo", [("b", b"k2", b"h2")], replace=False)
-        assert sorted(store.saved_records("/repo", "")) == [("a", b"k1", b"h1"), ("b", b"k2", b"h2")]
-        store.save_records("/repo", [("c", b"k3", b"h3")])
-        assert store.saved_records("/repo", "") == [("c", b"k3", b"h3")]
+        store.save_records("/repo", [SavedRecord("a", b"k1", b"h1")])
+        store.save_records("/repo", [SavedRecord("b", b"k2", b"h2")], replace=False)
+        assert sorted(store.saved_records("/repo", "")) == [
+            SavedRecord("a", b"k1", b"h1"),
+            SavedRecord("b", b"k2", b"h2"),
+        ]
+        store.save_records("/repo", [SavedRecord("c", b"k3", b"h3")])
+        assert store.saved_records("/repo", "") == [SavedRecord("c", b"k3", b"h3")]
     finally:
         store.close()
 
@@ -98,10 +103,13 @@ def test_saving_records_keeps_the_folders_asked_to_be_kept(tmp_path):
     still good) and replaces every other folder's."""
     store = Store(tmp_path / "state.sqlite3")
     try:
-        store.save_records("/repo", [("a/x", b"k1", b"h1"), ("b/y", b"k2", b"h2"), ("c/z", b"k3", b"h3")])
-        store.save_records("/repo", [("a/x", b"k4", b"h4")], keep=["b"])
-        assert store.saved_records("/repo", "a") == [("x", b"k4", b"h4")]
-        assert store.saved_records("/repo", "b") == [("y", b"k2", b"h2")]
+        store.save_records(
+            "/repo",
+            [SavedRecord("a/x", b"k1", b"h1"), SavedRecord("b/y", b"k2", b"h2"), SavedRecord("c/z", b"k3", b"h3")],
+        )
+        store.save_records("/repo", [SavedRecord("a/x", b"k4", b"h4")], keep=["b"])
+        assert store.saved_records("/repo", "a") == [SavedRecord("x", b"k4", b"h4")]
+        assert store.saved_records("/repo", "b") == [SavedRecord("y", b"k2", b"h2")]
         assert store.saved_records("/repo", "c") == []
     finally:
         store.close()

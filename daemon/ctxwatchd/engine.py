@@ -266,10 +266,6 @@ class Engine:
         )
 
     # -- builds learned from the builder ------------------------------------------------
-    def builder_contexts(self) -> list[tuple[str, str, str, int]]:
-        """(name, path, Dockerfile, registered at ms) of every context, for matching buildx's records."""
-        return [(r.name, r.path, r.dockerfile, r.created_ms) for r in self.contexts()]
-
     def learn_build(self, name: str, options: BuildOptions, steps: list[StepResult], failed: bool) -> None:
         """Record a build learned from the builder (for a failed one, the steps BuildKit completed)."""
         try:

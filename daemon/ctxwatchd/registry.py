@@ -440,7 +440,7 @@ class Registry:
         inner.tree.apply_saved()
         self._store.save_records(
             outer.path,
-            ((join(prefix, rel), key, hashed) for rel, key, hashed in inner.tree.saveable_records()),
+            (record._replace(path=join(prefix, record.path)) for record in inner.tree.saveable_records()),
             replace=False,
         )
         for reg in self._contexts.values():

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ctxwatch_api.progress import StepResult
 
+from ..cache.store import ContextRow
 from ..config import BuilderSettings
 from ..requests import BuildOptions
 from .history import HistoryUnavailable, inspect, step_results
@@ -59,14 +60,14 @@ class BuildxRefs:
     def __init__(
         self,
         settings: BuilderSettings,
-        contexts: Callable[[], list[tuple[str, str, str, int]]],
+        contexts: Callable[[], list[ContextRow]],
         seen: Callable[[str], bool],
         learn: Callable[[str, BuildOptions, list[StepResult], bool], None],
         mark: Callable[[str, str, int, str], None],
     ) -> None:
         self.settings = settings
         self.folder = settings.buildx_dir() / "refs"
-        self._contexts = contexts  # (name, path, dockerfile, registered at ms) of every context
+        self._contexts = contexts  # every registered context
         self._seen = seen  # the store knows this ref already
         self._learn = learn
         self._mark = mark  # (ref, context, started ms, outcome) into the store
@@ -121,12 +122,12 @@ class BuildxRefs:
             dockerfile = state.get("DockerfilePath") or os.path.join(local, "Dockerfile")
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return  # not a build of a local folder (or not a record buildx wrote)
-        for name, ctx_path, ctx_dockerfile, registered_ms in self._contexts():
-            if ctx_path == local and os.path.realpath(ctx_dockerfile) == os.path.realpath(dockerfile):
+        for row in self._contexts():
+            if row.path == local and os.path.realpath(row.dockerfile) == os.path.realpath(dockerfile):
                 # Builds from before the context was registered, or already handled, are not learned.
-                if started_ms >= registered_ms and not self._seen(ref):
-                    self._pending[ref] = Pending(ref, name, started_ms)
-                    log.info("build %s of context %s seen in buildx's records", ref, name)
+                if started_ms >= row.created_ms and not self._seen(ref):
+                    self._pending[ref] = Pending(ref, row.name, started_ms)
+                    log.info("build %s of context %s seen in buildx's records", ref, row.name)
                 return
 
     def _follow(self, pending: Pending) -> None:

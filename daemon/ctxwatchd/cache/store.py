@@ -17,8 +17,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ..context.nodes import decode
+from ..context.records import SavedRecord
+from ..context.view import SavedFolder
 from ..errors import FailedPrecondition
 from ..private import private_file
 
@@ -199,6 +202,13 @@ class PredictionCheckRow:
     agreed: int
     unknown: int
     detail: dict  # dockerfile, command, disagreements
+
+
+class PredictionTotals(NamedTuple):
+    checked: int  # builds whose prediction was checked
+    steps: int
+    agreed: int
+    unknown: int
 
 
 class Store:
@@ -467,13 +477,13 @@ class Store:
                 (check.context, check.created_ms, check.steps, check.agreed, check.unknown, json.dumps(check.detail)),
             )
 
-    def prediction_totals(self) -> tuple[int, int, int, int]:
-        """(builds checked, steps, agreed, unknown) over every check kept."""
+    def prediction_totals(self) -> PredictionTotals:
+        """Over every check kept."""
         with self.lock:
             row = self.db.execute(
                 "SELECT count(*), total(steps), total(agreed), total(unknown) FROM prediction_checks"
             ).fetchone()
-        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+        return PredictionTotals(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     def recent_disagreements(self, limit: int) -> list[PredictionCheckRow]:
         """The newest checks where the prediction and BuildKit disagreed on a step."""
@@ -518,21 +528,20 @@ class Store:
             ).fetchall()
         return {r[0] for r in rows}, {r[1]: r[0] for r in rows}
 
-    def saved_records(self, root: str, folder: str) -> list[tuple[str, bytes, bytes]]:
-        """The file records saved for one folder of a watched root:
-        (name, stat key, digest + node bytes)."""
+    def saved_records(self, root: str, folder: str) -> list[SavedRecord]:
+        """The file records saved for one folder of a watched root, by name in the folder."""
         with self.lock:
             rows = self.db.execute(
                 "SELECT name, stat, hashed FROM file_records WHERE root=? AND folder=?", (root, os.fsencode(folder))
             ).fetchall()
-        return [(os.fsdecode(name), stat, hashed) for name, stat, hashed in rows]
+        return [SavedRecord(os.fsdecode(name), stat, hashed) for name, stat, hashed in rows]
 
     def save_records(
-        self, root: str, records: Iterable[tuple[str, bytes, bytes]], replace: bool = True, keep: Iterable[str] = ()
+        self, root: str, records: Iterable[SavedRecord], replace: bool = True, keep: Iterable[str] = ()
     ) -> None:
-        """Save (rel, stat key, digest + node bytes) records of a root (its
-        content-hash cache), replacing the saved ones unless `replace` is False;
-        the saved records of the folders in `keep` stay as they are."""
+        """Save the records of a root (its content-hash cache), by path below
+        it, replacing the saved ones unless `replace` is False; the saved
+        records of the folders in `keep` stay as they are."""
         with self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")
             if replace:
@@ -547,15 +556,15 @@ class Store:
                 ((root, *_folder_and_name(rel), stat, hashed) for rel, stat, hashed in records),
             )
 
-    def saved_folder_digests(self, root: str, view: bytes) -> dict[str, tuple[bytes, bytes]]:
-        """The folder digests saved for one view of a root: folder -> (listing signature, digest)."""
+    def saved_folder_digests(self, root: str, view: bytes) -> dict[str, SavedFolder]:
+        """The folder digests saved for one view of a root, by folder."""
         with self.lock:
             rows = self.db.execute(
                 "SELECT folder, signature, digest FROM folder_digests WHERE root=? AND view=?", (root, view)
             ).fetchall()
-        return {os.fsdecode(folder): (signature, digest) for folder, signature, digest in rows}
+        return {os.fsdecode(folder): SavedFolder(signature, digest) for folder, signature, digest in rows}
 
-    def save_folder_digests(self, root: str, views: dict[bytes, Iterable[tuple[str, tuple[bytes, bytes]]]]) -> None:
+    def save_folder_digests(self, root: str, views: dict[bytes, Iterable[tuple[str, SavedFolder]]]) -> None:
         """Replace the folder digests saved for a root with those of its current views."""
         with self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")

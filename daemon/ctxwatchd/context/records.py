@@ -37,6 +37,14 @@ StatKey = bytes
 _STAT_KEY = struct.Struct("<QQQqqI")
 
 
+class SavedRecord(NamedTuple):
+    """A file's record as the state file keeps it between runs (the content-hash cache)."""
+
+    path: str  # below the watched root (just the name when read back for one folder)
+    key: StatKey  # the stat key the record is valid for
+    hashed: bytes  # the record's node digest, then its node bytes
+
+
 def kind_of(mode: int) -> str:
     if stat.S_ISREG(mode):
         return KIND_FILE

@@ -21,6 +21,7 @@ from .nodes import DIGEST_SIZE, FS_ENCODING, FS_ERRORS, digest_of, encode_file
 from .records import (
     KIND_DIR,
     KIND_FILE,
+    SavedRecord,
     StatKey,
     is_racy,
     key_inode,
@@ -31,8 +32,8 @@ from .records import (
 )
 
 COOKIE_PREFIX = ".ctxwatch-cookie-"
-# folder -> its saved records: (name, stat key, digest + node bytes)
-SavedRecords = Callable[[str], Iterable[tuple[str, bytes, bytes]]]
+# folder -> the records saved for its files, each by its name in the folder
+SavedRecords = Callable[[str], Iterable[SavedRecord]]
 
 
 class Entry:
@@ -225,10 +226,10 @@ class Tree:
         self.files_hashed += 1
         self.bytes_hashed += record.size
 
-    def saveable_records(self) -> Iterator[tuple[str, bytes, bytes]]:
-        """(rel, stat key, digest + node bytes) of every record that is safe to reuse later."""
+    def saveable_records(self) -> Iterator[SavedRecord]:
+        """Every record that is safe to reuse later, by its path below the root."""
         return (
-            (rel, entry.key, digest_of(entry.blob) + entry.blob)
+            SavedRecord(rel, entry.key, digest_of(entry.blob) + entry.blob)
             for rel, entry in self.walk_loaded()
             if entry.blob and not entry.racy
         )

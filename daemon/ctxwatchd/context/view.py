@@ -215,7 +215,7 @@ class ContextView:
         matcher: PathMatcher,
         hasher: Executor | None = None,
         hash_workers: int = 0,
-        saved: dict[str, tuple[bytes, bytes]] | None = None,
+        saved: dict[str, SavedFolder] | None = None,
     ) -> None:
         self.tree = tree
         self.hasher = hasher  # threads that hash files from the page cache before a walk needs them
@@ -229,7 +229,7 @@ class ContextView:
         # Folder digests saved by an earlier run, with the listing signature
         # each rests on: a folder whose listing is unchanged keeps its digest
         # if its sub-folders keep theirs, and no file record is needed for it.
-        self.saved = {rel: SavedFolder(*folder) for rel, folder in (saved or {}).items()}
+        self.saved = saved or {}
         self.unchanged: set[str] = set()  # folders found with their saved listing (not visited yet)
         self.folders_hashed = 0  # folder digests computed (not restored)
         self.wide: dict[str, WideListing] = {}  # folders of WIDE_FOLDER entries or more

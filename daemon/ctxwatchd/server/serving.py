@@ -83,7 +83,7 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
     if config.builder.watch_buildx:  # builds run without `ctxwatch build`
         builds = BuildxRefs(
             config.builder,
-            engine.builder_contexts,
+            engine.contexts,
             store.builder_ref_seen,
             engine.learn_build,
             engine.mark_builder_ref,

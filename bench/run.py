@@ -29,16 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import generate
-import grpc
 
-from ctxwatch import spawn
-from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
+from ctxwatch.client import CtxwatchClient
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
+
+# One way to run a daemon, shared with the tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.daemon import Daemon as RunningDaemon
+from support.daemon import guarded_client, start_daemon
 
 WHOLE_TREE = "monorepo"  # name of the `COPY . /repo` context
 BURST_FILES = 10_000
 CALL_TIMEOUT_S = 600.0  # a deadline on every call, so a hung daemon cannot hang the bench
-START_TIMEOUT_S = 30.0
 CORRECT_TIMEOUT_S = 60.0  # how long restart waits for a correct answer before giving up
 MAX_SOCKET_PATH = 100  # Unix socket paths are limited to about 104-108 bytes
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -144,55 +146,36 @@ def mb(kib: int) -> str:
 
 
 class Daemon:
-    """A ctxwatchd subprocess (as tests/conftest.py starts it) and a client connected to it."""
+    """A ctxwatchd subprocess started and stopped as the tests do it (tests/support/daemon.py),
+    its client's calls under a deadline, so a hung daemon cannot hang the bench."""
 
     def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.socket = folder / "d.sock"
         self.state_dir = folder / "state"
         self.log = folder / "ctxwatchd.log"
-        self.process: subprocess.Popen | None = None
-        self.client: CtxwatchClient | None = None
+        self._running: RunningDaemon | None = None
         if len(str(self.socket)) > MAX_SOCKET_PATH:
             raise SystemExit(f"run: the socket path {self.socket} is too long; use a shorter --dir")
 
+    @property
+    def client(self) -> CtxwatchClient:
+        assert self._running is not None, "not started"
+        return self._running.client
+
+    @property
+    def process(self) -> subprocess.Popen:
+        assert self._running is not None, "not started"
+        return self._running.process
+
     def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ctxwatchd", "--socket", str(self.socket), "--state-dir", str(self.state_dir)],
-                stdout=out,
-                stderr=out,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not spawn.is_serving(self.socket):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"ctxwatchd did not start; see {self.log}")
-            time.sleep(0.01)
-        channel = grpc.insecure_channel(channel_target(self.socket))
-        self.client = CtxwatchClient(channel, self.socket, timeout=CALL_TIMEOUT_S)
+        self._running = start_daemon(self.folder, socket=self.socket, call_timeout=CALL_TIMEOUT_S)
 
     def stop(self) -> None:
-        """Shutdown RPC, then SIGTERM, then SIGKILL: the daemon never outlives the bench."""
-        if self.client is not None:
-            try:
-                self.client.shutdown()
-            except CtxwatchError:
-                pass  # it may close the socket before its reply gets out
-            self.client.close()
-            self.client = None
-        if self.process is None:
-            return
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        """SIGTERM (the daemon saves its state), SIGKILL if it hangs: it never outlives the bench."""
+        if self._running is not None:
+            self._running.stop()
+            self._running = None
 
     def cpu_seconds(self) -> float:
         """utime + stime of the daemon (all its threads), from /proc/<pid>/stat."""
@@ -318,7 +301,7 @@ def measure_readers(daemon: Daemon, repo: generate.Repo, result: SizeResult) -> 
     querying.set()
 
     def reader() -> None:
-        client = CtxwatchClient(grpc.insecure_channel(channel_target(daemon.socket)), daemon.socket, timeout=60)
+        client = guarded_client(daemon.socket, timeout=60)
         try:
             while querying.is_set():
                 times.append(timed(lambda: client.reports([pb.ContextRef(name=WHOLE_TREE)]))[0])

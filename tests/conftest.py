@@ -1,78 +1,20 @@
-"""Shared fixtures: a real ctxwatchd on a real Unix socket in a temporary folder."""
+"""Shared fixtures: a real ctxwatchd on a real Unix socket in a temporary folder
+(the helpers themselves live in tests/support/, which tests import)."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.local import LocalClient
+from support.daemon import Daemon, start_daemon
 
 from ctxwatch import spawn
-from ctxwatch.client import CtxwatchClient, connect
-from ctxwatch_api.v1 import ctxwatch_pb2 as pb
+from ctxwatch.client import connect
 
 # The real BuildKit fixture (`buildkit`) for the tests that build.
 pytest_plugins = ("support.buildkit",)
-
-
-@dataclass
-class Daemon:
-    """A running ctxwatchd subprocess and a client connected to it."""
-
-    socket: Path
-    state_dir: Path
-    process: subprocess.Popen
-    client: CtxwatchClient
-    log: Path
-
-    def env(self) -> dict[str, str]:
-        """Environment for running the `ctxwatch` CLI against this daemon."""
-        return {**os.environ, "CTXWATCH_SOCKET": str(self.socket), "CTXWATCH_STATE_DIR": str(self.state_dir)}
-
-    def stop(self) -> int:
-        self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-        return self.process.wait(timeout=15)
-
-
-def start_daemon(folder: Path, *extra_args: str) -> Daemon:
-    folder.mkdir(parents=True, exist_ok=True)
-    socket, state_dir, log = folder / "run" / "d.sock", folder / "state", folder / "ctxwatchd.log"
-    # The folder's own config file (usually none): never the user's.
-    config = ["--config", str(folder / "config.toml")]
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ctxwatchd",
-                "--socket",
-                str(socket),
-                "--state-dir",
-                str(state_dir),
-                *config,
-                *extra_args,
-            ],
-            stdout=out,
-            stderr=out,
-            stdin=subprocess.DEVNULL,
-        )
-    deadline = time.monotonic() + 20
-    while not spawn.is_serving(socket):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"ctxwatchd did not start:\n{log.read_text()}")
-        time.sleep(0.05)
-    return Daemon(socket, state_dir, process, connect(socket, spawn=False), log)
 
 
 @pytest.fixture(scope="session")
@@ -91,22 +33,18 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     daemon.stop()
 
 
-def fresh_report(context: Path) -> pb.Report:
-    """The report of a first-time scan: a new engine over an empty state folder."""
-    state = Path(tempfile.mkdtemp(prefix="fresh-state-"))
-    try:
-        with LocalClient(state) as local:
-            local.register(str(context), name="fresh")
-            [report] = local.reports(["fresh"])
-            return report
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
-
-
-def answer(report: pb.Report) -> dict:
-    """What must not depend on build history: steps, keys, errors, the context digest."""
-    return {
-        "error": (report.error, report.error_line),
-        "context_digest": report.context_digest,
-        "steps": [(s.line, s.instruction, s.key, s.status == pb.STEP_STATUS_ERROR, s.error) for s in report.steps],
-    }
+@pytest.fixture
+def no_daemon_env(tmp_path):
+    """A socket path nobody serves on, and a state folder of its own; any daemon started is stopped."""
+    socket = tmp_path / "run" / "d.sock"
+    env = {**os.environ, "CTXWATCH_SOCKET": str(socket), "CTXWATCH_STATE_DIR": str(tmp_path / "state")}
+    assert spawn.probe(socket) is None
+    yield env, socket
+    if spawn.probe(socket) is not None:  # a failed test left a spawned daemon behind
+        with connect(socket, spawn=False) as client:
+            pid = client.daemon_status().pid
+            try:
+                client.shutdown()
+            except Exception:
+                pass
+        spawn.wait_until_stopped(socket, pid)

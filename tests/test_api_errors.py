@@ -12,6 +12,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support.contexts import make_context
 
 from ctxwatch.client import CtxwatchError, channel_target
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
@@ -22,23 +23,11 @@ FROM scratch
 COPY app.txt /app/app.txt
 RUN ["/bin/true"]
 """
+FILES = {"app.txt": "hello\n"}
 
 
 def unique(prefix: str = "api") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def make_context(
-    folder: Path, dockerfile: str = DOCKERFILE, files: dict[str, str] | None = None, dockerignore: str | None = None
-) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "Dockerfile").write_text(dockerfile)
-    for rel, text in (files if files is not None else {"app.txt": "hello\n"}).items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_text(text)
-    if dockerignore is not None:
-        (folder / ".dockerignore").write_text(dockerignore)
-    return folder
 
 
 def assert_still_serving(daemon) -> None:
@@ -105,8 +94,8 @@ def test_missing_dockerfile_is_failed_precondition(shared_daemon, tmp_path):
 
 def test_same_name_for_another_folder_is_already_exists(shared_daemon, tmp_path):
     name = unique()
-    first = make_context(tmp_path / "first")
-    second = make_context(tmp_path / "second")
+    first = make_context(tmp_path / "first", DOCKERFILE, FILES)
+    second = make_context(tmp_path / "second", DOCKERFILE, FILES)
     shared_daemon.client.register(str(first), name=name)
     with pytest.raises(CtxwatchError) as caught:
         shared_daemon.client.register(str(second), name=name)
@@ -119,7 +108,7 @@ def test_same_name_for_another_folder_is_already_exists(shared_daemon, tmp_path)
 
 
 def test_bad_build_arg_name_is_invalid_argument(shared_daemon, tmp_path):
-    folder = make_context(tmp_path / "ctx")
+    folder = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     with pytest.raises(CtxwatchError) as caught:
         shared_daemon.client.register(str(folder), build_args={"A B": "1"}, name=unique())
     assert caught.value.code == "INVALID_ARGUMENT"
@@ -129,7 +118,7 @@ def test_bad_build_arg_name_is_invalid_argument(shared_daemon, tmp_path):
 
 def test_bad_build_arg_name_in_report_options_is_invalid_argument(shared_daemon, tmp_path):
     name = unique()
-    shared_daemon.client.register(str(make_context(tmp_path / "ctx")), name=name)
+    shared_daemon.client.register(str(make_context(tmp_path / "ctx", DOCKERFILE, FILES)), name=name)
     with pytest.raises(CtxwatchError) as caught:
         shared_daemon.client.reports([pb.ContextRef(name=name)], pb.BuildOptions(build_args={"A B": "1"}))
     assert caught.value.code == "INVALID_ARGUMENT"
@@ -184,7 +173,7 @@ def register_and_report(daemon, folder: Path, options: pb.BuildOptions | None = 
 
 
 def test_unterminated_heredoc_is_a_report_error_with_its_line(shared_daemon, tmp_path):
-    folder = make_context(tmp_path / "ctx", "FROM scratch\nCOPY app.txt /a\nRUN <<EOF\necho hi\n")
+    folder = make_context(tmp_path / "ctx", "FROM scratch\nCOPY app.txt /a\nRUN <<EOF\necho hi\n", FILES)
     report = register_and_report(shared_daemon, folder)
     assert report.error, "an unterminated heredoc must be reported"
     assert report.error_line == 3
@@ -194,7 +183,7 @@ def test_unterminated_heredoc_is_a_report_error_with_its_line(shared_daemon, tmp
 
 
 def test_dockerfile_deleted_after_registration_is_a_report_error(shared_daemon, tmp_path):
-    folder = make_context(tmp_path / "ctx")
+    folder = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     name = unique()
     shared_daemon.client.register(str(folder), name=name)
     [before] = shared_daemon.client.reports([pb.ContextRef(name=name)])
@@ -213,7 +202,7 @@ def test_copy_source_that_matches_nothing_is_a_step_error(shared_daemon, tmp_pat
     folder = make_context(
         tmp_path / "ctx",
         'FROM scratch\nCOPY gone.txt /gone.txt\nCOPY app.txt /app.txt\nRUN ["/bin/true"]\n',
-        files={"app.txt": "a\n", "gone.txt": "g\n"},
+        {"app.txt": "a\n", "gone.txt": "g\n"},
     )
     name = unique()
     ref = pb.ContextRef(name=name)
@@ -236,7 +225,7 @@ def test_copy_source_that_matches_nothing_is_a_step_error(shared_daemon, tmp_pat
 
 
 def test_unknown_target_is_a_report_error_naming_it(shared_daemon, tmp_path):
-    folder = make_context(tmp_path / "ctx", "FROM scratch AS base\nCOPY app.txt /a\nFROM base AS final\n")
+    folder = make_context(tmp_path / "ctx", "FROM scratch AS base\nCOPY app.txt /a\nFROM base AS final\n", FILES)
     report = register_and_report(shared_daemon, folder, pb.BuildOptions(target="no-such-stage"))
     assert "no-such-stage" in report.error
     assert not report.steps and not report.all_cached
@@ -244,7 +233,7 @@ def test_unknown_target_is_a_report_error_naming_it(shared_daemon, tmp_path):
 
 
 def test_lone_exclamation_mark_in_dockerignore_is_a_report_error_with_its_line(shared_daemon, tmp_path):
-    folder = make_context(tmp_path / "ctx", dockerignore="*.log\n!\n")
+    folder = make_context(tmp_path / "ctx", DOCKERFILE, {**FILES, ".dockerignore": "*.log\n!\n"})
     report = register_and_report(shared_daemon, folder)
     assert report.error, "a lone '!' is refused by Docker and must be reported"
     assert report.error_line == 2
@@ -255,8 +244,8 @@ def test_lone_exclamation_mark_in_dockerignore_is_a_report_error_with_its_line(s
 
 def test_a_broken_context_does_not_hide_the_others(shared_daemon, tmp_path):
     good, bad = unique("good"), unique("bad")
-    shared_daemon.client.register(str(make_context(tmp_path / "good")), name=good)
-    shared_daemon.client.register(str(make_context(tmp_path / "bad", "FROM scratch\nRUN <<EOF\n")), name=bad)
+    shared_daemon.client.register(str(make_context(tmp_path / "good", DOCKERFILE, FILES)), name=good)
+    shared_daemon.client.register(str(make_context(tmp_path / "bad", "FROM scratch\nRUN <<EOF\n", FILES)), name=bad)
     reports = shared_daemon.client.reports([pb.ContextRef(name=bad), pb.ContextRef(name=good)])
     assert [r.context.name for r in reports] == [bad, good]
     assert reports[0].error and not reports[1].error

@@ -8,8 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import Daemon, start_daemon
 from support.buildkit import Builder, write_busybox
+from support.contexts import make_context
+from support.daemon import Daemon, start_daemon
+from support.waiting import wait_until
 
 from ctxwatch.client import build_options
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
@@ -25,12 +27,9 @@ RUN cat /v.txt /b.txt > /all.txt
 """
 
 
-def make_context(root: Path, dockerfile: str = DOCKERFILE) -> Path:
-    root.mkdir(parents=True)
-    (root / "a.txt").write_text(f"a {root}\n")  # its own cache keys: the builder's cache is shared
-    (root / "b.txt").write_text("b\n")
-    (root / "Dockerfile").write_text(dockerfile)
-    return root
+def own_files(root: Path) -> dict[str, str]:
+    """Files whose digests are the context's own (the builder's cache is shared by the tests)."""
+    return {"a.txt": f"a {root}\n", "b.txt": "b\n"}
 
 
 def ctxwatch(daemon: Daemon, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -46,7 +45,7 @@ def ctxwatch(daemon: Daemon, *args: str, env: dict[str, str] | None = None) -> s
 
 
 def test_wrapped_buildctl_builds_are_recorded_and_checked(buildkit: Builder, daemon: Daemon, tmp_path: Path) -> None:
-    context = make_context(tmp_path / "app")
+    context = make_context(tmp_path / "app", DOCKERFILE, own_files(tmp_path / "app"))
     build = buildkit.buildctl_command(context, build_args={"V": "2"}, busybox=True)
 
     first = ctxwatch(daemon, "build", "--", *build)
@@ -80,7 +79,7 @@ def test_wrapped_buildctl_builds_are_recorded_and_checked(buildkit: Builder, dae
 
 def test_failed_build_records_only_completed_steps(buildkit: Builder, daemon: Daemon, tmp_path: Path) -> None:
     dockerfile = "FROM busybox\nCOPY a.txt /a.txt\nRUN cat /a.txt && exit 3\nCOPY b.txt /b.txt\n"
-    context = make_context(tmp_path / "broken", dockerfile)
+    context = make_context(tmp_path / "broken", dockerfile, own_files(tmp_path / "broken"))
     done = ctxwatch(daemon, "build", "--", *buildkit.buildctl_command(context, busybox=True))
     assert done.returncode != 0  # the build command's own exit code
     assert "RUN cat /a.txt && exit 3  ERROR" in done.stderr
@@ -92,7 +91,7 @@ def test_failed_build_records_only_completed_steps(buildkit: Builder, daemon: Da
 
 
 def test_wrapped_buildx_build(buildkit: Builder, daemon: Daemon, tmp_path: Path) -> None:
-    context = make_context(tmp_path / "web")
+    context = make_context(tmp_path / "web", DOCKERFILE, own_files(tmp_path / "web"))
     env = buildkit.buildx_env(tmp_path / "buildx")
     build = buildkit.buildx_command(context, build_args={"V": "5"}, target="base", busybox=True)
     first = ctxwatch(daemon, "build", "--", *build, env=env)
@@ -104,7 +103,7 @@ def test_wrapped_buildx_build(buildkit: Builder, daemon: Daemon, tmp_path: Path)
 
 
 def test_a_build_with_no_daemon_still_runs(buildkit: Builder, tmp_path: Path) -> None:
-    context = make_context(tmp_path / "alone")
+    context = make_context(tmp_path / "alone", DOCKERFILE, own_files(tmp_path / "alone"))
     cli = [sys.executable, "-m", "ctxwatch.cli", "--socket", str(tmp_path / "none.sock"), "--no-spawn", "build"]
     done = subprocess.run(
         [*cli, "--", *buildkit.buildctl_command(context, busybox=True)],
@@ -123,21 +122,11 @@ def learning_daemon(folder: Path, buildx_dir: Path, buildx: str) -> Daemon:
     return start_daemon(folder)
 
 
-def wait_for(condition, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_buildx_build_without_the_wrapper_is_learned(buildkit: Builder, tmp_path: Path) -> None:
     env = buildkit.buildx_env(tmp_path / "buildx")
     daemon = learning_daemon(tmp_path / "daemon", tmp_path / "buildx", str(buildkit.buildx_path))
     try:
-        context = make_context(tmp_path / "svc")
+        context = make_context(tmp_path / "svc", DOCKERFILE, own_files(tmp_path / "svc"))
         daemon.client.register(str(context), name="svc")
         built = buildkit.buildx(env, context, build_args={"V": "9"}, busybox=True).check()
         assert not any(step.cached for step in built.steps)
@@ -146,14 +135,16 @@ def test_buildx_build_without_the_wrapper_is_learned(buildkit: Builder, tmp_path
             [report] = daemon.client.reports(["svc"], build_options(["V=9"]))
             return report if report.builds_recorded else None
 
-        report = wait_for(learned, "the daemon to learn the build")
+        report = wait_until(learned, 60, "the daemon learning the build", interval=0.2)
         assert report.all_cached  # recorded with V=9, the value the build had
         assert daemon.client.daemon_status().predictions.builds_learned == 1
 
         # A failed build is learned with only the steps BuildKit completed.
         (context / "Dockerfile").write_text(DOCKERFILE.replace("cat /v.txt /b.txt", "cat /missing"))
         assert buildkit.buildx(env, context, build_args={"V": "9"}, busybox=True).returncode != 0
-        wait_for(lambda: daemon.client.reports(["svc"], build_options(["V=9"]))[0].builds_recorded == 2, "2nd")
+        wait_until(
+            lambda: daemon.client.reports(["svc"], build_options(["V=9"]))[0].builds_recorded == 2, 60, "2nd", 0.2
+        )
         [report] = daemon.client.reports(["svc"], build_options(["V=9"]))
         assert [s.status for s in report.steps][-1] == pb.STEP_STATUS_INVALIDATED
     finally:
@@ -164,7 +155,7 @@ def test_a_build_the_builder_history_cannot_tell_is_reported(buildkit: Builder, 
     env = buildkit.buildx_env(tmp_path / "buildx")
     daemon = learning_daemon(tmp_path / "daemon", tmp_path / "buildx", str(tmp_path / "no-such-buildx"))
     try:
-        context = make_context(tmp_path / "svc")
+        context = make_context(tmp_path / "svc", DOCKERFILE, own_files(tmp_path / "svc"))
         daemon.client.register(str(context), name="svc")
         buildkit.buildx(env, context, busybox=True).check()
 
@@ -172,7 +163,7 @@ def test_a_build_the_builder_history_cannot_tell_is_reported(buildkit: Builder, 
             [report] = daemon.client.reports(["svc"])
             return report if report.unread_build_unix_ms else None
 
-        report = wait_for(unread, "the unread build to be reported")
+        report = wait_until(unread, 60, "the unread build being reported", interval=0.2)
         assert report.builds_recorded == 0
         notes = [n for n in report.notes if "could not read" in n]
         assert len(notes) == 1 and "ctxwatch build -- " in notes[0]
@@ -188,7 +179,7 @@ def test_a_wrapped_buildx_build_is_not_learned_twice(buildkit: Builder, tmp_path
     env = buildkit.buildx_env(tmp_path / "buildx")
     daemon = learning_daemon(tmp_path / "daemon", tmp_path / "buildx", str(buildkit.buildx_path))
     try:
-        context = make_context(tmp_path / "once")
+        context = make_context(tmp_path / "once", DOCKERFILE, own_files(tmp_path / "once"))
         done = ctxwatch(daemon, "build", "--", *buildkit.buildx_command(context, busybox=True), env=env)
         assert done.returncode == 0, done.stderr
         time.sleep(6)  # longer than the watcher waits before learning an ended build

@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cli_support import InProcessCli
-from test_cli_flow import CLI, make_context
+from support.cli import CLI, InProcessCli
+from support.contexts import example_context
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def run(shared_daemon, monkeypatch, capsys) -> InProcessCli:
 @pytest.fixture
 def context(shared_daemon, run, tmp_path) -> tuple[dict[str, str], Path, str]:
     """A registered, built context: (env for a subprocess, folder, name)."""
-    folder = make_context(tmp_path / "ctx")
+    folder = example_context(tmp_path / "ctx")
     name = f"contract-{uuid.uuid4().hex[:10]}"
     run("add", str(folder), "--name", name)
     run("built", name)
@@ -89,7 +89,7 @@ def test_every_json_output_is_one_object_of_a_fixed_shape(context, run, argv, ke
 def test_status_json_is_an_object_with_a_list_for_one_context_or_several(context, run, tmp_path):
     _, folder, name = context
     other = f"contract-other-{uuid.uuid4().hex[:8]}"
-    run("add", str(make_context(tmp_path / "other")), "--name", other, code=0)
+    run("add", str(example_context(tmp_path / "other")), "--name", other, code=0)
     one = json.loads(run("status", "--json", name, code=0).stdout)
     two = json.loads(run("status", "--json", name, other, code=0).stdout)
     assert [report["context"]["name"] for report in one["reports"]] == [name]

@@ -6,61 +6,18 @@ import json
 import os
 import re
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
-import pytest
+from support.cli import ctxwatch
+from support.contexts import EXAMPLE_DOCKERFILE, example_context
 
 from ctxwatch import spawn
 from ctxwatch.client import connect
 
-# The CLI run by this interpreter, so the tests do not depend on PATH. (A `python -m
-# ctxwatch.cli` that silently exits 0 fails every exit-code assertion below.)
-CLI = [sys.executable, "-m", "ctxwatch.cli"]
-
-DOCKERFILE = """\
-FROM scratch
-COPY app.txt /app/app.txt
-COPY src/ /app/src/
-RUN ["/bin/true"]
-"""
-
-
-def ctxwatch(env: dict[str, str], cwd: Path, *args: str, code: int | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [*CLI, *args],
-        check=False,
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    if code is not None:
-        assert result.returncode == code, (
-            f"`ctxwatch {' '.join(args)}` exited {result.returncode}, expected {code}\n"
-            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-        )
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
-
-
-def make_context(folder: Path) -> Path:
-    (folder / "src").mkdir(parents=True)
-    (folder / "Dockerfile").write_text(DOCKERFILE)
-    (folder / ".dockerignore").write_text("*.log\n")
-    (folder / "app.txt").write_text("hello\n")
-    (folder / "src" / "a.py").write_text("print('a')\n")
-    (folder / "notes.log").write_text("started\n")
-    os.chmod(folder / "app.txt", 0o644)
-    return folder
-
 
 def test_acceptance_scenario(shared_daemon, tmp_path):
     env = shared_daemon.env()
-    folder = make_context(tmp_path / "ctx")
+    folder = example_context(tmp_path / "ctx")
     name = f"flow-{uuid.uuid4().hex[:10]}"
     app = folder / "app.txt"
 
@@ -98,7 +55,7 @@ def test_acceptance_scenario(shared_daemon, tmp_path):
     run("check", name)
 
     # RUN is matched by its text: the check names the old and the new instruction.
-    (folder / "Dockerfile").write_text(DOCKERFILE.replace('RUN ["/bin/true"]', 'RUN ["/bin/false"]'))
+    (folder / "Dockerfile").write_text(EXAMPLE_DOCKERFILE.replace('RUN ["/bin/true"]', 'RUN ["/bin/false"]'))
     check = run("check", name, code=1).stdout
     assert 'RUN ["/bin/true"]' in check and 'RUN ["/bin/false"]' in check, check
     assert "COPY app.txt" not in check, f"only the RUN step should be listed:\n{check}"
@@ -126,23 +83,6 @@ def test_acceptance_scenario(shared_daemon, tmp_path):
     assert f"removed context {name!r}" in removed
     unknown = run("check", name, code=2)
     assert unknown.stderr.startswith("ctxwatch: ") and repr(name) in unknown.stderr, unknown.stderr
-
-
-@pytest.fixture
-def no_daemon_env(tmp_path):
-    """A socket path nobody serves on, and a state folder of its own; any daemon started is stopped."""
-    socket = tmp_path / "run" / "d.sock"
-    env = {**os.environ, "CTXWATCH_SOCKET": str(socket), "CTXWATCH_STATE_DIR": str(tmp_path / "state")}
-    assert spawn.probe(socket) is None
-    yield env, socket
-    if spawn.probe(socket) is not None:  # a failed test left a spawned daemon behind
-        with connect(socket, spawn=False) as client:
-            pid = client.daemon_status().pid
-            try:
-                client.shutdown()
-            except Exception:
-                pass
-        spawn.wait_until_stopped(socket, pid)
 
 
 def test_no_spawn_without_a_daemon_exits_2(no_daemon_env, tmp_path):

@@ -6,8 +6,8 @@ import json
 import uuid
 
 import pytest
-from cli_support import InProcessCli
-from test_cli_flow import make_context
+from support.cli import InProcessCli
+from support.contexts import example_context
 
 from ctxwatch.cli import parse_duration
 
@@ -20,7 +20,7 @@ def run(shared_daemon, monkeypatch, capsys) -> InProcessCli:
 @pytest.fixture
 def built(run, tmp_path):
     """A context built twice: (folder, name)."""
-    folder = make_context(tmp_path / "ctx")
+    folder = example_context(tmp_path / "ctx")
     name = f"safety-{uuid.uuid4().hex[:10]}"
     run("add", str(folder), "--name", name, "--target", "", code=0)
     run("built", name, code=0)
@@ -96,7 +96,7 @@ def test_rm_keeps_the_history_unless_forget(built, run):
 
 
 def test_add_again_keeps_the_target_and_says_what_changed(run, tmp_path):
-    folder = make_context(tmp_path / "ctx")
+    folder = example_context(tmp_path / "ctx")
     (folder / "Dockerfile").write_text("FROM scratch AS base\nCOPY app.txt /\nFROM base AS app\nCOPY src/ /src/\n")
     name = f"safety-{uuid.uuid4().hex[:10]}"
     run("add", str(folder), "--name", name, "--target", "base", "--build-arg", "A=1", code=0)
@@ -110,7 +110,7 @@ def test_add_again_keeps_the_target_and_says_what_changed(run, tmp_path):
 
 
 def test_one_folder_under_a_second_name_needs_the_name(run, tmp_path):
-    folder = make_context(tmp_path / "ctx")
+    folder = example_context(tmp_path / "ctx")
     (folder / "Dockerfile.other").write_text("FROM scratch\nCOPY app.txt /\n")
     first = f"safety-{uuid.uuid4().hex[:10]}"
     run("add", str(folder), "--name", first, code=0)

@@ -8,12 +8,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import start_daemon
+from support.contexts import make_context
+from support.daemon import start_daemon
 
 from ctxwatch import cli
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd import config
 from ctxwatchd.config import BuilderSettings, Config, ConfigError
+
+# An unpinned image: assumed as last built unless strict_remote.
+NODE_DOCKERFILE = "FROM node:20-alpine\nCOPY a.txt /a.txt\n"
 
 FULL = """\
 strict_remote = true
@@ -92,21 +96,13 @@ def test_daemon_refuses_a_bad_config(tmp_path: Path) -> None:
     assert f"bad config: {path}: max_builds: expected int, got a string 'many'" in done.stderr
 
 
-def _context(tmp_path: Path) -> Path:
-    context = tmp_path / "ctx"
-    context.mkdir()
-    (context / "a.txt").write_text("a\n")
-    (context / "Dockerfile").write_text("FROM node:20-alpine\nCOPY a.txt /a.txt\n")
-    return context
-
-
 def test_strict_remote_from_config_context_and_query(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     folder = tmp_path / "daemon"
     folder.mkdir()
     (folder / "config.toml").write_text("strict_remote = true\n")
     daemon = start_daemon(folder)
     try:
-        context = _context(tmp_path)
+        context = make_context(tmp_path / "ctx", NODE_DOCKERFILE, {"a.txt": "a\n"})
         client = daemon.client
         client.register(str(context), name="strict-by-config")
         client.mark_built("strict-by-config")
@@ -140,7 +136,7 @@ def test_max_builds_from_config(tmp_path: Path) -> None:
     (folder / "config.toml").write_text("max_builds = 2\n")
     daemon = start_daemon(folder)
     try:
-        daemon.client.register(str(_context(tmp_path)), name="c")
+        daemon.client.register(str(make_context(tmp_path / "ctx", NODE_DOCKERFILE, {"a.txt": "a\n"})), name="c")
         for _ in range(4):
             daemon.client.mark_built("c")
         [report] = daemon.client.reports(["c"])

@@ -21,7 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import Daemon, start_daemon
+from support.contexts import make_context
+from support.daemon import Daemon, start_daemon
 from support.local import LocalClient
 
 from ctxwatch.client import CtxwatchError
@@ -36,18 +37,10 @@ COPY app.txt /app/app.txt
 COPY src/ /app/src/
 RUN ["/bin/true"]
 """
+FILES = {"app.txt": "initial\n", "src/a.py": "print('a')\n", "src/b.py": "print('b')\n"}
 COPY_APP = "COPY app.txt /app/app.txt"
 ROUNDS = 8
 SEED = 20261126
-
-
-def make_context(folder: Path) -> Path:
-    (folder / "src").mkdir(parents=True)
-    (folder / "Dockerfile").write_text(DOCKERFILE)
-    (folder / "app.txt").write_text("initial\n")
-    (folder / "src" / "a.py").write_text("print('a')\n")
-    (folder / "src" / "b.py").write_text("print('b')\n")
-    return folder
 
 
 def step(report: pb.Report, instruction: str) -> pb.Step:
@@ -101,7 +94,7 @@ def mark_built_while_killed(daemon: Daemon, delay_s: float) -> pb.MarkBuiltRespo
 
 def test_acknowledged_builds_survive_sigkill_at_any_moment(tmp_path: Path) -> None:
     rng = random.Random(SEED)
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     folder = tmp_path / "daemon"
     daemon = start_daemon(folder)
     acknowledged: list[tuple[int, str]] = []  # (build_id, app.txt content it recorded)
@@ -224,7 +217,7 @@ def assert_started_fresh(folder: Path, bad_state: Path, ctx: Path, restart: bool
 
 
 def test_garbage_state_file_is_moved_aside_and_the_daemon_starts_fresh(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     state = write_ctxwatch_state(tmp_path / "daemon", ctx)
     garbage = bytes(range(256)) * 64
     state.write_bytes(garbage)
@@ -234,7 +227,7 @@ def test_garbage_state_file_is_moved_aside_and_the_daemon_starts_fresh(tmp_path:
 
 def test_state_file_with_corrupt_pages_is_moved_aside(tmp_path: Path) -> None:
     """A valid SQLite header over corrupt pages (a torn disk write, not a crash)."""
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     state = write_ctxwatch_state(tmp_path / "daemon", ctx)
     data = bytearray(state.read_bytes())
     assert len(data) > 4096 and data[:16] == b"SQLite format 3\0"
@@ -245,7 +238,7 @@ def test_state_file_with_corrupt_pages_is_moved_aside(tmp_path: Path) -> None:
 
 
 def test_foreign_sqlite_file_is_moved_aside_untouched(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     state_dir = tmp_path / "daemon" / "state"
     state_dir.mkdir(parents=True)
     state = state_dir / STATE_FILE
@@ -267,7 +260,7 @@ def test_earlier_moved_aside_state_file_is_never_overwritten(tmp_path: Path) -> 
 
     To make this deterministic, every name the next start can pick (the next
     60 seconds) is occupied by a file of its own; none may be replaced."""
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     state = write_ctxwatch_state(tmp_path / "daemon", ctx)
     now = time.time()
     earlier = {}

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import start_daemon
 from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from support.contexts import make_context
+from support.daemon import start_daemon
 
 import ctxwatchd
 from ctxwatch.client import CtxwatchError, channel_target
@@ -29,18 +30,11 @@ COPY app.txt /app/app.txt
 COPY src/ /app/src/
 RUN ["/bin/true"]
 """
+FILES = {"app.txt": "hello\n", "src/a.py": "print('a')\n"}
 
 
 def unique(prefix: str = "life") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def make_context(folder: Path, dockerfile: str = DOCKERFILE) -> Path:
-    (folder / "src").mkdir(parents=True)
-    (folder / "Dockerfile").write_text(dockerfile)
-    (folder / "app.txt").write_text("hello\n")
-    (folder / "src" / "a.py").write_text("print('a')\n")
-    return folder
 
 
 def terminate(process: subprocess.Popen) -> int:
@@ -114,7 +108,10 @@ def test_a_stale_socket_file_does_not_stop_a_new_daemon(tmp_path):
 
 
 def test_restart_keeps_contexts_and_recorded_builds(daemon, tmp_path):
-    kept, edited = make_context(tmp_path / "kept"), make_context(tmp_path / "edited")
+    kept, edited = (
+        make_context(tmp_path / "kept", DOCKERFILE, FILES),
+        make_context(tmp_path / "edited", DOCKERFILE, FILES),
+    )
     names = {kept: unique("kept"), edited: unique("edited")}
     built = {}
     for folder, name in names.items():
@@ -216,7 +213,7 @@ def test_systemd_notify_ready_then_stopping(tmp_path, monkeypatch):
 
 
 def test_daemon_status(shared_daemon, tmp_path):
-    folder = make_context(tmp_path / "ctx")
+    folder = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     name = unique()
     shared_daemon.client.register(str(folder), name=name)
     [report] = shared_daemon.client.reports([pb.ContextRef(name=name)])
@@ -261,7 +258,7 @@ def report_of(daemon, ref: pb.ContextRef) -> pb.Report:
 
 
 def test_a_query_right_after_a_write_sees_it(shared_daemon, tmp_path):
-    folder = make_context(tmp_path / "ctx")
+    folder = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     ref = registered(shared_daemon, folder)
     app = folder / "app.txt"
     app.write_text("v-built\n")
@@ -280,7 +277,7 @@ def test_a_query_right_after_a_write_sees_it(shared_daemon, tmp_path):
 
 
 def test_a_query_right_after_a_dockerfile_edit_sees_it(shared_daemon, tmp_path):
-    folder = make_context(tmp_path / "ctx")
+    folder = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     ref = registered(shared_daemon, folder)
     shared_daemon.client.mark_built(ref)
     for i in range(20):
@@ -297,7 +294,7 @@ def test_a_query_right_after_a_dockerfile_edit_sees_it(shared_daemon, tmp_path):
 
 
 def test_a_query_right_after_a_dockerignore_edit_sees_it(shared_daemon, tmp_path):
-    folder = make_context(tmp_path / "ctx", "FROM scratch\nCOPY . /app\n")
+    folder = make_context(tmp_path / "ctx", "FROM scratch\nCOPY . /app\n", FILES)
     (folder / "notes.log").write_text("log\n")
     ignore = folder / ".dockerignore"
     ignore.write_text("*.log\n")

@@ -12,9 +12,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import start_daemon
-from test_cli_flow import CLI, ctxwatch, make_context
-from test_cli_flow import no_daemon_env as no_daemon_env  # a fixture, used by name
+from support.cli import CLI, ctxwatch
+from support.contexts import example_context
+from support.daemon import start_daemon
 
 from ctxwatch import spawn, unit
 from ctxwatch.client import connect
@@ -73,7 +73,7 @@ def test_the_log_file_rotates_and_stderr_follows_it(tmp_path):
 
 
 def test_an_idle_daemon_exits_and_an_open_stream_keeps_it(tmp_path):
-    folder = make_context(tmp_path / "ctx")
+    folder = example_context(tmp_path / "ctx")
     daemon = start_daemon(tmp_path / "d", "--idle-timeout", "0.5")
     try:
         name = daemon.client.register(str(folder)).context.name
@@ -94,7 +94,7 @@ def test_an_idle_daemon_exits_and_an_open_stream_keeps_it(tmp_path):
 
 
 def test_watch_reconnects_after_a_restart_and_gives_up_with_a_message(tmp_path):
-    folder = make_context(tmp_path / "ctx")
+    folder = example_context(tmp_path / "ctx")
     daemon = start_daemon(tmp_path / "d")
     name = daemon.client.register(str(folder), name=f"w-{uuid.uuid4().hex[:8]}").context.name
     watch = subprocess.Popen(

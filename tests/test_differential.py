@@ -6,29 +6,18 @@ runs as many as asked and prints every disagreement with its scenario.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from differential.builder import Builder, unavailable_reason
 from differential.compare import run_scenario
 from differential.scenarios import make_scenario
+from support.buildkit import Builder
 
 SEEDS = [1, 2, 7, 11, 26]  # a spread of shapes; 11 and 26 start a stage with WORKDIR on scratch
 
-pytestmark = pytest.mark.skipif(bool(unavailable_reason()), reason=unavailable_reason() or "available")
-
-
-@pytest.fixture(scope="module")
-def builder() -> Iterator[Builder]:
-    started = Builder()
-    yield started
-    started.stop()
-
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_scenario_agrees_with_buildkit(builder: Builder, seed: int) -> None:
+def test_scenario_agrees_with_buildkit(own_buildkit: Builder, seed: int) -> None:
     scenario = make_scenario(seed)
-    outcome = run_scenario(scenario, builder)
+    outcome = run_scenario(scenario, own_buildkit)
     compared = sum(outcome.counts.values())
     assert not outcome.problems, "\n".join(outcome.problems) + "\n" + scenario.describe()
     assert compared > 0, scenario.describe()

@@ -11,6 +11,7 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
+from support.contexts import make_context
 
 from ctxwatch.client import CtxwatchError, channel_target
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
@@ -51,17 +52,8 @@ def test_parser_spans_cover_multi_line_instructions_exactly():
     ]
 
 
-def _context(folder: Path, dockerfile: str, files: dict[str, str]) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "Dockerfile").write_text(dockerfile)
-    for name, text in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
-    return folder
-
-
 def test_report_steps_carry_their_range(shared_daemon, tmp_path):
-    ctx = _context(tmp_path / "ranges", MULTILINE, {"app.py": "print(1)\n"})
+    ctx = make_context(tmp_path / "ranges", MULTILINE, {"app.py": "print(1)\n"})
     client = shared_daemon.client
     client.register(str(ctx), name="ranges")
     [report] = client.reports(["ranges"])
@@ -75,7 +67,7 @@ def test_report_steps_carry_their_range(shared_daemon, tmp_path):
 
 
 def test_unsaved_dockerfile_content_is_planned_instead_of_the_file(shared_daemon, tmp_path):
-    ctx = _context(tmp_path / "draft", "FROM scratch\nCOPY a.txt /\n", {"a.txt": "a", "b.txt": "b"})
+    ctx = make_context(tmp_path / "draft", "FROM scratch\nCOPY a.txt /\n", {"a.txt": "a", "b.txt": "b"})
     client = shared_daemon.client
     client.register(str(ctx), name="draft")
     client.mark_built("draft")
@@ -98,7 +90,7 @@ def test_unsaved_dockerfile_content_is_planned_instead_of_the_file(shared_daemon
 
 
 def test_errors_carry_the_range_of_what_fails(shared_daemon, tmp_path):
-    ctx = _context(tmp_path / "broken", "FROM scratch\nCOPY a.txt /\n", {"a.txt": "a"})
+    ctx = make_context(tmp_path / "broken", "FROM scratch\nCOPY a.txt /\n", {"a.txt": "a"})
     client = shared_daemon.client
     client.register(str(ctx), name="broken")
 
@@ -126,7 +118,7 @@ def find_readers(daemon, path: Path, *names: str) -> pb.FindReadersResponse:
 
 
 def test_find_readers_returns_steps_of_both_contexts_in_build_order(shared_daemon, tmp_path):
-    repo = _context(
+    repo = make_context(
         tmp_path / "repo",
         "FROM scratch\nCOPY shared/ /shared/\nCOPY api/ /api/\n",
         {"shared/lib.py": "x = 1\n", "api/main.py": "", "web/index.html": "", "shared/notes.log": ""},

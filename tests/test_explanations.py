@@ -6,16 +6,16 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from support.contexts import make_context
+
 from ctxwatch import render
 from ctxwatch.client import build_options
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 
-def _context(client, folder: Path, dockerfile: str, **files: str) -> str:
-    folder.mkdir(parents=True)
-    (folder / "Dockerfile").write_text(dockerfile)
-    for name, text in files.items():
-        (folder / name).write_text(text)
+def _registered(client, folder: Path, dockerfile: str, **files: str) -> str:
+    """A context made and registered under a name of its own."""
+    make_context(folder, dockerfile, files)
     return client.register(str(folder), name=f"explain-{uuid.uuid4().hex[:10]}").context.name
 
 
@@ -26,7 +26,7 @@ def _report(client, name: str, options: pb.BuildOptions | None = None) -> pb.Rep
 
 def test_unnamed_stages_are_named_as_buildkit_names_them(shared_daemon, tmp_path):
     client = shared_daemon.client
-    name = _context(
+    name = _registered(
         client,
         tmp_path / "ctx",
         "FROM scratch\nCOPY a.txt /a\nFROM scratch AS Final\nCOPY --from=0 /a /b\nCOPY a.txt /c\n",
@@ -38,7 +38,7 @@ def test_unnamed_stages_are_named_as_buildkit_names_them(shared_daemon, tmp_path
 
 def test_a_multi_line_instruction_is_shown_on_one_line(shared_daemon, tmp_path):
     client = shared_daemon.client
-    name = _context(
+    name = _registered(
         client, tmp_path / "ctx", "FROM scratch\nCOPY a.txt \\\n     b.txt /x/\n", **{"a.txt": "a", "b.txt": "b"}
     )
     [step] = _report(client, name).steps
@@ -48,7 +48,7 @@ def test_a_multi_line_instruction_is_shown_on_one_line(shared_daemon, tmp_path):
 
 def test_a_changed_build_arg_in_from_shows_the_values_after_expansion(shared_daemon, tmp_path):
     client = shared_daemon.client
-    name = _context(client, tmp_path / "ctx", "ARG V=3.19\nFROM alpine:${V}\nRUN true\n")
+    name = _registered(client, tmp_path / "ctx", "ARG V=3.19\nFROM alpine:${V}\nRUN true\n")
     assumed = build_options(strict_remote=False)
     client.mark_built(name, assumed)
     changed = build_options(build_args=["V=3.20"], strict_remote=False)
@@ -66,7 +66,7 @@ def test_a_changed_build_arg_in_from_shows_the_values_after_expansion(shared_dae
 
 def test_an_unknown_flag_is_buildkits_error_said_once(shared_daemon, tmp_path):
     client = shared_daemon.client
-    name = _context(client, tmp_path / "ctx", "FROM scratch AS build\nFROM scratch\nCOPY --frm=build /x /y\n")
+    name = _registered(client, tmp_path / "ctx", "FROM scratch AS build\nFROM scratch\nCOPY --frm=build /x /y\n")
     report = _report(client, name)
     assert report.error_line == 3
     assert "unknown flag: --frm" in report.error  # BuildKit: dockerfile parse error on line 3: unknown flag: --frm

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from golden_support import GoldenBuild, GoldenCase, Workspace, load_cases
+from support.golden import GoldenBuild, GoldenCase, Workspace, load_cases
 
 from ctxwatch.client import build_options
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb

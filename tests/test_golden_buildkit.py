@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon
-from golden_support import GoldenCase, Workspace, load_cases
 from support.buildkit import Builder, write_busybox
+from support.daemon import Daemon
+from support.golden import GoldenCase, Workspace, load_cases
 
 from ctxwatch.build.command import parse
 from ctxwatch.build.run import wrap

@@ -1,4 +1,4 @@
-"""golden_support reads the golden cases as their README defines them and lays them out exactly."""
+"""support/golden.py reads the golden cases as their README defines them and lays them out exactly."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import golden_support
 import pytest
-from golden_support import GOLDEN_DIR, GoldenCase, Workspace, load_cases, parse_case
+from support import golden as golden_support
+from support.golden import GOLDEN_DIR, GoldenCase, Workspace, load_cases, parse_case
 
 CASES = load_cases()
 CASES_BY_ID = {case.id: case for case in CASES}

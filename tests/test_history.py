@@ -7,20 +7,14 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
-from conftest import start_daemon
+from support.contexts import make_context
+from support.daemon import start_daemon
 
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.server.main import STATE_FILE
 
 DOCKERFILE = "FROM scratch\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n"
-
-
-def make_context(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "Dockerfile").write_text(DOCKERFILE)
-    (folder / "a.txt").write_text("A\n")
-    (folder / "b.txt").write_text("b\n")
-    return folder
+FILES = {"a.txt": "A\n", "b.txt": "b\n"}
 
 
 def statuses(client, name: str) -> list[int]:
@@ -33,7 +27,7 @@ CACHED = [pb.STEP_STATUS_CACHED] * 2
 
 def test_change_and_change_back_is_cached_again(shared_daemon, tmp_path: Path) -> None:
     client = shared_daemon.client
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     client.register(str(ctx), name="aba")
     client.mark_built("aba")
     (ctx / "a.txt").write_text("B\n")
@@ -46,7 +40,7 @@ def test_change_and_change_back_is_cached_again(shared_daemon, tmp_path: Path) -
 
 def test_prune_forgets_old_builds_and_their_nodes(shared_daemon, tmp_path: Path) -> None:
     client = shared_daemon.client
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     client.register(str(ctx), name="prune-me")
     client.mark_built("prune-me")
     (ctx / "a.txt").write_text("B\n")
@@ -69,7 +63,7 @@ def test_history_is_bounded_oldest_first(tmp_path: Path) -> None:
     daemon = start_daemon(tmp_path / "d", "--max-builds", "2")
     try:
         client = daemon.client
-        ctx = make_context(tmp_path / "ctx")
+        ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
         client.register(str(ctx), name="bounded")
         for content in ("A\n", "B\n", "C\n"):
             (ctx / "a.txt").write_text(content)
@@ -85,7 +79,7 @@ def test_history_is_bounded_oldest_first(tmp_path: Path) -> None:
 
 
 def test_builds_survive_a_restart(tmp_path: Path) -> None:
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     daemon = start_daemon(tmp_path / "d")
     daemon.client.register(str(ctx), name="kept")
     daemon.client.mark_built("kept")
@@ -103,7 +97,7 @@ def test_recorded_nodes_are_stored_under_their_own_digest(tmp_path: Path) -> Non
     file written moments before the build (re-read on every look)."""
     daemon = start_daemon(tmp_path / "daemon")
     try:
-        ctx = make_context(tmp_path / "ctx")
+        ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
         (ctx / "Dockerfile").write_text("FROM scratch\nCOPY . /app\n")
         (ctx / "sub").mkdir()
         (ctx / "sub" / "c.txt").write_text("c\n")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import start_daemon
-from hostile_support import DEADLINE_S, cli, stop_or_kill
+from support.daemon import start_daemon, stop_or_kill
+from support.hostile import DEADLINE_S, cli
 
 from ctxwatch_api import paths
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb

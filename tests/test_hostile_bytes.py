@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, start_daemon
-from hostile_support import assert_serving, cli, guarded_client, report_of, stop_or_kill
+from support.daemon import Daemon, guarded_client, start_daemon, stop_or_kill
+from support.hostile import assert_serving, cli, report_of
 
 from ctxwatch.client import CtxwatchClient
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb

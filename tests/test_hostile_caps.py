@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from conftest import Daemon, start_daemon
-from hostile_support import assert_serving, cli, guarded_client, make_context, peak_rss_kib, report_of, stop_or_kill
+from support.contexts import make_context
+from support.daemon import Daemon, guarded_client, start_daemon, stop_or_kill
+from support.hostile import assert_serving, cli, peak_rss_kib, report_of
 
 from ctxwatch.client import CtxwatchClient
 from ctxwatch_api import wire

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from support.contexts import make_context
 from support.local import LocalClient
 
 from ctxwatch.client import CtxwatchClient, channel_target
@@ -31,6 +32,7 @@ COPY app.txt /app/app.txt
 COPY other.txt /app/other.txt
 RUN ["/bin/true"]
 """
+FILES = {"app.txt": "version A\n", "other.txt": "other\n"}
 COPY_APP = "COPY app.txt /app/app.txt"
 MiB = 1 << 20
 
@@ -39,18 +41,10 @@ def step_of(report: pb.Report, instruction: str) -> pb.Step:
     return next(s for s in report.steps if s.instruction == instruction)
 
 
-def make_context(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "Dockerfile").write_text(DOCKERFILE)
-    (folder / "app.txt").write_text("version A\n")
-    (folder / "other.txt").write_text("other\n")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def registered(shared_daemon, tmp_path_factory) -> Iterator[tuple[object, str, Path]]:
     """The shared daemon with one context of this module's, built once."""
-    ctx = make_context(tmp_path_factory.mktemp("hostile-clients") / "ctx")
+    ctx = make_context(tmp_path_factory.mktemp("hostile-clients") / "ctx", DOCKERFILE, FILES)
     name = "hostile-clients"
     shared_daemon.client.register(str(ctx), name=name)
     shared_daemon.client.mark_built(pb.ContextRef(name=name))
@@ -365,7 +359,7 @@ def test_watch_clients_that_disconnect_mid_stream_cost_nothing(daemon, tmp_path)
     """More abandoned streams than the daemon has RPC worker threads (16): a
     stream that outlived its client would hold a worker for good, and after
     16 of them no call would be answered."""
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     daemon.client.register(str(ctx), name="watched")
     request = pb.WatchInvalidationsRequest(context=pb.ContextRef(name="watched"))
     target = channel_target(daemon.socket)
@@ -412,7 +406,7 @@ WRITES = 41
 
 
 def test_100_concurrent_clients_get_consistent_reports_while_files_change(daemon, tmp_path):
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     staging = tmp_path / "staging"  # same file system: os.replace is atomic
     staging.mkdir()
     version_a, version_b = "version A\n", "version B\n"

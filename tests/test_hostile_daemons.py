@@ -11,12 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from conftest import start_daemon
-from hostile_support import CLI, DEADLINE_S, stop_or_kill
+from support.cli import CLI
+from support.daemon import start_daemon, stop_or_kill
+from support.hostile import DEADLINE_S
+from support.waiting import wait_until
 
 from ctxwatch import spawn
 from ctxwatch.client import connect
@@ -40,15 +41,6 @@ def daemons_of(marker: Path) -> list[int]:
     return pids
 
 
-def wait_for(condition, timeout: float = DEADLINE_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def test_ten_racing_cli_calls_leave_one_daemon(tmp_path):
     sock = tmp_path / "run" / "d.sock"
     env = {**os.environ, "CTXWATCH_SOCKET": str(sock), "CTXWATCH_STATE_DIR": str(tmp_path / "s")}
@@ -69,14 +61,14 @@ def test_ten_racing_cli_calls_leave_one_daemon(tmp_path):
     try:
         assert [r.returncode for r in results] == [0] * 10, [r.stderr for r in results]
         # Those that lost the race exit at once; let them go before counting.
-        assert wait_for(lambda: len(daemons_of(sock)) == 1, timeout=15), daemons_of(sock)
+        wait_until(lambda: len(daemons_of(sock)) == 1, 15, "one daemon left")
         (pid,) = daemons_of(sock)
         with connect(sock, spawn=False) as client:
             assert client.daemon_status().pid == pid
     finally:
         for pid in daemons_of(sock):
             os.kill(pid, 15)
-        assert wait_for(lambda: not daemons_of(sock), timeout=15)
+        wait_until(lambda: not daemons_of(sock), 15, "every daemon gone")
 
 
 def test_second_daemon_on_the_same_state_exits_at_once(tmp_path):
@@ -111,7 +103,7 @@ def test_removed_socket_folder_is_bound_again_and_no_second_daemon_starts(tmp_pa
     try:
         shutil.rmtree(daemon.socket.parent)
         # (gRPC may still answer over a connection made before: wait for the path itself.)
-        assert wait_for(daemon.socket.exists), "the daemon did not bind its socket again"
+        wait_until(daemon.socket.exists, DEADLINE_S, "the daemon binding its socket again")
         assert spawn.is_serving(daemon.socket)
         assert (daemon.socket.parent.stat().st_mode & 0o777) == 0o700
         # A CLI call allowed to start a daemon finds this one.

@@ -15,8 +15,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import Daemon, start_daemon
-from hostile_support import assert_serving, guarded_client, make_context, report_of, stop_or_kill
+from support.contexts import make_context
+from support.daemon import Daemon, guarded_client, start_daemon, stop_or_kill
+from support.hostile import assert_serving, report_of
+from support.waiting import wait_until
 
 from ctxwatch.client import CtxwatchClient
 from ctxwatchd.server.serving import WARM_UP_MARKER
@@ -95,9 +97,7 @@ def test_context_whose_warm_up_never_finished_is_skipped_and_said(tmp_path):
     try:
         client = guarded_client(daemon.socket)
         log = daemon.log
-        deadline = time.monotonic() + 30
-        while "not warming up stalled" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "not warming up stalled" in log.read_text(), 30, "the warm-up skipping 'stalled'")
         assert "not warming up stalled: the last start was stopped while warming it up" in log.read_text()
         assert "not warming up fine" not in log.read_text()
         assert report_of(client, "stalled").error == ""  # answered when asked

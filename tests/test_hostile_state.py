@@ -19,8 +19,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import start_daemon
-from hostile_support import DEADLINE_S, make_context, stop_or_kill
+from support.contexts import make_context
+from support.daemon import start_daemon, stop_or_kill
+from support.hostile import DEADLINE_S
 
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.server.main import STATE_FILE

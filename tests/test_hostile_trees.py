@@ -23,13 +23,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
-from conftest import Daemon, start_daemon
+from support.contexts import make_context
+from support.daemon import Daemon, guarded_client, start_daemon, stop_or_kill
 from support.local import LocalClient
 
 from ctxwatch import spawn
-from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
+from ctxwatch.client import CtxwatchClient, CtxwatchError
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 DEADLINE_S = 120.0  # a watchdog, not a speed bar: only a hung daemon gets near it
@@ -39,37 +39,14 @@ MiB = 1 << 20
 # -- fixtures and helpers -------------------------------------------------------------
 
 
-def guarded_client(socket_path: Path) -> CtxwatchClient:
-    return CtxwatchClient(grpc.insecure_channel(channel_target(socket_path)), socket_path, timeout=DEADLINE_S)
-
-
-def stop_or_kill(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, CtxwatchClient]]:
     daemon = start_daemon(tmp_path_factory.mktemp("hostile-trees-daemon"))
-    client = guarded_client(daemon.socket)
+    client = guarded_client(daemon.socket, DEADLINE_S)
     yield daemon, client
     client.close()
     daemon.client.close()
     stop_or_kill(daemon.process)
-
-
-def make_context(folder: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "Dockerfile").write_text(dockerfile)
-    for rel, text in (files or {}).items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_text(text)
-    return folder
 
 
 _names = iter(range(1_000_000))
@@ -427,7 +404,7 @@ def nobody_daemon() -> Iterator[tuple[Path, subprocess.Popen, CtxwatchClient]]:
                 stop_or_kill(process)
                 pytest.skip(f"ctxwatchd cannot run as nobody here:\n{log.read_text()[-2000:]}")
             time.sleep(0.05)
-        client = guarded_client(sock)
+        client = guarded_client(sock, DEADLINE_S)
         yield base, process, client
         client.close()
         stop_or_kill(process)

@@ -12,8 +12,9 @@ import os
 import time
 from pathlib import Path
 
-from conftest import answer, fresh_report
-from test_overflow import lowered_inotify_setting, wait_until_seen, watching_engine
+from support.contexts import make_context
+from support.daemon import answer, fresh_report
+from support.inotify import lowered_inotify_setting, wait_until_seen, watching_engine
 
 from ctxwatchd.engine import Engine
 from ctxwatchd.registry import ContextRef, Registration
@@ -22,6 +23,12 @@ from ctxwatchd.server.wire import report_message
 
 MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
 DOCKERFILE = "FROM scratch\nCOPY . /app\n"
+# A context whose node_modules (50 folders) is ignored.
+APP_FILES = {
+    **{f"{name}/index.txt": f"{name}\n" for name in ("src/api", "src/web", "docs")},
+    **{f"node_modules/pkg{i}/index.js": f"{i}\n" for i in range(50)},
+    ".dockerignore": "node_modules\n",
+}
 
 
 def watched_inodes() -> set[int]:
@@ -45,26 +52,13 @@ def inode(path: Path) -> int:
     return os.stat(path).st_ino
 
 
-def make_app(folder: Path) -> Path:
-    """A context whose node_modules (50 folders) is ignored."""
-    for name in ("src/api", "src/web", "docs"):
-        (folder / name).mkdir(parents=True)
-        (folder / name / "index.txt").write_text(f"{name}\n")
-    for i in range(50):
-        (folder / "node_modules" / f"pkg{i}").mkdir(parents=True)
-        (folder / "node_modules" / f"pkg{i}" / "index.js").write_text(f"{i}\n")
-    (folder / "Dockerfile").write_text(DOCKERFILE)
-    (folder / ".dockerignore").write_text("node_modules\n")
-    return folder
-
-
 def register(engine: Engine, ctx: Path) -> object:
     engine.register(Registration(path=str(ctx), name="app"))
     return engine.resolve(ContextRef(name="app"))
 
 
 def test_only_the_folders_a_context_sends_are_watched(tmp_path):
-    ctx = make_app(tmp_path / "app")
+    ctx = make_context(tmp_path / "app", DOCKERFILE, APP_FILES)
     with watching_engine(tmp_path / "state") as engine:
         reg = register(engine, ctx)
         report_message(engine.report(reg, BuildOptions()))
@@ -88,7 +82,7 @@ def test_only_the_folders_a_context_sends_are_watched(tmp_path):
 def test_a_dockerfile_folder_the_context_does_not_send_is_watched(tmp_path):
     """Live watchers must wake on Dockerfile edits even where .dockerignore
     excludes the Dockerfile's folder."""
-    ctx = make_app(tmp_path / "app")
+    ctx = make_context(tmp_path / "app", DOCKERFILE, APP_FILES)
     (ctx / "docker").mkdir()
     (ctx / "docker" / "Dockerfile").write_text(DOCKERFILE)
     (ctx / ".dockerignore").write_text("node_modules\ndocker\n")
@@ -122,7 +116,7 @@ def _lines(path: Path) -> list[str]:
 
 
 def test_a_folder_the_kernel_will_not_watch_means_answers_from_rescans(tmp_path):
-    ctx = make_app(tmp_path / "app")
+    ctx = make_context(tmp_path / "app", DOCKERFILE, APP_FILES)
     with watching_engine(tmp_path / "state") as engine:
         reg = register(engine, ctx)
         with watch_limit(extra=2):  # the root and one folder; the next one is refused

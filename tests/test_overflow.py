@@ -10,34 +10,30 @@ its status, and answers from a re-scan, never from a stale tree.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import shutil
 import signal
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Daemon, answer, fresh_report, start_daemon
+from support.contexts import make_context
+from support.daemon import Daemon, answer, fresh_report, start_daemon
+from support.inotify import lowered_inotify_setting, wait_until_seen, watching_engine
+from support.waiting import wait_until
 from watchdog.events import EventsLostEvent
 
 from ctxwatch.client import CtxwatchError
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
-from ctxwatchd.cache.store import Store
 from ctxwatchd.engine import Engine
 from ctxwatchd.registry import ContextRef, Registration
 from ctxwatchd.requests import BuildOptions
 from ctxwatchd.results import RootStatus
-from ctxwatchd.server.main import STATE_FILE
 from ctxwatchd.server.wire import report_message
 
 MAX_QUEUED_EVENTS = Path("/proc/sys/fs/inotify/max_queued_events")
-LIMIT_LOCK = Path(tempfile.gettempdir()) / "ctxwatch-tests-inotify-limit.lock"
 TINY_QUEUE = 16
 LOST = re.compile(r"lost|dropped|overflow", re.IGNORECASE)
 DOCKERFILE = """\
@@ -49,17 +45,15 @@ RUN ["/bin/true"]
 """
 
 
-def make_context(folder: Path, files: int = 20) -> Path:
-    (folder / "src" / "lib").mkdir(parents=True)
-    (folder / "docs").mkdir()
-    (folder / "Dockerfile").write_text(DOCKERFILE)
-    (folder / ".dockerignore").write_text("*.log\n")
-    (folder / "a.txt").write_text("a\n")
-    (folder / "docs" / "readme.md").write_text("readme\n")
-    (folder / "src" / "lib" / "util.py").write_text("util\n")
-    for i in range(files):
-        (folder / "src" / f"m{i}.py").write_text(f"print({i})\n")
-    return folder
+def overflow_files(modules: int = 20) -> dict[str, str]:
+    """Files of the context: a folder to remove, one to re-mode, and `modules` files to edit."""
+    return {
+        ".dockerignore": "*.log\n",
+        "a.txt": "a\n",
+        "docs/readme.md": "readme\n",
+        "src/lib/util.py": "util\n",
+        **{f"src/m{i}.py": f"print({i})\n" for i in range(modules)},
+    }
 
 
 def change_everything(ctx: Path) -> None:
@@ -80,32 +74,6 @@ def change_everything(ctx: Path) -> None:
 # -- (a) in-process ------------------------------------------------------------------------
 
 
-@contextmanager
-def watching_engine(state_dir: Path) -> Iterator[Engine]:
-    store = Store(state_dir / STATE_FILE)
-    with open(LIMIT_LOCK, "a") as lock:  # not while another run has the queue limit lowered
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        engine = Engine(store, watch=True)  # its inotify instance takes the limit now
-    try:
-        yield engine
-    finally:
-        engine.close()
-        store.close()
-
-
-def wait_until_seen(root, rel: str, timeout: float = 10.0) -> None:
-    """Block until the watcher has marked `rel` dirty. Events arrive in order,
-    so every event of an earlier write has been handled by then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with root.lock:
-            if rel in root.dirty:
-                return
-        if time.monotonic() > deadline:
-            pytest.fail(f"the watcher never reported {rel!r}")
-        time.sleep(0.01)
-
-
 def root_status(engine: Engine, path: Path) -> RootStatus:
     [status] = [r for r in engine.status() if r.path == str(path)]
     return status
@@ -113,7 +81,7 @@ def root_status(engine: Engine, path: Path) -> RootStatus:
 
 @pytest.mark.parametrize("seen", [False, True], ids=["events-dropped", "events-seen"])
 def test_events_lost_makes_the_engine_rescan_before_answering(tmp_path, seen):
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, overflow_files())
     with watching_engine(tmp_path / "state") as engine:
         engine.register(Registration(path=str(ctx), name="lost"))
         reg = engine.resolve(ContextRef(name="lost"))
@@ -154,34 +122,6 @@ def test_events_lost_makes_the_engine_rescan_before_answering(tmp_path, seen):
 # -- (b) a real daemon, a real overflow ----------------------------------------------------
 
 
-@contextmanager
-def lowered_inotify_setting(setting: Path, value: Callable[[], int]) -> Iterator[None]:
-    """Write value() to one of the kernel's inotify settings for the block;
-    the original is always written back.
-
-    The settings are machine-wide: a lock file serialises the window between
-    test runs on the same machine, so that one run never takes another's low
-    value for the original and "restores" it. value() is computed once the
-    lock is held."""
-    with open(LIMIT_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            original = setting.read_text()
-        except OSError as e:
-            pytest.fail(f"cannot read {setting}: {e}")
-        try:
-            setting.write_text(f"{value()}\n")
-        except OSError as e:
-            pytest.fail(
-                f"cannot write {setting} ({e}): the inotify limit tests must run as root "
-                f"with a writable /proc/sys (as in CI)"
-            )
-        try:
-            yield
-        finally:
-            setting.write_text(original)
-
-
 def tiny_inotify_queue(limit: int = TINY_QUEUE):
     """Lower the kernel's per-instance queue limit for instances created inside the block."""
     return lowered_inotify_setting(MAX_QUEUED_EVENTS, lambda: limit)
@@ -205,19 +145,17 @@ def daemon_root(daemon: Daemon, path: Path) -> pb.WatchedRoot:
 def wait_for_reported_loss(daemon: Daemon, path: Path, timeout: float = 30.0) -> pb.WatchedRoot:
     """The root's status once the daemon has handled the kernel's overflow
     notice (GetDaemonStatus does not sync, so the notice may still be queued)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def reported() -> pb.WatchedRoot | None:
         root = daemon_root(daemon, path)
-        if not root.healthy and LOST.search(root.message):
-            return root
-        if time.monotonic() > deadline:
-            pytest.fail(f"the daemon never reported lost events for {path}: {root}\n{daemon.log.read_text()[-2000:]}")
-        time.sleep(0.05)
+        return root if not root.healthy and LOST.search(root.message) else None
+
+    return wait_until(reported, timeout, f"the daemon reporting lost events for {path}")
 
 
 def test_a_real_queue_overflow_is_reported_and_answers_come_from_a_rescan(overflowing_daemon, tmp_path):
     client = overflowing_daemon.client
-    ctx = make_context(tmp_path / "ctx", files=100)
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, overflow_files(100))
     client.register(str(ctx), name="burst")
     built = client.mark_built(pb.ContextRef(name="burst"))
     assert built.report.all_cached
@@ -259,7 +197,10 @@ def test_a_quiet_context_answers_while_another_one_overflows_the_queue(overflowi
     re-scan: a sync cookie whose event the kernel dropped must not leave the
     query waiting (and failing with UNAVAILABLE)."""
     client = overflowing_daemon.client
-    quiet, busy = make_context(tmp_path / "quiet"), make_context(tmp_path / "busy")
+    quiet, busy = (
+        make_context(tmp_path / "quiet", DOCKERFILE, overflow_files()),
+        make_context(tmp_path / "busy", DOCKERFILE, overflow_files()),
+    )
     client.register(str(quiet), name="quiet")
     client.register(str(busy), name="busy")
     client.mark_built(pb.ContextRef(name="quiet"))

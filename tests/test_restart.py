@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import answer, fresh_report, start_daemon
+from support.daemon import answer, fresh_report, start_daemon
+from support.waiting import wait_until
 
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.cache.store import Store
@@ -225,13 +226,12 @@ def test_the_daemon_warms_up_its_contexts_as_it_starts(tmp_path):
 
     again = start_daemon(tmp_path / "daemon")
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def listed() -> pb.WatchedRoot | None:
             [root] = again.client.daemon_status().roots
-            if root.files:
-                break
-            assert time.monotonic() < deadline, "the tree was never listed without a query"
-            time.sleep(0.05)
+            return root if root.files else None
+
+        root = wait_until(listed, 30, "the tree listed without a query")
         # Every file and folder but those inside the ignored node_modules (never listed).
         walked = [(folder, files) for folder, _, files in os.walk(ctx) if "node_modules/" not in folder]
         assert (root.files, root.directories) == (sum(len(files) for _, files in walked), len(walked))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import start_daemon
+from support.daemon import start_daemon
 
 UNIT = Path(__file__).resolve().parents[1] / "systemd" / "ctxwatchd.service"
 

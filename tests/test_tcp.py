@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import start_daemon
+from support.daemon import start_daemon
 
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc

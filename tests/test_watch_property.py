@@ -15,9 +15,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import answer, fresh_report
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.daemon import answer, fresh_report
 
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Daemon
+from support.contexts import make_context
+from support.daemon import Daemon
 
 from ctxwatch.client import CtxwatchClient, CtxwatchError, channel_target
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
@@ -32,20 +33,12 @@ COPY app.txt /app/app.txt
 COPY src/ /app/src/
 RUN ["/bin/true"]
 """
+FILES = {"app.txt": "hello\n", "src/a.py": "print('a')\n"}
 CACHED, INVALIDATED = pb.STEP_STATUS_CACHED, pb.STEP_STATUS_INVALIDATED
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def make_context(folder: Path, dockerfile: str | None = DOCKERFILE) -> Path:
-    (folder / "src").mkdir(parents=True)
-    (folder / "app.txt").write_text("hello\n")
-    (folder / "src" / "a.py").write_text("print('a')\n")
-    if dockerfile is not None:
-        (folder / "Dockerfile").write_text(dockerfile)
-    return folder
 
 
 def own_client(daemon: Daemon) -> CtxwatchClient:
@@ -112,7 +105,7 @@ def statuses(report: pb.Report) -> list[int]:
 
 
 def test_watch_streams_the_report_then_each_change(client, tmp_path):
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     name = unique("stream")
     client.register(str(ctx), name=name)
     try:
@@ -154,7 +147,7 @@ def test_watch_streams_the_report_then_each_change(client, tmp_path):
 
 def test_watch_sees_edits_of_a_dockerfile_outside_the_context(quiet_client, tmp_path):
     client = quiet_client
-    ctx = make_context(tmp_path / "ctx", dockerfile=None)
+    ctx = make_context(tmp_path / "ctx", None, FILES)
     elsewhere = tmp_path / "build"
     elsewhere.mkdir()
     dockerfile = elsewhere / "Dockerfile"
@@ -194,7 +187,7 @@ def test_watch_sees_dockerfile_edits_after_its_outside_folder_is_recreated(quiet
     """A branch switch removes the folder holding the Dockerfile and brings it
     back: the Dockerfile's comings and goings and later edits are all pushed."""
     client = quiet_client
-    ctx = make_context(tmp_path / "ctx", dockerfile=None)
+    ctx = make_context(tmp_path / "ctx", None, FILES)
     build = tmp_path / "build"
     build.mkdir()
     dockerfile = build / "Dockerfile"
@@ -238,7 +231,7 @@ def two_contexts_with_dockerfiles_in_one_folder(client: CtxwatchClient, tmp_path
     for name in names:
         (build / f"{name}.Dockerfile").write_text(DOCKERFILE)
         client.register(
-            str(make_context(tmp_path / name, dockerfile=None)), dockerfile=str(build / f"{name}.Dockerfile"), name=name
+            str(make_context(tmp_path / name, None, FILES)), dockerfile=str(build / f"{name}.Dockerfile"), name=name
         )
     return build, *names
 
@@ -283,7 +276,7 @@ def test_unregistering_two_contexts_whose_dockerfiles_share_a_folder(client, tmp
 
 
 def test_cancelled_streams_leave_the_daemon_serving(shared_daemon, client, tmp_path):
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     name = unique("cancel")
     client.register(str(ctx), name=name)
     try:
@@ -322,7 +315,7 @@ def test_watch_of_an_unknown_context_fails_with_not_found(shared_daemon, client)
 
 
 def test_watch_ends_with_not_found_when_the_context_is_unregistered(client, tmp_path):
-    ctx = make_context(tmp_path / "ctx")
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE, FILES)
     name = unique("gone")
     client.register(str(ctx), name=name)
     stream = Stream(client, name)

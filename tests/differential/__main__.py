@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the test support package, as pytest sees it
 
-from .builder import Builder, unavailable_reason
+from support.buildkit import BuildKitMissing, start_builder
+
 from .compare import run_scenario
 from .scenarios import make_scenario
 
@@ -30,13 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default="0-99", help="seeds to run: 0-499, or 3,17,40-45")
     parser.add_argument("--show-unknown", action="store_true", help="also list every UNKNOWN step")
     args = parser.parse_args(argv)
-    reason = unavailable_reason()
-    if reason:
-        print(f"cannot run the real builder: {reason}", file=sys.stderr)
+    try:
+        builder = start_builder()
+    except (BuildKitMissing, RuntimeError) as e:  # not installed, or buildkitd would not start (it needs root)
+        print(f"cannot run the real builder: {e}", file=sys.stderr)
         return 2
     totals: Counter = Counter()
     bad_seeds: set[int] = set()
-    builder = Builder()
     started = time.monotonic()
     try:
         for seed in _seeds(args.seeds):

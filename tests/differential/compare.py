@@ -21,15 +21,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support.buildkit import STATIC_BUSYBOX, Builder
 from support.local import LocalClient
 
 from ctxwatch.client import build_options
+from ctxwatch_api.progress import Vertex
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
-from .builder import Builder, Vertex
 from .scenarios import Change, Scenario
 
-BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: one static binary
 VERTEX_NAME = re.compile(r"^\[(?P<stage>\S+) (?P<n>\d+)/\d+\] (?P<text>.*)$", re.S)
 RIGHT, UNKNOWN, WRONG = "right", "unknown", "wrong"
 
@@ -71,7 +71,7 @@ def _run(scenario: Scenario, builder: Builder, folder: Path) -> Outcome:
     outcome = Outcome()
     root = folder / "ctx"
     root.mkdir()
-    shutil.copy(BUSYBOX, root / "busybox")  # with its mode: the base stage runs it
+    shutil.copy(STATIC_BUSYBOX, root / "busybox")  # with its mode: the base stage runs it
     for path, content in scenario.files.items():
         _write(root / path, content)
     if scenario.dockerignore is not None:
@@ -83,7 +83,7 @@ def _run(scenario: Scenario, builder: Builder, folder: Path) -> Outcome:
         client.register(str(root), dockerfile=str(dockerfile), name="scenario")
         ref = pb.ContextRef(name="scenario")
         (report,) = client.reports([ref], _options(build_args))
-        vertices, error = builder.build(root, dockerfile, build_args)
+        vertices, error = _build(builder, root, dockerfile, build_args)
         if error:  # the first build is scored only when it fails (its steps may be cached by other scenarios)
             _score(scenario.seed, 0, report, vertices, error, outcome)
             return outcome
@@ -92,12 +92,18 @@ def _run(scenario: Scenario, builder: Builder, folder: Path) -> Outcome:
             for change in phase:
                 _apply(change, root, build_args)
             (report,) = client.reports([ref], _options(build_args))
-            vertices, error = builder.build(root, dockerfile, build_args)
+            vertices, error = _build(builder, root, dockerfile, build_args)
             _score(scenario.seed, number, report, vertices, error, outcome)
             if error:
                 break
             client.mark_built(ref, _options(build_args))
     return outcome
+
+
+def _build(builder: Builder, root: Path, dockerfile: Path, build_args: dict[str, str]) -> tuple[list[Vertex], str]:
+    """The vertices in the order BuildKit first reported them, and its error ("" on success)."""
+    built = builder.buildctl(root, dockerfile_dir=dockerfile.parent, filename=dockerfile.name, build_args=build_args)
+    return built.progress.vertices(), built.error
 
 
 def _options(build_args: dict[str, str]) -> pb.BuildOptions:

@@ -103,6 +103,14 @@ class BuildResult:
         """Each Dockerfile step BuildKit reported, keyed by the line its instruction starts on."""
         return match_lines(self.steps, dockerfile_steps(dockerfile, named_contexts))
 
+    @property
+    def error(self) -> str:
+        """BuildKit's error ("" when the build succeeded): the last line of text it printed."""
+        if self.returncode == 0:
+            return ""
+        lines = [line for line in self.progress.other_lines if line.strip()]
+        return lines[-1].strip() if lines else "build failed"
+
     def check(self) -> BuildResult:
         """Itself; raises with BuildKit's output when the build failed."""
         if self.returncode != 0:
@@ -473,17 +481,30 @@ def _from_words(words: Sequence[str]) -> tuple[str, str]:
     return base, name
 
 
-# ---------------------------------------------------------------- fixture
+# ---------------------------------------------------------------- fixtures
+BUILDER_FIXTURES = ("buildkit", "own_buildkit")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use the builder carry the `buildkit` marker (`-m 'not buildkit'` leaves them out)."""
+    """Tests that use a builder carry the `buildkit` marker (`-m 'not buildkit'` leaves them out)."""
     for item in items:
-        if "buildkit" in getattr(item, "fixturenames", ()):
+        if set(BUILDER_FIXTURES) & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.buildkit)
 
 
 @pytest.fixture(scope="session")
 def buildkit() -> Iterator[Builder]:
-    """A private buildkitd for the whole run; tests that need a cold cache prune it."""
+    """A private buildkitd for the whole run."""
+    yield from _running_builder()
+
+
+@pytest.fixture(scope="module")
+def own_buildkit() -> Iterator[Builder]:
+    """A private buildkitd for one module, whose cache holds only that module's builds."""
+    yield from _running_builder()
+
+
+def _running_builder() -> Iterator[Builder]:
     if os.geteuid() != 0:
         pytest.skip("the real builder needs root (its OCI worker mounts overlayfs and runs runc)")
     try:

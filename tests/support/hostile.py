@@ -7,33 +7,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
-import grpc
-from conftest import Daemon
-
-from ctxwatch.client import CtxwatchClient, channel_target
+from ctxwatch.client import CtxwatchClient
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
-from ctxwatch_api.wire import channel_options
 
-DEADLINE_S = 60.0  # a watchdog, not a speed bar: only a hung daemon gets near it
-CLI = [sys.executable, "-m", "ctxwatch.cli"]
-
-
-def guarded_client(socket_path: Path, timeout: float = DEADLINE_S) -> CtxwatchClient:
-    channel = grpc.insecure_channel(channel_target(socket_path), options=channel_options())
-    return CtxwatchClient(channel, socket_path, timeout=timeout)
-
-
-def stop_or_kill(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+from .cli import CLI
+from .daemon import DEADLINE_S, Daemon
 
 
 def cli(daemon: Daemon, *args: str, timeout: float = DEADLINE_S) -> subprocess.CompletedProcess:
@@ -47,19 +26,6 @@ def cli(daemon: Daemon, *args: str, timeout: float = DEADLINE_S) -> subprocess.C
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
-
-
-def make_context(folder: Path, dockerfile: str, files: dict[str, str | bytes] | None = None) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "Dockerfile").write_text(dockerfile)
-    for rel, content in (files or {}).items():
-        path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
-    return folder
 
 
 def report_of(client: CtxwatchClient, name: str) -> pb.Report:

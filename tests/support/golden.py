@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
-GOLDEN_DIR: Path = Path(__file__).resolve().parent / "data" / "golden"
+GOLDEN_DIR: Path = Path(__file__).resolve().parent.parent / "data" / "golden"
 
 CASE_KEYS = frozenset(
     {

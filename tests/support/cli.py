@@ -9,13 +9,16 @@ it as a subprocess instead.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import Daemon
 
 from ctxwatch import cli
+
+from .daemon import Daemon
 
 
 @dataclass
@@ -49,3 +52,28 @@ class InProcessCli:
         if code is not None:
             assert returned == code, f"`ctxwatch {' '.join(args)}` exited {returned}, expected {code}\n{out}\n{err}"
         return Result(returned, out, err)
+
+
+# The CLI run by this interpreter, so the tests do not depend on PATH. (A `python -m
+# ctxwatch.cli` that silently exits 0 fails every exit-code assertion below.)
+CLI = [sys.executable, "-m", "ctxwatch.cli"]
+
+
+def ctxwatch(env: dict[str, str], cwd: Path, *args: str, code: int | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [*CLI, *args],
+        check=False,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    if code is not None:
+        assert result.returncode == code, (
+            f"`ctxwatch {' '.join(args)}` exited {result.returncode}, expected {code}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    assert "Traceback" not in result.stderr, result.stderr
+    return result

@@ -45,12 +45,6 @@ OUTPUT = outcome(pb.STEP_STATUS_UNKNOWN, pb.CAUSE_UPSTREAM_OUTPUT)
 ERROR = outcome(pb.STEP_STATUS_ERROR, pb.CAUSE_ERROR)
 
 REUSED_COPY_WARNING = "kept its copy of the context"
-DIR_NODES_NOT_STORED = (
-    "Engine._new_nodes (daemon/ctxwatchd/engine.py) adds a source's own digest to `emitted` before calling "
-    "_subtree, whose first node is that same root, so the walk stops at once: mark_built never stores the "
-    "nodes below a directory source (COPY dir, COPY .), Differ cannot load the old child and reports the "
-    "changed top-level child as kind CONTENT with no detail"
-)
 DIGEST = "sha256:" + "ab" * 32
 PAST = time.time() - 3600  # an mtime well before any build of the test
 

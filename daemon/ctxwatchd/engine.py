@@ -160,7 +160,7 @@ class Engine:
     def reports(self, regs: list[Registered], options: BuildOptions) -> list[Report]:
         """Reports of several contexts; a root they share is synced once for all."""
         synced: set[str] = set()
-        return [self._evaluate(reg, options, synced).report for reg in regs]
+        return [self._answer(reg, options, synced).report for reg in regs]
 
     def find_readers(self, path: str, refs: list[ContextRef]) -> Readers:
         """Every step of the contexts (all when none named) that reads `path`."""
@@ -170,7 +170,7 @@ class Engine:
         for reg in self.resolve_all(refs):
             if not inside(path, reg.row.path):
                 continue
-            ev = self._evaluate(reg, BuildOptions(), synced)
+            ev = self._answer(reg, BuildOptions(), synced)
             if ev.report.error:
                 response.unknown.append(f"{reg.row.name}: {ev.report.error}")
                 continue
@@ -200,7 +200,7 @@ class Engine:
                 continue
             _write_marker(marker, reg.row.name)
             try:
-                self._evaluate(reg, BuildOptions(), set())
+                self._answer(reg, BuildOptions(), set())
             except Exception:  # a query will meet the same problem and report it
                 log.exception("warming up %s failed", reg.row.name)
             # Step aside: a query waiting for the root's lock takes it now, so
@@ -218,7 +218,7 @@ class Engine:
                 "options.dockerfile_content: a build reads the saved Dockerfile; save it, then record"
             )
         with self._registry.answering(reg, named_folders(named_contexts(reg, options))) as root:
-            ev = self._answer(reg, root, options, set())
+            ev = self._answer_held(reg, root, options, set())
             if ev.report.error:
                 raise FailedPrecondition(f"{reg.row.name}: cannot record a build: {ev.report.error}")
             check = None
@@ -250,7 +250,7 @@ class Engine:
             )
             if run is not None and run.failed:
                 failed = _run_failure(run)
-            report = self._answer(reg, root, options, set()).report
+            report = self._answer_held(reg, root, options, set()).report
         return BuildRecorded(report, build_id, len(rows), failed, check)
 
     def prediction_stats(self, recent: int = RECENT_DISAGREEMENTS) -> PredictionStats:
@@ -318,12 +318,14 @@ class Engine:
             self._dropped_since_gc = 0
         return self._store.collect_garbage()
 
-    def _evaluate(self, reg: Registered, options: BuildOptions, synced: set[str]) -> Evaluation:
+    def _answer(self, reg: Registered, options: BuildOptions, synced: set[str]) -> Evaluation:
         # The roots of its local named contexts are locked with its own (in one order: no deadlock).
         with self._registry.answering(reg, named_folders(named_contexts(reg, options))) as root:
-            return self._answer(reg, root, options, synced)
+            return self._answer_held(reg, root, options, synced)
 
-    def _answer(self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, synced: set[str]) -> Evaluation:
+    def _answer_held(
+        self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, synced: set[str]
+    ) -> Evaluation:
         """The answer for one context, its root's lock held."""
         thread = threading.get_ident()
         self._busy[thread] = f"answering for {reg.row.name} ({reg.row.path})"

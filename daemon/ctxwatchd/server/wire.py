@@ -136,8 +136,8 @@ def context_message(row: ContextRow) -> pb.Context:
 
 
 # A report is not changed once answered, and the engine answers with the same
-# report while nothing it depends on changed: convert it once (a report of
-# 60 steps takes about a millisecond to convert). Callers copy before changing.
+# report while nothing it depends on changed: convert it once (converting a
+# long report costs as much as answering the query). Callers copy before changing.
 _messages: weakref.WeakKeyDictionary[Report, pb.Report] = weakref.WeakKeyDictionary()
 
 

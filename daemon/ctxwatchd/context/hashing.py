@@ -11,12 +11,8 @@ the page cache (where it cannot tell, by timing their reads):
   order while the kernel reads the next ones (read-ahead hints): the disk
   always has reads queued, and no second thread competes for the GIL.
 
-On a 2-core VM, 90,000 files: from the page cache, one thread for the small
-files took 0.55 s per 10,000 where two took 0.85 s. From the disk, one
-thread reading ahead took 10.0-10.8 s, two threads each reading a
-contiguous share 11.0-12.6 s (10.8-10.9 s reading ahead too). Timing alone
-took that disk for the page cache (about 0.1 ms per small file either
-way); the kernel's answer does not.
+Timing alone can take a fast disk for the page cache; the kernel's answer
+cannot (the measurements behind these choices are in CHANGELOG.md).
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from support.buildkit import installed
 
 from ctxwatch import bake
 
@@ -28,21 +28,9 @@ CASES = [
 ]
 
 
-def buildx() -> str | None:
-    """The real buildx: $BUILDKIT_KIT_BIN, PATH, or `go env GOPATH`/bin."""
-    folders = [os.environ.get("BUILDKIT_KIT_BIN", "")]
-    if shutil.which("go"):
-        gopath = subprocess.run(["go", "env", "GOPATH"], capture_output=True, text=True, check=False).stdout.strip()
-        folders.append(os.path.join(gopath, "bin"))
-    for folder in folders:
-        if folder and os.access(os.path.join(folder, "buildx"), os.X_OK):
-            return os.path.join(folder, "buildx")
-    return shutil.which("buildx")
-
-
 @pytest.mark.parametrize(("folder", "names", "environ"), CASES)
 def test_same_as_buildx_bake_print(folder: str, names: list[str], environ: dict, tmp_path: Path) -> None:
-    program = buildx()
+    program = installed("buildx")
     if program is None:
         pytest.skip("buildx v0.36.1 is not installed (see .ci/run)")
     root = DATA / folder

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_support import InProcessCli
-from test_bake import buildx
+from support.buildkit import installed
+from support.cli import InProcessCli
 
 DATA = Path(__file__).parent / "data"
 CRON = "  cron:\n    build:\n      context: ./tools\n      dockerfile: Dockerfile.lint\n"
@@ -215,7 +215,7 @@ def test_watch_follows_the_compose_file(daemon, shop: Path) -> None:
 
 
 def test_bake_project_registers_what_buildx_bake_print_gives(run, bake_shop: Path, tmp_path: Path) -> None:
-    program = buildx()
+    program = installed("buildx")
     if program is None:
         pytest.skip("buildx v0.36.1 is not installed (see .ci/run)")
     added = as_json(run("add", "--bake", "--json", cwd=bake_shop))

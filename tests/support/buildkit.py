@@ -70,6 +70,14 @@ def find_program(name: str) -> Path:
     )
 
 
+def installed(name: str) -> str | None:
+    """The program as find_program finds it, or None when it is not installed."""
+    try:
+        return str(find_program(name))
+    except BuildKitMissing:
+        return None
+
+
 def find_runc() -> Path:
     found = shutil.which("runc") or ("/usr/sbin/runc" if os.access("/usr/sbin/runc", os.X_OK) else None)
     if found is None:

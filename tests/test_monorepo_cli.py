@@ -209,6 +209,15 @@ def test_watch_follows_the_compose_file(daemon, shop: Path) -> None:
         names = set()
         while not {"shop-cron", "shop-linter"} <= names:  # both read that Dockerfile
             names.add(next_line()["report"]["context"]["name"])
+        # A file the compose file includes is watched too.
+        included = shop / "tools" / "compose.yaml"
+        included.write_text(included.read_text() + "      args:\n        LEVEL: strict\n")
+        line = next_line()
+        while line["report"] is not None:
+            line = next_line()
+        [change] = line["changes"]
+        assert (change["change"], change["context"]) == ("updated", "shop-linter")
+        assert change["options"] == [{"option": "build arg LEVEL", "was": "(unset)", "now": "strict"}]
     finally:
         watcher.terminate()
         watcher.communicate(timeout=10)
@@ -284,6 +293,21 @@ def test_rm_of_a_project_and_errors(run, shop: Path, tmp_path: Path) -> None:
     assert "no such service: nope" in run("status", "--compose", "nope", cwd=shop, code=2).stderr
 
 
+def test_a_service_that_cannot_be_registered_is_an_error_and_affected(run, shop: Path) -> None:
+    dockerfile = shop / "services" / "web" / "Dockerfile"
+    text = dockerfile.read_text()
+    dockerfile.unlink()
+    added = run("add", "--compose", cwd=shop, code=2)
+    assert "compose shop: failed 'shop-web' for web (" in added.stdout
+    assert "compose shop: registered 'shop-api' for api" in added.stdout  # the others are registered
+    run("built", "--compose", cwd=shop, code=2)
+    document = as_json(run("affected", "--json", "--compose", cwd=shop, code=2))
+    assert "web" in document["names"] and "Dockerfile" in document["affected"][-1]["error"]
+    assert as_json(run("check", "--json", "--compose", cwd=shop, code=2))["exitCode"] == 2
+    dockerfile.write_text(text)
+    assert "compose shop: registered 'shop-web' for web" in run("status", "--compose", cwd=shop).stderr
+
+
 def test_discover_and_add(run, tmp_path: Path) -> None:
     root = tmp_path / "repo"
     shutil.copytree(DATA / "compose" / "shop", root / "shop")
@@ -344,3 +368,91 @@ def test_discover_and_add(run, tmp_path: Path) -> None:
     }
     again = as_json(run("discover", "--add", "--json", str(root), cwd=tmp_path))
     assert {c["change"] for c in again["changes"]} == {"unchanged"}
+
+
+REAL_PROJECT = {
+    "compose.yaml": """\
+services:
+  api:
+    build:
+      context: services/api
+      dockerfile: docker/Dockerfile
+      target: runtime
+      args:
+        RELEASE: ${RELEASE:-1.0}
+      additional_contexts:
+        shared: ./libs/shared
+  web:
+    build: ./services/web
+  docs:
+    build:
+      context: docs
+  db:
+    image: postgres:16
+""",
+    "services/api/docker/Dockerfile": """\
+FROM scratch AS build
+ARG RELEASE
+COPY cmd/ /src/cmd/
+COPY --from=shared version.txt /src/version.txt
+FROM scratch AS runtime
+COPY --from=build /src/ /app/
+""",
+    "services/api/cmd/main.go": "package main\n",
+    "services/api/README.md": "not sent to any step\n",
+    "services/web/Dockerfile": "FROM scratch\nCOPY src/ /www/\n",
+    "services/web/src/index.html": "<p>shop</p>\n",
+    "services/web/notes.txt": "not copied\n",
+    "docs/Dockerfile": "FROM scratch\nCOPY . /docs/\n",
+    "docs/.dockerignore": "*.tmp\n",
+    "docs/index.md": "# docs\n",
+    "libs/shared/version.txt": "1.0\n",
+}
+
+
+def test_affected_is_what_buildkit_rebuilds(buildkit, run, tmp_path: Path) -> None:
+    """Each service built by the real BuildKit as compose would build it; after each edit, `affected`
+    names exactly the services in which BuildKit then runs a step again."""
+    root = tmp_path / "repo"
+    for rel, text in REAL_PROJECT.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    run("add", "--compose", cwd=root)
+    contexts = {c["labels"]["ctxwatch.member"]: c for c in as_json(run("ls", "--json"))["contexts"]}
+
+    def rebuilt() -> set[str]:
+        """Build every service; the ones with a step BuildKit did not take from its cache."""
+        ran = set()
+        for service, context in contexts.items():
+            dockerfile = Path(context["dockerfile"])
+            named = []
+            for name, folder in context["buildContexts"].items():
+                named += ["--local", f"{name}={folder}", "--opt", f"context:{name}=local:{name}"]
+            result = buildkit.buildctl(
+                Path(context["path"]),
+                dockerfile_dir=dockerfile.parent,
+                filename=dockerfile.name,
+                build_args=context["buildArgs"],
+                target=context["target"] or None,
+                extra=named,
+            ).check()
+            if any(not step.cached for step in result.steps):
+                ran.add(service)
+        return ran
+
+    assert rebuilt() <= set(contexts)  # the first builds (some may be in BuildKit's cache from another test)
+    run("built", "--compose", cwd=root)
+    assert run("affected", "--compose", cwd=root).stdout.split() == []
+    edits = [  # (files written, the services that rebuild)
+        ({"services/web/src/index.html": "<p>shop 2</p>\n"}, {"web"}),
+        ({"libs/shared/version.txt": "2.0\n", "services/api/README.md": "still not sent\n"}, {"api"}),
+        ({"services/web/notes.txt": "a file no step reads\n", "docs/draft.tmp": "ignored\n"}, set()),
+        ({"docs/index.md": "# docs 2\n", "services/api/cmd/main.go": "package main // 2\n"}, {"api", "docs"}),
+        ({"libs/shared/version.txt": "1.0\n", "services/api/cmd/main.go": "package main\n"}, set()),  # as first built
+    ]
+    for edit, expected in edits:
+        for rel, text in edit.items():
+            (root / rel).write_text(text)
+        predicted = set(run("affected", "--compose", cwd=root).stdout.split())
+        assert (predicted, rebuilt()) == (expected, expected), edit
+        run("built", "--compose", cwd=root)

@@ -568,15 +568,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     with _connect(args) as client:
         refs, sync = project_commands.select(client, args, default="cwd-or-all")
         reports = with_progress(client, lambda: client.reports(refs, options))
+    code = EXIT_ERROR if sync.failed or any(has_error(report) for report in reports) else EXIT_OK
     if args.json:
         emit(json_output.dumps(json_output.reports(reports, sync)))
-        return EXIT_ERROR if any(has_error(report) for report in reports) else EXIT_OK
+        return code
     project_commands.say_changes(sync)
     if not reports:
         emit(render.render_contexts([]))
     else:
         emit("\n\n".join(render.render_report(report, **style(args)) for report in reports))
-    return EXIT_ERROR if any(has_error(report) for report in reports) else EXIT_OK
+    return code
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -587,7 +588,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if not reports:
         # Nothing to check is a mistake in a script, not a warm cache.
         raise ValueError("no contexts registered (add one with `ctxwatch add PATH`)")
-    code = _check_code(reports)
+    code = EXIT_ERROR if sync.failed else _check_code(reports)
     if args.json:
         emit(json_output.dumps(json_output.check(reports, code, sync)))
     elif not args.quiet:
@@ -620,11 +621,11 @@ def _cmd_built(args: argparse.Namespace) -> int:
         responses = [client.mark_built(ref, options) for ref in refs]
     if args.json:
         emit(json_output.dumps(json_output.built(responses, sync)))
-        return EXIT_OK
+        return EXIT_ERROR if sync.failed else EXIT_OK
     project_commands.say_changes(sync)
     for response in responses:
         emit(render.render_mark_built(response))
-    return EXIT_OK
+    return EXIT_ERROR if sync.failed else EXIT_OK
 
 
 def _cmd_build(args: argparse.Namespace) -> int:

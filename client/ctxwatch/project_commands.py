@@ -202,10 +202,23 @@ def affected(client: CtxwatchClient, args: argparse.Namespace, options: pb.Build
                 "explanation": first.explanation if first else "",
             }
         )
+    for change in sync.failed:  # a build the files define that could not be registered would fail too
+        entries.append(
+            {
+                "context": change.name,
+                "source": change.source,
+                "project": change.project,
+                "member": change.member,
+                "error": change.detail,
+                "stepsNotCached": 0,
+                "firstStep": "",
+                "explanation": "",
+            }
+        )
     # With --compose/--bake, the names `docker compose build` and `docker buildx bake` take.
     by_member = projects.wants_project(args)
     names = [entry["member"] if by_member and entry["member"] else entry["context"] for entry in entries]
-    code = 2 if any(has_error(report) for report in reports) else 0
+    code = 2 if sync.failed or any(has_error(report) for report in reports) else 0
     if args.json:
         emit(json_output.dumps(json_output.affected(entries, names, len(reports), sync)))
         return code

@@ -113,6 +113,11 @@ class Sync:
     definitions: list[Definition] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
 
+    @property
+    def failed(self) -> list[Change]:
+        """Registrations the files ask for that the daemon refused (e.g. a Dockerfile that does not exist)."""
+        return [change for change in self.changes if change.kind == "failed"]
+
     def add(self, definition: Definition, changes: list[Change]) -> None:
         self.definitions.append(definition)
         self.changes += changes

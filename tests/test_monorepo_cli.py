@@ -169,6 +169,7 @@ def test_commands_without_compose_read_the_project_files_again(run, shop: Path, 
     compose.write_text("services: [\n")
     failed = run("status", "--all", cwd=tmp_path, code=2)
     assert "compose project shop" in failed.stderr and "compose.yaml" in failed.stderr
+    assert "compose project shop" in run("status", cwd=tmp_path, code=2).stderr  # every context, by default
 
 
 def test_watch_follows_the_compose_file(daemon, shop: Path) -> None:

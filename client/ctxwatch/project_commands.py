@@ -37,8 +37,8 @@ SETTLE_S = 0.2  # an editor's save is several events (write, rename): read the f
 
 def select(client: CtxwatchClient, args: argparse.Namespace, default: str) -> tuple[list[pb.ContextRef], Sync]:
     """The contexts a command line names: PATH|NAME arguments, --all, --compose/--bake; without any,
-    `default`: "cwd-or-all" (the contexts containing the current folder, else all), "cwd" (the one
-    containing it), "all", or "none" (an error). Project registrations are brought in line first."""
+    `default`: "cwd-or-all" (the contexts containing the current folder, else all) or "cwd" (the one
+    containing it). Project registrations are brought in line first."""
     sync = Sync()
     texts: list[str] = list(getattr(args, "contexts", None) or [])
     every = bool(getattr(args, "all", False))
@@ -54,24 +54,22 @@ def select(client: CtxwatchClient, args: argparse.Namespace, default: str) -> tu
     contexts = client.list()
     if texts:
         chosen = [c for c in contexts if any(_names(c, text) for text in texts)]
-    elif every or (default == "all" and not explicit):
+    elif every:
         chosen = contexts
     elif explicit:
         chosen = []
-    else:
-        chosen = _containing_cwd(contexts)
+    else:  # the default: with none containing the current folder, "cwd-or-all" answers about all
+        chosen = _containing_cwd(contexts) or (list(contexts) if default == "cwd-or-all" else [])
     skip = {(d.source, d.project) for d in sync.definitions}
     if _refresh(client, chosen, sync, args.state_dir, skip):
         contexts = client.list()
     if texts:
         return refs + [context_ref(text) for text in texts], sync
-    if every or explicit or default == "all":
+    if every or explicit:
         return refs or [pb.ContextRef(name=c.name) for c in contexts], sync
     containing = _containing_cwd(contexts)
     if default == "cwd-or-all":
         return [pb.ContextRef(name=c.name) for c in containing], sync  # [] asks for every context
-    if default == "none":
-        raise ValueError("name the contexts (PATH|NAME ...), or give --all, --compose or --bake")
     if len(containing) == 1:
         return [pb.ContextRef(name=containing[0].name)], sync
     if not containing:
@@ -181,7 +179,7 @@ def affected(client: CtxwatchClient, args: argparse.Namespace, options: pb.Build
     """`ctxwatch affected`: the contexts (or, with --compose/--bake, the services or targets) with a step
     not cached or an error: what a build would run again. One name a line, for
     `docker buildx bake $(ctxwatch affected --bake)` or a CI matrix."""
-    refs, sync = select(client, args, default="all")
+    refs, sync = select(client, args, default="cwd-or-all")
     reports = with_progress(client, lambda: client.reports(refs, options))
     entries = []
     for report in reports:

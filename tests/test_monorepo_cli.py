@@ -264,6 +264,30 @@ def test_bake_targets_affected(run, bake_shop: Path) -> None:
     assert set(affected(run, bake_shop, "--bake")) == {"web", "worker-mail", "worker-billing"}
 
 
+def test_a_target_not_evaluated_is_never_taken_as_cached(run, tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "Dockerfile").write_text("FROM scratch\nARG STAMP\nCOPY f /f\n")
+    (root / "app" / "f").write_text("f\n")
+    (root / "docker-bake.hcl").write_text(
+        'group "default" {\n  targets = ["app", "stamped"]\n}\n'
+        'target "app" {\n  context = "app"\n}\n'
+        'target "stamped" {\n  context = "app"\n  args = {\n    STAMP = timestamp()\n  }\n}\n'
+    )
+    added = run("add", "--bake", cwd=root)
+    assert "bake proj: registered 'proj-app' for app" in added.stdout
+    [skipped] = [line for line in added.stdout.splitlines() if "skipped stamped" in line]
+    assert "docker-bake.hcl" in skipped and "timestamp" in skipped and "args" in skipped
+    run("built", "--bake", cwd=root)
+    # `docker buildx bake $(ctxwatch affected --bake)` must still build it: its answer is unknown.
+    document = as_json(run("affected", "--json", "--bake", cwd=root))
+    assert document["names"] == ["stamped"] and "timestamp" in document["affected"][0]["unknown"]
+    checked = run("check", "--bake", cwd=root, code=1)
+    assert "bake proj: stamped is not answered" in checked.stderr
+    assert as_json(run("check", "--json", "--bake", cwd=root, code=1))["allCached"] is False
+    run("check", "proj-app", cwd=root, code=0)  # a context named alone is answered for itself
+
+
 def test_several_contexts_and_all(run, tmp_path: Path) -> None:
     for name in ("one", "two"):
         (tmp_path / name).mkdir()

@@ -554,4 +554,6 @@ def definition(bake: Bake, complete: bool = True) -> projects.Definition:
                 inline=target.dockerfile_inline,
             )
         )
-    return projects.Definition("bake", project, bake.files, registrations, skipped, [], complete, bake.folder)
+    return projects.Definition(
+        "bake", project, bake.files, registrations, skipped, [], complete, bake.folder, unknown=set(skipped)
+    )

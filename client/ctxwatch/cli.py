@@ -589,6 +589,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         # Nothing to check is a mistake in a script, not a warm cache.
         raise ValueError("no contexts registered (add one with `ctxwatch add PATH`)")
     code = EXIT_ERROR if sync.failed else _check_code(reports)
+    if code == EXIT_OK and sync.unknown:  # a build the files define that cannot be answered is not cached
+        code = EXIT_NOT_CACHED
     if args.json:
         emit(json_output.dumps(json_output.check(reports, code, sync)))
     elif not args.quiet:

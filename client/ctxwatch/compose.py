@@ -60,6 +60,7 @@ class Project:
     skipped: dict[str, str]  # service -> why it is not registered
     warnings: list[str] = field(default_factory=list)
     included: list[str] = field(default_factory=list)  # files read through `include`
+    unknown: set[str] = field(default_factory=set)  # skipped services compose would build: no answer for them
 
     def context_name(self, service: str) -> str:
         return f"{self.name}-{service}"
@@ -126,6 +127,7 @@ def _add_service(
 ) -> None:
     if "extends" in definition:
         project.skipped[service] = "uses `extends`, which is not evaluated"
+        project.unknown.add(service)
         return
     build = definition.get("build")
     if build is None:
@@ -140,6 +142,7 @@ def _add_service(
     context = str(build.get("context") or ".")
     if REMOTE.search(context):
         project.skipped[service] = f"remote build context {context} (not watched)"
+        project.unknown.add(service)
         return
     context = os.path.normpath(os.path.join(origin, os.path.expanduser(context)))
     inline = build.get("dockerfile_inline")

@@ -39,7 +39,7 @@ def reports(items: Sequence[pb.Report], sync: Sync) -> dict[str, Any]:
 def check(items: Sequence[pb.Report], exit_code: int, sync: Sync) -> dict[str, Any]:
     """`check`: the reports, with the verdict the exit code gives."""
     return {
-        "allCached": all(report.all_cached for report in items),
+        "allCached": all(report.all_cached for report in items) and not sync.unknown,
         "exitCode": exit_code,
         "reports": [message(report) for report in items],
         **synced(sync),
@@ -97,13 +97,17 @@ def change(item: Change) -> dict[str, Any]:
 
 
 def project(definition: Definition) -> dict[str, Any]:
-    """A compose or bake project as read: its files, and the members left out and why."""
+    """A compose or bake project as read: its files, and the members left out and why ("unknown": one the
+    tool would build, whose answer ctxwatch cannot give)."""
     return {
         "source": definition.source,
         "project": definition.project,
         "files": definition.files,
         "included": definition.included,
-        "skipped": [{"member": member, "reason": why} for member, why in sorted(definition.skipped.items())],
+        "skipped": [
+            {"member": member, "reason": why, "unknown": member in definition.unknown}
+            for member, why in sorted(definition.skipped.items())
+        ],
         "warnings": definition.warnings,
     }
 

@@ -49,7 +49,7 @@ def select(client: CtxwatchClient, args: argparse.Namespace, default: str) -> tu
     if explicit:
         definition = projects.load_definition(args)
         changes = projects.sync(client, definition, args.state_dir)
-        sync.add(definition, changes)
+        sync.add(definition, changes, selected=True)
         refs = _registered_refs(definition, changes)
     contexts = client.list()
     if texts:
@@ -128,13 +128,15 @@ def say_changes(sync: Sync) -> None:
     for change in sync.changes:
         if change.kind != "unchanged":
             print(change.line(), file=sys.stderr)
+    for definition, member in sync.unknown:
+        print(f"{definition.label}: {member} is not answered: {definition.skipped[member]}", file=sys.stderr)
 
 
 def add_project(client: CtxwatchClient, args: argparse.Namespace) -> int:
     """`ctxwatch add --compose|--bake`: register every build the files define, and show the reports."""
     definition = projects.load_definition(args)
     changes = projects.sync(client, definition, args.state_dir)
-    sync = Sync([definition], changes)
+    sync = Sync([definition], changes, [definition])
     refs = _registered_refs(definition, changes)
     reports = with_progress(client, lambda: client.reports(refs))
     failed = any(c.kind == "failed" for c in changes)
@@ -195,6 +197,7 @@ def affected(client: CtxwatchClient, args: argparse.Namespace, options: pb.Build
                 "project": report.context.labels.get(projects.PROJECT, ""),
                 "member": member,
                 "error": report.error,
+                "unknown": "",
                 "stepsNotCached": len(steps),
                 "firstStep": first.instruction if first else "",
                 "explanation": first.explanation if first else "",
@@ -208,6 +211,21 @@ def affected(client: CtxwatchClient, args: argparse.Namespace, options: pb.Build
                 "project": change.project,
                 "member": change.member,
                 "error": change.detail,
+                "unknown": "",
+                "stepsNotCached": 0,
+                "firstStep": "",
+                "explanation": "",
+            }
+        )
+    for definition, member in sync.unknown:  # not evaluated, or a remote context: it may rebuild
+        entries.append(
+            {
+                "context": f"{definition.project}-{member}",
+                "source": definition.source,
+                "project": definition.project,
+                "member": member,
+                "error": "",
+                "unknown": definition.skipped[member],
                 "stepsNotCached": 0,
                 "firstStep": "",
                 "explanation": "",

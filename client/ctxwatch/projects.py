@@ -63,6 +63,8 @@ class Definition:
     folder: str = ""  # the project's folder: its contexts inside it are watched from there, as one tree
     profiles: list[str] = field(default_factory=list)  # compose profiles enabled on the command line
     included: list[str] = field(default_factory=list)  # files read through compose's `include`
+    # Skipped members the tool would build (not evaluated, a remote context): their answer is unknown.
+    unknown: set[str] = field(default_factory=set)
 
     @property
     def read_files(self) -> list[str]:
@@ -112,14 +114,22 @@ class Sync:
 
     definitions: list[Definition] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    selected: list[Definition] = field(default_factory=list)  # the projects named by --compose/--bake
 
     @property
     def failed(self) -> list[Change]:
         """Registrations the files ask for that the daemon refused (e.g. a Dockerfile that does not exist)."""
         return [change for change in self.changes if change.kind == "failed"]
 
-    def add(self, definition: Definition, changes: list[Change]) -> None:
+    @property
+    def unknown(self) -> list[tuple[Definition, str]]:
+        """(project, member) a selected project would build that cannot be answered: never taken as cached."""
+        return [(d, member) for d in self.selected for member in sorted(d.unknown)]
+
+    def add(self, definition: Definition, changes: list[Change], selected: bool = False) -> None:
         self.definitions.append(definition)
+        if selected:
+            self.selected.append(definition)
         self.changes += changes
 
 
@@ -225,6 +235,7 @@ def compose_definition(project, complete: bool) -> Definition:
         complete,
         project.directory,
         included=project.included,
+        unknown=project.unknown,
     )
 
 

@@ -251,3 +251,18 @@ def test_a_broken_context_does_not_hide_the_others(shared_daemon, tmp_path):
     assert reports[0].error and not reports[1].error
     assert len(reports[1].steps) == 2
     assert_still_serving(shared_daemon)
+
+
+@pytest.mark.parametrize("field", ["status", "cause"])
+def test_a_prediction_step_with_an_unknown_status_or_cause_is_invalid_argument(shared_daemon, tmp_path, field):
+    name = unique()
+    shared_daemon.client.register(str(make_context(tmp_path / "ctx", DOCKERFILE, FILES)), name=name)
+    [prediction] = shared_daemon.client.reports([name])
+    setattr(prediction.steps[1], field, 99)  # an enum value this daemon does not know
+    run = pb.BuildRun(steps=[pb.ObservedStep(line=2, completed=True)], prediction=prediction)
+    with pytest.raises(CtxwatchError) as caught:
+        shared_daemon.client.mark_built(name, run=run)
+    assert caught.value.code == "INVALID_ARGUMENT"
+    assert f"run.prediction.steps[1].{field}: 99" in caught.value.message
+    assert shared_daemon.client.reports([name])[0].builds_recorded == 0  # nothing recorded
+    assert_still_serving(shared_daemon)

@@ -2,8 +2,9 @@
 
 buildx writes a small JSON file for every build it runs,
 `<buildx config dir>/refs/<builder>/<node>/<ref>` (LocalPath, DockerfilePath),
-before the build starts. The daemon looks at that folder every second; a new
-record naming a registered context is followed until the builder's history
+before the build starts. The daemon watches that folder (inotify: no timer
+while no build runs); a new record naming a registered context is followed,
+asking every second, until the builder's history
 (`buildx history inspect`, the API BuildKit keeps for each build) says the
 build ended, then the build is recorded with the options it really had (build
 args, target, no-cache) and, for a failed one, only the steps BuildKit
@@ -31,12 +32,13 @@ from ctxwatch_api.progress import StepResult
 
 from ..cache.store import ContextRow
 from ..config import BuilderSettings
+from ..folder_events import FolderEvents, InotifyObserver
 from ..requests import BuildOptions
 from .history import HistoryUnavailable, inspect, step_results
 
 log = logging.getLogger(__name__)
 
-POLL_S = 1.0
+POLL_S = 1.0  # how often a build being followed is asked about
 # A build that ended is learned a little later, so a `ctxwatch build` of the
 # same build records it first (and says so) instead of both.
 SETTLE_S = 3.0
@@ -74,23 +76,34 @@ class BuildxRefs:
         self._known: set[str] = set()  # refs looked at in this run (matching or not)
         self._pending: dict[str, Pending] = {}
         self._stop = threading.Event()
+        self._wake = threading.Event()  # buildx wrote in its records folder, or the daemon stops
+        self._events: FolderEvents | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, observer: InotifyObserver) -> None:
+        self._events = FolderEvents(observer, str(self.folder), self._wake.set, recursive=True)
         self._thread = threading.Thread(target=self._run, name="buildx-refs", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        if self._events is not None:
+            self._events.close()
 
     def _run(self) -> None:
-        while not self._stop.wait(POLL_S):
+        assert self._events is not None, "started with an observer"
+        while not self._stop.is_set():
+            self._events.retarget()  # before the scan: a record written during it wakes the next one
+            self._wake.clear()
             try:
                 self.scan()
             except Exception:  # a bad record must not end the watching
                 log.exception("reading buildx records in %s failed", self.folder)
+            # Only a build being followed is asked about again; else nothing happens until buildx writes.
+            self._wake.wait(POLL_S if self._pending else None)
 
     def scan(self) -> None:
         """Look for new records, and at the builds still running."""

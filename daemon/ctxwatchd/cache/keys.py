@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..context.ignore import PathMatcher, filepath_match, has_wildcard
@@ -88,9 +88,80 @@ class _Write:
     blame: int | None = None  # WHOLE built from unknowable output: the step to blame
     view: ContextView | None = None  # CONTEXT
     source: str = ""  # CONTEXT: context path; STAGE: absolute path in the source stage
-    writes: tuple[_Write, ...] = ()  # STAGE: the source stage's writes
+    writes: Writes | None = None  # STAGE: the source stage's writes
     flags: bytes = b""  # --chmod / --chown applied on the way
     mode_set: bool = False  # --chmod: the source's own mode does not reach the stage
+
+
+class _WriteLog:
+    """Writes in order, and where each one lands: the positions of the writes
+    at each path and below each folder."""
+
+    __slots__ = ("at", "items", "under")
+
+    def __init__(self) -> None:
+        self.items: list[_Write] = []
+        self.at: dict[str, list[int]] = {}  # dest -> positions
+        self.under: dict[str, list[int]] = {}  # folder -> positions of the writes strictly below it
+
+    def add(self, write: _Write) -> None:
+        position = len(self.items)
+        self.items.append(write)
+        dest = _normal(write.dest)
+        self.at.setdefault(dest, []).append(position)
+        for folder in _folders_above(dest):
+            self.under.setdefault(folder, []).append(position)
+
+
+class Writes:
+    """A stage's writes, in order: a prefix of a log that stages built on it
+    share (the log is copied only when two stages go on from the same point).
+    What lands at or around a path is found through the log's index, not by
+    going through every write: a Dockerfile of 10,000 COPYs stays linear."""
+
+    __slots__ = ("_length", "_log")
+
+    def __init__(self, log: _WriteLog | None = None, length: int = 0) -> None:
+        self._log = log if log is not None else _WriteLog()
+        self._length = length
+
+    def __iter__(self) -> Iterator[_Write]:
+        return iter(self._log.items[: self._length])
+
+    def __len__(self) -> int:
+        return self._length
+
+    def plus(self, writes: Iterable[_Write]) -> Writes:
+        """These writes followed by `writes` (this object is left as it is)."""
+        log = self._log
+        if len(log.items) != self._length:  # another stage went on from here: copy what is ours
+            log = _WriteLog()
+            for write in self:
+                log.add(write)
+        for write in writes:
+            log.add(write)
+        return Writes(log, len(log.items))
+
+    def around(self, path: str) -> list[_Write]:
+        """The writes, in order, that land at `path`, above it or below it
+        (every write that can leave something there)."""
+        log, path = self._log, _normal(path)
+        positions = [p for folder in (path, *_folders_above(path)) for p in log.at.get(folder, ())]
+        positions += log.under.get(path, ())
+        return [log.items[p] for p in sorted(positions) if p < self._length]
+
+
+def _normal(path: str) -> str:
+    """A path as the index keeps it (normpath keeps a leading "//": not here)."""
+    normal = posixpath.normpath(path)
+    return "/" + normal.lstrip("/") if normal.startswith("/") else normal
+
+
+def _folders_above(path: str) -> Iterator[str]:
+    """The folders above a normal absolute path, nearest first ("/" last; none for "/" or a relative path)."""
+    while path.startswith("/") and path != "/":
+        path = posixpath.dirname(path)
+        yield path
 
 
 FILE, FOLDER = "file", "folder"
@@ -117,7 +188,7 @@ class _StageState:
     fs: bytes
     shape: bytes
     last: int | None
-    writes: tuple[_Write, ...]
+    writes: Writes
 
 
 def _h(*parts: bytes) -> bytes:
@@ -150,7 +221,7 @@ def compute_keys(
             state = _StageState(**vars(states[stage.base_stage]))
         else:
             base = stage_base_key(stage.base)
-            state = _StageState(base, base, None, ())
+            state = _StageState(base, base, None, Writes())
         for step in stage.steps:
             view = view_for(tuple(_scoped_excludes(step))) if step.sources else None
             entry = StepKey(step, len(keys), b"", b"", state.last, view=view)
@@ -158,7 +229,7 @@ def compute_keys(
             if stage.context and step.keyword == "from":
                 # A folder is its files: the stage starts from their checksum (BuildKit's local source).
                 state.fs = state.shape = entry.key = entry.shape = _h(b"local", content_exact)
-                state.writes += (_Write(WHOLE, "/", entry.index, identity=state.fs),)
+                state.writes = state.writes.plus([_Write(WHOLE, "/", entry.index, identity=state.fs)])
                 keys.append(entry)
                 state.last = entry.index
                 continue
@@ -171,7 +242,7 @@ def compute_keys(
             else:
                 entry.key, entry.shape = _h(state.fs, content_exact), _h(state.shape, content_shape)
                 state.fs, state.shape = entry.key, entry.shape
-            state.writes += _writes_of(entry, content_exact, states, state.writes)
+            state.writes = state.writes.plus(_writes_of(entry, content_exact, states, state.writes))
             keys.append(entry)
             state.last = entry.index
         states[stage.index] = state
@@ -296,9 +367,7 @@ def _parents(step: Step) -> bool:
 # -- what a step leaves behind ------------------------------------------------------
 
 
-def _writes_of(
-    entry: StepKey, content: bytes, states: dict[int, _StageState], before: tuple[_Write, ...]
-) -> tuple[_Write, ...]:
+def _writes_of(entry: StepKey, content: bytes, states: dict[int, _StageState], before: Writes) -> tuple[_Write, ...]:
     """The step's writes, known file by file where the daemon can know them."""
     step, index = entry.step, entry.index
     if step.keyword == "from" or step.keyword == "run" or step.remote:
@@ -332,7 +401,7 @@ def _context_placements(
     source: SourceInput,
     dest: str,
     count: int,
-    before: tuple[_Write, ...],
+    before: Writes,
     index: int,
     flags: bytes,
 ) -> list[_Write]:
@@ -373,11 +442,11 @@ def _context_placements(
 
 
 def _stage_placement(
-    source_writes: tuple[_Write, ...],
+    source_writes: Writes,
     path: str,
     dest: str,
     count: int,
-    before: tuple[_Write, ...],
+    before: Writes,
     index: int,
     flags: bytes,
 ) -> _Write:
@@ -397,7 +466,7 @@ def _stage_placement(
     return _Write(WHOLE, base, index, identity=_h(exact, flags), blame=blame[-1] if blame else None)
 
 
-def _is_folder(writes: tuple[_Write, ...], path: str) -> bool | None:
+def _is_folder(writes: Writes, path: str) -> bool | None:
     """Whether `path` is a folder in a stage with these writes: True, False
     (a file, or nothing yet), None when it cannot be known (a RUN may decide)."""
     parts = _read(writes, path)
@@ -413,7 +482,7 @@ def _is_folder(writes: tuple[_Write, ...], path: str) -> bool | None:
 # -- what a step reads from another stage -----------------------------------------
 
 
-def _stage_selection(writes: tuple[_Write, ...], path: str) -> tuple[bytes, bytes, tuple[int, ...]]:
+def _stage_selection(writes: Writes, path: str) -> tuple[bytes, bytes, tuple[int, ...]]:
     """The checksum of `path` in a stage (BuildKit checksums only the selected
     paths, by content): exact, with unknowable output replaced by a placeholder,
     and the steps to blame for that output (the last one that may have written there)."""
@@ -423,7 +492,7 @@ def _stage_selection(writes: tuple[_Write, ...], path: str) -> tuple[bytes, byte
         prefix = _wildcard_free_prefix(path)
         parts = _read(writes, prefix)
         exact = _h(b"wildcard", path.encode(), *(_h(p.where.encode(), p.identity) for p in parts))
-        steps = tuple(w.step for w in writes if _overlaps(w.dest, prefix))
+        steps = tuple(w.step for w in writes.around(prefix) if _overlaps(w.dest, prefix))
         return exact, _h(STAGE_OUTPUT_PLACEHOLDER, path.encode()), steps
     parts = _read(writes, path)
     exact = _selection_identity(parts)
@@ -443,16 +512,23 @@ def _selection_identity(parts: list[_Part]) -> bytes:
     return _h(*(_h(p.where.encode(), p.identity) for p in parts))
 
 
-def _read(writes: tuple[_Write, ...], path: str) -> list[_Part]:
+def _read(writes: Writes, path: str) -> list[_Part]:
     """What the writes leave at or below `path`, in order; a file replaces
     what an earlier write put at its place."""
     parts: list[_Part] = []
-    for write in writes:
+    first = 0  # parts before this one were replaced by a file at `path` itself
+    at: dict[str, list[int]] = {}  # where -> positions in parts
+    replaced: set[int] = set()
+    for write in writes.around(path):
         for part in _parts_of(write, path):
             if part.kind == FILE:  # replaces what was at its place
-                parts = [p for p in parts if part.where and p.where != part.where]
+                if not part.where:
+                    first = len(parts)
+                else:
+                    replaced.update(at.pop(part.where, ()))
+            at.setdefault(part.where, []).append(len(parts))
             parts.append(part)
-    return parts
+    return [p for i, p in enumerate(parts[first:], first) if i not in replaced]
 
 
 def _parts_of(write: _Write, path: str) -> list[_Part]:
@@ -473,6 +549,7 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
                 return [_Part("", _h(node.digest, write.flags), kind=FOLDER)]
             record = None if write.flags else node.digest
             return [_Part("", _placed(node, write), record=record, kind=FILE)]
+        assert write.writes is not None, "a write from a stage has that stage's writes"
         inner = _read(write.writes, posixpath.join(write.source, sub) if sub else write.source)
         return [_flagged(p, write.flags) for p in inner]
     if _within(write.dest, path):  # the write lands inside the selected folder
@@ -485,6 +562,7 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
             if node is None:
                 return []
             return [_Part(where, _placed(node, write), kind=FOLDER if node.kind == KIND_DIR else FILE)]
+        assert write.writes is not None, "a write from a stage has that stage's writes"
         inner = _read(write.writes, write.source)
         return [_Part(join(where, p.where) if p.where else where, _h(p.identity, write.flags), p.blame) for p in inner]
     return []

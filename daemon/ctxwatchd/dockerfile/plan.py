@@ -175,9 +175,12 @@ class _Planner:
         self.build_args = dict(build_args)
         self.used_args: set[str] = set()
         self.global_args: dict[str, str | None] = {}
+        self.global_env: dict[str, str] = {}  # the global ARGs with a value: what `$NAME` means in FROM
         self.stages: list[Stage] = []
         self.by_name: dict[str, int] = {}
         self.expanded_chars = 0  # every expansion so far (an ARG chain can double a value on each line)
+        self._env_of: Stage | None = None  # the stage whose ARG and ENV values _env_now holds
+        self._env_now: dict[str, str] = {}
 
     def plan(self, target: str) -> Plan:
         stage: Stage | None = None
@@ -227,15 +230,17 @@ class _Planner:
         return needed
 
     def _global_arg(self, ins: Instruction) -> None:
-        env = {k: v for k, v in self.global_args.items() if v is not None}
-        for name, default in self._arg_pairs(ins, env):
+        for name, default in self._arg_pairs(ins, self.global_env):
             self.used_args.add(name)
-            self.global_args[name] = self.build_args.get(name, default)
+            value = self.global_args[name] = self.build_args.get(name, default)
+            if value is None:
+                self.global_env.pop(name, None)
+            else:
+                self.global_env[name] = value
 
     def _from(self, ins: Instruction) -> Stage:
         args = list(ins.args)
-        env = {k: v for k, v in self.global_args.items() if v is not None}
-        base = self._expand(args[0], env, ins) if args else ""
+        base = self._expand(args[0], self.global_env, ins) if args else ""
         name = ""
         if len(args) == 3 and args[1].lower() == "as":
             name = args[2]
@@ -309,9 +314,11 @@ class _Planner:
                     value = default if default is not None else self.global_args.get(name)
                 if value is not None:
                     stage.args[name] = value
+                    self._env_of = None
         elif kw == "env":
             for key, value in _pairs(ins):
                 stage.env[self._expand(key, env, ins)] = self._expand(value, env, ins)
+                self._env_of = None
                 env = self._env(stage)
         elif kw == "workdir":
             path = self._expand(ins.args[0], env, ins) if ins.args else ""
@@ -470,8 +477,11 @@ class _Planner:
 
     # -- helpers ------------------------------------------------------------------
     def _env(self, stage: Stage) -> dict[str, str]:
-        """What `$NAME` means at this point: ENV wins over ARG, as in BuildKit."""
-        return {**stage.args, **stage.env}
+        """What `$NAME` means at this point: ENV wins over ARG, as in BuildKit.
+        Made again only after an ARG or ENV (not for every instruction: linear time)."""
+        if self._env_of is not stage:
+            self._env_of, self._env_now = stage, {**stage.args, **stage.env}
+        return self._env_now
 
     def _expand(self, word: str, env: Mapping[str, str], ins: Instruction) -> str:
         try:

@@ -35,6 +35,7 @@ LOCK_FILE = "ctxwatchd.lock"  # in the state folder: held (flock) by the daemon 
 TOKEN_FILE = "tcp-token"  # in the state folder: what TCP callers must send
 LOOPBACK = "127.0.0.1"  # the only address --tcp-port listens on
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+WAKE_SIGNAL = signal.SIGUSR1  # sent by the daemon to its own main thread: look at the socket again
 
 
 class AlreadyRunning(Exception):
@@ -139,7 +140,7 @@ def start(socket_path: Path, state_dir: Path, config: config_file.Config, tcp_po
     # Block the stop signals before any thread exists (threads inherit the
     # mask); serve() takes them with sigwait in this thread: a signal delivered
     # to a worker thread would otherwise never wake a main thread blocked on a lock.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {*STOP_SIGNALS, WAKE_SIGNAL})
     # A file-size limit then fails a write, as a full disk does, instead of killing the daemon.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     os.umask(0o077)  # every file the daemon creates (state, log, token) is private

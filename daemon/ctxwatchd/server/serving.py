@@ -28,19 +28,16 @@ from ..builders.buildx import BuildxRefs
 from ..cache.store import Store
 from ..config import Config
 from ..engine import Engine
+from ..folder_events import FolderEvents, start_observer
 from ..private import NotPrivate
 from . import idle
-from .main import LOOPBACK, STOP_SIGNALS, TOKEN_FILE, AlreadyRunning, claim_socket
+from .main import LOOPBACK, STOP_SIGNALS, TOKEN_FILE, WAKE_SIGNAL, AlreadyRunning, claim_socket
 from .reflection import enable_reflection
 from .service import CtxwatchService
 from .tcp import TokenCheck, load_or_create_token
 
 log = logging.getLogger("ctxwatchd")
 QUERY_SWITCH_INTERVAL_S = 0.001
-
-# How often the daemon checks that its socket is still there (one stat: a
-# removed socket would leave clients starting a second daemon).
-SOCKET_CHECK_S = 2.0
 WARM_UP_MARKER = "warming-up"  # in the state folder: the context the warm-up is answering
 SAVE_WAIT_S = 3.0  # at a stop, how long to wait for a running query before leaving without saving
 
@@ -79,6 +76,8 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
     threading.Thread(
         target=engine.warm_up, args=(str(state_dir / WARM_UP_MARKER),), name="warm-up", daemon=True
     ).start()
+    # The daemon's own folders (socket, buildx's records) are watched, never polled.
+    observer = start_observer()
     builds = None
     if config.builder.watch_buildx:  # builds run without `ctxwatch build`
         builds = BuildxRefs(
@@ -88,7 +87,7 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
             engine.learn_build,
             engine.mark_builder_ref,
         )
-        builds.start()
+        builds.start(observer)
     stop = threading.Event()
     token = load_or_create_token(state_dir) if tcp_port is not None else None
     service = CtxwatchService(engine, str(socket_path), str(state_dir), stop)
@@ -97,19 +96,28 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
     if tcp_port is not None:
         log.info("also serving on %s:%d; callers need the token in %s", LOOPBACK, tcp_port, state_dir / TOKEN_FILE)
     notify_systemd("READY=1")
-    while (stop_signal := _next_stop_signal(SOCKET_CHECK_S)) is None:
-        if _is_ours(socket_path, our_socket):
+    main_thread = threading.get_ident()
+    socket_events = FolderEvents(
+        observer, str(socket_path.parent), lambda: signal.pthread_kill(main_thread, WAKE_SIGNAL)
+    )
+    stop_signal = None
+    while True:
+        socket_events.retarget()  # before looking: a removal from now on wakes this thread
+        if not _is_ours(socket_path, our_socket):
+            # Someone removed the socket (or its folder): clients could no longer
+            # reach this daemon and would start a second one. Bind it again.
+            log.warning("the socket %s was removed; serving on it again", socket_path)
+            server.stop(grace=1).wait()
+            try:
+                claim_socket(socket_path)
+                server, health_servicer, our_socket = _start_server(service, socket_path, token, tcp_port)
+            except (AlreadyRunning, NotPrivate, OSError) as e:
+                log.error("cannot serve on %s again (%s); stopping", socket_path, e)
+                break
             continue
-        # Someone removed the socket (or its folder): clients could no longer
-        # reach this daemon and would start a second one. Bind it again.
-        log.warning("the socket %s was removed; serving on it again", socket_path)
-        server.stop(grace=1).wait()
-        try:
-            claim_socket(socket_path)
-            server, health_servicer, our_socket = _start_server(service, socket_path, token, tcp_port)
-        except (AlreadyRunning, NotPrivate, OSError) as e:
-            log.error("cannot serve on %s again (%s); stopping", socket_path, e)
+        if (stop_signal := _next_stop_signal()) is not None:
             break
+    socket_events.close()
     stop.set()
     log.info("shutting down (%s)", stop_signal.name if stop_signal else "socket lost")
     engine.notify_activity()  # ends open watch streams
@@ -118,6 +126,7 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
     server.stop(grace=2).wait()
     if builds is not None:
         builds.stop()
+    observer.stop()
     _remove_socket(socket_path, our_socket)
     if not _save(engine, store):
         # A query is stuck (in the kernel, say): a stop signal is honoured
@@ -129,12 +138,13 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
     return 0
 
 
-def _next_stop_signal(timeout: float) -> signal.Signals | None:
-    """The stop signal that arrived within `timeout`, else None. A wait ended
-    without one (after SIGSTOP and SIGCONT the kernel may end it with a signal
-    number that is not ours) counts as a timeout."""
-    info = signal.sigtimedwait(STOP_SIGNALS, timeout)
-    if info is None or info.si_signo not in STOP_SIGNALS:
+def _next_stop_signal() -> signal.Signals | None:
+    """Wait for a stop signal, or for WAKE_SIGNAL (something changed in the
+    socket's folder): the stop signal, else None. A wait ended without either
+    (after SIGSTOP and SIGCONT the kernel may end it with a signal number that
+    is not ours) counts as a wake-up."""
+    info = signal.sigwaitinfo({*STOP_SIGNALS, WAKE_SIGNAL})
+    if info.si_signo not in STOP_SIGNALS:
         return None
     return signal.Signals(info.si_signo)
 

@@ -87,3 +87,29 @@ def test_control_characters_in_names_are_escaped_in_human_output(served, tmp_pat
     assert "\\x1b]0;title\\x07\\x1b[2J\\nline 1" in shown.stdout, shown.stdout
     assert not any(line.startswith("line 1  COPY") for line in shown.stdout.splitlines())
     assert_serving(daemon, client)
+
+
+def test_stage_names_images_and_urls_that_are_not_utf8_are_escaped(served, tmp_path):
+    """Every answer's text from a Dockerfile travels escaped (the fields the
+    proto's header lists): a stage name, a base image and a URL with a byte
+    that is not UTF-8 once made GetReports, MarkBuilt and FindReaders fail
+    with INTERNAL, for every context at once."""
+    daemon, client = served
+    ctx = bytes_context(
+        tmp_path / "stages",
+        b"FROM img\xfe:1 AS st\xfeage\nADD https://example.com/\xfe /x\nCOPY \xfe.txt /y\n",
+        {b"\xfe.txt": b"one\n"},
+    )
+    client.register(str(ctx), name="stages")
+    report = report_of(client, "stages")
+    assert report.error == "", report.error
+    assert [s.stage for s in report.steps] == ["st\\xfeage"] * 3
+    assert sorted(report.assumed_remote) == ["https://example.com/\\xfe", "img\\xfe:1"]
+    assert any("img\\xfe:1" in note for note in report.notes), report.notes
+    built = client.mark_built(pb.ContextRef(name="stages"))
+    assert built.steps_recorded == 3, built
+    # The context's folder: every step reading below it, the one reading \xfe.txt included.
+    readers = client.find_readers(str(ctx), [pb.ContextRef(name="stages")])
+    assert not readers.unknown, readers.unknown
+    assert [(r.step.stage, r.source) for r in readers.readers] == [("st\\xfeage", "\\xfe.txt")]
+    assert_serving(daemon, client)

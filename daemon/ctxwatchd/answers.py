@@ -8,11 +8,13 @@ nothing here locks, and nothing here waits for another root.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from .budget import DEFAULT_TIME_LIMIT_S, OutOfTime, time_limit
 from .cache.keys import StepKey, compute_keys
 from .cache.report import Cause, QueryOptions, StepReport, StepStatus, build_steps, printable, stage_ordinal
 from .cache.store import BuildStepRow, ContextRow, Store
@@ -30,6 +32,8 @@ from .limits import MAX_IGNORE_FILE_BYTES
 from .registry import LastAnswer, ParsedFile, Registered, Registry, inside
 from .requests import BuildOptions, validated_args, validated_build_contexts
 from .results import Report
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -50,19 +54,32 @@ class Answers:
         histories: HistoryCache,
         strict_remote: bool = False,
         unread_build: Callable[[str], int] = lambda name: 0,
+        time_limit_s: float = DEFAULT_TIME_LIMIT_S,
     ) -> None:
         self._registry = registry
         self._views = views
         self._histories = histories
         self._strict_remote = strict_remote  # the config file's default, for contexts that do not say
         self._unread_build = unread_build  # when a build of the context ran that could not be read (ms), or 0
+        self._time_limit_s = time_limit_s  # how long one answer may take (0: no limit)
 
     def evaluate(
         self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, synced: set[str]
     ) -> Evaluation:
         """The answer for one context whose root (None: its folder is missing)
         the caller holds the lock of. `synced` holds the roots already synced
-        by this request (a sync proves every earlier write is seen)."""
+        by this request (a sync proves every earlier write is seen). Past the
+        time limit, the answer is an error saying so (budget.py)."""
+        try:
+            with time_limit(self._time_limit_s):
+                return self._evaluate(reg, root, options, synced)
+        except OutOfTime as e:
+            log.warning("%s: %s", reg.row.name, e)
+            return Evaluation(Report(reg.row, error=str(e)), [])
+
+    def _evaluate(
+        self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, synced: set[str]
+    ) -> Evaluation:
         report = Report(reg.row)
         self._registry.retarget_dockerfile_watch(reg)  # before reading it: no edit falls between
         if root is None:

@@ -10,6 +10,7 @@ follow.
     strict_remote = false      # steps on unpinned images and URLs: unknown instead of assumed
     max_builds = 100           # recorded builds kept per context
     log_level = "INFO"         # DEBUG, INFO, WARNING, ERROR
+    answer_time_limit = 120.0  # seconds one context's answer may take (0: none); past it, an error for that context
 
     [builder]
     watch_buildx = true        # learn builds run without `ctxwatch build` from buildx's records
@@ -30,6 +31,7 @@ import platformdirs
 
 from ctxwatch_api import paths
 
+from .budget import DEFAULT_TIME_LIMIT_S
 from .cache.store import DEFAULT_MAX_BUILDS
 
 CONFIG_ENV = "CTXWATCH_CONFIG"
@@ -63,6 +65,7 @@ class Config:
     strict_remote: bool = False
     max_builds: int = DEFAULT_MAX_BUILDS
     log_level: str = "INFO"
+    answer_time_limit: float = DEFAULT_TIME_LIMIT_S
     builder: BuilderSettings = field(default_factory=BuilderSettings)
 
 
@@ -99,6 +102,8 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{path}: log_level: expected one of {', '.join(LOG_LEVELS)}, got {top['log_level']!r}")
     if top.get("max_builds", 1) < 1:
         raise ConfigError(f"{path}: max_builds: must be at least 1, got {top['max_builds']}")
+    if top.get("answer_time_limit", 0) < 0:
+        raise ConfigError(f"{path}: answer_time_limit: must be 0 (no limit) or more, got {top['answer_time_limit']:g}")
     settings = _values(path, "builder.", builder, BuilderSettings, skip=set())
     if settings.get("history_timeout", 1) <= 0:
         raise ConfigError(f"{path}: builder.history_timeout: must be more than 0")

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from ctxwatch_api.progress import StepResult, observed_steps
 
 from .answers import Answers, Evaluation, build_rows, named_contexts, named_folders, new_nodes, options_dict
+from .budget import DEFAULT_TIME_LIMIT_S
 from .builders.compare import check_row, compare, stored_check
 from .cache.readers import readers
 from .cache.report import StepStatus, printable
@@ -51,6 +52,7 @@ class Engine:
         max_builds: int = DEFAULT_MAX_BUILDS,
         private_folders: tuple[str, ...] = (),
         strict_remote: bool = False,
+        answer_time_limit: float = DEFAULT_TIME_LIMIT_S,
     ) -> None:
         self._store = store
         self._max_builds = max_builds
@@ -75,7 +77,12 @@ class Engine:
         private = (os.path.realpath(store.path.parent), *map(os.path.realpath, private_folders))
         self._registry = Registry(store, self._observer, self.notify_activity, self._root_closed, private)
         self._answers = Answers(
-            self._registry, self._views, self._histories, strict_remote, self._store.last_unread_build
+            self._registry,
+            self._views,
+            self._histories,
+            strict_remote,
+            self._store.last_unread_build,
+            answer_time_limit,
         )
 
     @property

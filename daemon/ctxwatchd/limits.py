@@ -19,6 +19,7 @@ MAX_PLAN_EXPANSION_CHARS = 16 * MiB  # every expansion of one Dockerfile togethe
 
 MAX_IGNORE_FILE_BYTES = 1 * MiB  # a .dockerignore (each line at most 64 KiB, as Docker reads it)
 MAX_IGNORE_PATTERNS = 10_000
+MAX_EXCLUDE_SETS = 64  # different COPY --exclude sets in one Dockerfile (each keeps its own folder digests)
 
 MAX_BUILD_ARGS = 1000  # per context or request
 MAX_BUILD_ARG_BYTES = 32 * KiB  # names and values together, per context or request

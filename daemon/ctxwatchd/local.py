@@ -37,7 +37,11 @@ class LocalServer:
         self.socket_path = Path(self._folder.name) / SOCKET_NAME
         self._store = Store(state_dir / STATE_FILE)
         self._engine = Engine(
-            self._store, watch=False, max_builds=config.max_builds, strict_remote=config.strict_remote
+            self._store,
+            watch=False,
+            max_builds=config.max_builds,
+            strict_remote=config.strict_remote,
+            answer_time_limit=config.answer_time_limit,
         )
         self._server = grpc.server(ThreadPoolExecutor(max_workers=4, thread_name_prefix="local-rpc"))
         service = CtxwatchService(self._engine, str(self.socket_path), str(state_dir), threading.Event())

@@ -23,14 +23,17 @@ import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ..budget import check
 from ..context.ignore import PathMatcher, filepath_match, has_wildcard
 from ..context.nodes import Child, digest_of, encode_selection
 from ..context.records import KIND_DIR, KIND_SYMLINK
 from ..context.tree import join
 from ..context.view import ContextReadError, ContextView, SentNode
 from ..dockerfile.plan import Plan, Step, spec_bytes
+from ..limits import MAX_EXCLUDE_SETS
 
 MAX_SYMLINK_HOPS = 40
+COMPUTING_KEYS = "computing the step keys"
 STAGE_OUTPUT_PLACEHOLDER = b"stage-output"
 
 
@@ -199,8 +202,13 @@ def _h(*parts: bytes) -> bytes:
     return h.digest()
 
 
+def _raw(text: str) -> bytes:
+    """A text's bytes as written (a Dockerfile or a file name need not be UTF-8)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def stage_base_key(base: str) -> bytes:
-    return _h(b"scratch") if base.lower() == "scratch" else _h(b"image", base.encode())
+    return _h(b"scratch") if base.lower() == "scratch" else _h(b"image", _raw(base))
 
 
 def compute_keys(
@@ -216,6 +224,7 @@ def compute_keys(
     """
     keys: list[StepKey] = []
     states: dict[int, _StageState] = {}
+    exclude_sets: set[tuple[str, ...]] = set()  # each is a view of its own: memory, bounded
     for stage in plan.stages:
         if stage.base_stage is not None:
             state = _StageState(**vars(states[stage.base_stage]))
@@ -223,8 +232,18 @@ def compute_keys(
             base = stage_base_key(stage.base)
             state = _StageState(base, base, None, Writes())
         for step in stage.steps:
-            view = view_for(tuple(_scoped_excludes(step))) if step.sources else None
+            check(COMPUTING_KEYS)
+            excludes = tuple(_scoped_excludes(step))
+            too_many = step.sources and excludes not in exclude_sets and len(exclude_sets) >= MAX_EXCLUDE_SETS
+            if step.sources and not too_many:
+                exclude_sets.add(excludes)
+            view = view_for(excludes) if step.sources and not too_many else None
             entry = StepKey(step, len(keys), b"", b"", state.last, view=view)
+            if too_many:
+                entry.error = (
+                    f"more than {MAX_EXCLUDE_SETS} different COPY --exclude sets in one Dockerfile, the most "
+                    "ctxwatch follows (each keeps digests of the whole context)"
+                )
             content_exact, content_shape = _content(step, entry, view, states, named_view_for)
             if stage.context and step.keyword == "from":
                 # A folder is its files: the stage starts from their checksum (BuildKit's local source).
@@ -308,7 +327,7 @@ def _content(
             shape = list(exact)
         except (SourceNotFound, ContextReadError) as e:
             entry.error = str(e)
-            exact = shape = [str(e).encode()]
+            exact = shape = [_raw(str(e))]
     named = _named_reads(step, entry, named_view_for)
     exact, shape = exact + named, shape + named
     for stage_index, path in sorted(step.stage_reads, key=lambda read: read[1]):
@@ -334,10 +353,10 @@ def _named_reads(step: Step, entry: StepKey, named_view_for: Callable[[str], Con
         try:
             if named_view_for is None:
                 raise ContextReadError(name, "no folder is given for it")
-            parts += [name.encode(), select_source(named_view_for(name), path).key_digest]
+            parts += [_raw(name), select_source(named_view_for(name), path).key_digest]
         except (SourceNotFound, ContextReadError) as e:
             entry.error = f"named context {name!r}: {e}"
-            parts.append(entry.error.encode())
+            parts.append(_raw(entry.error))
     return parts
 
 
@@ -380,7 +399,7 @@ def _writes_of(entry: StepKey, content: bytes, states: dict[int, _StageState], b
     writes: list[_Write] = []
     for name, body in step.spec.get("inline", []):
         place = posixpath.join(dest, name) if dest.endswith("/") else dest
-        writes.append(_Write(WHOLE, posixpath.normpath(place), index, identity=_h(body.encode(), flags)))
+        writes.append(_Write(WHOLE, posixpath.normpath(place), index, identity=_h(_raw(body), flags)))
     if step.stage_reads:
         source_writes = states[step.stage_reads[0][0]].writes
         for _, path in step.stage_reads:
@@ -491,16 +510,16 @@ def _stage_selection(writes: Writes, path: str) -> tuple[bytes, bytes, tuple[int
         # wildcard-free prefix counts, and a change there is never a sure miss.
         prefix = _wildcard_free_prefix(path)
         parts = _read(writes, prefix)
-        exact = _h(b"wildcard", path.encode(), *(_h(p.where.encode(), p.identity) for p in parts))
+        exact = _h(b"wildcard", _raw(path), *(_h(_raw(p.where), p.identity) for p in parts))
         steps = tuple(w.step for w in writes.around(prefix) if _overlaps(w.dest, prefix))
-        return exact, _h(STAGE_OUTPUT_PLACEHOLDER, path.encode()), steps
+        return exact, _h(STAGE_OUTPUT_PLACEHOLDER, _raw(path)), steps
     parts = _read(writes, path)
     exact = _selection_identity(parts)
     blamed = [i for i, p in enumerate(parts) if p.blame is not None]
     if not blamed:
         return exact, exact, ()
     last = blamed[-1]
-    shape = _h(STAGE_OUTPUT_PLACEHOLDER, *(_h(p.where.encode(), p.identity) for p in parts[last + 1 :]))
+    shape = _h(STAGE_OUTPUT_PLACEHOLDER, *(_h(_raw(p.where), p.identity) for p in parts[last + 1 :]))
     return exact, shape, tuple(p.blame for p in parts[last : last + 1] if p.blame is not None)
 
 
@@ -509,7 +528,7 @@ def _selection_identity(parts: list[_Part]) -> bytes:
         return _h(b"absent")
     if len(parts) == 1 and parts[0].record is not None:
         return parts[0].record  # the same file copied from the context or from a stage: one key
-    return _h(*(_h(p.where.encode(), p.identity) for p in parts))
+    return _h(*(_h(_raw(p.where), p.identity) for p in parts))
 
 
 def _read(writes: Writes, path: str) -> list[_Part]:
@@ -520,6 +539,7 @@ def _read(writes: Writes, path: str) -> list[_Part]:
     at: dict[str, list[int]] = {}  # where -> positions in parts
     replaced: set[int] = set()
     for write in writes.around(path):
+        check(COMPUTING_KEYS)
         for part in _parts_of(write, path):
             if part.kind == FILE:  # replaces what was at its place
                 if not part.where:
@@ -574,7 +594,7 @@ def _placed(node: SentNode, write: _Write) -> bytes:
     if write.mode_set and node.kind != KIND_DIR:
         record = node.node.record
         assert record is not None, "a file node has its record"
-        return _h(record.kind.encode(), str(record.size).encode(), record.content, record.link_target.encode(),
+        return _h(record.kind.encode(), str(record.size).encode(), record.content, _raw(record.link_target),
                   repr(record.xattrs).encode(), write.flags)  # fmt: skip
     return _h(node.digest, write.flags)
 
@@ -656,7 +676,7 @@ def select_source(view: ContextView, source: str, parents: bool = False) -> Sour
     node = view.node(resolved)
     if node is None:
         raise SourceNotFound(source)
-    key_digest = _h(b"parents", source.encode(), node.digest) if parents else node.digest
+    key_digest = _h(b"parents", _raw(source), node.digest) if parents else node.digest
     return SourceInput(source, resolved, node.digest, node=node, key_digest=key_digest)
 
 

@@ -15,11 +15,12 @@ same keeps its digest if its sub-folders keep theirs.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor
 from itertools import accumulate
 from typing import Any, NamedTuple, TypeVar, cast
 
+from ..budget import check
 from .hashing import Item, hash_files
 from .ignore import MatchState, PathMatcher
 from .nodes import (
@@ -43,6 +44,7 @@ PREFETCH_CHUNK = 20_000  # files handed to the hashing threads at a time
 # From this many entries a folder keeps its entries encoded (about 100 bytes
 # each), so that a change in it encodes that entry again, not the folder.
 WIDE_FOLDER = 2048
+READING_FILES = "reading the context's files"
 
 
 class ContextReadError(Exception):
@@ -276,6 +278,7 @@ class ContextView:
         todo, files = [(rel, entry, self._state(rel))], []
         must_read = self.tree.must_read
         while todo:
+            check(READING_FILES)
             path, item, state = todo.pop()
             if self._memo_holds(path, item):
                 continue  # its digest is known: nothing below needs hashing
@@ -425,13 +428,12 @@ class ContextView:
         changed since it was last encoded are encoded again."""
         listing = self._listing(rel, entry)
         wide = self.wide.get(rel)
-        names: Iterable[str]
         if wide is None or not wide.holds(entry, state):
             wide = self.wide[rel] = WideListing(entry, state)
-            names = sorted(listing)
-        else:
-            names = wide.stale | wide.racy
-        wide.stale = set()
+            wide.stale = set(listing)
+        # An entry leaves `stale` once encoded: a walk stopped half-way (an
+        # unreadable file, the time limit) leaves the rest to the next one.
+        names = sorted(wide.stale | wide.racy)
         self.tree.apply_saved_records(self._tree_rel(rel), entry)
         shared = self.matcher.entries_state(rel, state)  # None: match each
         for name in names:
@@ -453,6 +455,7 @@ class ContextView:
             else:
                 wide.racy.discard(name)
             wide.put(name, part)
+            wide.stale.discard(name)
         return wide.blob() if wide.sends_any() else b""
 
     def changed_window(self, rel: str, old_blob: bytes, new_blob: bytes) -> tuple[Node, Node] | None:
@@ -544,6 +547,7 @@ def _run(walk: Generator[Any, Any, _Result], visit: Callable[..., Generator[Any,
     stack = [walk]
     result = None
     while stack:
+        check(READING_FILES)
         try:
             child = stack[-1].send(result)
         except StopIteration as done:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+from ..budget import check
 from ..gostrings import GO_SPACE, byte_view, from_byte_view, go_lower, go_quote, go_trim_space, valid_runes
 from ..limits import MAX_INSTRUCTIONS
 from .shell import ShellExpansionError, words_as_written
@@ -446,6 +447,7 @@ def parse(text: str | bytes) -> ParsedDockerfile:
     instructions: list[Instruction] = []
     warnings: list[str] = []
     while (raw := lines.next()) is not None:
+        check("parsing the Dockerfile")
         first = raw.rstrip("\r\n").lstrip(GO_SPACE)
         try:
             directives.feed(first)

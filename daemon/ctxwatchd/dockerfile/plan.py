@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..budget import check
 from ..limits import MAX_PLAN_EXPANSION_CHARS
 from .parser import Instruction, ParsedDockerfile, Span
 from .shell import ShellExpansionError, expand_word
@@ -185,6 +186,7 @@ class _Planner:
     def plan(self, target: str) -> Plan:
         stage: Stage | None = None
         for ins in self.parsed.instructions:
+            check("planning the Dockerfile's stages and steps")
             if ins.keyword not in KNOWN_KEYWORDS:
                 raise PlanError(ins.start_line, f"unknown instruction: {ins.keyword.upper()}")
             _check_flags(ins)

@@ -28,6 +28,7 @@ from .wire import (
     context_message,
     context_ref,
     context_refs,
+    printable,
     readers_message,
     registration,
     report_message,
@@ -101,7 +102,10 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
     def MarkBuilt(self, request: pb.MarkBuiltRequest, context) -> pb.MarkBuiltResponse:
         run = build_run(request.run) if request.HasField("run") else None
         reg = self.engine.resolve(context_ref(request.context))
-        return built_message(self.engine.mark_built(reg, build_options(request.options), run))
+        built = built_message(self.engine.mark_built(reg, build_options(request.options), run))
+        if built.ByteSize() > REPLY_BUDGET_BYTES:
+            built.report.CopyFrom(_within_budget([built.report])[0])
+        return built
 
     @_answers
     def PruneBuilds(self, request: pb.PruneBuildsRequest, context) -> pb.PruneBuildsResponse:
@@ -123,7 +127,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
             while context.is_active() and not self.shutdown.is_set():
                 if not self.engine.is_registered(reg):
                     context.abort(grpc.StatusCode.NOT_FOUND, f"context: {reg.row.name!r} was unregistered")
-                report = report_message(self.engine.report(reg, options))
+                (report,) = _within_budget([report_message(self.engine.report(reg, options))])
                 encoded = report.SerializeToString(deterministic=True)
                 if encoded != sent:
                     sent = encoded
@@ -135,22 +139,35 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
 
     @_answers
     def FindReaders(self, request: pb.FindReadersRequest, context) -> pb.FindReadersResponse:
-        return readers_message(self.engine.find_readers(request.path, _limited(request.contexts)))
+        found = readers_message(self.engine.find_readers(request.path, _limited(request.contexts)))
+        if found.ByteSize() > REPLY_BUDGET_BYTES:
+            used, kept = 0, []
+            for reader in found.readers:
+                used += reader.ByteSize()
+                if used > REPLY_BUDGET_BYTES:
+                    break
+                kept.append(reader)
+            left_out = len(found.readers) - len(kept)
+            del found.readers[len(kept) :]
+            found.unknown.append(
+                f"{left_out} readers left out: the reply would exceed {REPLY_BUDGET_BYTES} bytes; name one context"
+            )
+        return found
 
     @_answers
     def GetDaemonStatus(self, request: pb.GetDaemonStatusRequest, context) -> pb.DaemonStatus:
         return pb.DaemonStatus(
             version=__version__,
             pid=os.getpid(),
-            socket_path=self.socket_path,
-            state_dir=self.state_dir,
+            socket_path=printable(self.socket_path),
+            state_dir=printable(self.state_dir),
             contexts=self.engine.context_count(),
             roots=[root_message(root) for root in self.engine.status()],
             memory_rss_bytes=_rss_bytes(),
             queue_depth=self.engine.queue_depth(),
             uptime_seconds=time.monotonic() - self.started,
-            activity=self.engine.activity(),
-            log_file=SETTINGS.log_destination,
+            activity=printable(self.engine.activity()),
+            log_file=printable(SETTINGS.log_destination),
             idle_timeout_seconds=SETTINGS.idle_timeout_s,
             predictions=stats_message(self.engine.prediction_stats()),
         )

@@ -65,6 +65,7 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
         max_builds=config.max_builds,
         private_folders=(str(socket_path.parent),),
         strict_remote=config.strict_remote,
+        answer_time_limit=config.answer_time_limit,
     )
     # What exists now (modules, the registry) lives as long as the daemon:
     # frozen, it is not traversed again by each full collection that a large

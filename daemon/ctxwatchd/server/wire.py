@@ -1,5 +1,10 @@
 """The API's messages to and from the engine's domain types: the only place
-(with the gRPC service that uses it) where the daemon speaks protobuf."""
+(with the gRPC service that uses it) where the daemon speaks protobuf.
+
+Names need not be UTF-8 (a file name, a Dockerfile's bytes); protobuf strings
+must be. Every text of an answer that comes from the filesystem or a
+Dockerfile leaves through `printable`: a byte that is not UTF-8 as `\\xNN`
+(the proto's header comment lists the fields)."""
 
 from __future__ import annotations
 
@@ -122,15 +127,15 @@ def _predicted(i: int, step: pb.Step) -> PredictedStep:
 def context_message(row: ContextRow) -> pb.Context:
     return pb.Context(
         name=row.name,
-        path=row.path,
-        dockerfile=row.dockerfile,
+        path=printable(row.path),
+        dockerfile=printable(row.dockerfile),
         build_args=row.build_args,
         target=row.target,
-        build_contexts=row.build_contexts,
+        build_contexts={name: printable(value) for name, value in row.build_contexts.items()},
         no_cache=row.no_cache,
         no_cache_filter=row.no_cache_filter,
         labels=row.labels,
-        watch_root=row.watch_root,
+        watch_root=printable(row.watch_root),
         strict_remote=row.options.get("strict_remote"),
     )
 
@@ -153,15 +158,15 @@ def _report_message(report: Report) -> pb.Report:
     return pb.Report(
         context=context_message(report.context),
         steps=[step_message(step) for step in report.steps],
-        error=report.error,
+        error=printable(report.error),
         error_line=report.error_line,
         error_range=range_message(report.error_range) if report.error_range is not None else None,
         all_cached=report.all_cached,
         builds_recorded=report.builds_recorded,
         last_build_unix_ms=report.last_build_unix_ms,
-        notes=report.notes,
+        notes=[printable(note) for note in report.notes],
         context_digest=report.context_digest,
-        assumed_remote=report.assumed_remote,
+        assumed_remote=[printable(remote) for remote in report.assumed_remote],
         unread_build_unix_ms=report.unread_build_unix_ms,
     )
 
@@ -172,12 +177,12 @@ def readers_message(found: Readers) -> pb.FindReadersResponse:
             pb.Reader(
                 context=context_message(r.context),
                 step=step_message(r.step),
-                source=r.source,
+                source=printable(r.source),
                 steps_after=r.steps_after,
             )
             for r in found.readers
         ],
-        unknown=found.unknown,
+        unknown=[printable(u) for u in found.unknown],
     )
 
 
@@ -194,8 +199,8 @@ def built_message(built: BuildRecorded) -> pb.MarkBuiltResponse:
 def check_message(check: PredictionCheck) -> pb.PredictionCheck:
     return pb.PredictionCheck(
         context=check.context,
-        dockerfile=check.dockerfile,
-        command=check.command,
+        dockerfile=printable(check.dockerfile),
+        command=printable(check.command),
         unix_ms=check.unix_ms,
         steps=check.steps,
         agreed=check.agreed,
@@ -203,12 +208,12 @@ def check_message(check: PredictionCheck) -> pb.PredictionCheck:
         disagreements=[
             pb.Disagreement(
                 line=d.line,
-                instruction=d.instruction,
+                instruction=printable(d.instruction),
                 predicted=STATUSES[d.predicted],
                 cause=CAUSES[d.cause],
-                explanation=d.explanation,
+                explanation=printable(d.explanation),
                 cached=d.cached,
-                error=d.error,
+                error=printable(d.error),
             )
             for d in check.disagreements
         ],
@@ -228,11 +233,11 @@ def stats_message(stats: PredictionStats) -> pb.PredictionStats:
 
 def root_message(root: RootStatus) -> pb.WatchedRoot:
     return pb.WatchedRoot(
-        path=root.path,
+        path=printable(root.path),
         files=root.files,
         directories=root.directories,
         healthy=root.healthy,
-        message=root.message,
+        message=printable(root.message),
         files_hashed=root.files_hashed,
         bytes_hashed=root.bytes_hashed,
     )
@@ -246,7 +251,7 @@ def range_message(span: Span) -> pb.Range:
 
 def step_message(step: StepReport) -> pb.Step:
     return pb.Step(
-        stage=step.stage,
+        stage=printable(step.stage),
         stage_index=step.stage_index,
         index=step.index,
         instruction=printable(step.instruction),

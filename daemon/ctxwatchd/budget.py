@@ -1,0 +1,64 @@
+"""How long one answer may take.
+
+An answer for one context (parse, plan, step keys, the walk of its files) runs
+under a time limit; the long loops call `check`, which raises OutOfTime once
+the limit has passed. That context's report then says so, its root's lock is
+released, and the daemon serves the others: a huge or pathological Dockerfile
+or tree cannot hold a worker, or the contexts sharing its root, for ever.
+What was read and hashed before the stop is kept (file digests, folder
+digests finished), so asking again goes on from there.
+
+The limit is per thread: one answer's, set by `time_limit` around it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+DEFAULT_TIME_LIMIT_S = 120.0  # the config file's answer_time_limit; README "Limits"
+
+
+class OutOfTime(Exception):
+    """An answer took longer than its time limit."""
+
+    def __init__(self, limit_s: float, doing: str) -> None:
+        super().__init__(
+            f"answering took longer than {limit_s:g} s (answer_time_limit in the config file) and was stopped "
+            f"while {doing}; the daemon serves the other contexts. What was read and hashed is kept: "
+            "asking again goes on from there"
+        )
+        self.doing = doing
+
+
+class _Limit(threading.local):
+    deadline: float | None = None
+    seconds: float = 0.0
+
+
+_limit = _Limit()
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Within the block, on this thread, `check` raises OutOfTime once `seconds`
+    have passed (0 or less: no limit). Nested, the earlier deadline holds."""
+    outer, outer_seconds = _limit.deadline, _limit.seconds
+    if seconds > 0:
+        deadline = time.monotonic() + seconds
+        if outer is None or deadline < outer:
+            _limit.deadline, _limit.seconds = deadline, seconds
+    try:
+        yield
+    finally:
+        _limit.deadline, _limit.seconds = outer, outer_seconds
+
+
+def check(doing: str) -> None:
+    """Raise OutOfTime when this thread's answer is past its time limit.
+    Called in every loop whose length an untrusted input decides: cheap."""
+    deadline = _limit.deadline
+    if deadline is not None and time.monotonic() > deadline:
+        raise OutOfTime(_limit.seconds, doing)

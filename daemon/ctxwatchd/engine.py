@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -71,6 +71,7 @@ class Engine:
         # Bumped on every file event; watchers of reports wait on it.
         self._activity = threading.Condition()
         self._generation = 0
+        self._listeners: set[Callable[[], None]] = set()  # called on every change (watch streams)
         self._busy: dict[int, str] = {}  # thread -> what it answers, for the status RPC
         self._tree_sizes: dict[str, tuple[int, int, int]] = {}  # root -> (generation, files, folders)
         # The daemon's own folders (state, socket): never a build context.
@@ -153,6 +154,21 @@ class Engine:
         with self._activity:
             self._generation += 1
             self._activity.notify_all()
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+
+    def on_activity(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after every change, on the thread that made it (so
+        it must be short: hand the news over); returns what stops the calls."""
+        with self._activity:
+            self._listeners.add(listener)
+
+        def stop() -> None:
+            with self._activity:
+                self._listeners.discard(listener)
+
+        return stop
 
     def wait_for_activity(self, seen: int) -> int:
         """Block until something changed after generation `seen`; no polling."""

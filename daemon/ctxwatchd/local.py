@@ -22,6 +22,7 @@ from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 from .cache.store import Store
 from .config import Config, load, resolve_path
 from .engine import Engine
+from .server.loop import LoopThread
 from .server.main import STATE_FILE
 from .server.service import CtxwatchService
 
@@ -43,14 +44,22 @@ class LocalServer:
             strict_remote=config.strict_remote,
             answer_time_limit=config.answer_time_limit,
         )
-        self._server = grpc.server(ThreadPoolExecutor(max_workers=4, thread_name_prefix="local-rpc"))
-        service = CtxwatchService(self._engine, str(self.socket_path), str(state_dir), threading.Event())
-        pb_grpc.add_CtxwatchServicer_to_server(service, self._server)
-        self._server.add_insecure_port(f"unix:{self.socket_path}")
-        self._server.start()
+        self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="local-rpc")
+        service = CtxwatchService(self._engine, str(self.socket_path), str(state_dir), threading.Event(), self._workers)
+        self._loop = LoopThread("local-grpc")
+        self._server = self._loop.run(self._start(service))
+
+    async def _start(self, service: CtxwatchService) -> grpc.aio.Server:
+        server = grpc.aio.server()
+        pb_grpc.add_CtxwatchServicer_to_server(service, server)
+        server.add_insecure_port(f"unix:{self.socket_path}")
+        await server.start()
+        return server
 
     def close(self) -> None:
-        self._server.stop(grace=None).wait()
+        self._loop.run(self._server.stop(grace=None))
+        self._loop.close()
+        self._workers.shutdown()
         self._engine.close()
         self._store.close()
         self._folder.cleanup()

@@ -12,16 +12,18 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import grpc
 
+from .handlers import around_each_call
 from .settings import SETTINGS
 
 log = logging.getLogger("ctxwatchd")
 
 
-def interceptors() -> list[grpc.ServerInterceptor]:
+def interceptors() -> list[grpc.aio.ServerInterceptor]:
     """The interceptor that counts calls, when an idle timeout is set (one for the daemon's
     life: a server started again on a re-bound socket shares it)."""
     return [_the_timer()] if SETTINGS.idle_timeout_s > 0 else []
@@ -37,7 +39,7 @@ def _exit() -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # the main thread waits for exactly that
 
 
-class IdleTimer(grpc.ServerInterceptor):
+class IdleTimer(grpc.aio.ServerInterceptor):
     """Calls `on_idle` once no call or stream has been open for `timeout_s` seconds."""
 
     def __init__(self, timeout_s: float, on_idle: Callable[[], None]) -> None:
@@ -49,38 +51,15 @@ class IdleTimer(grpc.ServerInterceptor):
         with self._lock:
             self._arm()
 
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if handler is None:
-            return None
-        if handler.unary_unary:
-            return handler._replace(unary_unary=self._counted(handler.unary_unary))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=self._counted(handler.stream_unary))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=self._counted_stream(handler.unary_stream))
-        return handler._replace(stream_stream=self._counted_stream(handler.stream_stream))
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        return None if handler is None else around_each_call(handler, self._counted)
 
-    def _counted(self, behaviour: Callable) -> Callable:
-        def call(request, context):
-            self._begin()
-            try:
-                return behaviour(request, context)
-            finally:
-                self._end()
-
-        return call
-
-    def _counted_stream(self, behaviour: Callable) -> Callable:
-        def call(request, context):
-            self._begin()
-            return self._ending(behaviour(request, context))
-
-        return call
-
-    def _ending(self, responses: Iterator) -> Iterator:
+    @asynccontextmanager
+    async def _counted(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        self._begin()
         try:
-            yield from responses
+            yield
         finally:
             self._end()
 

@@ -20,11 +20,11 @@ V1_SERVICE_NAME = f"{V1_PACKAGE}.ServerReflection"
 V1_FILE = "grpc/reflection/v1/reflection.proto"
 
 
-def enable_reflection(service_names: Iterable[str], server: grpc.Server) -> None:
+def enable_reflection(service_names: Iterable[str], server: grpc.aio.Server) -> None:
     """Serve reflection (v1 and v1alpha) listing `service_names` and both reflection services."""
     _add_v1_descriptor(descriptor_pool.Default())
     names = (*service_names, reflection.SERVICE_NAME, V1_SERVICE_NAME)
-    servicer = reflection.ReflectionServicer(names)
+    servicer = reflection.aio.ReflectionServicer(names)
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     server.add_generic_rpc_handlers(
         (

@@ -1,14 +1,23 @@
-"""The gRPC service: validates requests, asks the engine, maps errors to status codes."""
+"""The gRPC service: validates requests, asks the engine, maps errors to status codes.
+
+It runs on grpc's asyncio server (serving.py): an open call costs no thread.
+The engine's work (hashing, parsing: blocking, CPU) runs on a pool of worker
+threads, never on the event loop, so a watch stream waiting for a change, or
+500 of them, takes no worker, and the health check (served on the loop)
+answers whatever the workers are doing.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
 
 import grpc
 
@@ -19,7 +28,8 @@ from .. import __version__
 from ..engine import Engine
 from ..errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument, NotFound
 from ..limits import MAX_CONTEXTS_PER_REQUEST, REPLY_BUDGET_BYTES
-from ..registry import ContextRef
+from ..registry import ContextRef, Registered
+from ..requests import BuildOptions
 from .settings import SETTINGS
 from .wire import (
     build_options,
@@ -54,52 +64,59 @@ def status_code(error: ApiError) -> grpc.StatusCode:
 
 
 def _answers(method: Callable) -> Callable:
-    """Turns ApiError into its status code; any other failure into INTERNAL, logged."""
+    """An RPC from a method that answers on a worker thread: ApiError becomes its
+    status code; any other failure INTERNAL, logged."""
 
     @functools.wraps(method)
-    def wrapper(self, request, context: grpc.ServicerContext):
+    async def rpc(self: CtxwatchService, request, context: grpc.aio.ServicerContext):
         try:
-            return method(self, request, context)
+            return await self.on_worker(method, self, request)
         except ApiError as e:
-            context.abort(status_code(e), e.message)
+            await context.abort(status_code(e), e.message)
         except Exception as e:  # the daemon stays up whatever one request does
             log.exception("%s failed", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}: {e}")
+            await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method.__name__}: {e}")
 
-    return wrapper
+    return rpc
 
 
 class CtxwatchService(pb_grpc.CtxwatchServicer):
-    def __init__(self, engine: Engine, socket_path: str, state_dir: str, shutdown: threading.Event) -> None:
+    def __init__(
+        self, engine: Engine, socket_path: str, state_dir: str, shutdown: threading.Event, workers: Executor
+    ) -> None:
         self.engine = engine
         self.socket_path = socket_path
         self.state_dir = state_dir
         self.shutdown = shutdown
+        self.workers = workers  # where the engine's work runs: never on the event loop
         self.started = time.monotonic()
 
+    async def on_worker(self, work: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.workers, work, *args)
+
     @_answers
-    def RegisterContext(self, request: pb.RegisterContextRequest, context) -> pb.RegisterContextResponse:
+    def RegisterContext(self, request: pb.RegisterContextRequest) -> pb.RegisterContextResponse:
         row, updated = self.engine.register(registration(request))
         return pb.RegisterContextResponse(context=context_message(row), updated=updated)
 
     @_answers
-    def UnregisterContext(self, request: pb.UnregisterContextRequest, context) -> pb.UnregisterContextResponse:
+    def UnregisterContext(self, request: pb.UnregisterContextRequest) -> pb.UnregisterContextResponse:
         row, kept = self.engine.unregister(context_ref(request.context), forget=request.forget)
         return pb.UnregisterContextResponse(context=context_message(row), builds_kept=kept)
 
     @_answers
-    def ListContexts(self, request: pb.ListContextsRequest, context) -> pb.ListContextsResponse:
+    def ListContexts(self, request: pb.ListContextsRequest) -> pb.ListContextsResponse:
         return pb.ListContextsResponse(contexts=[context_message(row) for row in self.engine.contexts()])
 
     @_answers
-    def GetReports(self, request: pb.GetReportsRequest, context) -> pb.GetReportsResponse:
+    def GetReports(self, request: pb.GetReportsRequest) -> pb.GetReportsResponse:
         targets = self.engine.resolve_all(_limited(request.contexts))
         _each_once([t.row.name for t in targets])
         reports = self.engine.reports(targets, build_options(request.options))
         return pb.GetReportsResponse(reports=_within_budget([report_message(r) for r in reports]))
 
     @_answers
-    def MarkBuilt(self, request: pb.MarkBuiltRequest, context) -> pb.MarkBuiltResponse:
+    def MarkBuilt(self, request: pb.MarkBuiltRequest) -> pb.MarkBuiltResponse:
         run = build_run(request.run) if request.HasField("run") else None
         reg = self.engine.resolve(context_ref(request.context))
         built = built_message(self.engine.mark_built(reg, build_options(request.options), run))
@@ -108,37 +125,52 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
         return built
 
     @_answers
-    def PruneBuilds(self, request: pb.PruneBuildsRequest, context) -> pb.PruneBuildsResponse:
+    def PruneBuilds(self, request: pb.PruneBuildsRequest) -> pb.PruneBuildsResponse:
         builds, nodes = self.engine.prune(
             _limited(request.contexts), request.keep, request.older_than_seconds, request.dry_run
         )
         return pb.PruneBuildsResponse(builds_removed=builds, nodes_removed=nodes)
 
-    def WatchInvalidations(self, request: pb.WatchInvalidationsRequest, context):
-        """Stream the report, then every changed one, until the client leaves."""
+    async def WatchInvalidations(
+        self, request: pb.WatchInvalidationsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.Report]:
+        """Stream the report, then every changed one, until the client leaves.
+        Between two reports the stream only waits on the event loop: no thread."""
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+
+        def wake() -> None:  # on the thread that made the change: hand the news to the loop
+            loop.call_soon_threadsafe(changed.set)
+
+        stop_listening = self.engine.on_activity(wake)
         try:
             if not self.engine.watching:
                 raise FailedPrecondition("watch needs the daemon (drop --no-daemon)")
-            reg = self.engine.resolve(context_ref(request.context))
+            reg = await self.on_worker(self.engine.resolve, context_ref(request.context))
             options = build_options(request.options)
-            context.add_callback(self.engine.notify_activity)  # wakes the wait below on disconnect
             sent = b""
-            generation = self.engine.generation
-            while context.is_active() and not self.shutdown.is_set():
-                if not self.engine.is_registered(reg):
-                    context.abort(grpc.StatusCode.NOT_FOUND, f"context: {reg.row.name!r} was unregistered")
-                (report,) = _within_budget([report_message(self.engine.report(reg, options))])
+            while not self.shutdown.is_set():
+                changed.clear()  # before answering: a change while it runs means one more round
+                report = await self.on_worker(self._watched_report, reg, options)
                 encoded = report.SerializeToString(deterministic=True)
                 if encoded != sent:
                     sent = encoded
                     yield report
-                generation = self.engine.wait_for_activity(generation)
-                time.sleep(WATCH_DEBOUNCE_S)  # let a burst of events settle into one report
+                await changed.wait()  # a client that leaves cancels this wait
+                await asyncio.sleep(WATCH_DEBOUNCE_S)  # let a burst of events settle into one report
         except ApiError as e:
-            context.abort(status_code(e), e.message)
+            await context.abort(status_code(e), e.message)
+        finally:
+            stop_listening()
+
+    def _watched_report(self, reg: Registered, options: BuildOptions) -> pb.Report:
+        if not self.engine.is_registered(reg):
+            raise NotFound(f"context: {reg.row.name!r} was unregistered")
+        (report,) = _within_budget([report_message(self.engine.report(reg, options))])
+        return report
 
     @_answers
-    def FindReaders(self, request: pb.FindReadersRequest, context) -> pb.FindReadersResponse:
+    def FindReaders(self, request: pb.FindReadersRequest) -> pb.FindReadersResponse:
         found = readers_message(self.engine.find_readers(request.path, _limited(request.contexts)))
         if found.ByteSize() > REPLY_BUDGET_BYTES:
             used, kept = 0, []
@@ -155,7 +187,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
         return found
 
     @_answers
-    def GetDaemonStatus(self, request: pb.GetDaemonStatusRequest, context) -> pb.DaemonStatus:
+    def GetDaemonStatus(self, request: pb.GetDaemonStatusRequest) -> pb.DaemonStatus:
         return pb.DaemonStatus(
             version=__version__,
             pid=os.getpid(),
@@ -173,7 +205,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
         )
 
     @_answers
-    def Shutdown(self, request: pb.ShutdownRequest, context) -> pb.ShutdownResponse:
+    def Shutdown(self, request: pb.ShutdownRequest) -> pb.ShutdownResponse:
         log.info("shutdown requested by a client")
         os.kill(os.getpid(), signal.SIGTERM)  # the main thread waits for exactly that
         return pb.ShutdownResponse()

@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import sys
 import threading
-from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -31,6 +31,8 @@ from ..engine import Engine
 from ..folder_events import FolderEvents, start_observer
 from ..private import NotPrivate
 from . import idle
+from .handlers import MalformedRequests
+from .loop import LoopThread
 from .main import LOOPBACK, STOP_SIGNALS, TOKEN_FILE, WAKE_SIGNAL, AlreadyRunning, claim_socket
 from .reflection import enable_reflection
 from .service import CtxwatchService
@@ -38,6 +40,7 @@ from .tcp import TokenCheck, load_or_create_token
 
 log = logging.getLogger("ctxwatchd")
 QUERY_SWITCH_INTERVAL_S = 0.001
+WORKERS = 16  # threads the engine's work runs on; an open call or stream takes none
 WARM_UP_MARKER = "warming-up"  # in the state folder: the context the warm-up is answering
 SAVE_WAIT_S = 3.0  # at a stop, how long to wait for a running query before leaving without saving
 
@@ -91,8 +94,10 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
         builds.start(observer)
     stop = threading.Event()
     token = load_or_create_token(state_dir) if tcp_port is not None else None
-    service = CtxwatchService(engine, str(socket_path), str(state_dir), stop)
-    server, health_servicer, our_socket = _start_server(service, socket_path, token, tcp_port)
+    loop = LoopThread("grpc")
+    workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="rpc")
+    service = CtxwatchService(engine, str(socket_path), str(state_dir), stop, workers)
+    server, health_servicer, our_socket = loop.run(_start_server(service, socket_path, token, tcp_port))
     log.info("ctxwatchd %s serving on %s (state in %s)", __version__, socket_path, state_dir)
     if tcp_port is not None:
         log.info("also serving on %s:%d; callers need the token in %s", LOOPBACK, tcp_port, state_dir / TOKEN_FILE)
@@ -108,10 +113,10 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
             # Someone removed the socket (or its folder): clients could no longer
             # reach this daemon and would start a second one. Bind it again.
             log.warning("the socket %s was removed; serving on it again", socket_path)
-            server.stop(grace=1).wait()
+            loop.run(server.stop(grace=1))
             try:
                 claim_socket(socket_path)
-                server, health_servicer, our_socket = _start_server(service, socket_path, token, tcp_port)
+                server, health_servicer, our_socket = loop.run(_start_server(service, socket_path, token, tcp_port))
             except (AlreadyRunning, NotPrivate, OSError) as e:
                 log.error("cannot serve on %s again (%s); stopping", socket_path, e)
                 break
@@ -123,8 +128,10 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
     log.info("shutting down (%s)", stop_signal.name if stop_signal else "socket lost")
     engine.notify_activity()  # ends open watch streams
     notify_systemd("STOPPING=1")
-    health_servicer.enter_graceful_shutdown()
-    server.stop(grace=2).wait()
+    loop.run(health_servicer.enter_graceful_shutdown())
+    loop.run(server.stop(grace=2))
+    workers.shutdown(wait=False)
+    loop.close()
     if builds is not None:
         builds.stop()
     observer.stop()
@@ -150,14 +157,15 @@ def _next_stop_signal() -> signal.Signals | None:
     return signal.Signals(info.si_signo)
 
 
-def _start_server(
+async def _start_server(
     service: CtxwatchService, socket_path: Path, token: str | None, tcp_port: int | None
-) -> tuple[grpc.Server, health.HealthServicer, int]:
-    """A gRPC server with every service, listening; the socket's inode tells it from a later one."""
-    interceptors = [TokenCheck(token)] if token is not None else []
+) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
+    """A gRPC server with every service, listening (on the loop it runs on);
+    the socket's inode tells it from a later one."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [TokenCheck(token)] if token is not None else []
+    interceptors.append(MalformedRequests())
     interceptors += idle.interceptors()
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="rpc"),
+    server = grpc.aio.server(
         interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", MAX_REQUEST_BYTES),
@@ -165,21 +173,24 @@ def _start_server(
         ],
     )
     ctxwatch_pb2_grpc.add_CtxwatchServicer_to_server(service, server)
-    health_servicer = health.HealthServicer()
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     service_name = ctxwatch_pb2.DESCRIPTOR.services_by_name["Ctxwatch"].full_name
     enable_reflection((service_name, health.SERVICE_NAME), server)
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
         server.add_insecure_port(f"unix:{socket_path}")
-        if tcp_port is not None and not server.add_insecure_port(f"{LOOPBACK}:{tcp_port}"):
-            raise OSError(f"cannot listen on {LOOPBACK}:{tcp_port}")
-        server.start()
+        if tcp_port is not None:
+            try:
+                server.add_insecure_port(f"{LOOPBACK}:{tcp_port}")
+            except RuntimeError as e:  # grpc's asyncio server says "Failed to bind"
+                raise OSError(f"cannot listen on {LOOPBACK}:{tcp_port}: {e}") from None
+        await server.start()
     finally:
         os.umask(old_umask)
     os.chmod(socket_path, 0o600)
     for name in ("", service_name):  # the whole server, and the service by its name
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, health_servicer, os.stat(socket_path).st_ino
 
 

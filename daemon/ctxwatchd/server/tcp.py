@@ -11,11 +11,14 @@ import hmac
 import logging
 import os
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
 
 from ..private import NotPrivate, private_file
+from .handlers import around_each_call
 from .main import TOKEN_FILE
 
 log = logging.getLogger(__name__)
@@ -60,43 +63,28 @@ def load_or_create_token(state_dir: Path) -> str:
     return token
 
 
-class TokenCheck(grpc.ServerInterceptor):
+class TokenCheck(grpc.aio.ServerInterceptor):
     """Lets Unix-socket calls through; TCP calls need the token."""
 
     def __init__(self, token: str) -> None:
         self.expected = f"Bearer {token}".encode()
 
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
         if handler is None:
             return None
         given = dict(handler_call_details.invocation_metadata or ()).get("authorization", "").encode()
-        allowed = hmac.compare_digest(given, self.expected)
-        return _guarded(handler, allowed)
+        if hmac.compare_digest(given, self.expected):
+            return handler
 
-
-def _guarded(handler: grpc.RpcMethodHandler, allowed: bool) -> grpc.RpcMethodHandler:
-    """The same handler, refusing callers that came over TCP without the token."""
-
-    def guard(behaviour):
-        def checked(request, context):
-            if not allowed and not context.peer().startswith("unix:"):
-                context.abort(
+        @asynccontextmanager
+        async def unix_only(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+            if not context.peer().startswith("unix:"):
+                await context.abort(
                     grpc.StatusCode.UNAUTHENTICATED,
                     f"TCP callers must send 'authorization: Bearer <token>' (the token is in the "
                     f"daemon's state folder, file {TOKEN_FILE})",
                 )
-            return behaviour(request, context)
+            yield
 
-        return checked
-
-    for kind, make in (
-        ("unary_unary", grpc.unary_unary_rpc_method_handler),
-        ("unary_stream", grpc.unary_stream_rpc_method_handler),
-        ("stream_unary", grpc.stream_unary_rpc_method_handler),
-        ("stream_stream", grpc.stream_stream_rpc_method_handler),
-    ):
-        behaviour = getattr(handler, kind)
-        if behaviour:
-            return make(guard(behaviour), handler.request_deserializer, handler.response_serializer)
-    return handler
+        return around_each_call(handler, unix_only)

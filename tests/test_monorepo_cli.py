@@ -224,6 +224,36 @@ def test_watch_follows_the_compose_file(daemon, shop: Path) -> None:
         watcher.communicate(timeout=10)
 
 
+def test_watch_shows_one_whole_screen_first(daemon, shop: Path) -> None:
+    environ = {key: value for key, value in daemon.env().items() if key not in PROJECT_VARIABLES}
+    cli = [sys.executable, "-u", "-m", "ctxwatch.cli", "--no-spawn"]
+    subprocess.run([*cli, "add", "--compose"], cwd=shop, env=environ, check=True, capture_output=True)
+    watcher = subprocess.Popen(
+        [*cli, "watch", "--compose"],
+        cwd=shop,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    stalled = threading.Timer(60, watcher.kill)  # a watch that never draws ends the read below
+    stalled.start()
+    try:
+        assert watcher.stdout is not None
+        screen = []
+        for line in watcher.stdout:  # up to the first "watching" line: the first screen
+            screen.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+        assert "watching 4 contexts" in screen[-1]
+        headers = [line.split(":")[0] for line in screen if line.startswith("shop-")]
+        assert headers == ["shop-api", "shop-inline", "shop-linter", "shop-web"]  # each once, not one screen each
+    finally:
+        stalled.cancel()
+        watcher.terminate()
+        watcher.communicate(timeout=10)
+
+
 def test_bake_project_registers_what_buildx_bake_print_gives(run, bake_shop: Path, tmp_path: Path) -> None:
     program = installed("buildx")
     if program is None:
@@ -262,6 +292,40 @@ def test_bake_targets_affected(run, bake_shop: Path) -> None:
     assert run("affected", "--bake", cwd=bake_shop).stdout.split() == ["api", "web", "worker-mail", "worker-billing"]
     run("built", "--bake", "api", cwd=bake_shop)
     assert set(affected(run, bake_shop, "--bake")) == {"web", "worker-mail", "worker-billing"}
+
+
+def test_a_target_outside_the_default_group_is_kept_until_the_file_drops_it(run, bake_shop: Path) -> None:
+    run("add", "--bake", cwd=bake_shop)
+    run("add", "--bake", "tools", cwd=bake_shop)  # group "ci" builds it; "default" does not
+    checked = run("check", "--bake", cwd=bake_shop, code=None)  # the default group, read again
+    assert "removed" not in checked.stderr
+    assert "bake-shop-tools" in {c["name"] for c in as_json(run("ls", "--json"))["contexts"]}
+    status = run("status", "bake-shop-tools", cwd=bake_shop)  # read again whole: nothing changed
+    assert "bake-shop-tools" in status.stdout and "removed" not in status.stderr
+    hcl = bake_shop / "docker-bake.hcl"
+    hcl.write_text(hcl.read_text().split('target "tools"')[0])
+    checked = run("check", "--bake", cwd=bake_shop, code=None)
+    assert "bake bake-shop: removed 'bake-shop-tools' for tools (no longer defined)" in checked.stderr
+    assert "bake-shop-tools" not in {c["name"] for c in as_json(run("ls", "--json"))["contexts"]}
+
+
+def test_a_name_another_project_holds_is_not_taken_over(run, tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    (root / "web").mkdir(parents=True)
+    (root / "web" / "Dockerfile").write_text("FROM scratch\nCOPY f /f\n")
+    (root / "web" / "f").write_text("f\n")
+    (root / "compose.yaml").write_text("services:\n  web:\n    build:\n      context: web\n      target: ''\n")
+    (root / "docker-bake.hcl").write_text(
+        'target "default" {\n  context = "web"\n}\ntarget "web" {\n  context = "web"\n  args = {\n    A = "1"\n  }\n}\n'
+    )
+    run("add", "--compose", cwd=root)
+    refused = run("add", "--bake", "web", cwd=root, code=2)
+    assert "the name is taken by compose project repo" in refused.stdout + refused.stderr
+    [web] = [c for c in as_json(run("ls", "--json"))["contexts"] if c["name"] == "repo-web"]
+    assert web["labels"]["ctxwatch.source"] == "compose" and web["buildArgs"] == {}  # left as compose said
+    run("add", "--bake", "web", "--project-name", "baked", cwd=root)
+    names = {c["name"] for c in as_json(run("ls", "--json"))["contexts"]}
+    assert {"repo-web", "baked-web"} <= names
 
 
 def test_a_target_not_evaluated_is_never_taken_as_cached(run, tmp_path: Path) -> None:

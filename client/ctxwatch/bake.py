@@ -99,6 +99,7 @@ class Bake:
     targets: dict[str, Target]  # the selected targets, evaluated
     groups: dict[str, list[str]]
     problems: dict[str, str]  # target -> what was not evaluated, and where
+    defined: set[str] = field(default_factory=set)  # every target the files define, selected or not
 
 
 @dataclass
@@ -123,8 +124,10 @@ def load(
     names: Sequence[str] = (),
     cwd: Path | None = None,
     environ: Mapping[str, str] | None = None,
+    every_target: bool = False,
 ) -> Bake:
-    """The targets `docker buildx bake [-f FILE ...] [NAME ...]` would build (default: group "default")."""
+    """The targets `docker buildx bake [-f FILE ...] [NAME ...]` would build (default: group "default";
+    `every_target`: all the files define)."""
     cwd = Path(os.path.abspath(cwd or os.getcwd()))
     environ = dict(os.environ if environ is None else environ)
     paths = [Path(os.path.abspath(cwd / f)) for f in files] if files else find_files(cwd, environ)
@@ -148,7 +151,7 @@ def load(
             group_members[name] = [str(t) for t in scope.value(block.attributes.get("targets", []), {})]
         except NotEvaluated as e:
             raise BakeError(f"{block.where.get('targets', paths[0])}: group {name!r} targets: {e}") from e
-    wanted = _expand(list(names) or ["default"], group_members, targets, evaluator)
+    wanted = list(targets) if every_target else _expand(list(names) or ["default"], group_members, targets, evaluator)
     result: dict[str, Target] = {}
     problems: dict[str, str] = {}
     for name in wanted:
@@ -157,7 +160,19 @@ def load(
                 result[target.name] = target
         except NotEvaluated as e:
             problems[name] = str(e)
-    return Bake(str(cwd), [str(p) for p in paths], result, group_members, problems)
+    return Bake(str(cwd), [str(p) for p in paths], result, group_members, problems, _defined(targets, evaluator))
+
+
+def _defined(targets: dict[str, _Block], evaluator: _Evaluator) -> set[str]:
+    """Every target name the files define (a matrix's names included), whether selected or not:
+    a registered target not among them is no longer defined."""
+    defined = set(targets)
+    for name in targets:
+        try:
+            defined.update(target.name for target in evaluator.resolve(name))
+        except (NotEvaluated, BakeError):
+            continue  # its block name stands for it
+    return defined
 
 
 def _expand(names: list[str], groups: dict[str, list[str]], targets: dict, evaluator: _Evaluator) -> list[str]:
@@ -524,9 +539,9 @@ def _unescape(text: str) -> str:
     )
 
 
-def definition(bake: Bake, complete: bool = True) -> projects.Definition:
-    """The contexts to register: `<project>-<target>`, the project being the bake folder's name."""
-    project = normalize_project_name(os.path.basename(bake.folder)) or "bake"
+def definition(bake: Bake, project_name: str = "") -> projects.Definition:
+    """The contexts to register: `<project>-<target>`, the project being `project_name` or the bake folder's name."""
+    project = normalize_project_name(project_name or os.path.basename(bake.folder)) or "bake"
     registrations = []
     skipped = dict(bake.problems)
     for target in bake.targets.values():
@@ -554,6 +569,16 @@ def definition(bake: Bake, complete: bool = True) -> projects.Definition:
                 inline=target.dockerfile_inline,
             )
         )
+    # Not `complete`: the default group need not name every target; `defined` says which are gone.
     return projects.Definition(
-        "bake", project, bake.files, registrations, skipped, [], complete, bake.folder, unknown=set(skipped)
+        "bake",
+        project,
+        bake.files,
+        registrations,
+        skipped,
+        [],
+        False,
+        bake.folder,
+        unknown=set(skipped),
+        defined=bake.defined,
     )

@@ -259,12 +259,15 @@ def discover(args: argparse.Namespace, connect: Callable[[], AbstractContextMana
         return 0
     for problem in found.problems:
         print(f"ctxwatch: warning: {problem}", file=sys.stderr)
-    width = max((len(f.name) for f in found.found), default=0)
-    for f in found.found:
-        where = f" ({f.defined_by})" if f.defined_by else ""
-        dockerfile = os.path.relpath(f.dockerfile, found.root)
-        context = os.path.relpath(f.context, found.root)
-        emit(f"{f.name:<{width}}  {dockerfile}  context {context}{where}")
+    rows = [
+        (f.name, os.path.relpath(f.dockerfile, found.root), os.path.relpath(f.context, found.root), f.defined_by)
+        for f in found.found
+    ]
+    name_width = max((len(row[0]) for row in rows), default=0)
+    file_width = max((len(row[1]) for row in rows), default=0)
+    for name, dockerfile, context, defined_by in rows:
+        where = f" ({defined_by})" if defined_by else ""
+        emit(f"{name:<{name_width}}  {dockerfile:<{file_width}}  context {context}{where}")
     if not found.found:
         emit(f"no Dockerfile under {found.root}")
     for change in sync.changes:
@@ -383,6 +386,8 @@ def _show_changes(changes: Sequence[projects.Change], as_json: bool) -> None:
 
 
 def _redraw(reports: dict[str, pb.Report], streams: int, args: argparse.Namespace) -> None:
+    if len(reports) < streams:
+        return  # a stream has not given its first report yet: one whole screen, not one per context
     if sys.stdout.isatty():
         print("\x1b[H\x1b[2J", end="")  # redraw in place
     shown = "\n\n".join(render.render_report(report, **style(args)) for _, report in sorted(reports.items()))

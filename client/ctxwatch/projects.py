@@ -65,6 +65,8 @@ class Definition:
     included: list[str] = field(default_factory=list)  # files read through compose's `include`
     # Skipped members the tool would build (not evaluated, a remote context): their answer is unknown.
     unknown: set[str] = field(default_factory=set)
+    # Every member the files define, selected or not (None: only `complete` says what is gone).
+    defined: set[str] | None = None
 
     @property
     def read_files(self) -> list[str]:
@@ -150,7 +152,12 @@ def selection_options(add: bool = False) -> argparse.ArgumentParser:
         metavar="FILE|TARGET",
         help="the targets (or groups) of bake files (default: docker-bake.hcl and the like, here)",
     )
-    group.add_argument("--project-name", metavar="NAME", help="compose project name (as `docker compose -p`)")
+    group.add_argument(
+        "--project-name",
+        metavar="NAME",
+        help="the project's name, the first part of its context names (compose: as `docker compose -p`; "
+        "bake: default the folder's name)",
+    )
     group.add_argument(
         "--profile", action="append", default=[], metavar="PROFILE", help="compose profile to enable; repeatable"
     )
@@ -171,7 +178,7 @@ def load_definition(args: argparse.Namespace) -> Definition:
         files, names = _files_and_names(args.compose, (".yaml", ".yml"))
         return load("compose", files, names, project_name=args.project_name or "", profiles=args.profile)
     files, names = _files_and_names(args.bake, (".hcl", ".json"))
-    return load("bake", files, names)
+    return load("bake", files, names, project_name=args.project_name or "")
 
 
 def load(
@@ -181,9 +188,11 @@ def load(
     project_name: str = "",
     profiles: Sequence[str] = (),
     folder: str | None = None,
+    every_member: bool = False,
 ) -> Definition:
     """Read a project's files as `docker compose` / `docker buildx bake` would, run in `folder`
-    (default: the current folder), with this process's environment."""
+    (default: the current folder), with this process's environment. `every_member`: all the
+    files define (bake's default group may leave targets out; compose's default is all)."""
     cwd = Path(folder) if folder else None
     if source == "compose":
         from ctxwatch import compose
@@ -193,7 +202,7 @@ def load(
     else:
         from ctxwatch import bake
 
-        definition = bake.definition(bake.load(files, names, cwd=cwd), complete=not names)
+        definition = bake.definition(bake.load(files, names, cwd=cwd, every_target=every_member), project_name)
     definition.profiles = list(profiles)
     return definition
 
@@ -206,7 +215,7 @@ def reload(context: pb.Context) -> Definition:
     profiles = [p for p in labels.get(PROFILES, "").split(PROFILE_SEPARATOR) if p]
     source, project = labels.get(SOURCE, ""), labels.get(PROJECT, "")
     folder = labels.get(FOLDER) or (os.path.dirname(files[0]) if files else None)
-    return load(source, files, [], project if source == "compose" else "", profiles, folder)
+    return load(source, files, [], project, profiles, folder, every_member=True)
 
 
 def compose_definition(project, complete: bool) -> Definition:
@@ -239,6 +248,15 @@ def compose_definition(project, complete: bool) -> Definition:
     )
 
 
+RENAME_HINT = "give this project another name with --project-name, or remove that context (ctxwatch rm)"
+
+
+def _owner(context: pb.Context) -> str:
+    """Who registered a context: "compose project shop" or "a context registered by hand"."""
+    source, project = context.labels.get(SOURCE, ""), context.labels.get(PROJECT, "")
+    return f"{source} project {project}" if source else "a context registered by hand"
+
+
 def _files_and_names(items: Sequence[str], suffixes: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """`[FILE ...] [NAME ...]`: an existing file, or a name with a file suffix, is a file."""
     files = [item for item in items if item.endswith(suffixes) or os.path.isfile(item)]
@@ -247,17 +265,23 @@ def _files_and_names(items: Sequence[str], suffixes: tuple[str, ...]) -> tuple[l
 
 def sync(client, definition: Definition, state_dir: str | None, registered_only: bool = False) -> list[Change]:
     """Register what the definition says; update what differs; unregister
-    what it no longer defines (only when it was read whole). `registered_only`:
-    update and unregister, but register no member that is not registered yet."""
+    what it no longer defines (read whole, or not among what the files define). `registered_only`:
+    update and unregister, but register no member that is not registered yet. A name that another
+    project or a plain registration holds is not taken over: that member fails, saying whose it is."""
+    everything = {c.name: c for c in client.list()}
     registered = {
-        c.name: c
-        for c in client.list()
+        name: c
+        for name, c in everything.items()
         if c.labels.get(SOURCE) == definition.source and c.labels.get(PROJECT) == definition.project
     }
     changes = []
     change = functools.partial(Change, source=definition.source, project=definition.project)
     for reg in definition.registrations:
         if registered_only and reg.name not in registered:
+            continue
+        if reg.name in everything and reg.name not in registered:
+            owner = _owner(everything[reg.name])
+            changes.append(change("failed", reg.name, reg.member, f"the name is taken by {owner}; {RENAME_HINT}"))
             continue
         dockerfile = _inline_file(reg, state_dir) if reg.inline is not None else reg.dockerfile
         labels = definition.labels(reg.member)
@@ -290,13 +314,13 @@ def sync(client, definition: Definition, state_dir: str | None, registered_only:
             changes.append(change("failed", reg.name, reg.member, err.message))
             continue
         changes.append(change("updated" if current else "registered", reg.name, reg.member, options=differences))
-    if definition.complete:
-        names = {reg.name for reg in definition.registrations}
-        for name, context in sorted(registered.items()):
-            if name not in names:
-                client.unregister(pb.ContextRef(name=name))
-                why = definition.skipped.get(context.labels.get(MEMBER, ""), "no longer defined")
-                changes.append(change("removed", name, context.labels.get(MEMBER, ""), why))
+    names = {reg.name for reg in definition.registrations}
+    for name, context in sorted(registered.items()):
+        member = context.labels.get(MEMBER, "")
+        gone = definition.complete or (definition.defined is not None and member not in definition.defined)
+        if name not in names and gone:
+            client.unregister(pb.ContextRef(name=name))
+            changes.append(change("removed", name, member, definition.skipped.get(member, "no longer defined")))
     return changes
 
 

@@ -170,11 +170,11 @@ async def test_open_record_edit_on_disk_edit_unsaved_and_hover(editor: Editor, t
     )
     assert hint_messages(editor.diagnostics(dockerfile)) == [
         (1, "re-runs: app.py changed (content)"),
-        (3, "re-runs: line 2 re-runs"),
+        (3, "re-runs: [1/2] on line 2 re-runs"),
     ]
     assert await editor.hints(dockerfile) == [
         (1, "re-runs: app.py changed (content)"),
-        (3, "re-runs: line 2 re-runs"),
+        (3, "re-runs: [1/2] on line 2 re-runs"),
     ]
 
     # Hover: the full explanation over the whole instruction.
@@ -182,7 +182,7 @@ async def test_open_record_edit_on_disk_edit_unsaved_and_hover(editor: Editor, t
     assert "`app.py`: content" in hover.contents.value
     assert (hover.range.start.line, hover.range.end.line, hover.range.end.character) == (1, 1, 17)
     on_second_line = await editor.client.text_document_hover_async(types.HoverParams(doc, types.Position(4, 6)))
-    assert "Depends on line 2: `COPY app.py /app/`" in on_second_line.contents.value
+    assert "Depends on [1/2] COPY app.py /app/ (line 2)" in on_second_line.contents.value
 
     # Changed back: BuildKit still has it, so cached again.
     (ctx / "app.py").write_text("print('v1')\n")

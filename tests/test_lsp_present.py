@@ -71,9 +71,43 @@ def test_hover_has_every_changed_path_the_old_instruction_and_the_step_it_depend
     assert "- ... and 2 more" in text
     assert "- was: `COPY src/ /srv/`" in text and "- now: `COPY src/ /app/`" in text
     assert "Note: assumed unchanged since the last build: node:22" in text
-    assert "Depends on line 2: `COPY src/ /app/` (re-runs: instruction changed)" in hover(
+    assert "Depends on line 2 (COPY src/ /app/) (re-runs: instruction changed)" in hover(
         run, list(report.steps), report
     )
+
+
+def test_steps_are_referred_to_as_buildkit_numbers_them():
+    copy = pb.Step(
+        line=3,
+        stage="build",
+        progress="[build 2/4]",
+        instruction="COPY $SRC /app/",
+        expanded_instruction="COPY src/ /app/",
+        old_expanded_instruction="COPY lib/ /app/",
+        status=pb.STEP_STATUS_INVALIDATED,
+        cause=pb.CAUSE_BUILD_ARG_CHANGED,
+        explanation="a build arg or ENV value it sees changed: SRC",
+    )
+    run = pb.Step(
+        line=4,
+        stage="build",
+        progress="[build 3/4]",
+        status=pb.STEP_STATUS_INVALIDATED,
+        cause=pb.CAUSE_UPSTREAM,
+        upstream_step=0,
+    )
+    report = pb.Report(steps=[copy, run])
+    steps = list(report.steps)
+    assert label(run, steps) == "re-runs: [build 2/4] on line 3 re-runs"
+    text = hover(run, steps, report)
+    assert (
+        "Depends on [build 2/4] COPY src/ /app/ (line 3) (re-runs: a build arg or ENV value it sees changed: SRC)"
+        in text
+    )
+    assert text.splitlines()[-1] == "`[build 3/4]` (stage `build`)"
+    changed = hover(copy, steps, report)
+    assert "- was: `COPY lib/ /app/`" in changed and "- now: `COPY src/ /app/`" in changed
+    assert "- as written: `COPY $SRC /app/`" in changed
 
 
 def test_reader_titles_and_dockerfile_names():

@@ -164,7 +164,62 @@ def test_upstream_without_explanation_points_at_the_step_that_reruns():
             step(1, pb.STEP_STATUS_INVALIDATED, "RUN make", cause=pb.CAUSE_UPSTREAM, upstream_step=0),
         )
     )
-    assert "runs again because line 1 does: COPY . ." in text
+    assert "runs again because line 1 (COPY . .) does" in text
+
+
+def test_steps_are_numbered_and_referred_to_as_buildkit_numbers_them():
+    text = render.render_report(
+        report_of(
+            step(0, pb.STEP_STATUS_INVALIDATED, "COPY . .", progress="[build 1/2]", explanation="files changed"),
+            step(
+                1,
+                pb.STEP_STATUS_INVALIDATED,
+                "RUN make $T",
+                progress="[build 2/2]",
+                expanded_instruction="RUN make all",
+                cause=pb.CAUSE_UPSTREAM,
+                upstream_step=0,
+            ),
+            step(2, pb.STEP_STATUS_CACHED, "WORKDIR /", stage="final"),
+        )
+    )
+    lines = text.splitlines()
+    assert lines[lines.index("") + 1].split() == ["STATUS", "STEP", "LINE", "INSTRUCTION"]
+    rows = [line.split() for line in lines if line[:1].isalpha() and "  " in line]
+    assert ["INVALIDATED", "[build", "2/2]", "2", "RUN", "make", "$T"] in rows
+    assert ["cached", "final", "3", "WORKDIR", "/"] in rows  # BuildKit gives it no number: its stage instead
+    assert lines_under(text, "INVALIDATED  [build 2/2]") == ["runs again because [build 1/2] COPY . . (line 1) does"]
+
+
+def test_was_and_now_are_shown_expanded_and_as_written_where_that_differs():
+    from_step = step(
+        0,
+        pb.STEP_STATUS_INVALIDATED,
+        "FROM node:${NODE}-alpine AS build",
+        cause=pb.CAUSE_INSTRUCTION_CHANGED,
+        expanded_instruction="FROM node:22-alpine",
+        old_expanded_instruction="FROM node:20-alpine",
+    )
+    assert lines_under(render.render_report(report_of(from_step)), "INVALIDATED")[-3:] == [
+        "was: FROM node:20-alpine",
+        "now: FROM node:22-alpine",
+        "as written: FROM node:${NODE}-alpine AS build",
+    ]
+    rewritten = step(
+        0,
+        pb.STEP_STATUS_INVALIDATED,
+        "RUN make $T",
+        cause=pb.CAUSE_INSTRUCTION_CHANGED,
+        old_instruction="RUN make all",
+        expanded_instruction="RUN make all",
+        old_expanded_instruction="RUN make all",
+    )
+    # The expanded text may stay the same while the text as written changed: both are shown.
+    assert lines_under(render.render_report(report_of(rewritten)), "INVALIDATED")[-3:] == [
+        "was: RUN make all",
+        "now: RUN make all",
+        "now written: RUN make $T",
+    ]
 
 
 def test_warnings_are_listed_under_their_step():

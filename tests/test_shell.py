@@ -249,3 +249,13 @@ def test_go_template_edge_cases_in_replace_all() -> None:
 def test_required_variable_default_messages(word: str, env: dict[str, str], message: str) -> None:
     with pytest.raises(ShellExpansionError, match=message):
         expand_word(word, env)
+
+
+def test_raw_quotes_and_skip_unset_print_a_run_as_buildkits_progress_does():
+    # BuildKit prints a RUN with RawQuotes and SkipUnsetEnv (dockerfile2llb's dispatchRun).
+    env = {"V": "1"}
+    text = "RUN echo \"$V\" '$V' ${V} $U ${U} ${U:-x} ${U/a/b} \\$V"
+    [shown] = expand_word(text, env, raw_quotes=True, keep_unset=True).words
+    assert shown == "RUN echo \"1\" '$V' 1 $U ${U} ${U:-x} ${U/a/b} $V"
+    # Without them, as for COPY and WORKDIR: quotes removed, unset names empty.
+    assert expand_word('COPY "a b" $U${V} /x', env).words == ("COPY a b 1 /x",)

@@ -10,8 +10,9 @@ from ctxwatchd.context.view import SavedFolder
 
 # The content-hash cache as schema version 2 kept it: one row per file
 # (and no folder digests, every context watched, no context settings or options,
-# no prediction checks or buildx records).
+# no prediction checks or buildx records, no expanded instructions).
 V2_FILE_RECORDS = """
+ALTER TABLE build_steps DROP COLUMN expanded;
 ALTER TABLE contexts DROP COLUMN watched;
 ALTER TABLE contexts DROP COLUMN settings;
 ALTER TABLE contexts DROP COLUMN options;
@@ -31,7 +32,7 @@ PRAGMA user_version=2;
 def _write_v2_state(path) -> None:
     store = Store(path)
     store.save_context(ContextRow("app", "/repo", "Dockerfile", {"A": "1"}, ""))
-    step = BuildStepRow(0, "", 0, 2, "COPY . /app", b"k" * 32, b"s" * 32, {}, [[".", "", "00" * 32]], {})
+    step = BuildStepRow(0, "", 0, 2, "COPY . /app", b"k" * 32, b"s" * 32, {}, [[".", "", "00" * 32]], {}, "COPY . /app")
     store.record_build("app", {}, [step], [(b"d" * 32, b"D")])
     store.close()
     db = sqlite3.connect(path)
@@ -45,9 +46,11 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
 
     store = Store(path)
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
         assert [c.name for c in store.contexts()] == ["app"]
         assert store.build_count("app") == 1
+        # Steps recorded before the expanded instruction was kept (version 8) have none.
+        assert [s.expanded for s in store.last_build("app").steps] == [""]
         assert store.node_blob(b"d" * 32) == b"D"
         # The old per-file rows are gone (files are read once more), the new layout works.
         assert store.saved_records("/repo", "src") == []

@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 MAX_PATHS = 5
-DETAIL_INDENT = " " * 13  # under the STAGE column: past the widest status word
+DETAIL_INDENT = " " * 13  # under the STEP column: past the widest status word
 ELLIPSIS = "…"
 
 _STATUS_WORDS: dict[int, str] = {
@@ -214,10 +214,13 @@ def _step_table(
     width: int | None,
     header: bool = True,
 ) -> list[str]:
-    rows = [[_status_word(step.status), step.stage, str(step.line), step.instruction] for step in steps]
+    # A step as BuildKit's progress numbers it ("[build 2/5]"), else by its stage.
+    rows = [
+        [_status_word(step.status), step.progress or step.stage, str(step.line), step.instruction] for step in steps
+    ]
     if header:
-        rows.insert(0, ["STATUS", "STAGE", "LINE", "INSTRUCTION"])
-    # Pad the status column to the widest word so details line up under STAGE.
+        rows.insert(0, ["STATUS", "STEP", "LINE", "INSTRUCTION"])
+    # Pad the status column to the widest word so details line up under STEP.
     rows = [[row[0].ljust(len(DETAIL_INDENT) - 2), *row[1:]] for row in rows]
     lines = [_truncate(line, width) for line in _align(rows, right={2})]
     if header:
@@ -239,8 +242,7 @@ def _step_details(step: pb.Step, by_index: Mapping[int, pb.Step]) -> list[str]:
         details.append(f"error: {step.error}")
     details += _path_lines(step)
     details += [_value_line(change) for change in step.changed_values]
-    if step.old_instruction:
-        details += [f"was: {step.old_instruction}", f"now: {step.instruction}"]
+    details += [f"{label}: {text}" for label, text in was_and_now(step)]
     details += [f"warning: {warning}" for warning in step.warnings]
     return [detail for detail in details if detail]
 
@@ -251,8 +253,35 @@ def _why(step: pb.Step, by_index: Mapping[int, pb.Step]) -> str:
         return step.explanation
     upstream = by_index.get(step.upstream_step) if step.cause == pb.CAUSE_UPSTREAM else None
     if upstream is not None:
-        return f"runs again because line {upstream.line} does: {upstream.instruction}"
+        return f"runs again because {step_ref(upstream)} does"
     return _cause_words(step.cause)
+
+
+def step_ref(step: pb.Step) -> str:
+    """A step as BuildKit's progress output names it, and where it is:
+    `[build 2/5] RUN make (line 7)`; `line 7 (WORKDIR /)` when BuildKit gives it no number."""
+    if step.progress:
+        return f"{step.progress} {step.expanded_instruction or step.instruction} (line {step.line})"
+    return f"line {step.line} ({step.instruction})"
+
+
+def was_and_now(step: pb.Step) -> list[tuple[str, str]]:
+    """An instruction that changed, before and after expansion (as BuildKit
+    prints it), and as written where that differs:
+    was: FROM node:20-alpine / now: FROM node:22-alpine / as written: FROM node:${NODE}-alpine."""
+    new_raw, new = step.instruction, step.expanded_instruction or step.instruction
+    if not step.old_expanded_instruction:
+        # Recorded before expanded instructions were kept: only the text as written is known.
+        return [("was", step.old_instruction), ("now", new_raw)] if step.old_instruction else []
+    lines = [("was", step.old_expanded_instruction), ("now", new)]
+    old_raw = step.old_instruction or new_raw  # old_instruction is set only when the text as written changed
+    if old_raw == new_raw:
+        return lines + ([("as written", new_raw)] if new_raw != new else [])
+    if old_raw != step.old_expanded_instruction:
+        lines.append(("was written", old_raw))
+    if new_raw != new:
+        lines.append(("now written", new_raw))
+    return lines
 
 
 def _path_lines(step: pb.Step) -> list[str]:

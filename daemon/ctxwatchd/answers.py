@@ -247,6 +247,7 @@ def build_rows(ev: Evaluation, done: set[int] | None = None) -> tuple[list[StepK
             k.step.spec,
             [[i.source, i.resolved, i.digest.hex()] for i in k.inputs],
             k.step.values,
+            k.step.expanded,
         )
         for k in completed
     ]

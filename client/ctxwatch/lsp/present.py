@@ -5,6 +5,7 @@ lines, columns in characters) until the server converts them."""
 
 from __future__ import annotations
 
+from ctxwatch.render import step_ref, was_and_now
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 CHANGE_WORDS = {
@@ -49,7 +50,8 @@ def _reason(step: pb.Step, steps: list[pb.Step]) -> str:
     if cause in (pb.CAUSE_UPSTREAM, pb.CAUSE_UPSTREAM_OUTPUT) and 0 <= step.upstream_step < len(steps):
         upstream = steps[step.upstream_step]
         verb = "re-runs" if cause == pb.CAUSE_UPSTREAM else "may change what it reads"
-        return f"line {upstream.line} {verb}"
+        where = f"{upstream.progress} on line {upstream.line}" if upstream.progress else f"line {upstream.line}"
+        return f"{where} {verb}"
     if cause == pb.CAUSE_REMOTE:
         return "base image" if step.instruction.upper().startswith("FROM") else "remote source"
     short = {
@@ -87,8 +89,9 @@ def hover(step: pb.Step, steps: list[pb.Step], report: pb.Report) -> str:
         if hidden > 0:
             out.append(f"- ... and {'at least ' if step.changed_paths_truncated else ''}{hidden} more")
         out.append("")
-    if step.old_instruction:
-        out += ["Instruction changed:", f"- was: `{step.old_instruction}`", f"- now: `{step.instruction}`", ""]
+    changed = was_and_now(step)
+    if changed:
+        out += ["Instruction changed:", *(f"- {label}: `{text}`" for label, text in changed), ""]
     if step.changed_values:
         out.append("Values it sees:")
         out += [
@@ -98,12 +101,13 @@ def hover(step: pb.Step, steps: list[pb.Step], report: pb.Report) -> str:
         out.append("")
     if step.cause in (pb.CAUSE_UPSTREAM, pb.CAUSE_UPSTREAM_OUTPUT) and 0 <= step.upstream_step < len(steps):
         upstream = steps[step.upstream_step]
-        out += [f"Depends on line {upstream.line}: `{upstream.instruction}` ({label(upstream, steps)})", ""]
+        out += [f"Depends on {step_ref(upstream)} ({label(upstream, steps)})", ""]
     if step.warnings:
         out += [f"Warning: {w}" for w in step.warnings] + [""]
     if report.notes:
         out += [f"Note: {n}" for n in report.notes] + [""]
-    out.append(f"Stage `{step.stage}`, cache key `{step.key[:16]}`" if step.key else f"Stage `{step.stage}`")
+    where = f"`{step.progress}` (stage `{step.stage}`)" if step.progress else f"Stage `{step.stage}`"
+    out.append(f"{where}, cache key `{step.key[:16]}`" if step.key else where)
     return "\n".join(out).strip()
 
 

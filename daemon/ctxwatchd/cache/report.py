@@ -73,16 +73,19 @@ class StepReport:
     stage: str  # as BuildKit names it: the name in lower case, or stage-N when unnamed
     stage_index: int
     index: int  # position in build order
-    instruction: str
+    instruction: str  # as written, on one line
     line: int
     key: str  # hex
     span: Span
+    progress: str = ""  # as BuildKit's progress output numbers it: "[build 2/5]"; "" when it shows no number
+    expanded: str = ""  # as BuildKit's progress output prints it: variables expanded
     status: StepStatus = StepStatus.UNKNOWN
     cause: Cause = Cause.NONE
     explanation: str = ""
     error: str = ""
     upstream_step: int | None = None  # for UPSTREAM / UPSTREAM_OUTPUT: the step that caused it
-    old_instruction: str = ""
+    old_instruction: str = ""  # as written in the last build, when that differs
+    old_expanded: str = ""  # as BuildKit printed it in the last build, when that differs from `expanded`
     changed_values: list[ValueChange] = field(default_factory=list)
     changed_paths: list[PathChange] = field(default_factory=list)  # at most CHANGED_PATHS_LIMIT
     changed_paths_total: int = 0
@@ -174,7 +177,15 @@ def _input_less_workdirs_run(keys: list[StepKey], out: list[StepReport]) -> None
 def _base_message(k: StepKey) -> StepReport:
     step = k.step
     return StepReport(
-        stage_name(step.stage), step.stage.index, k.index, step.instruction, step.line, k.key.hex(), step.span
+        stage_name(step.stage),
+        step.stage.index,
+        k.index,
+        step.instruction,
+        step.line,
+        k.key.hex(),
+        step.span,
+        step.stage.progress(step),
+        step.expanded,
     )
 
 
@@ -240,7 +251,7 @@ def _decide_on(
             msg,
             StepStatus.INVALIDATED,
             Cause.UPSTREAM,
-            f"would not run: the build fails at line {out[failing].line} ({out[failing].instruction})",
+            f"would not run: the build fails at {_step_ref(out, failing)}",
         )
         msg.upstream_step = failing
         return _Chain(same=False, culprit=failing, failing=failing)
@@ -267,8 +278,8 @@ def _decide_on(
                 msg,
                 StepStatus.UNKNOWN,
                 Cause.UPSTREAM_OUTPUT,
-                f"reads files that line {producer.line} of stage {producer.stage} ({producer.instruction}) "
-                f"produces, and that step {how}: cached only if those files come out the same",
+                f"reads files that {_step_ref(out, producer.index)} produces, and that step {how}: "
+                "cached only if those files come out the same",
             )
             msg.upstream_step = producer.index
             return _Chain(uncertain=Cause.UPSTREAM_OUTPUT, culprit=k.index, remote=remote)
@@ -312,7 +323,7 @@ def _decide_on(
             msg,
             StepStatus.INVALIDATED,
             Cause.UPSTREAM,
-            f"runs on line {out[culprit].line} ({out[culprit].instruction}), which runs again"
+            f"runs on {_step_ref(out, culprit)}, which runs again"
             if culprit is not None
             else "runs on a step that runs again",
         )
@@ -324,10 +335,14 @@ def _decide_on(
 
 
 def _step_ref(out: list[StepReport], index: int | None) -> str:
-    """A step as the table shows it: by its line (and instruction)."""
+    """A step as BuildKit's progress output and the table show it:
+    `[build 2/5] RUN make (line 7)`; by its line alone when BuildKit gives it no number."""
     if index is None or not 0 <= index < len(out):
         return "a step"
-    return f"line {out[index].line} ({out[index].instruction})"
+    step = out[index]
+    if step.progress:
+        return f"{step.progress} {step.expanded or step.instruction} (line {step.line})"
+    return f"line {step.line} ({step.instruction})"
 
 
 def stage_name(stage: Stage) -> str:
@@ -393,8 +408,11 @@ def _explain(explainer: _Explainer, k: StepKey, msg: StepReport) -> None:
     if old.spec != k.step.spec:  # the expanded instruction differs (its text alone may not)
         value_changes = _value_changes(old.values, k.step.values)
         if old.instruction != k.step.instruction:
-            _set(msg, msg.status, Cause.INSTRUCTION_CHANGED, "the instruction changed")
             msg.old_instruction = old.instruction
+        if old.expanded and old.expanded != k.step.expanded:
+            msg.old_expanded = printable(old.expanded)
+        if old.instruction != k.step.instruction:
+            _set(msg, msg.status, Cause.INSTRUCTION_CHANGED, "the instruction changed")
         elif value_changes:
             _set(
                 msg,
@@ -404,9 +422,11 @@ def _explain(explainer: _Explainer, k: StepKey, msg: StepReport) -> None:
             )
             msg.changed_values.extend(value_changes)
         else:
-            # Same text, other values once expanded (e.g. FROM node:${NODE_VERSION}): show those values.
+            # Same text, other values once expanded (e.g. FROM node:${NODE_VERSION}): the expanded
+            # instruction shows them; what it does not show (the USER a RUN runs as...) is listed.
             _set(msg, msg.status, Cause.INSTRUCTION_CHANGED, "the instruction changed after expansion")
-            msg.changed_values.extend(_spec_changes(old.spec, k.step.spec))
+            if not msg.old_expanded:
+                msg.changed_values.extend(_spec_changes(old.spec, k.step.spec))
         return
     if _explain_sources(explainer, k, old, msg):
         return

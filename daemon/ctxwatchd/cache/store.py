@@ -27,7 +27,7 @@ from ..private import private_file
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context (ctxwatchd --max-builds)
 PAGE_CACHE_KIB = 512
 OPEN_WAIT_S = 30.0  # how long a start waits for another process to release the state file
@@ -133,6 +133,10 @@ CREATE TABLE builder_refs (
     outcome TEXT NOT NULL   -- learned | unread
 );
 """,
+    # The instruction as BuildKit printed it (expanded), to show what it was; '' in builds recorded before.
+    7: """
+ALTER TABLE build_steps ADD COLUMN expanded TEXT NOT NULL DEFAULT '';
+""",
 }
 
 
@@ -182,6 +186,7 @@ class BuildStepRow:
     spec: dict
     sources: list[list[str]]  # [source, resolved path, hex digest of what it selected]
     values: dict[str, str]  # ARG/ENV values the step saw (for explanations)
+    expanded: str = ""  # the instruction as BuildKit printed it, expanded; "" when recorded before it was kept
 
 
 @dataclass
@@ -383,7 +388,7 @@ class Store:
             assert build_id is not None  # set by every successful INSERT
             self.db.executemany(
                 "INSERT INTO build_steps(build_id, ordinal, stage, stage_ordinal, line, instruction, key, shape, "
-                "spec, sources, step_values) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                "spec, sources, step_values, expanded) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
                     (
                         build_id,
@@ -397,6 +402,7 @@ class Store:
                         json.dumps(s.spec, sort_keys=True),
                         json.dumps(s.sources),
                         json.dumps(s.values, sort_keys=True),
+                        _text(s.expanded),
                     )
                     for s in steps
                 ],
@@ -453,8 +459,8 @@ class Store:
             if row is None:
                 return None
             steps = self.db.execute(
-                "SELECT ordinal, stage, stage_ordinal, line, instruction, key, shape, spec, sources, step_values "
-                "FROM build_steps "
+                "SELECT ordinal, stage, stage_ordinal, line, instruction, key, shape, spec, sources, step_values, "
+                "expanded FROM build_steps "
                 "WHERE build_id=? ORDER BY ordinal",
                 (row[0],),
             ).fetchall()
@@ -463,8 +469,20 @@ class Store:
             row[1],
             json.loads(row[2]),
             [
-                BuildStepRow(ordinal, stage, stage_ordinal, line, text, key, shape, *map(json.loads, (spec, src, vals)))
-                for ordinal, stage, stage_ordinal, line, text, key, shape, spec, src, vals in steps
+                BuildStepRow(
+                    ordinal,
+                    stage,
+                    stage_ordinal,
+                    line,
+                    text,
+                    key,
+                    shape,
+                    json.loads(spec),
+                    json.loads(src),
+                    json.loads(vals),
+                    expanded,
+                )
+                for ordinal, stage, stage_ordinal, line, text, key, shape, spec, src, vals, expanded in steps
             ],
         )
 

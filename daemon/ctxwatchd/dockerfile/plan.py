@@ -94,6 +94,8 @@ class Step:
     values: dict[str, str] = field(default_factory=dict)  # ARG/ENV values it sees
     error: str = ""  # BuildKit would fail on it
     span: Span = NO_SPAN  # where the instruction is written, all its lines
+    expanded: str = ""  # as BuildKit's progress output prints it: keyword in upper case, variables expanded
+    number: int = 0  # its position in BuildKit's numbering of the stage's steps; 0 when BuildKit shows none
 
 
 @dataclass
@@ -112,10 +114,21 @@ class Stage:
     workdir: str = "/"
     user: str = ""
     shell: tuple[str, ...] = DEFAULT_SHELL
+    progress_name: str = ""  # as BuildKit's progress output names it; "" when the Dockerfile has one stage
 
     @property
     def label(self) -> str:
         return self.name or str(self.index)
+
+    def progress(self, step: Step) -> str:
+        """BuildKit's name for one of its steps: `[build 2/5]`, `[stage-1 1/3]`, `[ 2/11]`
+        (dockerfile2llb's prefixCommand: the position padded to the width of
+        the total); "" for a step BuildKit does not number."""
+        if not step.number:
+            return ""
+        total = len(self.steps)  # every step BuildKit counts: a FROM image, ADD, COPY, RUN, WORKDIR
+        prefix = f"{self.progress_name} " if self.progress_name else ""
+        return f"[{prefix}{step.number:>{len(str(total))}}/{total}]"
 
 
 @dataclass
@@ -202,12 +215,27 @@ class _Planner:
                 self._instruction(stage, ins)
         if not self.stages:
             raise PlanError(0, "the Dockerfile has no FROM instruction")
+        self._name_for_progress()
         wanted = self._target(target)
         needed = self._needed(wanted.index)
         unused = tuple(sorted(set(self.build_args) - self.used_args))
         return Plan([s for s in self.stages if s.index in needed], wanted, unused)
 
     # -- stages ----------------------------------------------------------------
+    def _name_for_progress(self) -> None:
+        """Stages as BuildKit's progress names them: by name in lower case, else
+        `stage-N`, and not at all when the build has one stage. A COPY --from of
+        an image counts as a stage there."""
+        from_images = any(
+            "from" in step.spec and step.spec["from"].lower() not in self.by_name
+            for stage in self.stages
+            for step in stage.steps
+            if step.keyword in ("copy", "add")
+        )
+        if len(self.stages) > 1 or from_images:
+            for stage in self.stages:
+                stage.progress_name = stage.name.lower() or f"stage-{stage.index}"
+
     def _target(self, target: str) -> Stage:
         if not target:
             return self.stages[-1]
@@ -277,6 +305,8 @@ class _Planner:
                     {"image": base, "platform": self._flags(ins).get("platform", [""])[-1]},
                     remote=stage.remote,
                     span=ins.span,
+                    expanded=f"FROM {base}",
+                    number=1,
                 )
             )
         return self._add_stage(stage, ins)
@@ -292,7 +322,11 @@ class _Planner:
         else:
             stage.context = named
             spec = {"context": named}
-        stage.steps.append(Step(stage, "from", self._line_text(ins), ins.start_line, spec, remote=stage.remote))
+        # BuildKit counts this FROM but shows no step for it: the named context is loaded instead.
+        step = Step(
+            stage, "from", self._line_text(ins), ins.start_line, spec, remote=stage.remote, expanded=f"FROM {value}"
+        )
+        stage.steps.append(step)
         return self._add_stage(stage, ins)
 
     def _add_stage(self, stage: Stage, ins: Instruction) -> Stage:
@@ -475,7 +509,30 @@ class _Planner:
         return index
 
     def _step(self, stage: Stage, ins: Instruction, keyword: str, spec: dict, **kwargs) -> None:
-        stage.steps.append(Step(stage, keyword, self._line_text(ins), ins.start_line, spec, span=ins.span, **kwargs))
+        # A WORKDIR that stays at / makes no step: BuildKit counts it in the total, but shows no number for it.
+        shows = not (keyword == "workdir" and spec["path"] == "/")
+        number = 1 + sum(1 for s in stage.steps if s.number) if shows else 0
+        text = self._line_text(ins)
+        expanded = self._expanded(text, self._env(stage), ins)
+        stage.steps.append(
+            Step(stage, keyword, text, ins.start_line, spec, span=ins.span, expanded=expanded, number=number, **kwargs)
+        )
+
+    def _expanded(self, text: str, env: dict[str, str], ins: Instruction) -> str:
+        """The instruction as BuildKit's progress prints it: expanded as one word
+        (a RUN keeps its quotes and unset names, and masks secrets given as
+        environment variables), the keyword in upper case; as written when it
+        does not expand."""
+        run = ins.keyword == "run"
+        if run:
+            mounts = map(_mount_options, self._flags(ins).get("mount", []))
+            env = {**env, **{m["env"]: "****" for m in mounts if m.get("type") == "secret" and m.get("env")}}
+        try:
+            expanded = expand_word(text, env, self.parsed.escape, raw_quotes=run, keep_unset=run).words[0]
+        except ShellExpansionError:
+            expanded = text
+        keyword, space, rest = expanded.partition(" ")
+        return keyword.upper() + space + rest
 
     # -- helpers ------------------------------------------------------------------
     def _env(self, stage: Stage) -> dict[str, str]:
@@ -518,6 +575,11 @@ class _Planner:
     def _line_text(self, ins: Instruction) -> str:
         # On one line, continuation lines joined, as BuildKit's progress output prints it.
         return ins.original.strip()
+
+
+def _mount_options(raw: str) -> dict[str, str]:
+    """A --mount flag's options, unexpanded (key=value, comma-separated)."""
+    return {key.strip().lower(): value for key, _, value in (part.partition("=") for part in raw.split(","))}
 
 
 def _bool_flag(flags: dict[str, list[str]], name: str) -> bool:

@@ -48,9 +48,12 @@ class Expansion:
     unset: frozenset[str]  # variable names referenced but not in env
 
 
-def expand_word(word: str, env: Mapping[str, str], escape: str = "\\") -> Expansion:
-    """Expand one word like BuildKit's ProcessWord: quotes removed, one string."""
-    result, _, lexer = _run(word, env, escape)
+def expand_word(
+    word: str, env: Mapping[str, str], escape: str = "\\", *, raw_quotes: bool = False, keep_unset: bool = False
+) -> Expansion:
+    """Expand one word like BuildKit's ProcessWord: quotes removed, one string.
+    `raw_quotes` and `keep_unset` as for _Lexer (BuildKit prints a RUN in its progress with both)."""
+    result, _, lexer = _run(word, env, escape, raw_quotes, keep_unset)
     return lexer.expansion((result,))
 
 
@@ -91,10 +94,12 @@ def _is_name_char(ch: str) -> bool:
     return ch.isalpha() or _is_digit(ch) or ch == "_"
 
 
-def _run(text: str, env: Mapping[str, str], escape: str) -> tuple[str, list[str], _Lexer]:
+def _run(
+    text: str, env: Mapping[str, str], escape: str, raw_quotes: bool = False, keep_unset: bool = False
+) -> tuple[str, list[str], _Lexer]:
     if escape not in ("\\", "`"):
         raise ValueError(f"escape must be a backslash or a backtick, not {escape!r}")
-    lexer = _Lexer(text.removeprefix(_BOM), env, escape)
+    lexer = _Lexer(text.removeprefix(_BOM), env, escape, raw_quotes=raw_quotes, keep_unset=keep_unset)
     try:
         result, words = lexer.scan(stop=None, raw_escapes=False)
     except ShellExpansionError as err:

@@ -264,6 +264,9 @@ def step_message(step: StepReport) -> pb.Step:
         error=printable(step.error),
         upstream_step=step.upstream_step or 0,
         old_instruction=printable(step.old_instruction),
+        progress=printable(step.progress),
+        expanded_instruction=printable(step.expanded),
+        old_expanded_instruction=printable(step.old_expanded),
         changed_values=[
             pb.ValueChange(
                 name=printable(v.name),

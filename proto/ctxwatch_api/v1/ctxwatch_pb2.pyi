@@ -433,7 +433,7 @@ class Range(_message.Message):
     def __init__(self, start_line: _Optional[int] = ..., start_column: _Optional[int] = ..., end_line: _Optional[int] = ..., end_column: _Optional[int] = ...) -> None: ...
 
 class Step(_message.Message):
-    __slots__ = ("stage", "stage_index", "index", "instruction", "line", "status", "cause", "explanation", "changed_paths", "changed_paths_total", "old_instruction", "changed_values", "upstream_step", "warnings", "error", "key", "changed_paths_truncated", "range")
+    __slots__ = ("stage", "stage_index", "index", "instruction", "line", "status", "cause", "explanation", "changed_paths", "changed_paths_total", "old_instruction", "changed_values", "upstream_step", "warnings", "error", "key", "changed_paths_truncated", "range", "progress", "expanded_instruction", "old_expanded_instruction")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     STAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -452,6 +452,9 @@ class Step(_message.Message):
     KEY_FIELD_NUMBER: _ClassVar[int]
     CHANGED_PATHS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     RANGE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    EXPANDED_INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
+    OLD_EXPANDED_INSTRUCTION_FIELD_NUMBER: _ClassVar[int]
     stage: str
     stage_index: int
     index: int
@@ -470,7 +473,10 @@ class Step(_message.Message):
     key: str
     changed_paths_truncated: bool
     range: Range
-    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., index: _Optional[int] = ..., instruction: _Optional[str] = ..., line: _Optional[int] = ..., status: _Optional[_Union[StepStatus, str]] = ..., cause: _Optional[_Union[Cause, str]] = ..., explanation: _Optional[str] = ..., changed_paths: _Optional[_Iterable[_Union[PathChange, _Mapping]]] = ..., changed_paths_total: _Optional[int] = ..., old_instruction: _Optional[str] = ..., changed_values: _Optional[_Iterable[_Union[ValueChange, _Mapping]]] = ..., upstream_step: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., key: _Optional[str] = ..., changed_paths_truncated: _Optional[bool] = ..., range: _Optional[_Union[Range, _Mapping]] = ...) -> None: ...
+    progress: str
+    expanded_instruction: str
+    old_expanded_instruction: str
+    def __init__(self, stage: _Optional[str] = ..., stage_index: _Optional[int] = ..., index: _Optional[int] = ..., instruction: _Optional[str] = ..., line: _Optional[int] = ..., status: _Optional[_Union[StepStatus, str]] = ..., cause: _Optional[_Union[Cause, str]] = ..., explanation: _Optional[str] = ..., changed_paths: _Optional[_Iterable[_Union[PathChange, _Mapping]]] = ..., changed_paths_total: _Optional[int] = ..., old_instruction: _Optional[str] = ..., changed_values: _Optional[_Iterable[_Union[ValueChange, _Mapping]]] = ..., upstream_step: _Optional[int] = ..., warnings: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., key: _Optional[str] = ..., changed_paths_truncated: _Optional[bool] = ..., range: _Optional[_Union[Range, _Mapping]] = ..., progress: _Optional[str] = ..., expanded_instruction: _Optional[str] = ..., old_expanded_instruction: _Optional[str] = ...) -> None: ...
 
 class Report(_message.Message):
     __slots__ = ("context", "steps", "error", "error_line", "all_cached", "builds_recorded", "last_build_unix_ms", "notes", "context_digest", "error_range", "assumed_remote", "unread_build_unix_ms")

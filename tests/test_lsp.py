@@ -6,6 +6,7 @@ their exact ranges, and the steps that read a non-Dockerfile file."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from lsprotocol import types
 from pygls.protocol import default_converter
 from pytest_lsp import LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
+from support.daemon import start_daemon
 
 CTXWATCH = str(Path(sys.executable).parent / "ctxwatch")
 WAIT_S = 60  # a bound on waiting for the server, not a measure of speed
@@ -96,6 +98,19 @@ def _converter() -> Converter:
 
 @pytest_asyncio.fixture
 async def editor(shared_daemon) -> AsyncIterator[Editor]:
+    async with _editor_on(shared_daemon) as editor:
+        yield editor
+
+
+@pytest_asyncio.fixture
+async def own_editor(daemon) -> AsyncIterator[Editor]:
+    """An editor on a daemon of the test's own (to stop and start)."""
+    async with _editor_on(daemon) as editor:
+        yield editor
+
+
+@contextlib.asynccontextmanager
+async def _editor_on(daemon) -> AsyncIterator[Editor]:
     client = LanguageClient(converter_factory=_converter)
     # pytest-lsp's handlers, but diagnostics are also counted as pushes (below).
     register_lsp_features(
@@ -116,7 +131,7 @@ async def editor(shared_daemon) -> AsyncIterator[Editor]:
         ls.diagnostics[params.uri] = params.diagnostics
         editor.saw_something()
 
-    await client.start_io(CTXWATCH, "lsp", env=shared_daemon.env())
+    await client.start_io(CTXWATCH, "lsp", env=daemon.env())
     await client.initialize_session(
         types.InitializeParams(capabilities=client_capabilities("visual-studio-code"), process_id=None)
     )
@@ -247,3 +262,93 @@ async def test_a_copied_file_shows_the_steps_that_read_it(editor: Editor, shared
     await editor.until(lambda: editor.client.shown_documents, "a request to show the Dockerfile")
     [shown] = editor.client.shown_documents
     assert (shown.uri, shown.selection.start.line) == ((ctx / "Dockerfile").as_uri(), 1)
+
+
+def _log_says(editor: Editor, *words: str) -> bool:
+    return any(all(w in m.message for w in words) for m in editor.client.log_messages)
+
+
+@pytest.mark.asyncio
+async def test_a_dockerfile_a_compose_file_builds_gets_that_context(editor: Editor, shared_daemon, tmp_path: Path):
+    repo = tmp_path / "shoprepo"
+    (repo / ".git").mkdir(parents=True)
+    web = repo / "services" / "web"
+    web.mkdir(parents=True)
+    (web / "index.js").write_text("x\n")
+    (web / "Dockerfile").write_text("FROM scratch\nARG MODE\nCOPY index.js /srv/\n")
+    (repo / "compose.yaml").write_text(
+        "name: lspshop\nservices:\n  web:\n    build:\n      context: services/web\n      args:\n        MODE: prod\n"
+        "  db:\n    image: postgres\n"
+    )
+    dockerfile = web / "Dockerfile"
+    editor.open(dockerfile)
+    await editor.until(lambda: editor.diagnostics(dockerfile), "diagnostics for the opened Dockerfile")
+    # Registered as `ctxwatch add --compose` registers it: the compose file's name, args and labels.
+    [context] = [c for c in shared_daemon.client.list() if c.dockerfile == str(dockerfile)]
+    assert (context.name, context.path, dict(context.build_args)) == ("lspshop-web", str(web), {"MODE": "prod"})
+    assert (context.labels["ctxwatch.source"], context.labels["ctxwatch.member"]) == ("compose", "web")
+    await editor.until(lambda: _log_says(editor, "compose lspshop: registered 'lspshop-web' for web"), "the log line")
+    assert _log_says(editor, str(dockerfile), "compose file", "answering for context 'lspshop-web'")
+    assert hint_messages(editor.diagnostics(dockerfile)) == [(2, "re-runs: never built")]
+
+
+@pytest.mark.asyncio
+async def test_a_dockerfile_a_bake_file_beside_it_builds_gets_that_context(
+    editor: Editor, shared_daemon, tmp_path: Path
+):
+    folder = tmp_path / "lspbake"  # no repository: only the Dockerfile's own folder is looked in
+    folder.mkdir()
+    (folder / "api.Dockerfile").write_text("FROM scratch\nCOPY main.go /src/\n")
+    (folder / "main.go").write_text("package main\n")
+    (folder / "docker-bake.hcl").write_text(
+        'group "default" {\n  targets = ["api"]\n}\ntarget "api" {\n  dockerfile = "api.Dockerfile"\n  target = ""\n}\n'
+    )
+    dockerfile = folder / "api.Dockerfile"
+    editor.open(dockerfile, language_id="plaintext")
+    await editor.until(lambda: editor.diagnostics(dockerfile), "diagnostics for the opened Dockerfile")
+    [context] = [c for c in shared_daemon.client.list() if c.dockerfile == str(dockerfile)]
+    assert (context.name, context.labels["ctxwatch.source"]) == ("lspbake-api", "bake")
+
+
+@pytest.mark.asyncio
+async def test_hints_follow_the_daemon_across_a_restart(own_editor: Editor, daemon, tmp_path: Path):
+    editor = own_editor
+    ctx = tmp_path / "lsprestart"
+    ctx.mkdir()
+    (ctx / "app.py").write_text("print('v1')\n")
+    dockerfile = ctx / "Dockerfile"
+    dockerfile.write_text(DOCKERFILE)
+    editor.open(dockerfile)
+    await editor.until(lambda: editor.diagnostics(dockerfile), "diagnostics for the opened Dockerfile")
+    [context] = [c for c in daemon.client.list() if c.dockerfile == str(dockerfile)]
+    daemon.client.mark_built(context.name)
+    (ctx / "app.py").write_text("print('v2')\n")
+    await editor.until(
+        lambda: (1, "re-runs: app.py changed (content)") in hint_messages(editor.diagnostics(dockerfile)),
+        "a hint for the changed file",
+    )
+
+    # The daemon restarts: the same socket and state, another process.
+    folder = daemon.socket.parent.parent
+    old_pid = daemon.process.pid
+    assert daemon.stop() == 0
+    restarted = start_daemon(folder)
+    try:
+        assert restarted.process.pid != old_pid
+        await editor.until(
+            lambda: _log_says(editor, "reconnected to ctxwatchd", str(restarted.process.pid)), "reconnect"
+        )
+        # A file changes after the restart: the hints follow, pushed on the new stream.
+        (ctx / "app.py").write_text("print('v1')\n")
+        await editor.until(lambda: not editor.diagnostics(dockerfile), "the cached answer after the restart")
+        (ctx / "app.py").write_text("print('v3')\n")
+        await editor.until(
+            lambda: (1, "re-runs: app.py changed (content)") in hint_messages(editor.diagnostics(dockerfile)),
+            "a hint for a file changed after the restart",
+        )
+        assert await editor.hints(dockerfile) == [
+            (1, "re-runs: app.py changed (content)"),
+            (3, "re-runs: [1/2] on line 2 re-runs"),
+        ]
+    finally:
+        restarted.stop()

@@ -442,7 +442,11 @@ def _cmd_lsp(args: argparse.Namespace) -> int:
         raise ValueError("the language server follows live changes: it needs the daemon (drop --no-daemon)")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # stdout carries the protocol
     logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message at INFO
-    make_server(lambda: connect(args.socket, spawn=not args.no_spawn, state_dir=args.state_dir)).start_io()
+
+    def connect_daemon() -> CtxwatchClient:  # again after a restart of the daemon
+        return connect(args.socket, spawn=not args.no_spawn, state_dir=args.state_dir)
+
+    make_server(connect_daemon, args.state_dir).start_io()
     return EXIT_OK
 
 

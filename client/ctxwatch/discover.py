@@ -97,7 +97,7 @@ def discover(root: str, environ: dict[str, str] | None = None) -> Discovery:
         raise ValueError(f"{root} is not a folder")
     environ = dict(os.environ if environ is None else environ)
     dockerfiles, folders = walk(root)
-    definitions, problems = _definitions(folders, environ)
+    definitions, problems = read_definitions(folders, environ)
     by_dockerfile: dict[str, list[tuple[projects.Definition, projects.Registration]]] = {}
     for definition in definitions:
         for reg in definition.registrations:
@@ -126,7 +126,7 @@ def _member_word(definition: projects.Definition) -> str:
     return "service" if definition.source == "compose" else "target"
 
 
-def _definitions(folders: list[str], environ: dict[str, str]) -> tuple[list[projects.Definition], list[str]]:
+def read_definitions(folders: list[str], environ: dict[str, str]) -> tuple[list[projects.Definition], list[str]]:
     """The compose and bake files of each folder, read as their tools would read them there."""
     definitions, problems = [], []
     for folder in folders:

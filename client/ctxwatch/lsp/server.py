@@ -8,7 +8,9 @@ BuildKit would do with each Dockerfile step if it were built now.
 - Any other file gets a code lens naming the steps that read it (FindReaders).
 - Updates are pushed: one WatchInvalidations stream per context wakes the
   server when files change; unsaved edits are sent with the query
-  (BuildOptions.dockerfile_content).
+  (BuildOptions.dockerfile_content). When the daemon goes away (a restart),
+  the server waits for it to serve again (or starts one, as the CLI does),
+  opens the streams again and refreshes what the editor shows.
 
 Daemon calls run on one worker thread (in order, never blocking the
 protocol); what they produce is handed back to the event loop to be sent.
@@ -31,6 +33,7 @@ from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
+from ctxwatch import spawn
 from ctxwatch.client import CtxwatchClient, CtxwatchError, Watch
 from ctxwatch.lsp import present
 from ctxwatch.lsp.contexts import build_command, find_context, is_dockerfile
@@ -42,6 +45,10 @@ SOURCE = "ctxwatch"
 CMD_MARK_BUILT = "ctxwatch.markBuilt"
 CMD_BUILD = "ctxwatch.build"
 CMD_SHOW_STEP = "ctxwatch.showStep"
+# A stream that ends with these lost the daemon (it stopped or restarted).
+LOST_DAEMON_CODES = {"UNAVAILABLE", "CANCELLED"}
+# How long a lost daemon has to serve again (a restart) before the server starts one itself.
+RESTART_WAIT_S = 15.0
 
 
 @dataclass
@@ -68,12 +75,14 @@ class Settings:
 
 
 class CtxwatchLanguageServer(LanguageServer):
-    def __init__(self, connect: Callable[[], CtxwatchClient]) -> None:
+    def __init__(self, connect: Callable[[], CtxwatchClient], state_dir: str | None = None) -> None:
         super().__init__("ctxwatch", _version())
         self._connect = connect
         self._client: CtxwatchClient | None = None
+        self.state_dir = state_dir  # the CLI's --state-dir: where a project's inline Dockerfiles are kept
         self.docs: dict[str, Doc] = {}
         self.watches: dict[str, Watch] = {}  # context name -> its open stream
+        self.connection = 0  # counts reconnections: a stream of an older connection lost its daemon
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="ctxwatch-lsp")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.settings = Settings()
@@ -111,7 +120,8 @@ class CtxwatchLanguageServer(LanguageServer):
         self.window_log_message(types.LogMessageParams(type=types.MessageType.Info, message=message))
 
     def close(self) -> None:
-        for watch in list(self.watches.values()):
+        watches, self.watches = list(self.watches.values()), {}  # taken first: their end is not a lost daemon
+        for watch in watches:
             watch.cancel()
         self.worker.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
@@ -151,30 +161,59 @@ class CtxwatchLanguageServer(LanguageServer):
 
     # -- on the worker -------------------------------------------------------------------
     def _attach(self, doc: Doc) -> None:
-        """Find the Dockerfile's context (registering its folder if none names
-        it), answer, and follow the context's changes."""
-        context, how = find_context(self.client, doc.path)
-        if how:
-            self.post(self.note, how)
+        """Find the Dockerfile's context (registering one if none names it),
+        answer, and follow the context's changes."""
+        context, notes = find_context(self.client, doc.path, self.state_dir)
+        for note in notes:
+            self.post(self.note, note)
         doc.context = context
         self._refresh(doc, None)
         if context.name not in self.watches:
             watch = self.client.open_watch(pb.ContextRef(name=context.name))
             self.watches[context.name] = watch
             threading.Thread(
-                target=self._follow, args=(context.name, watch), name=f"watch-{context.name}", daemon=True
+                target=self._follow,
+                args=(context.name, watch, self.connection),
+                name=f"watch-{context.name}",
+                daemon=True,
             ).start()
 
-    def _follow(self, name: str, watch: Watch) -> None:
-        """The context's reports as the daemon pushes them (files changed)."""
+    def _follow(self, name: str, watch: Watch, connection: int) -> None:
+        """The context's reports as the daemon pushes them (files changed),
+        until the stream ends: closed here, or the daemon went away."""
         try:
             for report in watch:
                 for doc in [d for d in self.docs.values() if d.context is not None and d.context.name == name]:
                     self.submit(self._refresh, doc, report)
         except CtxwatchError as e:
-            if e.code != "CANCELLED":
-                self.post(self.note, f"stopped following {name}: {e}")
+            if e.code not in LOST_DAEMON_CODES and self.watches.get(name) is watch:
                 self.watches.pop(name, None)
+                self.post(self.note, f"stopped following {name}: {e}")
+                return
+        if self.watches.get(name) is watch:  # not closed here: the daemon stopped or restarted
+            self.watches.pop(name, None)
+            self.submit(self._reconnect, connection)
+
+    def _reconnect(self, lost: int) -> None:
+        """After losing the daemon: wait for it to serve again (or start one),
+        then find every open Dockerfile's context, answer and follow it again."""
+        if lost != self.connection or self._client is None:
+            return  # another stream's loss already brought this about
+        self.connection += 1
+        socket_path = self._client.socket_path
+        self.post(self.note, f"lost ctxwatchd on {socket_path}; reconnecting")
+        for watch in list(self.watches.values()):
+            watch.cancel()
+        self.watches.clear()
+        self._client.close()
+        self._client = None
+        if not spawn.wait_until_serving_again(socket_path, RESTART_WAIT_S):
+            self.post(self.note, f"ctxwatchd on {socket_path} did not serve again within {RESTART_WAIT_S:g} s")
+        # self.client connects again, and starts a daemon as the CLI does if none serves.
+        self.post(self.note, f"reconnected to ctxwatchd (pid {self.client.daemon_status().pid})")
+        for doc in [d for d in self.docs.values() if d.dockerfile]:
+            doc.context = None
+            self._attach(doc)
 
     def _refresh(self, doc: Doc, pushed: pb.Report | None) -> None:
         """Answer for the buffer: the pushed report when the buffer is what is
@@ -417,9 +456,10 @@ def _version() -> str:
         return "0"
 
 
-def make_server(connect: Callable[[], CtxwatchClient]) -> CtxwatchLanguageServer:
-    """The server with its handlers; `connect` gives the daemon client (called once, on first use)."""
-    server = CtxwatchLanguageServer(connect)
+def make_server(connect: Callable[[], CtxwatchClient], state_dir: str | None = None) -> CtxwatchLanguageServer:
+    """The server with its handlers; `connect` gives the daemon client (on first use, and again after
+    losing the daemon); `state_dir` is the CLI's --state-dir."""
+    server = CtxwatchLanguageServer(connect, state_dir)
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: CtxwatchLanguageServer, params: types.InitializeParams) -> None:

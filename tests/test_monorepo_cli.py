@@ -323,6 +323,8 @@ def test_a_name_another_project_holds_is_not_taken_over(run, tmp_path: Path) -> 
     assert "the name is taken by compose project repo" in refused.stdout + refused.stderr
     [web] = [c for c in as_json(run("ls", "--json"))["contexts"] if c["name"] == "repo-web"]
     assert web["labels"]["ctxwatch.source"] == "compose" and web["buildArgs"] == {}  # left as compose said
+    asked = run("status", "--bake", "web", cwd=root, code=2)  # its only member cannot be registered: said plainly
+    assert asked.stderr.startswith("ctxwatch: bake repo: failed 'repo-web' for web (the name is taken by compose")
     run("add", "--bake", "web", "--project-name", "baked", cwd=root)
     names = {c["name"] for c in as_json(run("ls", "--json"))["contexts"]}
     assert {"repo-web", "baked-web"} <= names

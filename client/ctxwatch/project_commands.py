@@ -82,10 +82,11 @@ def _registered_refs(definition: projects.Definition, changes: Sequence[projects
     failed = {c.name for c in changes if c.kind == "failed"}
     refs = [pb.ContextRef(name=reg.name) for reg in definition.registrations if reg.name not in failed]
     if not refs:
-        problems = [c.line() for c in changes if c.kind == "failed"] + [
-            f"{member}: {why}" for member, why in sorted(definition.skipped.items())
-        ]
-        detail = f" ({'; '.join(problems)})" if problems else ""
+        failures = [c.line() for c in changes if c.kind == "failed"]
+        if failures:  # what the user must act on, said first and alone
+            raise ValueError("; ".join(failures))
+        skipped = [f"{member}: {why}" for member, why in sorted(definition.skipped.items())]
+        detail = f" ({'; '.join(skipped)})" if skipped else ""
         raise ValueError(f"{definition.label}: {', '.join(definition.files)} define no build to register{detail}")
     return refs
 

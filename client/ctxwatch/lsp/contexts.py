@@ -20,18 +20,10 @@ from ctxwatch import discover, projects
 from ctxwatch.client import CtxwatchClient
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
-DOCKERFILE_NAMES = ("Dockerfile", "Containerfile")
-
 
 def is_dockerfile(path: str, language_id: str = "") -> bool:
-    """Dockerfile, Containerfile, *.Dockerfile, Dockerfile.*, or what the editor calls a dockerfile."""
-    name = os.path.basename(path)
-    return (
-        language_id == "dockerfile"
-        or name in DOCKERFILE_NAMES
-        or name.endswith(".Dockerfile")
-        or name.startswith(tuple(f"{n}." for n in DOCKERFILE_NAMES))
-    )
+    """A Dockerfile by its name (as `discover` finds them), or what the editor calls a dockerfile."""
+    return language_id == "dockerfile" or discover.is_dockerfile(os.path.basename(path))
 
 
 def find_context(client: CtxwatchClient, dockerfile: str, state_dir: str | None = None) -> tuple[pb.Context, list[str]]:

@@ -230,7 +230,7 @@ class _Maker:
         stage["outputs"].append("/ex")
 
     def _workdir(self, stage: dict) -> None:
-        self.lines.append(f"WORKDIR {self.rng.choice(['/w', '/app', '/work/dir'])}\n")
+        self.lines.append(f"WORKDIR {self.rng.choice(['/w', '/app', '/srv/dir'])}\n")
 
     def _copy_from(self, stage: dict) -> None:
         sources = [s for s in self.stages[1:] if s["outputs"]]

@@ -54,7 +54,10 @@ def test_every_setting_is_read(tmp_path: Path) -> None:
     [
         ("strict_remote = \n", "not valid TOML: Invalid value (at line 1, column 17)"),
         ("max_builds = 5\nstrict_remote = yes\n", "(at line 2, column 17)"),
-        ("strict = true\n", "strict: unknown key (known: answer_time_limit, log_level, max_builds, strict_remote)"),
+        (
+            "strict = true\n",
+            "strict: unknown key (known: answer_time_limit, log_level, max_builds, max_tree_entries, strict_remote)",
+        ),
         ("[builder]\nwatch = true\n", "builder.watch: unknown key"),
         ("strict_remote = 1\n", "strict_remote: expected bool, got an integer 1"),
         ("max_builds = true\n", "max_builds: expected int, got a boolean True"),
@@ -63,6 +66,7 @@ def test_every_setting_is_read(tmp_path: Path) -> None:
         ("builder = 3\n", "builder: expected a table ([builder]), got an integer"),
         ("[builder]\nhistory_timeout = 0\n", "builder.history_timeout: must be more than 0"),
         ("answer_time_limit = -1\n", "answer_time_limit: must be 0 (no limit) or more, got -1"),
+        ("max_tree_entries = 0\n", "max_tree_entries: must be at least 1, got 0"),
     ],
 )
 def test_mistakes_name_the_file_and_the_key_or_line(tmp_path: Path, text: str, message: str) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .budget import DEFAULT_TIME_LIMIT_S, OutOfTime, time_limit
+from .budget import DEFAULT_TIME_LIMIT_S, OutOfTime, TreeTooLarge, time_limit
 from .cache.keys import StepKey, compute_keys
 from .cache.report import Cause, QueryOptions, StepReport, StepStatus, build_steps, printable, stage_ordinal
 from .cache.store import BuildStepRow, ContextRow, Store
@@ -76,6 +76,28 @@ class Answers:
         except OutOfTime as e:
             log.warning("%s: %s", reg.row.name, e)
             return Evaluation(Report(reg.row, error=str(e)), [])
+        except TreeTooLarge as e:
+            self._drop_tree(e.root)
+            error = (
+                f"context {reg.row.name!r}: its watched folder {e} (max_tree_entries in the config file, "
+                "each costing about 0.5 KB of the daemon's memory), so its listings were dropped; the daemon "
+                "serves the other contexts. Leave out what the build does not need with .dockerignore "
+                "(node_modules, build output, .git), or raise max_tree_entries and restart the daemon"
+            )
+            log.warning("%s", error)
+            return Evaluation(Report(reg.row, error=printable(error)), [])
+
+    def _drop_tree(self, path: str) -> None:
+        """Give back the memory of a root whose tree grew past its cap: its
+        listings, its views and the answers resting on them (the caller
+        holds its lock). Asking again lists it again."""
+        root = self._registry.root_holding(path)
+        if root is None or root.path != path:
+            return
+        root.drop_listings()
+        self._views.drop_root(path)
+        for reg in self._registry.using(root):
+            reg.last = None
 
     def _evaluate(
         self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, synced: set[str]

@@ -1,4 +1,5 @@
-"""How long one answer may take.
+"""What one context may cost: how long one answer may take, and how many
+paths its watched folder's tree may list (memory).
 
 An answer for one context (parse, plan, step keys, the walk of its files) runs
 under a time limit; the long loops call `check`, which raises OutOfTime once
@@ -8,7 +9,13 @@ or tree cannot hold a worker, or the contexts sharing its root, for ever.
 What was read and hashed before the stop is kept (file digests, folder
 digests finished), so asking again goes on from there.
 
-The limit is per thread: one answer's, set by `time_limit` around it.
+The time limit is per thread: one answer's, set by `time_limit` around it.
+
+The tree of one watched folder holds every path listed in it (about 0.5 KB
+of memory each): past `max_tree_entries` paths, listing raises TreeTooLarge,
+its contexts' reports say so and the tree's listings are dropped, so one
+context with a huge folder it does not ignore cannot take the memory of the
+daemon serving the others.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 DEFAULT_TIME_LIMIT_S = 120.0  # the config file's answer_time_limit; README "Limits"
+DEFAULT_MAX_TREE_ENTRIES = 4_000_000  # the config file's max_tree_entries: about 2 GB of memory
 
 
 class OutOfTime(Exception):
@@ -31,6 +39,15 @@ class OutOfTime(Exception):
             "asking again goes on from there"
         )
         self.doing = doing
+
+
+class TreeTooLarge(Exception):
+    """A watched folder's tree would list more paths than its cap."""
+
+    def __init__(self, root: str, cap: int) -> None:
+        super().__init__(f"{root} holds more than {cap:,} files and folders")
+        self.root = root
+        self.cap = cap
 
 
 class _Limit(threading.local):

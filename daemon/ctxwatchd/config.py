@@ -11,6 +11,7 @@ follow.
     max_builds = 100           # recorded builds kept per context
     log_level = "INFO"         # DEBUG, INFO, WARNING, ERROR
     answer_time_limit = 120.0  # seconds one context's answer may take (0: none); past it, an error for that context
+    max_tree_entries = 4000000  # paths listed in one watched folder (memory); past it, an error for its contexts
 
     [builder]
     watch_buildx = true        # learn builds run without `ctxwatch build` from buildx's records
@@ -31,7 +32,7 @@ import platformdirs
 
 from ctxwatch_api import paths
 
-from .budget import DEFAULT_TIME_LIMIT_S
+from .budget import DEFAULT_MAX_TREE_ENTRIES, DEFAULT_TIME_LIMIT_S
 from .cache.store import DEFAULT_MAX_BUILDS
 
 CONFIG_ENV = "CTXWATCH_CONFIG"
@@ -66,6 +67,7 @@ class Config:
     max_builds: int = DEFAULT_MAX_BUILDS
     log_level: str = "INFO"
     answer_time_limit: float = DEFAULT_TIME_LIMIT_S
+    max_tree_entries: int = DEFAULT_MAX_TREE_ENTRIES
     builder: BuilderSettings = field(default_factory=BuilderSettings)
 
 
@@ -104,6 +106,8 @@ def load(path: Path) -> Config:
         raise ConfigError(f"{path}: max_builds: must be at least 1, got {top['max_builds']}")
     if top.get("answer_time_limit", 0) < 0:
         raise ConfigError(f"{path}: answer_time_limit: must be 0 (no limit) or more, got {top['answer_time_limit']:g}")
+    if top.get("max_tree_entries", 1) < 1:
+        raise ConfigError(f"{path}: max_tree_entries: must be at least 1, got {top['max_tree_entries']}")
     settings = _values(path, "builder.", builder, BuilderSettings, skip=set())
     if settings.get("history_timeout", 1) <= 0:
         raise ConfigError(f"{path}: builder.history_timeout: must be more than 0")

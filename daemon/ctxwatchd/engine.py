@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from ctxwatch_api.progress import StepResult, observed_steps
 
 from .answers import Answers, Evaluation, build_rows, named_contexts, named_folders, new_nodes, options_dict
-from .budget import DEFAULT_TIME_LIMIT_S
+from .budget import DEFAULT_MAX_TREE_ENTRIES, DEFAULT_TIME_LIMIT_S
 from .builders.compare import check_row, compare, stored_check
 from .cache.readers import readers
 from .cache.report import StepStatus, printable
@@ -53,6 +53,7 @@ class Engine:
         private_folders: tuple[str, ...] = (),
         strict_remote: bool = False,
         answer_time_limit: float = DEFAULT_TIME_LIMIT_S,
+        max_tree_entries: int = DEFAULT_MAX_TREE_ENTRIES,
     ) -> None:
         self._store = store
         self._max_builds = max_builds
@@ -76,7 +77,9 @@ class Engine:
         self._tree_sizes: dict[str, tuple[int, int, int]] = {}  # root -> (generation, files, folders)
         # The daemon's own folders (state, socket): never a build context.
         private = (os.path.realpath(store.path.parent), *map(os.path.realpath, private_folders))
-        self._registry = Registry(store, self._observer, self.notify_activity, self._root_closed, private)
+        self._registry = Registry(
+            store, self._observer, self.notify_activity, self._root_closed, private, max_tree_entries
+        )
         self._answers = Answers(
             self._registry,
             self._views,

@@ -43,6 +43,7 @@ class LocalServer:
             max_builds=config.max_builds,
             strict_remote=config.strict_remote,
             answer_time_limit=config.answer_time_limit,
+            max_tree_entries=config.max_tree_entries,
         )
         self._workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="local-rpc")
         service = CtxwatchService(self._engine, str(self.socket_path), str(state_dir), threading.Event(), self._workers)

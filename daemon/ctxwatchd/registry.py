@@ -22,6 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from .budget import DEFAULT_MAX_TREE_ENTRIES
 from .cache.store import ContextRow, Store
 from .context.tree import join
 from .context.watched_file import WatchedFile
@@ -108,9 +109,11 @@ class Registry:
         on_activity: Callable[[], None],
         on_root_closed: Callable[[WatchedRoot], None],
         private_folders: tuple[str, ...] = (),
+        max_tree_entries: int = DEFAULT_MAX_TREE_ENTRIES,
     ) -> None:
         self._store = store
         self._private_folders = private_folders
+        self._max_tree_entries = max_tree_entries  # paths one root's tree may list (budget.TreeTooLarge)
         self._observer = observer
         self._on_activity = on_activity
         self._on_root_closed = on_root_closed  # the root's views are dropped there
@@ -426,6 +429,7 @@ class Registry:
             )
         except OSError:
             return None  # the folder is gone; reports say so
+        root.tree.max_entries = self._max_tree_entries
         self._roots[path] = root
         self._root_locks[path] = threading.RLock()
         for inner in [r for r in self._roots.values() if r is not root and inside(r.path, path)]:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING
 
+from ..budget import DEFAULT_MAX_TREE_ENTRIES, TreeTooLarge
 from .nodes import DIGEST_SIZE, FS_ENCODING, FS_ERRORS, digest_of, encode_file
 from .records import (
     KIND_DIR,
@@ -347,7 +348,31 @@ class Tree:
                 listed[name] = new
             self._changed(join(rel, name))
 
+    # The most paths the listings may hold together (the watched root sets it
+    # from the config: memory), and how many were listed or added, listings
+    # dropped or replaced since included: an over-count, made exact when it passes the cap.
+    max_entries = DEFAULT_MAX_TREE_ENTRIES
+    listed_entries = 0
+
+    def count_listed(self, added: int, listing_of: str | None = None) -> None:
+        """Count `added` new paths: a new listing of the folder at the absolute
+        path `listing_of` (not in the tree yet), else paths that events added
+        (in it already). TreeTooLarge when the tree then holds more than max_entries."""
+        self.listed_entries += added
+        if self.listed_entries > self.max_entries:
+            # Count what is listed now (less the listing the new one replaces).
+            listed = sum(
+                len(entry.children)
+                for rel, entry in self.walk_loaded()
+                if entry.children is not None and self.abspath(rel) != listing_of
+            )
+            self.listed_entries = listed + (added if listing_of is not None else 0)
+            if self.listed_entries > self.max_entries:
+                raise TreeTooLarge(self.root, self.max_entries)
+
     def _list(self, path: str) -> dict[str, Entry]:
+        """The entries of the folder at `path`; TreeTooLarge when the tree
+        would then hold more than max_entries paths."""
         found: dict[str, Entry] = {}
         self.before_listing(path)
         try:
@@ -368,6 +393,7 @@ class Tree:
         if path == self.root:
             for name in [name for name in found if name.startswith(COOKIE_PREFIX)]:
                 del found[name]
+        self.count_listed(len(found), listing_of=path)
         return found
 
     def _loaded_listing(self, parts: list[str]) -> dict[str, Entry] | None:

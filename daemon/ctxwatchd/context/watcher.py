@@ -269,6 +269,19 @@ class WatchedRoot(FileSystemEventHandler):
                 pass  # watchdog already dropped it (its folder went away)
             self.watch = self.group = None
 
+    def drop_listings(self) -> None:
+        """Forget every folder listing and its watch (their memory): the next
+        answer lists and watches again from the root (a re-scan)."""
+        self.close()
+        tree = self.tree
+        tree.top.children = None
+        tree.unapplied.clear()
+        tree.listed_entries = 0
+        tree.generation += 1  # answers and sizes computed from the listings are stale
+        with self.lock:
+            self.dirty.clear()
+            self.needs_rescan = True
+
     def _start_watch(self) -> None:
         """(Re)start the watch (the root; the tree adds the folders it lists);
         the tree is re-scanned, and so watched again, before the next answer."""
@@ -350,6 +363,7 @@ class WatchedRoot(FileSystemEventHandler):
             return
         for rel in sorted(dirty, key=lambda r: r.count("/")):
             self.tree.refresh(rel)
+        self.tree.count_listed(len(dirty))  # at most one new path each
 
     def _wait_for_cookie(self, timeout: float) -> None:
         name = f"{COOKIE_PREFIX}{os.getpid()}-{next(_cookie_numbers)}"

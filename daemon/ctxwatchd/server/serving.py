@@ -69,6 +69,7 @@ def serve(store: Store, socket_path: Path, state_dir: Path, config: Config, tcp_
         private_folders=(str(socket_path.parent),),
         strict_remote=config.strict_remote,
         answer_time_limit=config.answer_time_limit,
+        max_tree_entries=config.max_tree_entries,
     )
     # What exists now (modules, the registry) lives as long as the daemon:
     # frozen, it is not traversed again by each full collection that a large

@@ -1,118 +1,143 @@
-"""hash_files: every file hashed exactly once, on the threads each case calls for,
-and the kernel's page-cache answers it decides by."""
+"""Hashing many files in worker processes: every record as the daemon itself
+would make it, workers started only for batches worth one, restarted when
+they die, and gone when their daemon is; and the kernel's page-cache answers
+the choice of reading ahead rests on."""
 
 from __future__ import annotations
 
 import ctypes
 import mmap
 import os
-import threading
-import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+import signal
 from pathlib import Path
 
 import pytest
+from support.daemon import start_daemon
+from support.waiting import wait_until
 
-from ctxwatchd.context import hashing
+from ctxwatchd.context import hash_worker, hashing
 from ctxwatchd.context.records import in_page_cache, read_ahead
-from ctxwatchd.context.tree import new_entry
+from ctxwatchd.context.tree import Tree
+
+WORKER = hash_worker.__name__.encode()
 
 
-def _items(tmp_path, sizes: list[int]) -> list[hashing.Item]:
-    items = []
-    for i, size in enumerate(sizes):
-        path = tmp_path / f"f{i:04d}"
-        path.write_bytes(b"x" * size)
-        items.append((path.name, new_entry(os.lstat(path))))
-    return items
+def running(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
-class Recorder:
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-        self.calls: Counter[str] = Counter()
-        self.threads: dict[str, str] = {}
-        self.lock = threading.Lock()
+def hash_workers_of(parent: int) -> list[int]:
+    """Pids of the hash worker processes whose parent is `parent`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        if ppid == parent and WORKER in argv and running(int(entry)):
+            found.append(int(entry))
+    return found
 
-    def __call__(self, item: hashing.Item) -> None:
-        if self.delay_s:
-            time.sleep(self.delay_s)  # a read that waits on the disk
-        with self.lock:
-            self.calls[item[0]] += 1
-            self.threads[item[0]] = threading.current_thread().name
+
+def _tree(folder: Path, count: int, size: int = 100) -> tuple[Tree, list[hashing.Item]]:
+    folder.mkdir(exist_ok=True)
+    for i in range(count):
+        (folder / f"f{i:05d}").write_bytes(f"file {i}\n".encode() * (size // 8 + 1))
+    tree = Tree(str(folder))
+    return tree, sorted(tree.children(tree.top, "").items())
+
+
+def _records(tree: Tree, items: list[hashing.Item]) -> dict[str, tuple[bytes, bytes]]:
+    return {rel: (entry.key, entry.blob) for rel, entry in items}
+
+
+def _made_here(folder: Path) -> dict[str, tuple[bytes, bytes]]:
+    """The records the daemon's own thread makes for the same files."""
+    tree = Tree(str(folder))
+    items = sorted(tree.children(tree.top, "").items())
+    for item in items:
+        tree.read(*item)
+    return _records(tree, items)
 
 
 @pytest.fixture
-def pool():
-    with ThreadPoolExecutor(2, thread_name_prefix="worker") as executor:
-        yield executor
+def workers():
+    pool = hashing.HashWorkers(2)
+    yield pool
+    pool.close()
 
 
-def test_from_the_page_cache_small_files_stay_on_the_calling_thread(tmp_path, pool):
-    sizes = [100] * 300 + [hashing.LARGE_FILE] * 5
-    items = _items(tmp_path, sizes)
-    record = Recorder(delay_s=2 * hashing.DISK_BOUND_S)  # slow, but the kernel says cached: a loaded machine
-    hashing.hash_files(items, record, pool, workers=2, in_page_cache=lambda item: True)
-    assert set(record.calls.values()) == {1} and len(record.calls) == len(items)
-    me = threading.current_thread().name
-    small = [name for (name, entry), size in zip(items, sizes, strict=True) if size < hashing.LARGE_FILE]
-    assert all(record.threads[name] == me for name in small)
-    assert any(record.threads[name] != me for name, _ in items[300:])  # large files went to the workers
+def test_a_large_batch_is_hashed_by_worker_processes_as_the_daemon_would(tmp_path, workers):
+    tree, items = _tree(tmp_path / "c", 2000, size=3000)
+    hashing.hash_files(tree, items, workers)
+    assert len(hash_workers_of(os.getpid())) == 2
+    assert tree.files_hashed == len(items)
+    assert all(not tree.must_read(entry) or entry.racy for _, entry in items)
+    assert _records(tree, items) == _made_here(tmp_path / "c")
 
 
-class ReadAhead:
-    """Records each hint with how far ahead of the files hashed so far it came."""
-
-    def __init__(self, record: Recorder) -> None:
-        self.record = record
-        self.lead: dict[str, int] = {}
-
-    def __call__(self, item: hashing.Item) -> None:
-        self.lead[item[0]] = sum(self.record.calls.values())
+def test_a_few_files_start_no_process(tmp_path, workers):
+    tree, items = _tree(tmp_path / "c", hashing.PROBE_FILES + hashing.WORKER_MIN_FILES - 1)
+    hashing.hash_files(tree, items, workers)
+    assert hash_workers_of(os.getpid()) == []
+    assert tree.files_hashed == len(items)
 
 
-def test_from_the_disk_one_thread_hashes_in_order_while_the_kernel_reads_ahead(tmp_path, pool):
-    items = _items(tmp_path, [100] * 300 + [hashing.LARGE_FILE] * 5)
-    record = Recorder()  # fast, but the kernel says not cached: a fast disk
-    ahead = ReadAhead(record)
-    hashing.hash_files(items, record, pool, workers=2, in_page_cache=lambda item: False, read_ahead=ahead)
-    assert set(record.calls.values()) == {1} and len(record.calls) == len(items)
-    assert set(record.threads.values()) == {threading.current_thread().name}
-    assert list(record.calls) == [name for name, _ in items]  # walk order
-    after_probe = [name for name, _ in items[hashing.PROBE_FILES :]]
-    assert set(ahead.lead) == set(after_probe)  # every file read ahead, once
-    for position, name in enumerate(after_probe):
-        hashed_before = hashing.PROBE_FILES + position
-        assert hashed_before - hashing.READ_AHEAD <= ahead.lead[name] <= hashed_before
+def test_workers_killed_between_batches_are_started_again(tmp_path, workers):
+    tree, items = _tree(tmp_path / "a", 1000)
+    hashing.hash_files(tree, items, workers)
+    killed = hash_workers_of(os.getpid())
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not any(map(running, killed)), what="the workers dead")
+    tree, items = _tree(tmp_path / "b", 1000)
+    hashing.hash_files(tree, items, workers)
+    assert tree.files_hashed == len(items)
+    assert _records(tree, items) == _made_here(tmp_path / "b")
 
 
-def test_where_the_kernel_cannot_tell_slow_reads_mean_the_disk(tmp_path, pool):
-    items = _items(tmp_path, [100] * 200)
-    record = Recorder(delay_s=2 * hashing.DISK_BOUND_S)
-    ahead = ReadAhead(record)
-    hashing.hash_files(items, record, pool, workers=2, read_ahead=ahead)
-    assert set(record.threads.values()) == {threading.current_thread().name}
-    assert len(ahead.lead) == len(items) - hashing.PROBE_FILES
+def test_a_file_gone_after_listing_is_left_for_the_walk_to_report(tmp_path, workers):
+    tree, items = _tree(tmp_path / "c", 1000)
+    gone = {rel for rel, _ in items[500::7]}
+    for rel in gone:
+        (tmp_path / "c" / rel).unlink()
+    hashing.hash_files(tree, items, workers)
+    assert {rel for rel, entry in items if not entry.blob} == gone
+    assert tree.files_hashed == len(items) - len(gone)
 
 
-def test_files_the_kernel_says_nothing_about_do_not_count(tmp_path, pool):
-    items = _items(tmp_path, [100] * 200)
-    gone = {name for name, _ in items[: hashing.PROBE_FILES : 4]}  # deleted before they could be asked about
-    record = Recorder()  # fast reads: timing alone would say "page cache"
-    ahead = ReadAhead(record)
-    hashing.hash_files(
-        items, record, pool, workers=2, in_page_cache=lambda item: None if item[0] in gone else False, read_ahead=ahead
-    )
-    assert len(ahead.lead) == len(items) - hashing.PROBE_FILES  # decided by the kernel's answers: the disk
+def test_reading_ahead_changes_no_record(tmp_path):
+    tree, items = _tree(tmp_path / "c", 300, size=20000)
+    files = [(tree.abspath(rel), entry.key) for rel, entry in items]
+    plain = list(hash_worker.decode_reply(hash_worker.answer(files, False)[hash_worker.REPLY_HEADER.size :]))
+    ahead = list(hash_worker.decode_reply(hash_worker.answer(files, True)[hash_worker.REPLY_HEADER.size :]))
+    assert [(key, blob) for key, blob, _ in plain] == [(key, blob) for key, blob, _ in ahead]
+    assert len(plain) == 300
 
 
-def test_without_a_pool_everything_runs_here(tmp_path):
-    items = _items(tmp_path, [10] * 100)
-    record = Recorder()
-    hashing.hash_files(items, record, None, workers=0, in_page_cache=lambda item: True)
-    assert set(record.threads.values()) == {threading.current_thread().name}
-    assert sum(record.calls.values()) == 100
+def test_the_workers_end_with_their_daemon(tmp_path):
+    context = tmp_path / "context"
+    _tree(context, 1000)
+    (context / "Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    daemon = start_daemon(tmp_path / "d")
+    try:
+        daemon.client.register(str(context), name="c")
+        daemon.client.reports(["c"])
+        workers = hash_workers_of(daemon.process.pid)
+        assert workers, "a 1,000-file context is hashed by worker processes"
+    finally:
+        daemon.process.kill()  # no clean stop: the workers see their requests end
+        daemon.process.wait()
+        daemon.client.close()
+    wait_until(lambda: not any(map(running, workers)), what="the workers gone")
 
 
 def _resident(path: Path) -> bool:

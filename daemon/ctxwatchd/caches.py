@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import functools
 import threading
-from concurrent.futures import Executor
 from typing import NamedTuple
 
 from .cache.report import History
 from .cache.store import Store
+from .context.hashing import HashWorkers
 from .context.ignore import PathMatcher
 from .context.nodes import digest_of
 from .context.tree import Tree
@@ -41,9 +41,8 @@ class ViewCache:
     """The views of every root. Each root's views are read and changed only
     under that root's lock (see registry.py): this class adds no lock."""
 
-    def __init__(self, store: Store, hasher: Executor | None, hash_workers: int) -> None:
+    def __init__(self, store: Store, hash_workers: HashWorkers | None) -> None:
         self._store = store
-        self._hasher = hasher
         self._hash_workers = hash_workers
         self._by_root: dict[str, dict[ViewKey, ContextView]] = {}
 
@@ -55,7 +54,6 @@ class ViewCache:
                 tree,
                 key.prefix,
                 PathMatcher([*key.patterns, *key.excludes]),
-                self._hasher,
                 self._hash_workers,
                 self._store.saved_folder_digests(key.root, key.persisted_id()),
             )

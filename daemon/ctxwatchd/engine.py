@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from ctxwatch_api.progress import StepResult, observed_steps
@@ -27,6 +26,7 @@ from .cache.readers import readers
 from .cache.report import StepStatus, printable
 from .cache.store import DEFAULT_MAX_BUILDS, ContextRow, Store
 from .caches import HistoryCache, ViewCache, ViewKey
+from .context.hashing import HashWorkers, worker_count
 from .context.records import KIND_DIR
 from .context.tree import Tree
 from .context.view import ContextView
@@ -64,10 +64,8 @@ class Engine:
         if self._observer is not None:
             self._observer.daemon = True
             self._observer.start()
-        # This thread hashes too: one helper thread per extra core.
-        hash_workers = (os.cpu_count() or 1) - 1
-        self._hasher = ThreadPoolExecutor(hash_workers, thread_name_prefix="hash") if hash_workers else None
-        self._views = ViewCache(store, self._hasher, hash_workers)
+        self._hash_workers = HashWorkers(worker_count())
+        self._views = ViewCache(store, self._hash_workers)
         self._histories = HistoryCache(store)
         # Bumped on every file event; watchers of reports wait on it.
         self._activity = threading.Condition()
@@ -109,8 +107,7 @@ class Engine:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=2)
-        if self._hasher is not None:
-            self._hasher.shutdown(wait=False)
+        self._hash_workers.close()
         return True
 
     # -- contexts -----------------------------------------------------------------------

@@ -1,55 +1,188 @@
-"""Hashing many files as fast as the GIL and the disk allow.
+"""Hashing many files: in worker processes, off the daemon's interpreter lock.
 
-Two cases, told apart by asking the kernel whether the first files are in
-the page cache (where it cannot tell, by timing their reads):
+A file's record costs Python work (open, read, hash, stat again, encode).
+Done on the daemon's own interpreter, it held the lock every other query
+needs: while a large context was indexed, a small one's answer waited. So a
+batch of files goes to worker processes (hash_worker.py), one per core, each
+on its own interpreter; the calling thread only sends paths and installs the
+records that come back, and waits, leaving the lock free, in between.
 
-- From the page cache (a branch switch, a warm restart), a small file costs
-  Python work under the GIL, and two threads taking turns at it are slower
-  than one. Small files stay on the calling thread; large files, whose
-  reading and hashing happen mostly outside the GIL, go to the workers.
-- From the disk (a cold index), the calling thread hashes every file in walk
-  order while the kernel reads the next ones (read-ahead hints): the disk
-  always has reads queued, and no second thread competes for the GIL.
-
-Timing alone can take a fast disk for the page cache; the kernel's answer
-cannot (the measurements behind these choices are in CHANGELOG.md).
+A few files are not worth a process: they are hashed on the calling thread,
+as are the first PROBE_FILES of a batch, which also tell whether the files
+come from the page cache. From the disk (a cold index) each worker has the
+kernel read ahead of the file it hashes, so the disk always has reads queued.
+Where the kernel cannot tell, reads slower than DISK_BOUND_S mean the disk.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import queue
+import selectors
+import subprocess
+import sys
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from .records import key_size
-from .tree import Entry
+from ..budget import check
+from . import hash_worker
+from .records import in_page_cache
+from .tree import Entry, Tree
+
+log = logging.getLogger(__name__)
 
 Item = tuple[str, Entry]  # (tree-relative path, entry)
 
-LARGE_FILE = 256 * 1024  # bytes: from here on a file is worth a thread of its own
-PROBE_FILES = 64  # files looked at on the calling thread before deciding
+PROBE_FILES = 64  # files hashed on the calling thread before deciding
+WORKER_MIN_FILES = 256  # fewer files than this after the probe are hashed on the calling thread
+BATCH_FILES = 256  # files per request to a worker: small enough to keep every worker busy to the end
 DISK_BOUND_S = 0.00012  # where the kernel cannot tell: a file read slower than this on average came from the disk
-READ_AHEAD = 16  # files the kernel is reading ahead of the one being hashed, from the disk
+STOP_WAIT_S = 2.0
+READING_FILES = "reading the context's files"  # what a query over its time limit was doing
 
 
-def hash_files(
-    files: list[Item],
-    hash_one: Callable[[Item], None],
-    pool: Executor | None,
-    workers: int,
-    in_page_cache: Callable[[Item], bool | None] = lambda item: None,
-    read_ahead: Callable[[Item], None] = lambda item: None,
-) -> None:
-    """Call hash_one for every item, on this thread and, from the page cache,
-    up to `workers` of the pool. `in_page_cache` says whether a file's
-    content is in the page cache (None: cannot tell); `read_ahead` has the
-    kernel start reading a file."""
+class _Worker:
+    """One worker process, started when first needed and again if it exits."""
+
+    def __init__(self) -> None:
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def send(self, files: list[tuple[str, bytes]], reading_ahead: bool) -> None:
+        if self._process is None or self._process.poll() is not None:
+            self._start()
+        assert self._process is not None and self._process.stdin is not None
+        hash_worker.write_all(self._process.stdin.fileno(), hash_worker.encode_request(files, reading_ahead))
+
+    def receive(self) -> bytes:
+        """The answer to the request sent (OSError when the worker is gone)."""
+        assert self._process is not None and self._process.stdout is not None
+        fd = self._process.stdout.fileno()
+        header = hash_worker.read_exactly(fd, hash_worker.REPLY_HEADER.size)
+        payload = header and hash_worker.read_exactly(fd, hash_worker.REPLY_HEADER.unpack(header)[0])
+        if payload is None:
+            raise BrokenPipeError("the hash worker exited")
+        return payload
+
+    def fileno(self) -> int:
+        assert self._process is not None and self._process.stdout is not None
+        return self._process.stdout.fileno()
+
+    def stop(self) -> None:
+        """End the process (its pipes closed, it exits) and wait for it."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
+        try:
+            process.wait(STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _start(self) -> None:
+        self.stop()  # reaps one that exited on its own (idle)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", hash_worker.__name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd="/",  # no module of the daemon's working folder is imported by accident
+        )
+
+
+class HashWorkers:
+    """Worker processes shared by every root: a batch takes the workers that
+    are free (at least one: it waits for one if need be)."""
+
+    def __init__(self, count: int) -> None:
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        for _ in range(count):
+            self._idle.put(_Worker())
+        self._all = count
+
+    def close(self) -> None:
+        for _ in range(self._all):
+            self._idle.get().stop()
+
+    def hash(self, tree: Tree, items: list[Item], reading_ahead: bool) -> None:
+        """Hash every item; a file a worker could not read is left as it was
+        (the walk reads it and reports why)."""
+        batches = deque(items[start : start + BATCH_FILES] for start in range(0, len(items), BATCH_FILES))
+        with self._taken() as workers, selectors.DefaultSelector() as waiting:
+            for worker in workers:
+                if batches:
+                    self._send(worker, waiting, batches.popleft(), tree, reading_ahead)
+            while waiting.get_map():
+                for ready, _ in waiting.select():
+                    worker, batch = ready.data
+                    waiting.unregister(worker)
+                    self._install(worker, batch, tree, reading_ahead)
+                    check(READING_FILES)
+                    if batches:
+                        self._send(worker, waiting, batches.popleft(), tree, reading_ahead)
+
+    @contextmanager
+    def _taken(self) -> Iterator[list[_Worker]]:
+        taken = [self._idle.get()]
+        while True:
+            try:
+                taken.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        busy = list(taken)
+        try:
+            yield busy
+            busy.clear()
+        finally:
+            for worker in busy:  # left with a request unanswered (an error, the time limit): start afresh
+                worker.stop()
+            for worker in taken:
+                self._idle.put(worker)
+
+    @staticmethod
+    def _send(
+        worker: _Worker, waiting: selectors.BaseSelector, batch: list[Item], tree: Tree, reading_ahead: bool
+    ) -> None:
+        files = [(tree.abspath(rel), entry.key) for rel, entry in batch]
+        for _ in range(2):  # once more on a new process: this one may have exited since (idle)
+            try:
+                worker.send(files, reading_ahead)
+            except OSError as error:
+                worker.stop()
+                failure = error
+            else:
+                waiting.register(worker, selectors.EVENT_READ, (worker, batch))
+                return
+        log.warning("no hash worker could start (%s); %d files hashed in the daemon instead", failure, len(batch))
+        for item in batch:
+            hash_quietly(tree, item)
+
+    @staticmethod
+    def _install(worker: _Worker, batch: list[Item], tree: Tree, reading_ahead: bool) -> None:
+        try:
+            payload = worker.receive()
+        except OSError as error:  # it died on this batch: the calling thread does it
+            log.warning("a hash worker stopped (%s); %d files hashed in the daemon instead", error, len(batch))
+            worker.stop()
+            for item in batch:
+                hash_quietly(tree, item)
+            return
+        for (_, entry), hashed in zip(batch, hash_worker.decode_reply(payload), strict=True):
+            if hashed is not None:
+                tree.install(entry, *hashed)
+
+
+def hash_files(tree: Tree, files: list[Item], workers: HashWorkers | None) -> None:
+    """Hash every item (see the module's docstring for where)."""
     probe, rest = files[:PROBE_FILES], files[PROBE_FILES:]
-    cached = [in_page_cache(item) for item in probe] if rest else []  # before reading puts them there
+    cached = [in_page_cache(tree.abspath(rel)) for rel, _ in probe] if rest else []  # before reading puts them there
     started = time.perf_counter()
     for item in probe:
-        hash_one(item)
+        hash_quietly(tree, item)
     if not rest:
         return
     known = [answer for answer in cached if answer is not None]  # a file gone meanwhile says nothing
@@ -57,39 +190,20 @@ def hash_files(
         from_disk = known.count(False) * 2 > len(known)
     else:
         from_disk = (time.perf_counter() - started) / len(probe) > DISK_BOUND_S
-    if from_disk:
-        _hash_reading_ahead(rest, hash_one, read_ahead)
-    elif pool is None or workers < 1:
-        for item in rest:
-            hash_one(item)
+    if workers is not None and len(rest) >= WORKER_MIN_FILES:
+        workers.hash(tree, rest, from_disk)
     else:
-        large = deque(item for item in rest if key_size(item[1].key) >= LARGE_FILE)
-        small = deque(item for item in rest if key_size(item[1].key) < LARGE_FILE)
-        pending = [pool.submit(_hash_all, large.popleft, hash_one) for _ in range(min(workers, len(large)))]
-        _hash_all(small.popleft, hash_one)
-        _hash_all(large.pop, hash_one)  # then help with the large files, from the other end
-        for future in pending:
-            future.result()
+        for item in rest:
+            hash_quietly(tree, item)
 
 
-def _hash_reading_ahead(
-    files: list[Item], hash_one: Callable[[Item], None], read_ahead: Callable[[Item], None]
-) -> None:
-    """Hash in order, the next READ_AHEAD files always being read by the kernel."""
-    for item in files[:READ_AHEAD]:
-        read_ahead(item)
-    for ahead, item in enumerate(files, start=READ_AHEAD):
-        if ahead < len(files):
-            read_ahead(files[ahead])
-        hash_one(item)
+def hash_quietly(tree: Tree, item: Item) -> None:
+    try:
+        tree.read(*item)
+    except OSError:
+        pass  # the walk reads it again and reports the error on the step
 
 
-def _hash_all(take: Callable[[], Item], hash_one: Callable[[Item], None]) -> None:
-    """Hash what `take` gives until it raises IndexError (deque's popleft and
-    pop are atomic: threads share a queue)."""
-    while True:
-        try:
-            item = take()
-        except IndexError:
-            return
-        hash_one(item)
+def worker_count() -> int:
+    """One worker per core this process may run on."""
+    return len(os.sched_getaffinity(0))

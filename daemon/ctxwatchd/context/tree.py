@@ -27,6 +27,7 @@ from .records import (
     is_racy,
     key_inode,
     key_mode,
+    key_size,
     kind_of,
     read_record,
     stat_key,
@@ -222,10 +223,14 @@ class Tree:
             # A folder now, since it was listed: its event is on the way, and
             # until then the answer treats the file as gone.
             raise FileNotFoundError(errno.ENOENT, "replaced by a folder", self.abspath(rel))
-        entry.key, entry.kind, entry.racy = key, record.kind, is_racy(key, hashed_at)
-        entry.blob = encode_file(record)
+        self.install(entry, key, encode_file(record), hashed_at)
+
+    def install(self, entry: Entry, key: StatKey, blob: bytes, hashed_at: int) -> None:
+        """Give a non-folder entry the record (node bytes) read for stat key
+        `key` at `hashed_at` (ns), here or by a worker process."""
+        entry.key, entry.kind, entry.racy, entry.blob = key, kind_of(key_mode(key)), is_racy(key, hashed_at), blob
         self.files_hashed += 1
-        self.bytes_hashed += record.size
+        self.bytes_hashed += key_size(key) if entry.kind == KIND_FILE else 0
 
     def saveable_records(self) -> Iterator[SavedRecord]:
         """Every record that is safe to reuse later, by its path below the root."""

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Executor
 from itertools import accumulate
 from typing import Any, NamedTuple, TypeVar, cast
 
 from ..budget import check
-from .hashing import Item, hash_files
+from .hashing import READING_FILES, HashWorkers, hash_files
 from .ignore import MatchState, PathMatcher
 from .nodes import (
     DIR_HEADER_SIZE,
@@ -36,15 +35,14 @@ from .nodes import (
     encode_dir,
     is_dir_blob,
 )
-from .records import KIND_DIR, KIND_FILE, in_page_cache, key_mode, read_ahead
+from .records import KIND_DIR, KIND_FILE, key_mode
 from .tree import Entry, Tree, join, listing_signature
 
 ROOT_STATE = MatchState(excluded=False, hits=0)  # the context root is always sent
-PREFETCH_CHUNK = 20_000  # files handed to the hashing threads at a time
+PREFETCH_CHUNK = 20_000  # files hashed at a time
 # From this many entries a folder keeps its entries encoded (about 100 bytes
 # each), so that a change in it encodes that entry again, not the folder.
 WIDE_FOLDER = 2048
-READING_FILES = "reading the context's files"
 
 
 class ContextReadError(Exception):
@@ -215,13 +213,11 @@ class ContextView:
         tree: Tree,
         prefix: str,
         matcher: PathMatcher,
-        hasher: Executor | None = None,
-        hash_workers: int = 0,
+        hash_workers: HashWorkers | None = None,
         saved: dict[str, SavedFolder] | None = None,
     ) -> None:
         self.tree = tree
-        self.hasher = hasher  # threads that hash files from the page cache before a walk needs them
-        self.hash_workers = hash_workers
+        self.hash_workers = hash_workers  # processes that hash many files before a walk needs them
         self.prefix = prefix  # the context folder, relative to the tree's root
         self.matcher = matcher
         # Folders only (a file's record lives on its tree entry, shared by all
@@ -267,8 +263,8 @@ class ContextView:
 
     def prefetch(self, rel: str) -> None:
         """Hash the files under `rel` that the next walk will need, all at once
-        (see hashing.py: on several threads from the page cache, reading ahead
-        from the disk). Folders whose digest is still known are not entered."""
+        (see hashing.py: in worker processes, off the interpreter lock). Folders
+        whose digest is still known are not entered."""
         entry = self.entry(rel)
         if entry is None or entry.kind != KIND_DIR:
             return
@@ -300,26 +296,9 @@ class ContextView:
                 elif look_at_files and child.kind == KIND_FILE and must_read(child):
                     files.append((self._tree_rel(join(path, name)), child))
             if len(files) >= PREFETCH_CHUNK:  # hash as the walk goes: memory stays flat
-                self._hash(files)
+                hash_files(self.tree, files, self.hash_workers)
                 files = []
-        self._hash(files)
-
-    def _hash(self, files: list[Item]) -> None:
-        abspath = self.tree.abspath
-        hash_files(
-            files,
-            self._hash_quietly,
-            self.hasher,
-            self.hash_workers,
-            lambda item: in_page_cache(abspath(item[0])),
-            lambda item: read_ahead(abspath(item[0])),
-        )
-
-    def _hash_quietly(self, item: Item) -> None:
-        try:
-            self.tree.read(*item)
-        except OSError:
-            pass  # the walk reads it again and reports the error on the step
+        hash_files(self.tree, files, self.hash_workers)
 
     def entry(self, rel: str) -> Entry | None:
         return self.tree.get(self._tree_rel(rel))

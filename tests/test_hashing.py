@@ -68,6 +68,12 @@ def _made_here(folder: Path) -> dict[str, tuple[bytes, bytes]]:
     return _records(tree, items)
 
 
+def hash_all(tree: Tree, items: list[hashing.Item], workers: hashing.HashWorkers) -> None:
+    with hashing.FileHasher(tree, workers) as hasher:
+        for item in items:
+            hasher.add(item)
+
+
 @pytest.fixture
 def workers():
     pool = hashing.HashWorkers(2)
@@ -77,7 +83,7 @@ def workers():
 
 def test_a_large_batch_is_hashed_by_worker_processes_as_the_daemon_would(tmp_path, workers):
     tree, items = _tree(tmp_path / "c", 2000, size=3000)
-    hashing.hash_files(tree, items, workers)
+    hash_all(tree, items, workers)
     assert len(hash_workers_of(os.getpid())) == 2
     assert tree.files_hashed == len(items)
     assert all(not tree.must_read(entry) or entry.racy for _, entry in items)
@@ -85,21 +91,21 @@ def test_a_large_batch_is_hashed_by_worker_processes_as_the_daemon_would(tmp_pat
 
 
 def test_a_few_files_start_no_process(tmp_path, workers):
-    tree, items = _tree(tmp_path / "c", hashing.PROBE_FILES + hashing.WORKER_MIN_FILES - 1)
-    hashing.hash_files(tree, items, workers)
+    tree, items = _tree(tmp_path / "c", hashing.PROBE_FILES + hashing.BATCH_FILES - 1)
+    hash_all(tree, items, workers)
     assert hash_workers_of(os.getpid()) == []
     assert tree.files_hashed == len(items)
 
 
 def test_workers_killed_between_batches_are_started_again(tmp_path, workers):
     tree, items = _tree(tmp_path / "a", 1000)
-    hashing.hash_files(tree, items, workers)
+    hash_all(tree, items, workers)
     killed = hash_workers_of(os.getpid())
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not any(map(running, killed)), what="the workers dead")
     tree, items = _tree(tmp_path / "b", 1000)
-    hashing.hash_files(tree, items, workers)
+    hash_all(tree, items, workers)
     assert tree.files_hashed == len(items)
     assert _records(tree, items) == _made_here(tmp_path / "b")
 
@@ -109,7 +115,7 @@ def test_a_file_gone_after_listing_is_left_for_the_walk_to_report(tmp_path, work
     gone = {rel for rel, _ in items[500::7]}
     for rel in gone:
         (tmp_path / "c" / rel).unlink()
-    hashing.hash_files(tree, items, workers)
+    hash_all(tree, items, workers)
     assert {rel for rel, entry in items if not entry.blob} == gone
     assert tree.files_hashed == len(items) - len(gone)
 

@@ -1,17 +1,19 @@
-"""Hashing many files: in worker processes, off the daemon's interpreter lock.
+"""Hashing the files a walk finds: in worker processes, off the daemon's interpreter lock.
 
 A file's record costs Python work (open, read, hash, stat again, encode).
 Done on the daemon's own interpreter, it held the lock every other query
-needs: while a large context was indexed, a small one's answer waited. So a
-batch of files goes to worker processes (hash_worker.py), one per core, each
-on its own interpreter; the calling thread only sends paths and installs the
-records that come back, and waits, leaving the lock free, in between.
+needs: while a large context was indexed, a small one's answer waited. So
+a walk hands the files it finds to a FileHasher, which sends them in
+batches to worker processes (hash_worker.py: one per core, each on its own
+interpreter, niced below the daemon's threads) while the walk goes on; the
+walk's thread only sends paths and installs the records that come back.
 
-A few files are not worth a process: they are hashed on the calling thread,
-as are the first PROBE_FILES of a batch, which also tell whether the files
-come from the page cache. From the disk (a cold index) each worker has the
-kernel read ahead of the file it hashes, so the disk always has reads queued.
-Where the kernel cannot tell, reads slower than DISK_BOUND_S mean the disk.
+The first PROBE_FILES files are hashed on the walk's thread and tell whether
+the files come from the page cache (the kernel says so; where it cannot,
+reads slower than DISK_BOUND_S mean the disk): from the disk, each worker
+has the kernel read ahead of the file it hashes, so the disk always has
+reads queued. A walk that finds fewer than a batch more hashes them itself:
+not worth a process.
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ..budget import check
 from . import hash_worker
@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 Item = tuple[str, Entry]  # (tree-relative path, entry)
 
 PROBE_FILES = 64  # files hashed on the calling thread before deciding
-WORKER_MIN_FILES = 256  # fewer files than this after the probe are hashed on the calling thread
-BATCH_FILES = 256  # files per request to a worker: small enough to keep every worker busy to the end
+# Files per request to a worker: small enough to keep every worker busy to
+# the end. A walk that finds fewer after the probe hashes them itself.
+BATCH_FILES = 256
 DISK_BOUND_S = 0.00012  # where the kernel cannot tell: a file read slower than this on average came from the disk
 STOP_WAIT_S = 2.0
 READING_FILES = "reading the context's files"  # what a query over its time limit was doing
@@ -95,8 +96,7 @@ class _Worker:
 
 
 class HashWorkers:
-    """Worker processes shared by every root: a batch takes the workers that
-    are free (at least one: it waits for one if need be)."""
+    """The worker processes, shared by every root's walks."""
 
     def __init__(self, count: int) -> None:
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
@@ -104,97 +104,150 @@ class HashWorkers:
             self._idle.put(_Worker())
         self._all = count
 
+    def take(self, wait: bool) -> _Worker | None:
+        """An idle worker; None when none is (and `wait` is false)."""
+        try:
+            return self._idle.get(block=wait)
+        except queue.Empty:
+            return None
+
+    def give_back(self, worker: _Worker) -> None:
+        self._idle.put(worker)
+
     def close(self) -> None:
         for _ in range(self._all):
             self._idle.get().stop()
 
-    def hash(self, tree: Tree, items: list[Item], reading_ahead: bool) -> None:
-        """Hash every item; a file a worker could not read is left as it was
-        (the walk reads it and reports why)."""
-        batches = deque(items[start : start + BATCH_FILES] for start in range(0, len(items), BATCH_FILES))
-        with self._taken() as workers, selectors.DefaultSelector() as waiting:
-            for worker in workers:
-                if batches:
-                    self._send(worker, waiting, batches.popleft(), tree, reading_ahead)
-            while waiting.get_map():
-                for ready, _ in waiting.select():
-                    worker, batch = ready.data
-                    waiting.unregister(worker)
-                    self._install(worker, batch, tree, reading_ahead)
-                    check(READING_FILES)
-                    if batches:
-                        self._send(worker, waiting, batches.popleft(), tree, reading_ahead)
 
-    @contextmanager
-    def _taken(self) -> Iterator[list[_Worker]]:
-        taken = [self._idle.get()]
-        while True:
-            try:
-                taken.append(self._idle.get_nowait())
-            except queue.Empty:
-                break
-        busy = list(taken)
+class FileHasher:
+    """Hashes the files one walk finds, as it finds them: full batches go to
+    the idle workers while the walk goes on (see the module's docstring).
+    Used as a context manager: leaving it waits for every answer."""
+
+    def __init__(self, tree: Tree, workers: HashWorkers | None) -> None:
+        self._tree = tree
+        self._workers = workers
+        self._probed = 0
+        self._probe_answers: list[bool] = []  # the kernel's, where it could tell
+        self._probe_seconds = 0.0
+        self._reading_ahead: bool | None = None  # decided by the probe: the files come from the disk
+        self._found: list[Item] = []  # after the probe, not in a batch yet
+        self._batches: deque[list[Item]] = deque()  # not sent yet
+        self._sent_any = False
+        self._answering = selectors.DefaultSelector()  # workers with a batch of ours
+
+    def __enter__(self) -> FileHasher:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *rest: object) -> None:
         try:
-            yield busy
-            busy.clear()
+            if error_type is None:
+                self._finish()
         finally:
-            for worker in busy:  # left with a request unanswered (an error, the time limit): start afresh
-                worker.stop()
-            for worker in taken:
-                self._idle.put(worker)
+            for key in list(self._answering.get_map().values()):
+                worker = key.data[0]
+                worker.stop()  # left with a request unanswered (an error, the time limit): started afresh
+                self._give_back(worker)
+            self._answering.close()
 
-    @staticmethod
-    def _send(
-        worker: _Worker, waiting: selectors.BaseSelector, batch: list[Item], tree: Tree, reading_ahead: bool
-    ) -> None:
-        files = [(tree.abspath(rel), entry.key) for rel, entry in batch]
+    def add(self, item: Item) -> None:
+        if self._reading_ahead is None:
+            self._add_to_probe(item)
+            return
+        self._found.append(item)
+        if len(self._found) >= BATCH_FILES:
+            self._batches.append(self._found)
+            self._found = []
+            self.poll()
+
+    def poll(self) -> None:
+        """Install the answers that came, and send batches to idle workers (never waits)."""
+        for ready, _ in self._answering.select(timeout=0):
+            self._install(ready)
+        self._send_waiting(wait=False)
+
+    def _add_to_probe(self, item: Item) -> None:
+        """Hash one of the first files here; after PROBE_FILES, decide where the files come from."""
+        cached = in_page_cache(self._tree.abspath(item[0]))  # before reading puts it there
+        started = time.perf_counter()
+        hash_quietly(self._tree, item)
+        self._probe_seconds += time.perf_counter() - started
+        self._probed += 1
+        if cached is not None:  # a file gone meanwhile says nothing
+            self._probe_answers.append(cached)
+        if self._probed < PROBE_FILES:
+            return
+        if self._probe_answers:
+            self._reading_ahead = self._probe_answers.count(False) * 2 > len(self._probe_answers)
+        else:
+            self._reading_ahead = self._probe_seconds / self._probed > DISK_BOUND_S
+
+    def _finish(self) -> None:
+        if self._found and not self._sent_any and not self._batches:
+            for item in self._found:  # fewer than a batch in all: not worth a process
+                hash_quietly(self._tree, item)
+        elif self._found:
+            self._batches.append(self._found)
+        self._found = []
+        while self._batches or self._answering.get_map():
+            self._send_waiting(wait=not self._answering.get_map())
+            for ready, _ in self._answering.select():
+                self._install(ready)
+                check(READING_FILES)
+
+    def _send_waiting(self, wait: bool) -> None:
+        """Send waiting batches while a worker is idle; with `wait`, wait for one first."""
+        while self._batches:
+            if self._workers is None:  # no workers at all: this thread does it
+                for item in self._batches.popleft():
+                    hash_quietly(self._tree, item)
+                continue
+            worker = self._workers.take(wait)
+            if worker is None:
+                return
+            self._send(worker, self._batches.popleft())
+            wait = False
+
+    def _send(self, worker: _Worker, batch: list[Item]) -> None:
+        files = [(self._tree.abspath(rel), entry.key) for rel, entry in batch]
         for _ in range(2):  # once more on a new process: this one may have exited since (idle)
             try:
-                worker.send(files, reading_ahead)
+                worker.send(files, bool(self._reading_ahead))
             except OSError as error:
                 worker.stop()
                 failure = error
             else:
-                waiting.register(worker, selectors.EVENT_READ, (worker, batch))
+                self._answering.register(worker, selectors.EVENT_READ, (worker, batch))
+                self._sent_any = True
                 return
+        self._give_back(worker)
         log.warning("no hash worker could start (%s); %d files hashed in the daemon instead", failure, len(batch))
         for item in batch:
-            hash_quietly(tree, item)
+            hash_quietly(self._tree, item)
 
-    @staticmethod
-    def _install(worker: _Worker, batch: list[Item], tree: Tree, reading_ahead: bool) -> None:
+    def _install(self, ready: selectors.SelectorKey) -> None:
+        worker, batch = ready.data
+        self._answering.unregister(worker)
         try:
             payload = worker.receive()
-        except OSError as error:  # it died on this batch: the calling thread does it
-            log.warning("a hash worker stopped (%s); %d files hashed in the daemon instead", error, len(batch))
+        except OSError as error:  # it died on this batch: this thread does it
             worker.stop()
+            self._give_back(worker)
+            log.warning("a hash worker stopped (%s); %d files hashed in the daemon instead", error, len(batch))
             for item in batch:
-                hash_quietly(tree, item)
+                hash_quietly(self._tree, item)
             return
+        if self._batches:  # keep it busy before installing: the two overlap
+            self._send(worker, self._batches.popleft())
+        else:
+            self._give_back(worker)
         for (_, entry), hashed in zip(batch, hash_worker.decode_reply(payload), strict=True):
             if hashed is not None:
-                tree.install(entry, *hashed)
+                self._tree.install(entry, *hashed)
 
-
-def hash_files(tree: Tree, files: list[Item], workers: HashWorkers | None) -> None:
-    """Hash every item (see the module's docstring for where)."""
-    probe, rest = files[:PROBE_FILES], files[PROBE_FILES:]
-    cached = [in_page_cache(tree.abspath(rel)) for rel, _ in probe] if rest else []  # before reading puts them there
-    started = time.perf_counter()
-    for item in probe:
-        hash_quietly(tree, item)
-    if not rest:
-        return
-    known = [answer for answer in cached if answer is not None]  # a file gone meanwhile says nothing
-    if known:
-        from_disk = known.count(False) * 2 > len(known)
-    else:
-        from_disk = (time.perf_counter() - started) / len(probe) > DISK_BOUND_S
-    if workers is not None and len(rest) >= WORKER_MIN_FILES:
-        workers.hash(tree, rest, from_disk)
-    else:
-        for item in rest:
-            hash_quietly(tree, item)
+    def _give_back(self, worker: _Worker) -> None:
+        assert self._workers is not None, "only a taken worker is given back"
+        self._workers.give_back(worker)
 
 
 def hash_quietly(tree: Tree, item: Item) -> None:

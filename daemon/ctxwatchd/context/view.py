@@ -20,7 +20,7 @@ from itertools import accumulate
 from typing import Any, NamedTuple, TypeVar, cast
 
 from ..budget import check
-from .hashing import READING_FILES, HashWorkers, hash_files
+from .hashing import READING_FILES, FileHasher, HashWorkers
 from .ignore import MatchState, PathMatcher
 from .nodes import (
     DIR_HEADER_SIZE,
@@ -39,7 +39,6 @@ from .records import KIND_DIR, KIND_FILE, key_mode
 from .tree import Entry, Tree, join, listing_signature
 
 ROOT_STATE = MatchState(excluded=False, hits=0)  # the context root is always sent
-PREFETCH_CHUNK = 20_000  # files hashed at a time
 # From this many entries a folder keeps its entries encoded (about 100 bytes
 # each), so that a change in it encodes that entry again, not the folder.
 WIDE_FOLDER = 2048
@@ -262,43 +261,41 @@ class ContextView:
         return self._node(rel, entry, self._state(rel))
 
     def prefetch(self, rel: str) -> None:
-        """Hash the files under `rel` that the next walk will need, all at once
-        (see hashing.py: in worker processes, off the interpreter lock). Folders
-        whose digest is still known are not entered."""
+        """Hash the files under `rel` that the next walk will need, as they are
+        found (see hashing.py: in worker processes, off the interpreter lock).
+        Folders whose digest is still known are not entered."""
         entry = self.entry(rel)
         if entry is None or entry.kind != KIND_DIR:
             return
         # Only folders are matched against the ignore patterns here: the walk
         # matches every path anyway, and a file excluded on its own (a rare
         # pattern like *.log) costs a needless hash, not a wrong answer.
-        todo, files = [(rel, entry, self._state(rel))], []
+        todo = [(rel, entry, self._state(rel))]
         must_read = self.tree.must_read
-        while todo:
-            check(READING_FILES)
-            path, item, state = todo.pop()
-            if self._memo_holds(path, item):
-                continue  # its digest is known: nothing below needs hashing
-            if state.excluded and not self.matcher.may_include_under(path):
-                continue
-            shared = self.matcher.entries_state(path, state)  # None: match each
-            listing = self._listing(path, item)
-            # Files of a folder whose saved digest may stand are not even looked at.
-            look_at_files = not state.excluded and not self._listing_unchanged(path, item)
-            if look_at_files:
-                self.tree.apply_saved_records(self._tree_rel(path), item)
-            wide = self.wide.get(path)
-            if wide is not None and wide.holds(item, state):  # only its changed entries need looking at
-                listing = {name: listing[name] for name in wide.stale | wide.racy if name in listing}
-            for name, child in listing.items():
-                if child.kind == KIND_DIR:
-                    child_rel = join(path, name)
-                    todo.append((child_rel, child, self._match(child_rel, state) if shared is None else shared))
-                elif look_at_files and child.kind == KIND_FILE and must_read(child):
-                    files.append((self._tree_rel(join(path, name)), child))
-            if len(files) >= PREFETCH_CHUNK:  # hash as the walk goes: memory stays flat
-                hash_files(self.tree, files, self.hash_workers)
-                files = []
-        hash_files(self.tree, files, self.hash_workers)
+        with FileHasher(self.tree, self.hash_workers) as hasher:
+            while todo:
+                check(READING_FILES)
+                hasher.poll()
+                path, item, state = todo.pop()
+                if self._memo_holds(path, item):
+                    continue  # its digest is known: nothing below needs hashing
+                if state.excluded and not self.matcher.may_include_under(path):
+                    continue
+                shared = self.matcher.entries_state(path, state)  # None: match each
+                listing = self._listing(path, item)
+                # Files of a folder whose saved digest may stand are not even looked at.
+                look_at_files = not state.excluded and not self._listing_unchanged(path, item)
+                if look_at_files:
+                    self.tree.apply_saved_records(self._tree_rel(path), item)
+                wide = self.wide.get(path)
+                if wide is not None and wide.holds(item, state):  # only its changed entries need looking at
+                    listing = {name: listing[name] for name in wide.stale | wide.racy if name in listing}
+                for name, child in listing.items():
+                    if child.kind == KIND_DIR:
+                        child_rel = join(path, name)
+                        todo.append((child_rel, child, self._match(child_rel, state) if shared is None else shared))
+                    elif look_at_files and child.kind == KIND_FILE and must_read(child):
+                        hasher.add((self._tree_rel(join(path, name)), child))
 
     def entry(self, rel: str) -> Entry | None:
         return self.tree.get(self._tree_rel(rel))

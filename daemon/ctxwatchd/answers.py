@@ -25,7 +25,7 @@ from .context.records import KIND_DIR
 from .context.tree import join
 from .context.view import ContextReadError, ContextView
 from .context.watched_file import WatchedFile
-from .context.watcher import WatchedRoot
+from .context.watcher import Syncs, WatchedRoot
 from .dockerfile.parser import DockerfileSyntaxError, ParsedDockerfile, Span, parse
 from .dockerfile.plan import PlanError, build_plan, is_remote_context
 from .limits import MAX_IGNORE_FILE_BYTES
@@ -63,16 +63,14 @@ class Answers:
         self._unread_build = unread_build  # when a build of the context ran that could not be read (ms), or 0
         self._time_limit_s = time_limit_s  # how long one answer may take (0: no limit)
 
-    def evaluate(
-        self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, synced: set[str]
-    ) -> Evaluation:
+    def evaluate(self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, syncs: Syncs) -> Evaluation:
         """The answer for one context whose root (None: its folder is missing)
-        the caller holds the lock of. `synced` holds the roots already synced
-        by this request (a sync proves every earlier write is seen). Past the
+        the caller holds the lock of. `syncs` is what this request synced
+        (a sync proves every write made before the request is seen). Past the
         time limit, the answer is an error saying so (budget.py)."""
         try:
             with time_limit(self._time_limit_s):
-                return self._evaluate(reg, root, options, synced)
+                return self._evaluate(reg, root, options, syncs)
         except OutOfTime as e:
             log.warning("%s: %s", reg.row.name, e)
             return Evaluation(Report(reg.row, error=str(e)), [])
@@ -99,18 +97,14 @@ class Answers:
         for reg in self._registry.using(root):
             reg.last = None
 
-    def _evaluate(
-        self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, synced: set[str]
-    ) -> Evaluation:
+    def _evaluate(self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, syncs: Syncs) -> Evaluation:
         report = Report(reg.row)
         self._registry.retarget_dockerfile_watch(reg)  # before reading it: no edit falls between
         if root is None:
             report.error = f"the context folder {reg.row.path} does not exist"
             return Evaluation(report, [])
         try:
-            if root.path not in synced:
-                root.sync()
-                synced.add(root.path)
+            syncs.sync(root)
         except FileNotFoundError:
             report.error = f"the context folder {reg.row.path} does not exist"
             return Evaluation(report, [])
@@ -124,7 +118,7 @@ class Answers:
             self._refresh_views(reg, root)
             serial, history = self._histories.get(reg.row.name)
             named = named_contexts(reg, options)
-            named_state = self._sync_named(reg, named, synced)
+            named_state = self._sync_named(reg, named, syncs)
             # Nothing the answer depends on changed: the last answer stands.
             # (A new Dockerfile or registration clears reg.last.)
             depends_on = (
@@ -198,7 +192,7 @@ class Answers:
         data = draft.encode("utf-8", "surrogateescape") if draft else reg.dockerfile.read() or b""
         return display_lines(data)
 
-    def _sync_named(self, reg: Registered, named: dict[str, str], synced: set[str]) -> tuple:
+    def _sync_named(self, reg: Registered, named: dict[str, str], syncs: Syncs) -> tuple:
         """Sync the roots of the context's local named contexts (the caller holds
         their locks: see Registry.answering) and read their .dockerignore files;
         what an answer from them depends on."""
@@ -207,9 +201,7 @@ class Answers:
             root = self._registry.root_holding(folder)
             if root is None:
                 raise PlanError(0, f"named context {name!r}: the folder {folder} does not exist")
-            if root.path not in synced:
-                root.sync()
-                synced.add(root.path)
+            syncs.sync(root)
             ignore = reg.named_ignores.setdefault(
                 folder, WatchedFile(os.path.join(folder, ".dockerignore"), MAX_IGNORE_FILE_BYTES)
             )

@@ -30,7 +30,7 @@ from .context.hashing import HashWorkers, worker_count
 from .context.records import KIND_DIR
 from .context.tree import Tree
 from .context.view import ContextView
-from .context.watcher import Observer, WatchedRoot
+from .context.watcher import Observer, Syncs, WatchedRoot
 from .errors import ApiError, FailedPrecondition, InvalidArgument
 from .registry import ContextRef, Registered, Registration, Registry, inside
 from .requests import BuildOptions, BuildRun, ObservedStep, absolute_path
@@ -182,18 +182,18 @@ class Engine:
 
     def reports(self, regs: list[Registered], options: BuildOptions) -> list[Report]:
         """Reports of several contexts; a root they share is synced once for all."""
-        synced: set[str] = set()
-        return [self._answer(reg, options, synced).report for reg in regs]
+        syncs = Syncs()
+        return [self._answer(reg, options, syncs).report for reg in regs]
 
     def find_readers(self, path: str, refs: list[ContextRef]) -> Readers:
         """Every step of the contexts (all when none named) that reads `path`."""
         path = os.path.realpath(absolute_path(path, "path"))
         response = Readers()
-        synced: set[str] = set()
+        syncs = Syncs()
         for reg in self.resolve_all(refs):
             if not inside(path, reg.row.path):
                 continue
-            ev = self._answer(reg, BuildOptions(), synced)
+            ev = self._answer(reg, BuildOptions(), syncs)
             if ev.report.error:
                 response.unknown.append(f"{reg.row.name}: {ev.report.error}")
                 continue
@@ -223,7 +223,7 @@ class Engine:
                 continue
             _write_marker(marker, reg.row.name)
             try:
-                self._answer(reg, BuildOptions(), set())
+                self._answer(reg, BuildOptions(), Syncs())
             except Exception:  # a query will meet the same problem and report it
                 log.exception("warming up %s failed", reg.row.name)
             # Step aside: a query waiting for the root's lock takes it now, so
@@ -241,7 +241,7 @@ class Engine:
                 "options.dockerfile_content: a build reads the saved Dockerfile; save it, then record"
             )
         with self._registry.answering(reg, named_folders(named_contexts(reg, options))) as root:
-            ev = self._answer_held(reg, root, options, set())
+            ev = self._answer_held(reg, root, options, Syncs())
             if ev.report.error:
                 raise FailedPrecondition(f"{reg.row.name}: cannot record a build: {ev.report.error}")
             check = None
@@ -273,7 +273,7 @@ class Engine:
             )
             if run is not None and run.failed:
                 failed = _run_failure(run)
-            report = self._answer_held(reg, root, options, set()).report
+            report = self._answer_held(reg, root, options, Syncs()).report
         return BuildRecorded(report, build_id, len(rows), failed, check)
 
     def prediction_stats(self, recent: int = RECENT_DISAGREEMENTS) -> PredictionStats:
@@ -341,19 +341,24 @@ class Engine:
             self._dropped_since_gc = 0
         return self._store.collect_garbage()
 
-    def _answer(self, reg: Registered, options: BuildOptions, synced: set[str]) -> Evaluation:
+    def _answer(self, reg: Registered, options: BuildOptions, syncs: Syncs) -> Evaluation:
+        root = reg.root
+        if root is not None:
+            # Before the lock: requests for one root wait for their writes' events
+            # together, and the sync under the lock finds them there.
+            root.wait_for_writes(syncs.ticket)
         # The roots of its local named contexts are locked with its own (in one order: no deadlock).
         with self._registry.answering(reg, named_folders(named_contexts(reg, options))) as root:
-            return self._answer_held(reg, root, options, synced)
+            return self._answer_held(reg, root, options, syncs)
 
     def _answer_held(
-        self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, synced: set[str]
+        self, reg: Registered, root: WatchedRoot | None, options: BuildOptions, syncs: Syncs
     ) -> Evaluation:
         """The answer for one context, its root's lock held."""
         thread = threading.get_ident()
         self._busy[thread] = f"answering for {reg.row.name} ({reg.row.path})"
         try:
-            return self._answers.evaluate(reg, root, options, synced)
+            return self._answers.evaluate(reg, root, options, syncs)
         finally:
             del self._busy[thread]
 

@@ -48,7 +48,23 @@ log = logging.getLogger(__name__)
 
 SYNC_TIMEOUT_S = 5.0
 WATCH_RETRY_S = 30.0
-_cookie_numbers = itertools.count()
+_cookie_numbers = itertools.count()  # one sequence for every root: a request's ticket is a number in it
+
+
+class Syncs:
+    """What one request has synced. Its ticket is taken when it starts: a
+    cookie numbered from it on was written after the request started, so
+    once its event is seen, every write made before the request is too."""
+
+    def __init__(self) -> None:
+        self.ticket = next(_cookie_numbers)  # a number no cookie takes
+        self._done: set[str] = set()
+
+    def sync(self, root: WatchedRoot) -> None:
+        """root.sync() for this request, once per root (the caller holds the root's lock)."""
+        if root.path not in self._done:
+            root.sync(self.ticket)
+            self._done.add(root.path)
 
 
 # Only what changes what a path holds. Without a filter inotify also reports
@@ -229,7 +245,8 @@ class WatchedRoot(FileSystemEventHandler):
         self.tree = Tree(path, saved_in, self._watch_folder)
         self.lock = threading.Lock()
         self.dirty: set[str] = set()
-        self.cookies: dict[str, threading.Event] = {}
+        self.cookies: dict[str, tuple[int, threading.Event]] = {}  # written, event not seen yet: name -> (number, seen)
+        self.cookie_seen = -1  # the highest number of a cookie whose event came
         self.needs_rescan = False
         self.problem = ""  # why answers currently rely on re-scans
         self.events_lost = 0  # inotify overflows seen; each one cost a re-scan
@@ -328,7 +345,9 @@ class WatchedRoot(FileSystemEventHandler):
         if rel.startswith(COOKIE_PREFIX):
             cookie = self.cookies.get(rel)
             if cookie is not None:
-                cookie.set()
+                with self.lock:
+                    self.cookie_seen = max(self.cookie_seen, cookie[0])
+                cookie[1].set()
             return
         with self.lock:
             self.dirty.add(rel)
@@ -340,20 +359,20 @@ class WatchedRoot(FileSystemEventHandler):
         with self.lock:
             self.needs_rescan = True
             self.events_lost += 1
-        for cookie in list(self.cookies.values()):
-            cookie.set()
+        for _, seen in list(self.cookies.values()):
+            seen.set()
         self.on_activity()
 
     # -- queries -------------------------------------------------------------------
-    def sync(self, timeout: float = SYNC_TIMEOUT_S) -> None:
-        """Return once the tree reflects every write made before the call.
+    def sync(self, ticket: int, timeout: float = SYNC_TIMEOUT_S) -> None:
+        """Return once the tree reflects every write made before the request
+        holding `ticket` started (see Syncs). The caller holds the root's lock.
 
         Raises OSError when the root folder cannot be read (e.g. it is gone).
         """
         if self.watch_broken or (self.watch is None and time.monotonic() >= self.retry_watch_at):
             self._start_watch()
-        if self.watch is not None and not self.needs_rescan and not self.cookies_impossible:
-            self._wait_for_cookie(timeout)
+        self.wait_for_writes(ticket, timeout)
         with self.lock:
             dirty, self.dirty = self.dirty, set()
             rescan = self.needs_rescan or self.watch is None or self.cookies_impossible
@@ -365,10 +384,27 @@ class WatchedRoot(FileSystemEventHandler):
             self.tree.refresh(rel)
         self.tree.count_listed(len(dirty))  # at most one new path each
 
-    def _wait_for_cookie(self, timeout: float) -> None:
-        name = f"{COOKIE_PREFIX}{os.getpid()}-{next(_cookie_numbers)}"
-        seen = threading.Event()
-        self.cookies[name] = seen
+    def wait_for_writes(self, ticket: int, timeout: float = SYNC_TIMEOUT_S) -> None:
+        """Wait until the events of every write made before `ticket` was taken
+        are in the dirty set. Needs no root lock: requests waiting together
+        share one cookie, and only the sync under the lock applies what came."""
+        if self.watch is None or self.needs_rescan or self.cookies_impossible:
+            return  # the sync re-scans
+        with self.lock:
+            if self.cookie_seen >= ticket:
+                return
+            waiting = next((event for number, event in self.cookies.values() if number >= ticket), None)
+            if waiting is None:  # write one (registered now: a request coming meanwhile waits for it)
+                number = next(_cookie_numbers)
+                name = f"{COOKIE_PREFIX}{os.getpid()}-{number}"
+                self.cookies[name] = (number, threading.Event())
+        if waiting is None:
+            self._write_cookie_and_wait(name, timeout)
+        elif not waiting.wait(timeout):
+            self._no_cookie_event(timeout)
+
+    def _write_cookie_and_wait(self, name: str, timeout: float) -> None:
+        seen = self.cookies[name][1]
         path = os.path.join(self.path, name)
         try:
             try:
@@ -383,13 +419,18 @@ class WatchedRoot(FileSystemEventHandler):
                 log.warning("%s", self.problem)
                 return
             if not seen.wait(timeout):
-                # Better slow than wrong: answer from a re-scan.
-                log.warning("no event for a sync cookie in %s within %.0f s; re-scanning", self.path, timeout)
-                with self.lock:
-                    self.needs_rescan = True
+                self._no_cookie_event(timeout)
         finally:
-            self.cookies.pop(name, None)
+            with self.lock:
+                self.cookies.pop(name, None)
+            seen.set()  # requests waiting on it go on: what went wrong is in the flags their sync reads
             try:
                 os.unlink(path)
             except OSError:
                 pass
+
+    def _no_cookie_event(self, timeout: float) -> None:
+        # Better slow than wrong: answer from a re-scan.
+        log.warning("no event for a sync cookie in %s within %.0f s; re-scanning", self.path, timeout)
+        with self.lock:
+            self.needs_rescan = True

@@ -1,0 +1,89 @@
+"""Sync cookies: a request sees every write made before it started, and
+requests that wait at the same time share one cookie instead of taking
+turns (many readers of one root do not wait on each other)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from support.waiting import wait_until
+
+from ctxwatchd.context.watcher import Observer, Syncs, WatchedRoot
+
+
+@pytest.fixture
+def root(tmp_path: Path):
+    observer = Observer()
+    observer.daemon = True
+    observer.start()
+    watched = WatchedRoot(str(tmp_path), observer)
+    Syncs().sync(watched)  # the first sync lists the root (and so watches it)
+    watched.tree.children(watched.tree.top, "")
+    yield watched
+    watched.close()
+    observer.stop()
+    observer.join(timeout=2)
+
+
+class CookieCount:
+    """Counts the cookies a root writes (the real ones: the method is wrapped, not replaced)."""
+
+    def __init__(self, root: WatchedRoot) -> None:
+        self.written = 0
+        write = root._write_cookie_and_wait
+
+        def counted(name: str, timeout: float) -> None:
+            self.written += 1
+            write(name, timeout)
+
+        root._write_cookie_and_wait = counted  # type: ignore[method-assign]
+
+
+def test_a_write_made_before_the_request_is_seen_without_the_roots_lock(tmp_path, root):
+    (tmp_path / "new.txt").write_text("x")
+    syncs = Syncs()
+    root.wait_for_writes(syncs.ticket)
+    assert "new.txt" in root.dirty
+    syncs.sync(root)
+    assert root.tree.get("new.txt") is not None and not root.dirty
+
+
+def test_a_request_older_than_a_cookie_seen_writes_none(tmp_path, root):
+    older, newer = Syncs(), Syncs()
+    count = CookieCount(root)
+    root.wait_for_writes(newer.ticket)
+    root.wait_for_writes(older.ticket)
+    older.sync(root)
+    assert count.written == 1
+
+
+def test_a_request_newer_than_every_cookie_writes_its_own(tmp_path, root):
+    count = CookieCount(root)
+    root.wait_for_writes(Syncs().ticket)
+    (tmp_path / "later.txt").write_text("x")
+    root.wait_for_writes(Syncs().ticket)
+    assert count.written == 2 and "later.txt" in root.dirty
+
+
+def test_requests_waiting_together_share_one_cookie(tmp_path, root):
+    requests = [Syncs() for _ in range(20)]  # all started before any cookie below
+    (tmp_path / "written-before.txt").write_text("x")
+    count = CookieCount(root)
+    start = threading.Barrier(len(requests))
+    done: list[bool] = []
+
+    def wait(syncs: Syncs) -> None:
+        start.wait()
+        root.wait_for_writes(syncs.ticket)
+        done.append("written-before.txt" in root.dirty)
+
+    threads = [threading.Thread(target=wait, args=(syncs,)) for syncs in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    wait_until(lambda: len(done) == len(requests), what="every request synced")
+    assert all(done)
+    assert count.written == 1

@@ -16,6 +16,10 @@ MAX_DOCKERFILE_BYTES = 2 * MiB
 MAX_INSTRUCTIONS = 10_000  # Dockerfile instructions (each line's FROM, RUN, COPY...)
 MAX_EXPANSION_CHARS = 1 * MiB  # one word after ARG/ENV expansion
 MAX_PLAN_EXPANSION_CHARS = 16 * MiB  # every expansion of one Dockerfile together
+# Every RUN keeps and hashes its environment (each ARG and ENV in scope: name, value, and about
+# RUN_ENV_VARIABLE_BYTES of memory each): what that costs over all the RUNs of one Dockerfile.
+MAX_RUN_ENVIRONMENT_BYTES = 64 * MiB
+RUN_ENV_VARIABLE_BYTES = 128
 
 MAX_IGNORE_FILE_BYTES = 1 * MiB  # a .dockerignore (each line at most 64 KiB, as Docker reads it)
 MAX_IGNORE_PATTERNS = 10_000

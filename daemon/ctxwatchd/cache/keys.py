@@ -18,6 +18,7 @@ mount from=). Three BuildKit rules shape the chain:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
@@ -96,16 +97,36 @@ class _Write:
     mode_set: bool = False  # --chmod: the source's own mode does not reach the stage
 
 
+class _Head:
+    """The first writes of a stage at "/" whose part is the same whatever
+    path is read (RUNs, base images, a named context's files), up to one of
+    them: a stage of 10,000 RUNs is read through this, never write by write."""
+
+    __slots__ = ("digest", "last_blamed", "part", "state")
+
+    def __init__(self, before: _Head | None, part: _Part, index: int) -> None:
+        self.part = part
+        self.digest = _h(_raw(part.where), part.identity)  # as a selection hashes it
+        self.state: hashlib._Hash = before.state.copy() if before is not None else hashlib.sha256()
+        _feed(self.state, self.digest)  # _h of every head digest so far, unfinished
+        # The index among the heads of the last part with a step to blame, up to this one.
+        self.last_blamed: int | None = (
+            index if part.blame is not None else before.last_blamed if before is not None else None
+        )
+
+
 class _WriteLog:
     """Writes in order, and where each one lands: the positions of the writes
     at each path and below each folder."""
 
-    __slots__ = ("at", "items", "under")
+    __slots__ = ("at", "heads", "items", "mixed", "under")
 
     def __init__(self) -> None:
         self.items: list[_Write] = []
         self.at: dict[str, list[int]] = {}  # dest -> positions
         self.under: dict[str, list[int]] = {}  # folder -> positions of the writes strictly below it
+        self.heads: list[_Head] = []  # the writes at "/" read alike from every path, before any other there
+        self.mixed = False  # a write at "/" that depends on the path read came: heads are complete
 
     def add(self, write: _Write) -> None:
         position = len(self.items)
@@ -114,6 +135,12 @@ class _WriteLog:
         self.at.setdefault(dest, []).append(position)
         for folder in _folders_above(dest):
             self.under.setdefault(folder, []).append(position)
+        if dest == "/" and not self.mixed:
+            if write.kind in (OPAQUE, WHOLE):
+                (part,) = _parts_of(write, "/")
+                self.heads.append(_Head(self.heads[-1] if self.heads else None, part, len(self.heads)))
+            else:
+                self.mixed = True
 
 
 class Writes:
@@ -148,10 +175,23 @@ class Writes:
     def around(self, path: str) -> list[_Write]:
         """The writes, in order, that land at `path`, above it or below it
         (every write that can leave something there)."""
+        heads, later = self.after_heads(path)
+        return [self._log.items[p] for p in self._log.at.get("/", [])[: len(heads)]] + later
+
+    def after_heads(self, path: str) -> tuple[list[_Head], list[_Write]]:
+        """around(`path`), as the heads it starts with (the same for every
+        path: RUNs, images) and the writes after them, found without going
+        through the heads."""
         log, path = self._log, _normal(path)
-        positions = [p for folder in (path, *_folders_above(path)) for p in log.at.get(folder, ())]
-        positions += log.under.get(path, ())
-        return [log.items[p] for p in sorted(positions) if p < self._length]
+        top = log.at.get("/", [])
+        others = [p for folder in (path, *_folders_above(path)) if folder != "/" for p in log.at.get(folder, ())]
+        others += log.under.get(path, ())
+        # The heads come first: those before every other write and before the end of this prefix.
+        end = min(self._length, *others) if others else self._length
+        heads = log.heads[: bisect.bisect_left(top, end, hi=len(log.heads))]
+        later = top[len(heads) : bisect.bisect_left(top, self._length)]
+        positions = sorted(p for p in (*later, *others) if p < self._length)
+        return heads, [log.items[p] for p in positions]
 
 
 def _normal(path: str) -> str:
@@ -197,9 +237,14 @@ class _StageState:
 def _h(*parts: bytes) -> bytes:
     h = hashlib.sha256()
     for part in parts:
-        h.update(len(part).to_bytes(8, "big"))
-        h.update(part)
+        _feed(h, part)
     return h.digest()
+
+
+def _feed(h: hashlib._Hash, part: bytes) -> None:
+    """One part of _h: its length, then its bytes (no two lists of parts hash alike)."""
+    h.update(len(part).to_bytes(8, "big"))
+    h.update(part)
 
 
 def _raw(text: str) -> bytes:
@@ -488,12 +533,13 @@ def _stage_placement(
 def _is_folder(writes: Writes, path: str) -> bool | None:
     """Whether `path` is a folder in a stage with these writes: True, False
     (a file, or nothing yet), None when it cannot be known (a RUN may decide)."""
-    parts = _read(writes, path)
-    if any(p.blame is not None for p in parts):
+    read = _read(writes, path)
+    if read.last_blamed() is not None:
         return None
-    if not parts or parts[-1].covers:
+    last = read.parts[-1] if read.parts else read.heads[-1].part if read.heads else None
+    if last is None or last.covers:
         return False
-    if any(p.where or p.kind == FOLDER for p in parts):
+    if any(p.where or p.kind == FOLDER for p in read.parts):  # a head is neither
         return True
     return None
 
@@ -509,46 +555,75 @@ def _stage_selection(writes: Writes, path: str) -> tuple[bytes, bytes, tuple[int
         # Matches inside a folder are not listed: everything under the
         # wildcard-free prefix counts, and a change there is never a sure miss.
         prefix = _wildcard_free_prefix(path)
-        parts = _read(writes, prefix)
+        parts = _read(writes, prefix).all()
         exact = _h(b"wildcard", _raw(path), *(_h(_raw(p.where), p.identity) for p in parts))
         steps = tuple(w.step for w in writes.around(prefix) if _overlaps(w.dest, prefix))
         return exact, _h(STAGE_OUTPUT_PLACEHOLDER, _raw(path)), steps
-    parts = _read(writes, path)
-    exact = _selection_identity(parts)
-    blamed = [i for i, p in enumerate(parts) if p.blame is not None]
-    if not blamed:
+    read = _read(writes, path)
+    exact = read.identity()
+    last = read.last_blamed()
+    if last is None:
         return exact, exact, ()
-    last = blamed[-1]
-    shape = _h(STAGE_OUTPUT_PLACEHOLDER, *(_h(_raw(p.where), p.identity) for p in parts[last + 1 :]))
-    return exact, shape, tuple(p.blame for p in parts[last : last + 1] if p.blame is not None)
+    # The parts after the last blamed one, heads first.
+    after = [h.digest for h in read.heads[last + 1 :]]
+    after += [_h(_raw(p.where), p.identity) for p in read.parts[max(0, last + 1 - len(read.heads)) :]]
+    blamed = read.heads[last].part if last < len(read.heads) else read.parts[last - len(read.heads)]
+    assert blamed.blame is not None, "the last blamed part has a step to blame"
+    return exact, _h(STAGE_OUTPUT_PLACEHOLDER, *after), (blamed.blame,)
 
 
-def _selection_identity(parts: list[_Part]) -> bytes:
-    if not parts:
-        return _h(b"absent")
-    if len(parts) == 1 and parts[0].record is not None:
-        return parts[0].record  # the same file copied from the context or from a stage: one key
-    return _h(*(_h(_raw(p.where), p.identity) for p in parts))
+@dataclass
+class _Read:
+    """What the writes leave at or below a path, in order: heads (the same
+    for every path: RUNs, images; hashed once for all), then the other parts."""
+
+    heads: list[_Head]
+    parts: list[_Part]
+
+    def __len__(self) -> int:
+        return len(self.heads) + len(self.parts)
+
+    def all(self) -> list[_Part]:
+        return [h.part for h in self.heads] + self.parts
+
+    def last_blamed(self) -> int | None:
+        """The index of the last part with a step to blame."""
+        for i in range(len(self.parts) - 1, -1, -1):
+            if self.parts[i].blame is not None:
+                return len(self.heads) + i
+        return self.heads[-1].last_blamed if self.heads else None
+
+    def identity(self) -> bytes:
+        """The selection's checksum: _h of each part's (where, identity)."""
+        if not self:
+            return _h(b"absent")
+        if not self.heads and len(self.parts) == 1 and self.parts[0].record is not None:
+            return self.parts[0].record  # the same file copied from the context or from a stage: one key
+        h = self.heads[-1].state.copy() if self.heads else hashlib.sha256()
+        for p in self.parts:
+            _feed(h, _h(_raw(p.where), p.identity))
+        return h.digest()
 
 
-def _read(writes: Writes, path: str) -> list[_Part]:
+def _read(writes: Writes, path: str) -> _Read:
     """What the writes leave at or below `path`, in order; a file replaces
     what an earlier write put at its place."""
+    heads, later = writes.after_heads(path)
     parts: list[_Part] = []
     first = 0  # parts before this one were replaced by a file at `path` itself
-    at: dict[str, list[int]] = {}  # where -> positions in parts
+    at: dict[str, list[int]] = {}  # where -> positions in parts (heads are at "" and never replaced)
     replaced: set[int] = set()
-    for write in writes.around(path):
+    for write in later:
         check(COMPUTING_KEYS)
         for part in _parts_of(write, path):
             if part.kind == FILE:  # replaces what was at its place
                 if not part.where:
-                    first = len(parts)
+                    first, heads = len(parts), []
                 else:
                     replaced.update(at.pop(part.where, ()))
             at.setdefault(part.where, []).append(len(parts))
             parts.append(part)
-    return [p for i, p in enumerate(parts[first:], first) if i not in replaced]
+    return _Read(heads, [p for i, p in enumerate(parts[first:], first) if i not in replaced])
 
 
 def _parts_of(write: _Write, path: str) -> list[_Part]:
@@ -570,7 +645,7 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
             record = None if write.flags else node.digest
             return [_Part("", _placed(node, write), record=record, kind=FILE)]
         assert write.writes is not None, "a write from a stage has that stage's writes"
-        inner = _read(write.writes, posixpath.join(write.source, sub) if sub else write.source)
+        inner = _read(write.writes, posixpath.join(write.source, sub) if sub else write.source).all()
         return [_flagged(p, write.flags) for p in inner]
     if _within(write.dest, path):  # the write lands inside the selected folder
         where = posixpath.relpath(write.dest, path)
@@ -583,7 +658,7 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
                 return []
             return [_Part(where, _placed(node, write), kind=FOLDER if node.kind == KIND_DIR else FILE)]
         assert write.writes is not None, "a write from a stage has that stage's writes"
-        inner = _read(write.writes, write.source)
+        inner = _read(write.writes, write.source).all()
         return [_Part(join(where, p.where) if p.where else where, _h(p.identity, write.flags), p.blame) for p in inner]
     return []
 

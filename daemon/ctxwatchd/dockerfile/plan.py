@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..budget import check
-from ..limits import MAX_PLAN_EXPANSION_CHARS
+from ..limits import MAX_PLAN_EXPANSION_CHARS, MAX_RUN_ENVIRONMENT_BYTES, RUN_ENV_VARIABLE_BYTES
 from .parser import Instruction, ParsedDockerfile, Span
 from .shell import ShellExpansionError, expand_word
 
@@ -115,6 +115,7 @@ class Stage:
     user: str = ""
     shell: tuple[str, ...] = DEFAULT_SHELL
     progress_name: str = ""  # as BuildKit's progress output names it; "" when the Dockerfile has one stage
+    numbered: int = 0  # its steps BuildKit numbers, so far (the next one is numbered one more)
 
     @property
     def label(self) -> str:
@@ -195,6 +196,8 @@ class _Planner:
         self.expanded_chars = 0  # every expansion so far (an ARG chain can double a value on each line)
         self._env_of: Stage | None = None  # the stage whose ARG and ENV values _env_now holds
         self._env_now: dict[str, str] = {}
+        self._env_bytes = 0  # what a RUN keeps and hashes of _env_now (see MAX_RUN_ENVIRONMENT_BYTES)
+        self.run_env_bytes = 0  # that, summed over the RUNs so far
 
     def plan(self, target: str) -> Plan:
         stage: Stage | None = None
@@ -309,6 +312,7 @@ class _Planner:
                     number=1,
                 )
             )
+            stage.numbered = 1
         return self._add_stage(stage, ins)
 
     def _from_named_context(self, ins: Instruction, index: int, name: str, named: str) -> Stage:
@@ -387,6 +391,15 @@ class _Planner:
                     stage_reads.append((self._stage_ref(mount["from"], ins), stage_path(mount.get("source", "/"))))
                 else:
                     sources.append(clean_source(mount.get("source", ".")))
+        # Each RUN's key covers its whole environment (as BuildKit's does), so keys
+        # grow with ENV lines times RUN lines: bounded, with an error naming the line.
+        self.run_env_bytes += self._env_bytes
+        if self.run_env_bytes > MAX_RUN_ENVIRONMENT_BYTES:
+            raise PlanError(
+                ins.start_line,
+                f"RUN: the environments of the RUN instructions so far (every ARG and ENV in scope of each) "
+                f"exceed {MAX_RUN_ENVIRONMENT_BYTES} bytes together, the most ctxwatch keys",
+            )
         values = dict(env)  # declared ARGs with a value and ENV: what the command's environment holds
         spec = {
             "cmd": cmd,
@@ -511,7 +524,9 @@ class _Planner:
     def _step(self, stage: Stage, ins: Instruction, keyword: str, spec: dict, **kwargs) -> None:
         # A WORKDIR that stays at / makes no step: BuildKit counts it in the total, but shows no number for it.
         shows = not (keyword == "workdir" and spec["path"] == "/")
-        number = 1 + sum(1 for s in stage.steps if s.number) if shows else 0
+        number = 0
+        if shows:
+            stage.numbered = number = stage.numbered + 1
         text = self._line_text(ins)
         expanded = self._expanded(text, self._env(stage), ins)
         stage.steps.append(
@@ -540,6 +555,8 @@ class _Planner:
         Made again only after an ARG or ENV (not for every instruction: linear time)."""
         if self._env_of is not stage:
             self._env_of, self._env_now = stage, {**stage.args, **stage.env}
+            now = self._env_now
+            self._env_bytes = sum(map(len, now)) + sum(map(len, now.values())) + RUN_ENV_VARIABLE_BYTES * len(now)
         return self._env_now
 
     def _expand(self, word: str, env: Mapping[str, str], ins: Instruction) -> str:

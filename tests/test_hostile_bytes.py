@@ -113,3 +113,25 @@ def test_stage_names_images_and_urls_that_are_not_utf8_are_escaped(served, tmp_p
     assert not readers.unknown, readers.unknown
     assert [(r.step.stage, r.source) for r in readers.readers] == [("st\\xfeage", "\\xfe.txt")]
     assert_serving(daemon, client)
+
+
+def test_an_extended_attribute_whose_name_is_not_utf8_is_hashed_as_its_bytes(served, tmp_path):
+    daemon, client = served
+    ctx = bytes_context(tmp_path / "xattr", b"FROM scratch\nCOPY a.txt /a\n", {b"a.txt": b"one\n"})
+    file = os.path.join(os.fsencode(ctx), b"a.txt")
+    os.setxattr(file, b"user.\xff\xfe", b"first")
+    assert b"user.\xff\xfe" in map(os.fsencode, os.listxattr(file))
+    client.register(str(ctx), name="xattr")
+    report = report_of(client, "xattr")
+    assert report.error == "" and report.steps[0].error == "", report
+    built = client.mark_built(pb.ContextRef(name="xattr"))
+    assert built.failed == "" and built.steps_recorded == 1
+    # The attribute's value is part of the file's digest: changed, the step is invalidated and the name is shown.
+    os.setxattr(file, b"user.\xff\xfe", b"second")
+    (step,) = report_of(client, "xattr").steps
+    assert step.status == pb.STEP_STATUS_INVALIDATED
+    assert [(c.path, c.detail) for c in step.changed_paths] == [("a.txt", "extended attributes user.\\xff\\xfe")]
+    # Put back, the step is cached again: the name went to the record and back as the same bytes.
+    os.setxattr(file, b"user.\xff\xfe", b"first")
+    assert report_of(client, "xattr").steps[0].status == pb.STEP_STATUS_CACHED
+    assert_serving(daemon, client)

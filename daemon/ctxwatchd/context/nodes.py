@@ -69,7 +69,7 @@ def encode_file(record: FileRecord) -> bytes:
     ):
         parts += (_LENGTH(len(field)), field)
     for name, value in record.xattrs:
-        key = name.encode()
+        key = name.encode(FS_ENCODING, FS_ERRORS)  # os.listxattr's str: the name's bytes as they are
         parts += (_LENGTH(len(key)), key, _LENGTH(len(value)), value)
     return b"".join(parts)
 
@@ -138,7 +138,7 @@ def _read_fields(body: bytes) -> list[bytes]:
 def _decode_record(body: bytes) -> FileRecord:
     kind, numbers, content, target, *xattr_fields = _read_fields(body)
     mode, size = struct.unpack(">IQ", numbers)
-    xattrs = tuple((xattr_fields[i].decode(), xattr_fields[i + 1]) for i in range(0, len(xattr_fields), 2))
+    xattrs = tuple((os.fsdecode(xattr_fields[i]), xattr_fields[i + 1]) for i in range(0, len(xattr_fields), 2))
     return FileRecord(kind.decode(), mode, size, content, os.fsdecode(target), xattrs)
 
 

@@ -15,13 +15,15 @@ from pathlib import Path
 from support.contexts import make_context
 from support.daemon import answer, fresh_report
 from support.inotify import lowered_inotify_setting, wait_until_seen, watching_engine
+from support.userns import run_in_user_namespace
 
 from ctxwatchd.engine import Engine
 from ctxwatchd.registry import ContextRef, Registration
 from ctxwatchd.requests import BuildOptions
 from ctxwatchd.server.wire import report_message
 
-MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
+# The watch limit of the user namespace the process runs in (fs.inotify.max_user_watches is the first one's).
+NAMESPACE_MAX_WATCHES = Path("/proc/sys/user/max_inotify_watches")
 DOCKERFILE = "FROM scratch\nCOPY . /app\n"
 # A context whose node_modules (50 folders) is ignored.
 APP_FILES = {
@@ -96,30 +98,31 @@ def test_a_dockerfile_folder_the_context_does_not_send_is_watched(tmp_path):
         assert engine.wait_for_activity(seen) != seen
 
 
-def watch_limit(extra: int):
-    """Allow this user only `extra` inotify watches beyond those in use."""
-
-    def limit() -> int:
-        in_use = sum(
-            line.startswith("inotify wd:") for info in Path("/proc").glob("[0-9]*/fdinfo/*") for line in _lines(info)
-        )
-        return in_use + extra
-
-    return lowered_inotify_setting(MAX_USER_WATCHES, limit)
+def own_watches() -> int:
+    """The inotify watches this process holds, as the kernel lists them."""
+    return sum(line.startswith("inotify wd:") for fd in Path("/proc/self/fdinfo").iterdir() for line in _lines(fd))
 
 
 def _lines(path: Path) -> list[str]:
     try:
         return path.read_text().splitlines()
     except OSError:
-        return []  # a process or descriptor gone meanwhile
+        return []  # a descriptor closed meanwhile
 
 
 def test_a_folder_the_kernel_will_not_watch_means_answers_from_rescans(tmp_path):
+    # In a user namespace of its own, the watch limit counts this engine's watches only (not those of
+    # whatever else runs on the machine), and lowering it touches nothing outside.
+    run_in_user_namespace(answers_from_rescans_when_a_watch_is_refused, str(tmp_path))
+
+
+def answers_from_rescans_when_a_watch_is_refused(tmp: str) -> None:
+    tmp_path = Path(tmp)
     ctx = make_context(tmp_path / "app", DOCKERFILE, APP_FILES)
     with watching_engine(tmp_path / "state") as engine:
         reg = register(engine, ctx)
-        with watch_limit(extra=2):  # the root and one folder; the next one is refused
+        # The root and one folder; the next one is refused.
+        with lowered_inotify_setting(NAMESPACE_MAX_WATCHES, lambda: own_watches() + 2):
             report = report_message(engine.report(reg, BuildOptions()))
             [status] = engine.status()
         assert answer(report) == answer(fresh_report(ctx))

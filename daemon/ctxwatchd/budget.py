@@ -11,6 +11,12 @@ digests finished), so asking again goes on from there.
 
 The time limit is per thread: one answer's, set by `time_limit` around it.
 
+A long answer (a cold index) also steps aside: past LONG_ANSWER_S, `check`
+lets the other threads run every STEP_ASIDE_EVERY_S, so a short answer for
+another context waits for a few of these steps, not for the interpreter to
+force a switch at each of its own (about a millisecond each). Short answers
+never step aside: many of them for one root would only queue for its lock.
+
 The tree of one watched folder holds every path listed in it (about 0.5 KB
 of memory each): past `max_tree_entries` paths, listing raises TreeTooLarge,
 its contexts' reports say so and the tree's listings are dropped, so one
@@ -20,11 +26,14 @@ daemon serving the others.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+LONG_ANSWER_S = 0.02
+STEP_ASIDE_EVERY_S = 0.0002
 DEFAULT_TIME_LIMIT_S = 120.0  # the config file's answer_time_limit; README "Limits"
 DEFAULT_MAX_TREE_ENTRIES = 4_000_000  # the config file's max_tree_entries: about 2 GB of memory
 
@@ -53,6 +62,8 @@ class TreeTooLarge(Exception):
 class _Limit(threading.local):
     deadline: float | None = None
     seconds: float = 0.0
+    started: float = float("inf")  # when the outermost answer of this thread started
+    stepped_aside: float = 0.0
 
 
 _limit = _Limit()
@@ -62,20 +73,27 @@ _limit = _Limit()
 def time_limit(seconds: float) -> Iterator[None]:
     """Within the block, on this thread, `check` raises OutOfTime once `seconds`
     have passed (0 or less: no limit). Nested, the earlier deadline holds."""
-    outer, outer_seconds = _limit.deadline, _limit.seconds
+    outer, outer_seconds, outer_started = _limit.deadline, _limit.seconds, _limit.started
+    now = time.monotonic()
+    _limit.started = min(outer_started, now)
     if seconds > 0:
-        deadline = time.monotonic() + seconds
+        deadline = now + seconds
         if outer is None or deadline < outer:
             _limit.deadline, _limit.seconds = deadline, seconds
     try:
         yield
     finally:
-        _limit.deadline, _limit.seconds = outer, outer_seconds
+        _limit.deadline, _limit.seconds, _limit.started = outer, outer_seconds, outer_started
 
 
 def check(doing: str) -> None:
-    """Raise OutOfTime when this thread's answer is past its time limit.
+    """Raise OutOfTime when this thread's answer is past its time limit, and
+    step aside now and then in a long one (see the module's docstring).
     Called in every loop whose length an untrusted input decides: cheap."""
+    now = time.monotonic()
     deadline = _limit.deadline
-    if deadline is not None and time.monotonic() > deadline:
+    if deadline is not None and now > deadline:
         raise OutOfTime(_limit.seconds, doing)
+    if now - _limit.started > LONG_ANSWER_S and now - _limit.stepped_aside > STEP_ASIDE_EVERY_S:
+        _limit.stepped_aside = now
+        os.sched_yield()  # releases the interpreter lock, and the core, for a moment

@@ -29,7 +29,7 @@ READ_AHEAD = 16  # files the kernel is reading ahead of the one being hashed, fr
 STAT_KEY_SIZE = 44
 # Below the daemon's own threads: a query's answer gets a core at once, the
 # workers take what is left (a cold index keeps both cores busy).
-NICENESS = 10
+NICENESS = 19
 
 REQUEST_HEADER = struct.Struct("<IB")  # payload bytes, read-ahead flag
 PATH_LENGTH = struct.Struct("<I")

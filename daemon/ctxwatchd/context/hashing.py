@@ -40,6 +40,7 @@ PROBE_FILES = 64  # files hashed on the calling thread before deciding
 # Files per request to a worker: small enough to keep every worker busy to
 # the end. A walk that finds fewer after the probe hashes them itself.
 BATCH_FILES = 256
+IN_FLIGHT = 2  # batches sent to one worker at a time: the next waits in its pipe
 DISK_BOUND_S = 0.00012  # where the kernel cannot tell: a file read slower than this on average came from the disk
 STOP_WAIT_S = 2.0
 READING_FILES = "reading the context's files"  # what a query over its time limit was doing
@@ -121,8 +122,9 @@ class HashWorkers:
 
 class FileHasher:
     """Hashes the files one walk finds, as it finds them: full batches go to
-    the idle workers while the walk goes on (see the module's docstring).
-    Used as a context manager: leaving it waits for every answer."""
+    idle workers while the walk goes on (see the module's docstring), up to
+    IN_FLIGHT per worker so that none waits for the walk's thread between
+    two. Used as a context manager: leaving it waits for every answer."""
 
     def __init__(self, tree: Tree, workers: HashWorkers | None) -> None:
         self._tree = tree
@@ -134,7 +136,9 @@ class FileHasher:
         self._found: list[Item] = []  # after the probe, not in a batch yet
         self._batches: deque[list[Item]] = deque()  # not sent yet
         self._sent_any = False
-        self._answering = selectors.DefaultSelector()  # workers with a batch of ours
+        self._in_flight: dict[_Worker, deque[list[Item]]] = {}  # the workers this walk holds: batches sent
+        self._answers = selectors.DefaultSelector()  # to wait for the answers of the workers in _waited_on
+        self._waited_on: set[_Worker] = set()
 
     def __enter__(self) -> FileHasher:
         return self
@@ -144,11 +148,9 @@ class FileHasher:
             if error_type is None:
                 self._finish()
         finally:
-            for key in list(self._answering.get_map().values()):
-                worker = key.data[0]
-                worker.stop()  # left with a request unanswered (an error, the time limit): started afresh
-                self._give_back(worker)
-            self._answering.close()
+            for worker in list(self._in_flight):  # left with requests unanswered (an error, the time limit)
+                self._release(worker, stop=True)
+            self._answers.close()
 
     def add(self, item: Item) -> None:
         if self._reading_ahead is None:
@@ -161,9 +163,9 @@ class FileHasher:
             self.poll()
 
     def poll(self) -> None:
-        """Install the answers that came, and send batches to idle workers (never waits)."""
-        for ready, _ in self._answering.select(timeout=0):
-            self._install(ready)
+        """Install the answers that came, and send batches to workers (never waits)."""
+        for ready, _ in self._answers.select(timeout=0):
+            self._install(ready.data)
         self._send_waiting(wait=False)
 
     def _add_to_probe(self, item: Item) -> None:
@@ -189,63 +191,83 @@ class FileHasher:
         elif self._found:
             self._batches.append(self._found)
         self._found = []
-        while self._batches or self._answering.get_map():
-            self._send_waiting(wait=not self._answering.get_map())
-            for ready, _ in self._answering.select():
-                self._install(ready)
+        while self._batches or self._in_flight:
+            self._send_waiting(wait=not self._in_flight)
+            for ready, _ in self._answers.select():
+                self._install(ready.data)
                 check(READING_FILES)
 
     def _send_waiting(self, wait: bool) -> None:
-        """Send waiting batches while a worker is idle; with `wait`, wait for one first."""
-        while self._batches:
-            if self._workers is None:  # no workers at all: this thread does it
+        """Send waiting batches: to the workers held, then to idle ones (with
+        `wait`, waiting for one if none is held)."""
+        if self._workers is None:  # no workers at all: this thread does it
+            while self._batches:
                 for item in self._batches.popleft():
                     hash_quietly(self._tree, item)
-                continue
+            return
+        for held, sent in list(self._in_flight.items()):
+            while self._batches and len(sent) < IN_FLIGHT and held in self._in_flight:
+                self._send(held, self._batches.popleft())
+        while self._batches:
             worker = self._workers.take(wait)
             if worker is None:
                 return
-            self._send(worker, self._batches.popleft())
             wait = False
+            self._in_flight[worker] = deque()
+            while self._batches and worker in self._in_flight and len(self._in_flight[worker]) < IN_FLIGHT:
+                self._send(worker, self._batches.popleft())
 
     def _send(self, worker: _Worker, batch: list[Item]) -> None:
         files = [(self._tree.abspath(rel), entry.key) for rel, entry in batch]
-        for _ in range(2):  # once more on a new process: this one may have exited since (idle)
+        sent = self._in_flight[worker]
+        for _ in range(1 if sent else 2):  # an idle one may have exited since its last batch: a new one
             try:
                 worker.send(files, bool(self._reading_ahead))
             except OSError as error:
-                worker.stop()
                 failure = error
+                if not sent:
+                    worker.stop()
             else:
-                self._answering.register(worker, selectors.EVENT_READ, (worker, batch))
+                if worker not in self._waited_on:
+                    self._answers.register(worker, selectors.EVENT_READ, worker)
+                    self._waited_on.add(worker)
+                sent.append(batch)
                 self._sent_any = True
                 return
-        self._give_back(worker)
-        log.warning("no hash worker could start (%s); %d files hashed in the daemon instead", failure, len(batch))
-        for item in batch:
-            hash_quietly(self._tree, item)
+        self._hash_here(worker, failure, [*sent, batch])
 
-    def _install(self, ready: selectors.SelectorKey) -> None:
-        worker, batch = ready.data
-        self._answering.unregister(worker)
+    def _install(self, worker: _Worker) -> None:
         try:
             payload = worker.receive()
-        except OSError as error:  # it died on this batch: this thread does it
-            worker.stop()
-            self._give_back(worker)
-            log.warning("a hash worker stopped (%s); %d files hashed in the daemon instead", error, len(batch))
-            for item in batch:
-                hash_quietly(self._tree, item)
+        except OSError as error:  # it died: this thread does what it had
+            self._hash_here(worker, error, list(self._in_flight[worker]))
             return
+        batch = self._in_flight[worker].popleft()
         if self._batches:  # keep it busy before installing: the two overlap
             self._send(worker, self._batches.popleft())
-        else:
-            self._give_back(worker)
+        if worker in self._in_flight and not self._in_flight[worker]:
+            self._release(worker)
         for (_, entry), hashed in zip(batch, hash_worker.decode_reply(payload), strict=True):
             if hashed is not None:
                 self._tree.install(entry, *hashed)
 
-    def _give_back(self, worker: _Worker) -> None:
+    def _hash_here(self, worker: _Worker, error: OSError, batches: list[list[Item]]) -> None:
+        """A worker failed: stop it, and hash what it had on this thread."""
+        self._release(worker, stop=True)
+        files = [item for batch in batches for item in batch]
+        log.warning("a hash worker failed (%s); %d files hashed in the daemon instead", error, len(files))
+        for item in files:
+            hash_quietly(self._tree, item)
+
+    def _release(self, worker: _Worker, stop: bool = False) -> None:
+        """Give a worker back to the pool (stopped first, if asked: it is
+        started afresh when next needed)."""
+        del self._in_flight[worker]
+        if worker in self._waited_on:  # before stopping: its pipe is still open
+            self._answers.unregister(worker)
+            self._waited_on.discard(worker)
+        if stop:
+            worker.stop()
         assert self._workers is not None, "only a taken worker is given back"
         self._workers.give_back(worker)
 

@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from watchdog.events import (
     DirAttribEvent,
@@ -118,7 +119,21 @@ class _LazyWatchGroup(InotifyWatchGroup):
 
 
 class _LazyEmitter(InotifyEmitter):
+    """An emitter whose events go straight to the watch's handlers, on its own
+    thread. Through watchdog's queue, each event (a sync cookie's included)
+    waited for one more thread to get the interpreter lock, which a busy
+    daemon (a cold index) made a millisecond or more per event."""
+
     group: _LazyWatchGroup | None = None
+
+    def __init__(self, *args: Any, handlers_of: Callable[[ObservedWatch], tuple[Any, ...]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._handlers_of = handlers_of
+
+    def queue_event(self, event: FileSystemEvent) -> None:
+        if self._event_filter is None or any(isinstance(event, kind) for kind in self._event_filter):
+            for handler in self._handlers_of(self.watch):
+                handler.dispatch(event)
 
     def on_thread_start(self) -> None:
         self._inotify = self.group = _LazyWatchGroup(
@@ -142,6 +157,13 @@ class Observer(InotifyObserver):
             self._inotify_fd = InotifyFD()
             self._inotify_fd.start()
             self._emitter_kwargs["inotify_fd"] = self._inotify_fd
+            self._emitter_kwargs["handlers_of"] = self._handlers_of
+
+    def _handlers_of(self, watch: ObservedWatch) -> tuple[Any, ...]:
+        """The handlers of a watch, read without the observer's lock:
+        unschedule() holds it while it waits for the watch's emitter thread,
+        the one asking. (tuple() copies the set under the interpreter lock.)"""
+        return tuple(self._handlers.get(watch, ()))
 
     def watch_group(self, watch: ObservedWatch) -> _LazyWatchGroup:
         """The watches behind a scheduled watch (its emitter made them when it started)."""

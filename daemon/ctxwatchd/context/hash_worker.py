@@ -28,8 +28,8 @@ IDLE_EXIT_S = 60.0
 READ_AHEAD = 16  # files the kernel is reading ahead of the one being hashed, from the disk
 STAT_KEY_SIZE = 44
 # Below the daemon's own threads (a query's answer gets a core at once) and
-# the user's programs: a cold index takes what the machine leaves. (19 gave
-# the daemon's threads no more, and starved the index on a busy machine.)
+# the user's programs: a cold index takes what the machine leaves (a higher
+# value would starve it on a busy machine).
 NICENESS = 10
 
 REQUEST_HEADER = struct.Struct("<IB")  # payload bytes, read-ahead flag

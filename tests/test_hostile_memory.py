@@ -86,6 +86,11 @@ def test_a_context_past_the_cap_gets_an_error_its_memory_back_and_answers_again_
     # Its listings are dropped: the tree holds the root alone (nothing of src/).
     status = root_status(client, big)
     assert (status.files, status.directories) == (0, 1)
+    assert not status.healthy
+    assert status.message == (
+        f"more than {CAP} files and folders (max_tree_entries): its listings were dropped, "
+        "and its contexts get an error until it holds fewer"
+    )
     # The other context answers, and asking again gives the same error (the daemon stays up).
     assert_answers(client, "innocent")
     assert_over_the_cap(client, "big", big, CAP)
@@ -95,6 +100,8 @@ def test_a_context_past_the_cap_gets_an_error_its_memory_back_and_answers_again_
     for i in range(30):
         (big / "src" / f"g{i}").unlink()
     assert_answers(client, "big")
+    status = root_status(client, big)
+    assert (status.healthy, status.message, status.files) == (True, "", 41)
 
     # Past the cap again, then the extra files left out with .dockerignore: the tree does not list them.
     add_files(big / "generated", 30)

@@ -75,7 +75,7 @@ class Answers:
             log.warning("%s: %s", reg.row.name, e)
             return Evaluation(Report(reg.row, error=str(e)), [])
         except TreeTooLarge as e:
-            self._drop_tree(e.root)
+            self._drop_tree(e)
             error = (
                 f"context {reg.row.name!r}: its watched folder {e} (max_tree_entries in the config file, "
                 "each costing about 0.5 KB of the daemon's memory), so its listings were dropped; the daemon "
@@ -85,15 +85,18 @@ class Answers:
             log.warning("%s", error)
             return Evaluation(Report(reg.row, error=printable(error)), [])
 
-    def _drop_tree(self, path: str) -> None:
+    def _drop_tree(self, too_large: TreeTooLarge) -> None:
         """Give back the memory of a root whose tree grew past its cap: its
         listings, its views and the answers resting on them (the caller
         holds its lock). Asking again lists it again."""
-        root = self._registry.root_holding(path)
-        if root is None or root.path != path:
+        root = self._registry.root_holding(too_large.root)
+        if root is None or root.path != too_large.root:
             return
-        root.drop_listings()
-        self._views.drop_root(path)
+        root.drop_listings(
+            f"more than {too_large.cap:,} files and folders (max_tree_entries): its listings were dropped, "
+            "and its contexts get an error until it holds fewer"
+        )
+        self._views.drop_root(root.path)
         for reg in self._registry.using(root):
             reg.last = None
 

@@ -308,10 +308,12 @@ class WatchedRoot(FileSystemEventHandler):
                 pass  # watchdog already dropped it (its folder went away)
             self.watch = self.group = None
 
-    def drop_listings(self) -> None:
+    def drop_listings(self, why: str) -> None:
         """Forget every folder listing and its watch (their memory): the next
-        answer lists and watches again from the root (a re-scan)."""
+        answer lists and watches again from the root (a re-scan). The status
+        says `why` until then."""
         self.close()
+        self.problem = why
         tree = self.tree
         tree.top.children = None
         tree.unapplied.clear()

@@ -97,39 +97,51 @@ class _Write:
     mode_set: bool = False  # --chmod: the source's own mode does not reach the stage
 
 
+MAX_LOG_DEPTH = 8  # a log goes on from at most this many others (lookups visit each): past it, it is copied
+
+
 class _Head:
-    """The first writes of a stage at "/" whose part is the same whatever
-    path is read (RUNs, base images, a named context's files), up to one of
-    them: a stage of 10,000 RUNs is read through this, never write by write."""
+    """One of the first writes of a stage at "/" whose part is the same
+    whatever path is read (RUNs, base images, a named context's files): a
+    stage of 10,000 RUNs is read through them, never write by write."""
 
-    __slots__ = ("digest", "last_blamed", "part", "state")
+    __slots__ = ("digest", "last_blamed", "part", "state", "write")
 
-    def __init__(self, before: _Head | None, part: _Part, index: int) -> None:
-        self.part = part
-        self.digest = _h(_raw(part.where), part.identity)  # as a selection hashes it
+    def __init__(self, before: _Head | None, write: _Write, index: int) -> None:
+        self.write = write
+        (self.part,) = _parts_of(write, "/")
+        self.digest = _h(_raw(self.part.where), self.part.identity)  # as a selection hashes it
         self.state: hashlib._Hash = before.state.copy() if before is not None else hashlib.sha256()
         _feed(self.state, self.digest)  # _h of every head digest so far, unfinished
         # The index among the heads of the last part with a step to blame, up to this one.
         self.last_blamed: int | None = (
-            index if part.blame is not None else before.last_blamed if before is not None else None
+            index if self.part.blame is not None else before.last_blamed if before is not None else None
         )
 
 
 class _WriteLog:
     """Writes in order, and where each one lands: the positions of the writes
-    at each path and below each folder."""
+    at each path and below each folder. A log may go on from another stage's
+    writes (`base`, never changed again) instead of a copy of them: its
+    positions count from the base's first write, and it indexes its own."""
 
-    __slots__ = ("at", "heads", "items", "mixed", "under")
+    __slots__ = ("at", "base", "base_heads", "base_roots", "depth", "heads", "items", "mixed", "start", "under")
 
-    def __init__(self) -> None:
+    def __init__(self, base: Writes | None = None) -> None:
+        self.base = base
+        self.start = len(base) if base is not None else 0  # the position of the first write of its own
+        self.depth: int = base._log.depth + 1 if base is not None else 0
+        self.base_heads = base.head_count() if base is not None else 0
+        self.base_roots = base.roots_before(self.start) if base is not None else 0  # the base's writes at "/"
         self.items: list[_Write] = []
         self.at: dict[str, list[int]] = {}  # dest -> positions
         self.under: dict[str, list[int]] = {}  # folder -> positions of the writes strictly below it
-        self.heads: list[_Head] = []  # the writes at "/" read alike from every path, before any other there
-        self.mixed = False  # a write at "/" that depends on the path read came: heads are complete
+        # The writes at "/" read alike from every path, before any other there (its own, after the base's).
+        self.heads: list[_Head] = []
+        self.mixed = self.base_heads != self.base_roots  # a write at "/" that depends on the path read came
 
     def add(self, write: _Write) -> None:
-        position = len(self.items)
+        position = self.start + len(self.items)
         self.items.append(write)
         dest = _normal(write.dest)
         self.at.setdefault(dest, []).append(position)
@@ -137,17 +149,22 @@ class _WriteLog:
             self.under.setdefault(folder, []).append(position)
         if dest == "/" and not self.mixed:
             if write.kind in (OPAQUE, WHOLE):
-                (part,) = _parts_of(write, "/")
-                self.heads.append(_Head(self.heads[-1] if self.heads else None, part, len(self.heads)))
+                self.heads.append(_Head(self.last_head(), write, self.base_heads + len(self.heads)))
             else:
                 self.mixed = True
+
+    def last_head(self) -> _Head | None:
+        if self.heads:
+            return self.heads[-1]
+        return self.base.head(self.base_heads - 1) if self.base is not None and self.base_heads else None
 
 
 class Writes:
     """A stage's writes, in order: a prefix of a log that stages built on it
-    share (the log is copied only when two stages go on from the same point).
-    What lands at or around a path is found through the log's index, not by
-    going through every write: a Dockerfile of 10,000 COPYs stays linear."""
+    share (a stage that goes on from a point another one went on from starts
+    a log of its own on top). What lands at or around a path is found through
+    the logs' indexes, not by going through every write: a Dockerfile of
+    10,000 COPYs, or of a stage of 10,000 RUNs and many stages built on it, stays linear."""
 
     __slots__ = ("_length", "_log")
 
@@ -156,7 +173,10 @@ class Writes:
         self._length = length
 
     def __iter__(self) -> Iterator[_Write]:
-        return iter(self._log.items[: self._length])
+        log = self._log
+        if log.base is not None:
+            yield from log.base
+        yield from log.items[: self._length - log.start]
 
     def __len__(self) -> int:
         return self._length
@@ -164,34 +184,97 @@ class Writes:
     def plus(self, writes: Iterable[_Write]) -> Writes:
         """These writes followed by `writes` (this object is left as it is)."""
         log = self._log
-        if len(log.items) != self._length:  # another stage went on from here: copy what is ours
-            log = _WriteLog()
-            for write in self:
-                log.add(write)
+        if log.start + len(log.items) != self._length:  # another stage went on from here
+            if log.depth < MAX_LOG_DEPTH:
+                log = _WriteLog(self)
+            else:  # lookups would visit too many logs: copy what is ours
+                log = _WriteLog()
+                for write in self:
+                    log.add(write)
         for write in writes:
             log.add(write)
-        return Writes(log, len(log.items))
+        return Writes(log, log.start + len(log.items))
 
     def around(self, path: str) -> list[_Write]:
         """The writes, in order, that land at `path`, above it or below it
         (every write that can leave something there)."""
         heads, later = self.after_heads(path)
-        return [self._log.items[p] for p in self._log.at.get("/", [])[: len(heads)]] + later
+        return [head.write for head in heads] + later
 
-    def after_heads(self, path: str) -> tuple[list[_Head], list[_Write]]:
+    def after_heads(self, path: str) -> tuple[_Heads, list[_Write]]:
         """around(`path`), as the heads it starts with (the same for every
         path: RUNs, images) and the writes after them, found without going
         through the heads."""
-        log, path = self._log, _normal(path)
-        top = log.at.get("/", [])
-        others = [p for folder in (path, *_folders_above(path)) if folder != "/" for p in log.at.get(folder, ())]
-        others += log.under.get(path, ())
+        path = _normal(path)
+        others = self._positions([folder for folder in (path, *_folders_above(path)) if folder != "/"], path)
         # The heads come first: those before every other write and before the end of this prefix.
-        end = min(self._length, *others) if others else self._length
-        heads = log.heads[: bisect.bisect_left(top, end, hi=len(log.heads))]
-        later = top[len(heads) : bisect.bisect_left(top, self._length)]
-        positions = sorted(p for p in (*later, *others) if p < self._length)
-        return heads, [log.items[p] for p in positions]
+        end = min(self._length, *(p for p, _ in others)) if others else self._length
+        count = min(self.head_count(), self.roots_before(end))
+        later = sorted([*self._roots_from(count), *others], key=lambda found: found[0])
+        return _Heads(self, count), [write for _, write in later]
+
+    def head_count(self) -> int:
+        """How many heads lead these writes."""
+        log = self._log
+        return log.base_heads + bisect.bisect_left(log.at.get("/", []), self._length, hi=len(log.heads))
+
+    def head(self, index: int) -> _Head:
+        log = self._log
+        if index < log.base_heads:
+            assert log.base is not None, "heads below base_heads are the base's"
+            return log.base.head(index)
+        return log.heads[index - log.base_heads]
+
+    def roots_before(self, end: int) -> int:
+        """How many of these writes land at "/" before the position `end`."""
+        log = self._log
+        if end <= log.start:
+            return log.base.roots_before(end) if log.base is not None else 0
+        return log.base_roots + bisect.bisect_left(log.at.get("/", []), min(end, self._length))
+
+    def _roots_from(self, first: int) -> list[tuple[int, _Write]]:
+        """The writes at "/", from the `first`-th one on, with their positions."""
+        log = self._log
+        found = log.base._roots_from(first) if log.base is not None and first < log.base_roots else []
+        top = log.at.get("/", [])
+        mine = top[max(0, first - log.base_roots) : bisect.bisect_left(top, self._length)]
+        return found + [(p, log.items[p - log.start]) for p in mine]
+
+    def _positions(self, dests: list[str], folder: str) -> list[tuple[int, _Write]]:
+        """The writes at `dests` and below `folder`, with their positions (in no order)."""
+        log = self._log
+        found = log.base._positions(dests, folder) if log.base is not None else []
+        for positions in (*(log.at.get(dest, ()) for dest in dests), log.under.get(folder, ())):
+            found += [(p, log.items[p - log.start]) for p in positions[: bisect.bisect_left(positions, self._length)]]
+        return found
+
+
+class _Heads:
+    """The first `count` heads of some writes, each looked up when needed."""
+
+    __slots__ = ("count", "writes")
+
+    def __init__(self, writes: Writes | None, count: int) -> None:
+        self.writes = writes
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> _Head:
+        index = index + self.count if index < 0 else index
+        if not 0 <= index < self.count or self.writes is None:
+            raise IndexError(index)
+        return self.writes.head(index)
+
+    def __iter__(self) -> Iterator[_Head]:
+        return (self[i] for i in range(self.count))
+
+    def after(self, index: int) -> list[_Head]:
+        return [self[i] for i in range(index, self.count)]
+
+
+NO_HEADS = _Heads(None, 0)
 
 
 def _normal(path: str) -> str:
@@ -565,7 +648,7 @@ def _stage_selection(writes: Writes, path: str) -> tuple[bytes, bytes, tuple[int
     if last is None:
         return exact, exact, ()
     # The parts after the last blamed one, heads first.
-    after = [h.digest for h in read.heads[last + 1 :]]
+    after = [h.digest for h in read.heads.after(last + 1)]
     after += [_h(_raw(p.where), p.identity) for p in read.parts[max(0, last + 1 - len(read.heads)) :]]
     blamed = read.heads[last].part if last < len(read.heads) else read.parts[last - len(read.heads)]
     assert blamed.blame is not None, "the last blamed part has a step to blame"
@@ -577,7 +660,7 @@ class _Read:
     """What the writes leave at or below a path, in order: heads (the same
     for every path: RUNs, images; hashed once for all), then the other parts."""
 
-    heads: list[_Head]
+    heads: _Heads
     parts: list[_Part]
 
     def __len__(self) -> int:
@@ -618,7 +701,7 @@ def _read(writes: Writes, path: str) -> _Read:
         for part in _parts_of(write, path):
             if part.kind == FILE:  # replaces what was at its place
                 if not part.where:
-                    first, heads = len(parts), []
+                    first, heads = len(parts), NO_HEADS
                 else:
                     replaced.update(at.pop(part.where, ()))
             at.setdefault(part.where, []).append(len(parts))

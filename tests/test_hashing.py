@@ -200,3 +200,16 @@ def test_a_file_the_kernel_dropped_is_not_in_the_page_cache(tmp_path):
 def test_the_page_cache_question_about_a_missing_file_has_no_answer(tmp_path):
     assert in_page_cache(str(tmp_path / "missing")) is None
     read_ahead(str(tmp_path / "missing"))  # a hint only: a missing file is reported when it is read
+
+
+def test_closing_stops_the_idle_workers_at_once_and_a_busy_one_when_it_is_given_back(tmp_path):
+    pool = hashing.HashWorkers(2)
+    tree, items = _tree(tmp_path / "c", 1000)
+    hash_all(tree, items, pool)
+    assert len(hash_workers_of(os.getpid())) == 2
+    busy = pool.take(wait=False)  # as a walk on another thread holds it
+    assert busy is not None
+    pool.close()  # returns without waiting for that walk
+    assert len(hash_workers_of(os.getpid())) == 1
+    pool.give_back(busy)
+    assert hash_workers_of(os.getpid()) == []

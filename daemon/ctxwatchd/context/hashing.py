@@ -103,7 +103,7 @@ class HashWorkers:
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         for _ in range(count):
             self._idle.put(_Worker())
-        self._all = count
+        self._closed = False
 
     def take(self, wait: bool) -> _Worker | None:
         """An idle worker; None when none is (and `wait` is false)."""
@@ -113,11 +113,17 @@ class HashWorkers:
             return None
 
     def give_back(self, worker: _Worker) -> None:
-        self._idle.put(worker)
+        if self._closed:
+            worker.stop()
+        else:
+            self._idle.put(worker)
 
     def close(self) -> None:
-        for _ in range(self._all):
-            self._idle.get().stop()
+        """Stop the idle workers now, and the others when they are given back
+        (a walk still running keeps its workers until it ends: never waited for)."""
+        self._closed = True
+        while (worker := self.take(wait=False)) is not None:
+            worker.stop()
 
 
 class FileHasher:

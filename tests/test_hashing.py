@@ -213,3 +213,12 @@ def test_closing_stops_the_idle_workers_at_once_and_a_busy_one_when_it_is_given_
     assert len(hash_workers_of(os.getpid())) == 1
     pool.give_back(busy)
     assert hash_workers_of(os.getpid()) == []
+
+
+def test_without_workers_every_file_is_hashed_here(tmp_path):
+    tree, items = _tree(tmp_path / "c", 2000)
+    with hashing.FileHasher(tree, None) as hasher:
+        for item in items:
+            hasher.add(item)
+    assert tree.files_hashed == len(items)
+    assert hash_workers_of(os.getpid()) == []

@@ -41,6 +41,7 @@ PROBE_FILES = 64  # files hashed on the calling thread before deciding
 # the end. A walk that finds fewer after the probe hashes them itself.
 BATCH_FILES = 256
 IN_FLIGHT = 2  # batches sent to one worker at a time: the next waits in its pipe
+WAITING_BATCHES = 8  # batches found and not sent, past which the walk waits for the workers
 DISK_BOUND_S = 0.00012  # where the kernel cannot tell: a file read slower than this on average came from the disk
 STOP_WAIT_S = 2.0
 READING_FILES = "reading the context's files"  # what a query over its time limit was doing
@@ -167,6 +168,8 @@ class FileHasher:
             self._batches.append(self._found)
             self._found = []
             self.poll()
+            while len(self._batches) > WAITING_BATCHES:  # the walk is ahead of the workers: memory stays flat
+                self._wait_for_answers()
 
     def poll(self) -> None:
         """Install the answers that came, and send batches to workers (never waits)."""
@@ -198,10 +201,15 @@ class FileHasher:
             self._batches.append(self._found)
         self._found = []
         while self._batches or self._in_flight:
-            self._send_waiting(wait=not self._in_flight)
-            for ready, _ in self._answers.select():
-                self._install(ready.data)
-                check(READING_FILES)
+            self._wait_for_answers()
+
+    def _wait_for_answers(self) -> None:
+        """Send what waits, then wait for an answer and install it (when a
+        worker has some: without workers the batches were hashed here)."""
+        self._send_waiting(wait=not self._in_flight)
+        for ready, _ in self._answers.select() if self._waited_on else ():
+            self._install(ready.data)
+            check(READING_FILES)
 
     def _send_waiting(self, wait: bool) -> None:
         """Send waiting batches: to the workers held, then to idle ones (with

@@ -111,7 +111,7 @@ ROWS = [
     ("burst_cpu", "daemon CPU during the burst", ""),
     ("idle", "daemon CPU while idle", "~0"),
     ("no_daemon", "no-daemon `status --json` (fresh process)", "≥ 100× warm p50"),
-    ("rss", "daemon peak RSS (VmHWM)", "≤ 100 MB (1M files: ≤ 500 MB)"),
+    ("rss", "daemon peak RSS (VmHWM, its hash workers included)", "≤ 100 MB (1M files: ≤ 500 MB)"),
     ("restart", "restart until a correct answer", "≤ 15% of cold index"),
     ("small_during_cold", "2-file context: query p99 while the whole tree is cold-indexed", "≤ 10 ms"),
     *[
@@ -183,12 +183,22 @@ class Daemon:
         fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
         return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
-    def memory_kib(self, key: str) -> int:
-        """VmRSS (now) or VmHWM (peak) from /proc/<pid>/status, in KiB."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+    def memory_kib(self, key: str, pid: int | None = None) -> int:
+        """VmRSS (now) or VmHWM (peak) of the daemon (or of `pid`) from /proc/<pid>/status, in KiB."""
+        pid = pid or self.process.pid
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1])
-        raise RuntimeError(f"no {key} in /proc/{self.process.pid}/status")
+        raise RuntimeError(f"no {key} in /proc/{pid}/status")
+
+    def hash_workers(self) -> list[int]:
+        """Pids of the daemon's hash worker processes running now."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        return [
+            int(pid)
+            for pid in children
+            if b"ctxwatchd.context.hash_worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        ]
 
     def report(self, name: str = WHOLE_TREE) -> pb.Report:
         [report] = self.client.reports([pb.ContextRef(name=name)])
@@ -596,7 +606,12 @@ def run_size(files: int, folder: Path, profile: Profile, cold: bool, only_conten
             else:  # a fresh process hashing every file, then twice stat'ing them: too long a wait
                 result.cells["no_daemon"] = Cell(f"not measured above {generate.LARGE_TREE:,} files")
             peak = daemon.memory_kib("VmHWM")
-            result.cells["rss"] = Cell(mb(peak), peak * 1024 <= (100e6 if files <= generate.LARGE_TREE else 500e6))
+            workers = daemon.hash_workers()
+            peak += sum(daemon.memory_kib("VmHWM", pid) for pid in workers)
+            result.cells["rss"] = Cell(
+                f"{mb(peak)} (with {len(workers)} hash workers)",
+                peak * 1024 <= (100e6 if files <= generate.LARGE_TREE else 500e6),
+            )
             measure_restart(daemon, repo, cold_seconds, result)
             measure_contexts_scale(daemon, repo, profile, result)
         if files <= generate.LARGE_TREE:  # a third cold index

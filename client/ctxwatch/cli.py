@@ -10,20 +10,15 @@ exit code stays the command's.
 from __future__ import annotations
 
 import argparse
-import difflib
-import importlib.metadata
-import logging
 import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-import argcomplete
-
-from ctxwatch import json_output, project_commands, projects, render, spawn, unit
+from ctxwatch import json_output, project_commands, projects, render, spawn
 from ctxwatch.client import (
     CtxwatchClient,
     CtxwatchError,
@@ -46,13 +41,18 @@ EXIT_ERROR = 2
 # How long `watch` waits for a daemon that went away to serve again (a restart takes about a second).
 RECONNECT_TIMEOUT_S = 15.0
 JOURNAL = "journal"  # DaemonStatus.log_file of a daemon whose stderr goes to the systemd journal
+REPORT_COMMANDS = ("status", "check", "affected")  # read by a parser of their own first (see _parse_args)
+GLOBAL_OPTIONS_WITH_VALUE = ("--socket", "--state-dir", "--color")  # skipped with their value to find the command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    argcomplete.autocomplete(parser)  # answers the shell's completion request and exits; else does nothing
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answered from the whole parser, then exit
+        import argcomplete
+
+        argcomplete.autocomplete(build_parser())
     try:
-        args = parser.parse_args(argv)
+        parser, args = _parse_args(argv)
     except SystemExit as exit_:  # argparse exits on --help (0) and usage errors (2)
         return int(exit_.code or 0)
     if not hasattr(args, "run"):
@@ -70,12 +70,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
 
 
+def _parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The parsed command line, and the parser that read it.
+
+    A report command (status, check, affected: what scripts and prompts run most) is first read by a
+    parser of those commands alone, since building every command's parser costs more than the rest of
+    `ctxwatch check`. That parser prints nothing: help, a usage error or another command goes to the whole
+    parser, so what the user sees is the same either way.
+    """
+    if _command_word(argv) in REPORT_COMMANDS:
+        trial, commands, *shared = _top_parser(_TrialParser)
+        _add_report_commands(commands, *shared)
+        try:
+            return trial, trial.parse_args(argv)
+        except _NotParsed:
+            pass
+    parser = build_parser()
+    return parser, parser.parse_args(argv)
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command the arguments seem to name: the first word that is not a global option or its value (a guess:
+    `_parse_args` checks it by parsing)."""
+    words = iter(argv)
+    for word in words:
+        if word in GLOBAL_OPTIONS_WITH_VALUE:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+class _NotParsed(Exception):
+    """The report commands' parser met something only the whole parser answers."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with "did you mean" for a mistyped command."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         match = re.match(r"argument COMMAND: invalid choice: '?([^' ]*)'? \(choose from (.*)\)$", message)
         if match:
+            import difflib
+
             word, choices = match.group(1), [c.strip(" '") for c in match.group(2).split(",")]
             close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
             hint = f"did you mean {close[0]!r}?" if close else f"commands: {', '.join(choices)}"
@@ -83,7 +120,30 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
+class _TrialParser(_Parser):
+    """A parser that prints nothing and never exits: `_NotParsed` instead (see `_parse_args`)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _NotParsed(message)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise _NotParsed(message)
+
+    def _print_message(self, message: str, file: object = None) -> None:
+        raise _NotParsed(message)
+
+
+class _VersionAction(argparse._VersionAction):
+    """--version, which looks the version up only when asked (importlib.metadata is slow to import)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        self.version = f"ctxwatch {_version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
 def _version() -> str:
+    import importlib.metadata
+
     try:
         return importlib.metadata.version("ctxwatch")
     except importlib.metadata.PackageNotFoundError:
@@ -91,18 +151,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="ctxwatch",
-        description="Predict which Dockerfile steps BuildKit would take from its cache, and why.",
-        epilog="Exit codes: 0 ok; 1 `check` found steps that would run again; 2 any error. "
-        "`ctxwatch help COMMAND` shows a command's options.",
-        parents=[_global_options(in_subcommand=False)],
-    )
-    parser.add_argument("--version", action="version", version=f"ctxwatch {_version()}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    common = _global_options(in_subcommand=True)
-    as_json = _json_option()
-
+    parser, commands, common, as_json, selection = _top_parser(_Parser)
     add = _command(
         commands,
         "add",
@@ -141,45 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     _command(commands, "ls", "list registered contexts", _cmd_ls, common, as_json)
 
-    selection = projects.selection_options()
     rm = _command(
         commands, "rm", "stop watching contexts (their recorded builds are kept)", _cmd_rm, common, as_json, selection
     )
     rm.add_argument("contexts", metavar="PATH|NAME", nargs="*").completer = _complete_contexts  # type: ignore[attr-defined]
     rm.add_argument("--forget", action="store_true", help="also forget their recorded builds")
 
-    report_options = _report_options()
-    _command(
-        commands,
-        "status",
-        "show which steps would be cached, and why not (exit 2 on any error)",
-        _cmd_status,
-        common,
-        report_options,
-        as_json,
-        selection,
-    )
-    check = _command(
-        commands,
-        "check",
-        "exit 0 if every step would be cached, 1 if any would run again, 2 on any error",
-        _cmd_check,
-        common,
-        report_options,
-        as_json,
-        selection,
-    )
-    check.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit code")
-    _command(
-        commands,
-        "affected",
-        "list the contexts (with --compose/--bake: the services or targets) that would not be all cached",
-        _cmd_affected,
-        common,
-        report_options,
-        as_json,
-        selection,
-    )
+    _add_report_commands(commands, common, as_json, selection)
 
     watch = _command(
         commands,
@@ -282,6 +299,63 @@ def build_parser() -> argparse.ArgumentParser:
     help_.add_argument("topic", metavar="COMMAND", nargs="*", help="e.g. `help prune` or `help daemon logs`")
     help_.set_defaults(parser=parser)
     return parser
+
+
+def _top_parser(
+    parser_class: type[_Parser],
+) -> tuple[argparse.ArgumentParser, Any, argparse.ArgumentParser, argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The parser without its commands; with the commands' holder and the option sets they share."""
+    parser = parser_class(
+        prog="ctxwatch",
+        description="Predict which Dockerfile steps BuildKit would take from its cache, and why.",
+        epilog="Exit codes: 0 ok; 1 `check` found steps that would run again; 2 any error. "
+        "`ctxwatch help COMMAND` shows a command's options.",
+        parents=[_global_options(in_subcommand=False)],
+    )
+    parser.add_argument("--version", action=_VersionAction)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    return parser, commands, _global_options(in_subcommand=True), _json_option(), projects.selection_options()
+
+
+def _add_report_commands(
+    commands: Any,
+    common: argparse.ArgumentParser,
+    as_json: argparse.ArgumentParser,
+    selection: argparse.ArgumentParser,
+) -> None:
+    """status, check and affected."""
+    report_options = _report_options()
+    _command(
+        commands,
+        "status",
+        "show which steps would be cached, and why not (exit 2 on any error)",
+        _cmd_status,
+        common,
+        report_options,
+        as_json,
+        selection,
+    )
+    check = _command(
+        commands,
+        "check",
+        "exit 0 if every step would be cached, 1 if any would run again, 2 on any error",
+        _cmd_check,
+        common,
+        report_options,
+        as_json,
+        selection,
+    )
+    check.add_argument("-q", "--quiet", action="store_true", help="print nothing; only the exit code")
+    _command(
+        commands,
+        "affected",
+        "list the contexts (with --compose/--bake: the services or targets) that would not be all cached",
+        _cmd_affected,
+        common,
+        report_options,
+        as_json,
+        selection,
+    )
 
 
 def _add_daemon_commands(commands, common: argparse.ArgumentParser, as_json: argparse.ArgumentParser) -> None:
@@ -440,6 +514,8 @@ def _cmd_lsp(args: argparse.Namespace) -> int:
 
     if args.no_daemon:
         raise ValueError("the language server follows live changes: it needs the daemon (drop --no-daemon)")
+    import logging
+
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)  # stdout carries the protocol
     logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message at INFO
 
@@ -828,6 +904,8 @@ def _cmd_daemon_socket(args: argparse.Namespace) -> int:
 
 
 def _cmd_daemon_install_unit(args: argparse.Namespace) -> int:
+    from ctxwatch import unit
+
     written = unit.install(force=args.force)
     emit(f"wrote {written}")
     emit("enable and start it with:")
@@ -837,6 +915,8 @@ def _cmd_daemon_install_unit(args: argparse.Namespace) -> int:
 
 
 def _cmd_completion(args: argparse.Namespace) -> int:
+    import argcomplete
+
     emit(argcomplete.shellcode(["ctxwatch"], shell=args.shell))
     return EXIT_OK
 

@@ -14,7 +14,6 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from ctxwatch.projects import Change, Definition, Sync
@@ -23,6 +22,8 @@ from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
 def message(value: Message) -> dict[str, Any]:
     """A protobuf message as a dict; default-valued fields are kept so scripts can read e.g. allCached: false."""
+    from google.protobuf import json_format  # slow to import; only --json needs it
+
     return json_format.MessageToDict(value, always_print_fields_with_no_presence=True)
 
 

@@ -246,11 +246,16 @@ def connect(
     `state_dir` is passed to a daemon this starts.
     """
     # Imported here because spawn imports this module for CtxwatchError.
-    from ctxwatch.spawn import ensure_daemon
+    from ctxwatch.spawn import SERVING, ensure_daemon, health
 
     path = paths.resolve_socket_path(str(socket_path) if socket_path else None)
-    ensure_daemon(path, state_dir=state_dir, spawn=spawn, timeout=timeout)
-    return CtxwatchClient(grpc.insecure_channel(channel_target(path), options=channel_options()), path)
+    channel = grpc.insecure_channel(channel_target(path), options=channel_options())
+    # A daemon serving already (the common case) is asked on the channel the calls then use: one connection.
+    if health(channel) != SERVING:
+        channel.close()  # after a refused connection it would wait out gRPC's reconnect backoff
+        ensure_daemon(path, state_dir=state_dir, spawn=spawn, timeout=timeout)
+        channel = grpc.insecure_channel(channel_target(path), options=channel_options())
+    return CtxwatchClient(channel, path)
 
 
 def local_client(socket_path: Path) -> CtxwatchClient:

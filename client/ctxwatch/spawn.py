@@ -41,12 +41,15 @@ def probe(socket_path: Path, timeout: float = _PROBE_TIMEOUT) -> int | None:
     # A fresh channel per probe: a reused one would sit in gRPC's reconnect
     # backoff (a second or more) after the first refused connection.
     with grpc.insecure_channel(channel_target(socket_path)) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout
-            )
-        except grpc.RpcError:
-            return None
+        return health(channel, timeout)
+
+
+def health(channel: grpc.Channel, timeout: float = _PROBE_TIMEOUT) -> int | None:
+    """The health status the daemon on `channel` reports for service "", or None when nothing answers."""
+    try:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+    except grpc.RpcError:
+        return None
     return reply.status
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from support.daemon import start_daemon
+from support.processes import processes_with, running
 from support.waiting import wait_until
 
 from ctxwatchd.context import hash_worker, hashing
@@ -22,29 +23,9 @@ from ctxwatchd.context.tree import Tree
 WORKER = hash_worker.__name__.encode()
 
 
-def running(pid: int) -> bool:
-    """Whether the process exists and has not exited (a zombie has)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def hash_workers_of(parent: int) -> list[int]:
     """Pids of the hash worker processes whose parent is `parent`."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        if ppid == parent and WORKER in argv and running(int(entry)):
-            found.append(int(entry))
-    return found
+    return processes_with(WORKER, parent=parent)
 
 
 def _tree(folder: Path, count: int, size: int = 100) -> tuple[Tree, list[hashing.Item]]:

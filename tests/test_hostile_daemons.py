@@ -17,6 +17,7 @@ from pathlib import Path
 from support.cli import CLI
 from support.daemon import start_daemon, stop_or_kill
 from support.hostile import DEADLINE_S
+from support.processes import processes_with
 from support.waiting import wait_until
 
 from ctxwatch import spawn
@@ -28,17 +29,7 @@ DAEMON = [sys.executable, "-m", "ctxwatchd"]
 
 def daemons_of(marker: Path) -> list[int]:
     """Pids of the ctxwatchd processes started with this socket or state folder on their command line."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"ctxwatchd" in argv and os.fsencode(marker) in argv:
-            pids.append(int(entry))
-    return pids
+    return processes_with(b"ctxwatchd", os.fsencode(marker))
 
 
 def test_ten_racing_cli_calls_leave_one_daemon(tmp_path):

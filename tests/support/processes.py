@@ -1,0 +1,32 @@
+"""Finding the processes a test started, by their command line, from /proc."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def running(pid: int) -> bool:
+    """Whether the process exists and has not exited (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def processes_with(*argv_items: bytes, parent: int | None = None) -> list[int]:
+    """Pids of the running processes whose command line holds each of
+    `argv_items` as a whole argument (and whose parent is `parent`, if given)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        if all(item in argv for item in argv_items) and parent in (None, ppid) and running(int(entry)):
+            found.append(int(entry))
+    return found

@@ -9,6 +9,7 @@ import ctypes
 import mmap
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,24 @@ def test_without_workers_every_file_is_hashed_here(tmp_path):
             hasher.add(item)
     assert tree.files_hashed == len(items)
     assert hash_workers_of(os.getpid()) == []
+
+
+def test_requests_and_answers_larger_than_a_pipe_do_not_wait_on_each_other(tmp_path, workers):
+    """Long paths make each request, and large extended attributes each
+    answer, bigger than a pipe holds: with two requests in flight, both
+    sides writing into full pipes would wait for ever."""
+    folder = tmp_path
+    for _ in range(8):
+        folder = folder / ("d" * 200)
+    folder.mkdir(parents=True)
+    for i in range(2 * hashing.BATCH_FILES * hashing.IN_FLIGHT):
+        path = folder / f"{i:05d}-{'n' * 200}"
+        path.write_bytes(b"x")
+        os.setxattr(path, "user.big", bytes([i % 251]) * 3000)
+    tree = Tree(str(folder))  # every path sent is absolute: about 2,000 bytes each
+    items = sorted(tree.children(tree.top, "").items())
+    done = threading.Event()
+    threading.Thread(target=lambda: (hash_all(tree, items, workers), done.set()), daemon=True).start()
+    assert done.wait(120), "hashing hung: the daemon and a worker wait on each other's full pipe"
+    assert tree.files_hashed == len(items)
+    assert _records(tree, items) == _made_here(folder)

@@ -15,9 +15,10 @@ reports the error where it belongs).
 from __future__ import annotations
 
 import os
-import select
+import queue
 import signal
 import struct
+import threading
 import time
 from collections.abc import Iterator
 
@@ -121,15 +122,32 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def serve(requests: int, replies: int) -> None:
-    while select.select([requests], [], [], IDLE_EXIT_S)[0]:
-        header = read_exactly(requests, REQUEST_HEADER.size)
-        if header is None:
+    """Answer requests in order, until stdin closes or none came for
+    IDLE_EXIT_S. A thread reads them as they come, so the daemon's write of
+    its next request never waits for this process to finish writing an
+    answer the daemon has not started reading: both sides writing into full
+    pipes would wait on each other for ever."""
+    received: queue.SimpleQueue[tuple[list[tuple[str, StatKey]], bool] | None] = queue.SimpleQueue()
+    threading.Thread(target=_receive, args=(requests, received), daemon=True).start()
+    while True:
+        try:
+            request = received.get(timeout=IDLE_EXIT_S)
+        except queue.Empty:
+            return
+        if request is None:
             return  # the daemon is gone, or closed us
+        write_all(replies, answer(*request))
+
+
+def _receive(requests: int, received: queue.SimpleQueue[tuple[list[tuple[str, StatKey]], bool] | None]) -> None:
+    """Queue each request read; None at the end of stdin."""
+    while (header := read_exactly(requests, REQUEST_HEADER.size)) is not None:
         length, reading_ahead = REQUEST_HEADER.unpack(header)
         payload = read_exactly(requests, length)
         if payload is None:
-            return
-        write_all(replies, answer(decode_request(payload), bool(reading_ahead)))
+            break
+        received.put((decode_request(payload), bool(reading_ahead)))
+    received.put(None)
 
 
 def main() -> None:

@@ -11,14 +11,11 @@ digests finished), so asking again goes on from there.
 
 The time limit is per thread: one answer's, set by `time_limit` around it.
 
-A long answer (a cold index) also steps aside while another request is
-being served (`serving` counts them): past LONG_ANSWER_S, `check` lets the
-other threads run every STEP_ASIDE_EVERY_S, so a short answer for another
-context waits for a few of these steps, not for the interpreter to force a
-switch at each of its own (about a millisecond each). Short answers never
-step aside (many of them for one root would only queue for its lock), nor
-does an answer that nobody waits beside (stepping aside gives the core to
-other programs too).
+A long answer (a cold index) also steps aside: past LONG_ANSWER_S, `check`
+lets the other threads run every STEP_ASIDE_EVERY_S, so a short answer for
+another context waits for a few of these steps, not for the interpreter to
+force a switch at each of its own (about a millisecond each). Short answers
+never step aside: many of them for one root would only queue for its lock.
 
 The tree of one watched folder holds every path listed in it (about 0.5 KB
 of memory each): past `max_tree_entries` paths, listing raises TreeTooLarge,
@@ -89,29 +86,6 @@ def time_limit(seconds: float) -> Iterator[None]:
         _limit.deadline, _limit.seconds, _limit.started = outer, outer_seconds, outer_started
 
 
-class _Requests:
-    """How many requests the daemon is serving now (any thread)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.count = 0
-
-
-_requests = _Requests()
-
-
-@contextmanager
-def serving() -> Iterator[None]:
-    """Around the work of each request the daemon serves (see the module's docstring)."""
-    with _requests.lock:
-        _requests.count += 1
-    try:
-        yield
-    finally:
-        with _requests.lock:
-            _requests.count -= 1
-
-
 def check(doing: str) -> None:
     """Raise OutOfTime when this thread's answer is past its time limit, and
     step aside now and then in a long one (see the module's docstring).
@@ -122,5 +96,4 @@ def check(doing: str) -> None:
         raise OutOfTime(_limit.seconds, doing)
     if now - _limit.started > LONG_ANSWER_S and now - _limit.stepped_aside > STEP_ASIDE_EVERY_S:
         _limit.stepped_aside = now
-        if _requests.count > 1:
-            os.sched_yield()  # releases the interpreter lock, and the core, for a moment
+        os.sched_yield()  # releases the interpreter lock, and the core, for a moment

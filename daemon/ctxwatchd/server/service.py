@@ -25,7 +25,6 @@ from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatch_api.v1 import ctxwatch_pb2_grpc as pb_grpc
 
 from .. import __version__
-from ..budget import serving
 from ..engine import Engine
 from ..errors import AlreadyExists, ApiError, FailedPrecondition, InvalidArgument, NotFound
 from ..limits import MAX_CONTEXTS_PER_REQUEST, REPLY_BUDGET_BYTES
@@ -64,11 +63,6 @@ def status_code(error: ApiError) -> grpc.StatusCode:
     return _STATUS_CODES.get(type(error), grpc.StatusCode.INTERNAL)
 
 
-def _served(work: Callable, *args):
-    with serving():  # a long answer steps aside while it is not alone (budget.py)
-        return work(*args)
-
-
 def _answers(method: Callable) -> Callable:
     """An RPC from a method that answers on a worker thread: ApiError becomes its
     status code; any other failure INTERNAL, logged."""
@@ -98,7 +92,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
         self.started = time.monotonic()
 
     async def on_worker(self, work: Callable, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.workers, _served, work, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.workers, work, *args)
 
     @_answers
     def RegisterContext(self, request: pb.RegisterContextRequest) -> pb.RegisterContextResponse:

@@ -43,7 +43,7 @@ BATCH_FILES = 256
 IN_FLIGHT = 2  # batches sent to one worker at a time: the next waits in its pipe
 WAITING_BATCHES = 8  # batches found and not sent, past which the walk waits for the workers
 DISK_BOUND_S = 0.00012  # where the kernel cannot tell: a file read slower than this on average came from the disk
-STOP_WAIT_S = 2.0
+STOP_WAIT_S = 2.0  # how long a stopped worker may take to exit before it is killed
 READING_FILES = "reading the context's files"  # what a query over its time limit was doing
 
 

@@ -4,7 +4,6 @@ answer never does (many of them for one root would only queue for its lock)."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 
@@ -29,8 +28,8 @@ def steps_aside(monkeypatch) -> list[float]:
 
 def answer_for(seconds: float) -> float:
     """An answer whose loops call check() for `seconds`; when it started."""
+    started = time.monotonic()  # before the answer's own start: its first 20 ms end after ours
     with budget.time_limit(0):
-        started = time.monotonic()
         while time.monotonic() < started + seconds:
             budget.check("working")
     return started
@@ -40,8 +39,8 @@ def test_a_long_answer_steps_aside_now_and_then(steps_aside):
     started = answer_for(budget.LONG_ANSWER_S * 3)
     assert len(steps_aside) >= 2
     assert steps_aside[0] - started >= budget.LONG_ANSWER_S  # not in its first 20 ms
-    gaps = [later - earlier for earlier, later in itertools.pairwise(steps_aside)]
-    assert min(gaps) >= budget.STEP_ASIDE_EVERY_S / 2  # now and then, not at every check
+    # Now and then, not at every check (the loop checks about once a microsecond).
+    assert len(steps_aside) <= 2 * budget.LONG_ANSWER_S / budget.STEP_ASIDE_EVERY_S + 1
 
 
 def test_a_short_answer_never_steps_aside(steps_aside):

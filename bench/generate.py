@@ -75,15 +75,21 @@ def mean_file_bytes(files: int) -> int:
 
 @dataclass(frozen=True)
 class Repo:
-    """A generated tree: where it is and what run.py needs to know about it."""
+    """A tree to measure (generated, or a copy of a folder: bench/trees.py): where it
+    is and what run.py needs to know about it."""
 
     root: Path
-    services: list[str]  # service names, e.g. svc-00
-    files: list[str]  # every generated file, relative to root
+    services: list[str]  # service names, e.g. svc-00 (none in a copied folder)
+    files: list[str]  # every regular file, relative to root
+    probe: str = PROBE  # the file run.py rewrites one at a time, relative to root
+    dockerfile: str = "Dockerfile"  # the whole-tree context's: relative to root, or absolute (outside it)
+    ignored: str | None = IGNORED_DIR  # a top folder the whole-tree context does not send
 
     def sent_files(self) -> list[str]:
         """Files the whole-tree context sends (all but the ignored folder)."""
-        return [rel for rel in self.files if not rel.startswith(IGNORED_DIR + "/")]
+        if self.ignored is None:
+            return list(self.files)
+        return [rel for rel in self.files if not rel.startswith(self.ignored + "/")]
 
 
 def default_dir() -> Path:
@@ -139,9 +145,12 @@ def content(buffer: memoryview, rel: str, size: int, token: str = "") -> bytes |
     """Deterministic content of `size` bytes: the token (first, so even tiny files change
     with it), the path, then a slice of the buffer."""
     header = f"{token}// {rel}\n".encode()
-    offset = int.from_bytes(hashlib.sha256(rel.encode()).digest()[:4], "big") % (BUFFER_BYTES - size)
     if size <= len(header):
         return header[:size]
+    if size >= BUFFER_BYTES:  # larger than any generated file (a copied folder's): the buffer repeated
+        body = size - len(header)
+        return header + bytes(buffer) * (body // BUFFER_BYTES) + buffer[: body % BUFFER_BYTES]
+    offset = int.from_bytes(hashlib.sha256(rel.encode()).digest()[:4], "big") % (BUFFER_BYTES - size)
     return header + buffer[offset : offset + size - len(header)]
 
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py --quick                      # 1,000 and 10,000 files, about a minute
     .venv/bin/python bench/run.py --sweep 1000,10000,100000    # the full run (about 1 GB on disk)
+    .venv/bin/python bench/run.py --tree ~/src/some-checkout   # the same figures on a copy of a folder
 
 Every figure of a tree size is measured in the same run, against a real
 daemon subprocess on a real Unix socket, through the Python client. See
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import generate
+import trees
 
 from ctxwatch.client import CtxwatchClient
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
@@ -123,7 +125,7 @@ ROWS = [
 
 @dataclass
 class SizeResult:
-    files: int
+    label: str  # the column's header: the tree size, or the folder a copy was made of
     cells: dict[str, Cell] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -222,6 +224,10 @@ def timed(call: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
+def register_whole_tree(daemon: Daemon, repo: generate.Repo) -> None:
+    daemon.client.register(str(repo.root), repo.dockerfile, name=WHOLE_TREE)
+
+
 def copy_step(report: pb.Report) -> pb.Step:
     """The step that reads the context (`COPY . /repo`)."""
     return next(step for step in report.steps if step.instruction.startswith("COPY"))
@@ -243,8 +249,9 @@ def drop_page_cache() -> bool:
 # -- figures -------------------------------------------------------------------------------
 
 
-def read_and_hash(root: Path) -> tuple[int, int]:
-    """Read and SHA-256 every file the whole-tree context sends; (files, bytes)."""
+def read_and_hash(root: Path, ignored: str | None) -> tuple[int, int]:
+    """Read and SHA-256 every file the whole-tree context sends (all but the top folder
+    `ignored`); (files, bytes)."""
     files = size = 0
     stack = [root]
     while stack:
@@ -252,7 +259,7 @@ def read_and_hash(root: Path) -> tuple[int, int]:
         with os.scandir(folder) as entries:
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    if not (folder == root and entry.name == generate.IGNORED_DIR):
+                    if not (folder == root and entry.name == ignored):
                         stack.append(Path(entry.path))
                 elif entry.is_file(follow_symlinks=False):
                     digest = hashlib.sha256()
@@ -266,10 +273,10 @@ def read_and_hash(root: Path) -> tuple[int, int]:
 
 def measure_baseline(repo: generate.Repo, cold: bool, result: SizeResult, key: str = "baseline") -> float:
     if not cold:
-        read_and_hash(repo.root)  # the same warm cache the daemon will see
+        read_and_hash(repo.root, repo.ignored)  # the same warm cache the daemon will see
     else:
         drop_page_cache()
-    seconds, (files, size) = timed(lambda: read_and_hash(repo.root))
+    seconds, (files, size) = timed(lambda: read_and_hash(repo.root, repo.ignored))
     result.cells["tree"] = Cell(f"{files:,} / {size / 2**20:,.0f} MiB")
     result.cells[key] = Cell(f"{seconds:.2f} s")
     return seconds
@@ -278,7 +285,7 @@ def measure_baseline(repo: generate.Repo, cold: bool, result: SizeResult, key: s
 def measure_cold_index(daemon: Daemon, repo: generate.Repo, cold: bool, baseline: float, result: SizeResult) -> float:
     if cold:
         drop_page_cache()
-    seconds, _ = timed(lambda: (daemon.client.register(str(repo.root), name=WHOLE_TREE), daemon.report()))
+    seconds, _ = timed(lambda: (register_whole_tree(daemon, repo), daemon.report()))
     ratio = seconds / baseline
     if cold:
         result.cells["cold"] = Cell(f"{seconds:.2f} s ({ratio:.2f}×)", ratio <= 1.5)
@@ -297,7 +304,7 @@ def measure_cold_index_warm_cache(repo: generate.Repo, run_folder: Path, result:
     (run_folder / "warm").mkdir()
     daemon = Daemon(run_folder / "warm")
     with running(daemon):
-        seconds, _ = timed(lambda: (daemon.client.register(str(repo.root), name=WHOLE_TREE), daemon.report()))
+        seconds, _ = timed(lambda: (register_whole_tree(daemon, repo), daemon.report()))
     ratio = seconds / baseline
     result.cells["cold_warm"] = Cell(f"{seconds:.2f} s ({ratio:.2f}×)", ratio <= 1.0)
 
@@ -324,14 +331,14 @@ def measure_readers(daemon: Daemon, repo: generate.Repo, result: SizeResult) -> 
     writes, deadline = 0, time.monotonic() + READERS_SECONDS
     try:
         while time.monotonic() < deadline:
-            generate.write_file(repo.root / generate.PROBE, generate.PROBE_CONTENTS[1 - writes % 2])
+            generate.write_file(repo.root / repo.probe, generate.PROBE_CONTENTS[1 - writes % 2])
             writes += 1
             time.sleep(0.1)
     finally:
         querying.clear()
         for thread in readers:
             thread.join()
-    generate.write_file(repo.root / generate.PROBE, generate.PROBE_CONTENTS[0])
+    generate.write_file(repo.root / repo.probe, generate.PROBE_CONTENTS[0])
     right = copy_step(daemon.report()).status == pb.STEP_STATUS_CACHED
     p99 = percentile(times, 0.99)
     result.cells["readers"] = Cell(
@@ -362,8 +369,8 @@ def probe_status_right(report: pb.Report, built_content: bool) -> bool:
     return copy_step(report).status == expected
 
 
-def names_probe(report: pb.Report) -> bool:
-    return any(change.path == generate.PROBE for change in copy_step(report).changed_paths)
+def names_probe(report: pb.Report, probe: str) -> bool:
+    return any(change.path == probe for change in copy_step(report).changed_paths)
 
 
 def measure_one_file_write(daemon: Daemon, repo: generate.Repo, profile: Profile, result: SizeResult) -> None:
@@ -373,11 +380,11 @@ def measure_one_file_write(daemon: Daemon, repo: generate.Repo, profile: Profile
     # Stop only after a pair, so the probe file ends with its built content.
     for i in samples_within(profile.write_samples, profile.budget_seconds, step=2):
         built_content = i % 2 == 1
-        generate.write_file(repo.root / generate.PROBE, generate.PROBE_CONTENTS[0 if built_content else 1])
+        generate.write_file(repo.root / repo.probe, generate.PROBE_CONTENTS[0 if built_content else 1])
         seconds, report = timed(daemon.report)
         times.append(seconds)
         wrong += not probe_status_right(report, built_content)
-        if not built_content and not names_probe(report):  # the status is right, the explanation is not
+        if not built_content and not names_probe(report, repo.probe):  # the status is right, the explanation is not
             unnamed += 1
             named_instead.update(change.path for change in copy_step(report).changed_paths)
     samples = len(times)
@@ -389,7 +396,7 @@ def measure_one_file_write(daemon: Daemon, repo: generate.Repo, profile: Profile
     if unnamed:
         result.notes.append(
             f"one-file write: {unnamed}/{samples // 2} invalidated COPY steps did not name "
-            f"{generate.PROBE} in changed_paths (named: {sorted(named_instead)})"
+            f"{repo.probe} in changed_paths (named: {sorted(named_instead)})"
         )
 
 
@@ -461,7 +468,7 @@ def measure_idle(daemon: Daemon, seconds: float, result: SizeResult) -> None:
 
 
 def digest_with_probe(daemon: Daemon, repo: generate.Repo, content: bytes) -> str:
-    generate.write_file(repo.root / generate.PROBE, content)
+    generate.write_file(repo.root / repo.probe, content)
     return daemon.report().context_digest
 
 
@@ -472,7 +479,7 @@ def measure_restart(daemon: Daemon, repo: generate.Repo, cold_seconds: float, re
     expected = digest_with_probe(daemon, repo, other)
     digest_with_probe(daemon, repo, built)
     daemon.stop()
-    generate.write_file(repo.root / generate.PROBE, other)
+    generate.write_file(repo.root / repo.probe, other)
     started = time.perf_counter()
     daemon.start()
     serving = time.perf_counter()
@@ -489,7 +496,7 @@ def measure_restart(daemon: Daemon, repo: generate.Repo, cold_seconds: float, re
     )
     if wrong:
         result.notes.append(f"restart: {wrong} wrong report(s) before the first correct one")
-    generate.write_file(repo.root / generate.PROBE, built)
+    generate.write_file(repo.root / repo.probe, built)
 
 
 SMALL = "small"  # the 2-file context queried while the whole tree is indexed
@@ -512,7 +519,7 @@ def measure_small_during_cold_index(repo: generate.Repo, folder: Path, result: S
 
         def index() -> None:
             try:
-                daemon.client.register(str(repo.root), name=WHOLE_TREE)
+                register_whole_tree(daemon, repo)
                 daemon.report()
             finally:
                 indexed.set()
@@ -521,10 +528,12 @@ def measure_small_during_cold_index(repo: generate.Repo, folder: Path, result: S
         started = time.perf_counter()
         indexer.start()
         times, wrong = [], 0
-        while not indexed.is_set():
+        while True:  # at least one query, however short the index
             seconds, report = timed(lambda: daemon.report(SMALL))
             times.append(seconds)
             wrong += not report.all_cached
+            if indexed.is_set():
+                break
         index_seconds = time.perf_counter() - started
         indexer.join()
     p99 = percentile(times, 0.99)
@@ -567,17 +576,31 @@ def measure_contexts_scale(daemon: Daemon, repo: generate.Repo, profile: Profile
             result.notes.append(f"{count} contexts: {wrong}/{len(times)} answers were not all cached")
 
 
-# -- one tree size -------------------------------------------------------------------------
+# -- one tree ------------------------------------------------------------------------------
 
 
 def run_size(files: int, folder: Path, profile: Profile, cold: bool, only_contention: bool = False) -> SizeResult:
-    result = SizeResult(files)
+    """The figures on the generated tree of `files` files."""
     repo = generate.generate(files, folder)
-    run_folder = folder / f"run-{files}"
+    return measure_tree(repo, SizeResult(f"{files:,} files"), folder / f"run-{files}", profile, cold, only_contention)
+
+
+def run_tree(source: Path, folder: Path, profile: Profile, cold: bool, only_contention: bool = False) -> SizeResult:
+    """The figures on a copy of a folder the bench did not generate (bench/trees.py)."""
+    repo, said = trees.tree_copy(source, folder)
+    result = SizeResult(f"{source.name or source} ({len(repo.files):,} files)", notes=[said])
+    run_folder = folder / f"run-tree-{trees.tree_id(source)}"  # no folder name: the socket path stays short
+    return measure_tree(repo, result, run_folder, profile, cold, only_contention)
+
+
+def measure_tree(
+    repo: generate.Repo, result: SizeResult, run_folder: Path, profile: Profile, cold: bool, only_contention: bool
+) -> SizeResult:
+    files = len(repo.files)
     if run_folder.exists():
         shutil.rmtree(run_folder)  # our own folder from an earlier run: a fresh state dir
     run_folder.mkdir(parents=True)
-    generate.write_file(repo.root / generate.PROBE, generate.PROBE_CONTENTS[0])
+    generate.write_file(repo.root / repo.probe, generate.PROBE_CONTENTS[0])
     daemon = Daemon(run_folder)
     if only_contention:
         measure_small_during_cold_index(repo, run_folder, result)
@@ -613,7 +636,13 @@ def run_size(files: int, folder: Path, profile: Profile, cold: bool, only_conten
                 peak * 1024 <= (100e6 if files <= generate.LARGE_TREE else 500e6),
             )
             measure_restart(daemon, repo, cold_seconds, result)
-            measure_contexts_scale(daemon, repo, profile, result)
+            if repo.services:
+                measure_contexts_scale(daemon, repo, profile, result)
+            else:
+                result.notes.append(
+                    "contexts scale: not measured (it registers the per-service Dockerfiles of a generated tree; "
+                    "this one has none)"
+                )
         if files <= generate.LARGE_TREE:  # a third cold index
             measure_small_during_cold_index(repo, run_folder, result)
         else:
@@ -705,11 +734,10 @@ def load_average() -> str:
     return " ".join(f"{load:.1f}" for load in os.getloadavg())
 
 
-def machine(folder: Path, cold: bool, load_at_start: str) -> str:
+def machine(folder: Path, cache: str, load_at_start: str) -> str:
     ram = int(
         next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal:"))
     )
-    cache = "dropped before baseline and cold index" if cold else "warm page cache (could not drop it)"
     return (
         f"CPU: {cpu_model()}, {os.cpu_count()} cores; RAM: {ram / 2**20:.1f} GiB; "
         f"Python {platform.python_version()}; Linux {platform.release()}\n"
@@ -719,12 +747,12 @@ def machine(folder: Path, cold: bool, load_at_start: str) -> str:
 
 
 def table(results: list[SizeResult]) -> str:
-    header = ["figure", "target", *[f"{r.files:,} files" for r in results]]
+    header = ["figure", "target", *[r.label for r in results]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key, label, target in ROWS:
         cells = [r.cells[key].render() if key in r.cells else "n/a" for r in results]
         lines.append("| " + " | ".join([label, target, *cells]) + " |")
-    notes = [f"- {r.files:,} files: {note}" for r in results for note in r.notes]
+    notes = [f"- {r.label}: {note}" for r in results for note in r.notes]
     return "\n".join([*lines, *(["", *notes] if notes else [])])
 
 
@@ -733,6 +761,14 @@ def parse_args() -> argparse.Namespace:
     sizes = parser.add_mutually_exclusive_group()
     sizes.add_argument("--files", type=int, help=f"one tree size (default {generate.DEFAULT_FILES:,})")
     sizes.add_argument("--sweep", help="comma-separated tree sizes, e.g. 1000,10000,100000")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="also (without --files or --sweep: only) measure a copy of this folder, made in --dir; repeatable",
+    )
     parser.add_argument(
         "--dir",
         type=Path,
@@ -745,12 +781,20 @@ def parse_args() -> argparse.Namespace:
         help="only the 2-file context's queries during the whole tree's cold index",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="fewer samples, and sizes 1000,10000 unless given: about a minute"
+        "--quick",
+        action="store_true",
+        help="fewer samples, and sizes 1000,10000 unless given (or --tree): about a minute",
+    )
+    parser.add_argument(
+        "--keep-page-cache",
+        action="store_true",
+        help="never drop the page cache (on a shared machine): every figure runs with it warm",
     )
     parser.add_argument(
         "--wide",
         type=int,
-        help=f"files in the wide-folder figure's one folder (default {WIDE_FILES:,}; none with --quick; 0: skip it)",
+        help=f"files in the wide-folder figure's one folder "
+        f"(default {WIDE_FILES:,}; none with --quick or --tree; 0: skip it)",
     )
     return parser.parse_args()
 
@@ -761,23 +805,32 @@ def main() -> None:
         sizes = [int(size) for size in args.sweep.split(",")]
     elif args.files:
         sizes = [args.files]
+    elif args.tree:
+        sizes = []
     else:
         sizes = [1000, 10_000] if args.quick else [generate.DEFAULT_FILES]
     profile = QUICK if args.quick else FULL
     folder = args.dir.resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    wide = args.wide if args.wide is not None else (0 if args.quick else WIDE_FILES)
+    wide = args.wide if args.wide is not None else (0 if args.quick or args.tree else WIDE_FILES)
     load_at_start = load_average()
-    cold = drop_page_cache()
+    if args.keep_page_cache:
+        cold, cache = False, "warm page cache (--keep-page-cache)"
+    else:
+        cold = drop_page_cache()
+        cache = "dropped before baseline and cold index" if cold else "warm page cache (could not drop it)"
     results = []
     for files in sizes:
         print(f"measuring {files:,} files ...", file=sys.stderr, flush=True)
         results.append(run_size(files, folder, profile, cold, args.only_contention))
+    for source in args.tree:
+        print(f"measuring a copy of {source} ...", file=sys.stderr, flush=True)
+        results.append(run_tree(source, folder, profile, cold, args.only_contention))
     wide_table = ""
     if wide:
         print(f"measuring a folder of {wide:,} files ...", file=sys.stderr, flush=True)
         wide_table = measure_wide(folder, wide, profile)
-    print(machine(folder, cold, load_at_start))
+    print(machine(folder, cache, load_at_start))
     print()
     print(table(results))
     if wide_table:

@@ -87,3 +87,46 @@ def test_requests_waiting_together_share_one_cookie(tmp_path, root):
     wait_until(lambda: len(done) == len(requests), what="every request synced")
     assert all(done)
     assert count.written == 1
+
+
+class CountedEvent(threading.Event):
+    """An event that counts the threads waiting on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiters = 0
+        self._count = threading.Lock()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self._count:
+            self.waiters += 1
+        return super().wait(timeout)
+
+
+def test_requests_that_find_a_cookie_on_its_way_share_the_next_one(tmp_path, root):
+    """A cookie written before these requests started is still on its way:
+    they wait for it, then share one new cookie instead of writing one each."""
+    in_flight = CountedEvent()
+    root.cookies[".ctxwatch-cookie-earlier"] = (Syncs().ticket, in_flight)  # numbered before the requests
+    requests = [Syncs() for _ in range(10)]
+    (tmp_path / "written-before.txt").write_text("x")
+    count = CookieCount(root)
+    done: list[bool] = []
+
+    def wait(syncs: Syncs) -> None:
+        root.wait_for_writes(syncs.ticket)
+        done.append("written-before.txt" in root.dirty)
+
+    threads = [threading.Thread(target=wait, args=(syncs,)) for syncs in requests]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: in_flight.waiters == len(requests), what="every request waiting for the earlier cookie")
+    assert count.written == 0
+    with root.lock:  # what the earlier cookie's writer does once its event came
+        del root.cookies[".ctxwatch-cookie-earlier"]
+    in_flight.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    wait_until(lambda: len(done) == len(requests), what="every request synced")
+    assert all(done)
+    assert count.written == 1

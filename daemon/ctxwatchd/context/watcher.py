@@ -411,21 +411,32 @@ class WatchedRoot(FileSystemEventHandler):
     def wait_for_writes(self, ticket: int, timeout: float = SYNC_TIMEOUT_S) -> None:
         """Wait until the events of every write made before `ticket` was taken
         are in the dirty set. Needs no root lock: requests waiting together
-        share one cookie, and only the sync under the lock applies what came."""
-        if self.watch is None or self.needs_rescan or self.cookies_impossible:
-            return  # the sync re-scans
-        with self.lock:
-            if self.cookie_seen >= ticket:
-                return
-            waiting = next((event for number, event in self.cookies.values() if number >= ticket), None)
-            if waiting is None:  # write one (registered now: a request coming meanwhile waits for it)
-                number = next(_cookie_numbers)
-                name = f"{COOKIE_PREFIX}{os.getpid()}-{number}"
-                self.cookies[name] = (number, threading.Event())
-        if waiting is None:
-            self._write_cookie_and_wait(name, timeout)
-        elif not waiting.wait(timeout):
-            self._no_cookie_event(timeout)
+        share one cookie, and only the sync under the lock applies what came.
+        A request that finds a cookie written before it still on its way waits
+        for that one first, then shares the next with every request that came
+        meanwhile: one cookie per round trip, however many readers ask."""
+        while True:
+            if self.watch is None or self.needs_rescan or self.cookies_impossible:
+                return  # the sync re-scans
+            with self.lock:
+                if self.cookie_seen >= ticket:
+                    return
+                waiting = next((event for number, event in self.cookies.values() if number >= ticket), None)
+                earlier = None
+                if waiting is None:
+                    earlier = next((event for _, event in self.cookies.values() if not event.is_set()), None)
+                if waiting is None and earlier is None:  # write one (registered now: later requests wait for it)
+                    number = next(_cookie_numbers)
+                    name = f"{COOKIE_PREFIX}{os.getpid()}-{number}"
+                    self.cookies[name] = (number, threading.Event())
+            if earlier is not None:
+                earlier.wait(timeout)  # its writer sets it at the latest when its own wait times out
+                continue
+            if waiting is None:
+                self._write_cookie_and_wait(name, timeout)
+            elif not waiting.wait(timeout):
+                self._no_cookie_event(timeout)
+            return
 
     def _write_cookie_and_wait(self, name: str, timeout: float) -> None:
         seen = self.cookies[name][1]

@@ -16,6 +16,7 @@ import os
 import signal
 import threading
 import time
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 
@@ -31,6 +32,7 @@ from ..limits import MAX_CONTEXTS_PER_REQUEST, REPLY_BUDGET_BYTES
 from ..registry import ContextRef, Registered
 from ..requests import BuildOptions
 from .settings import SETTINGS
+from .sharing import SharedAnswers
 from .wire import (
     build_options,
     build_run,
@@ -66,10 +68,22 @@ def status_code(error: ApiError) -> grpc.StatusCode:
 def _answers(method: Callable) -> Callable:
     """An RPC from a method that answers on a worker thread: ApiError becomes its
     status code; any other failure INTERNAL, logged."""
+    return _rpc(method, shared=False)
 
+
+def _shared_answers(method: Callable) -> Callable:
+    """An RPC like `_answers` whose identical requests arriving together share
+    one answer (sharing.py): for methods that only read."""
+    return _rpc(method, shared=True)
+
+
+def _rpc(method: Callable, shared: bool) -> Callable:
     @functools.wraps(method)
     async def rpc(self: CtxwatchService, request, context: grpc.aio.ServicerContext):
         try:
+            if shared:
+                key = request.SerializeToString(deterministic=True)
+                return await self.shared[method.__name__].answer(key, lambda: self.on_worker(method, self, request))
             return await self.on_worker(method, self, request)
         except ApiError as e:
             await context.abort(status_code(e), e.message)
@@ -90,6 +104,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
         self.shutdown = shutdown
         self.workers = workers  # where the engine's work runs: never on the event loop
         self.started = time.monotonic()
+        self.shared: defaultdict[str, SharedAnswers] = defaultdict(SharedAnswers)  # by method name
 
     async def on_worker(self, work: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.workers, work, *args)
@@ -108,7 +123,7 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
     def ListContexts(self, request: pb.ListContextsRequest) -> pb.ListContextsResponse:
         return pb.ListContextsResponse(contexts=[context_message(row) for row in self.engine.contexts()])
 
-    @_answers
+    @_shared_answers
     def GetReports(self, request: pb.GetReportsRequest) -> pb.GetReportsResponse:
         targets = self.engine.resolve_all(_limited(request.contexts))
         _each_once([t.row.name for t in targets])

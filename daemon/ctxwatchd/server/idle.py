@@ -17,16 +17,16 @@ from contextlib import asynccontextmanager
 
 import grpc
 
-from .handlers import around_each_call
+from .handlers import Wrap, around_each_call
 from .settings import SETTINGS
 
 log = logging.getLogger("ctxwatchd")
 
 
-def interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """The interceptor that counts calls, when an idle timeout is set (one for the daemon's
-    life: a server started again on a re-bound socket shares it)."""
-    return [_the_timer()] if SETTINGS.idle_timeout_s > 0 else []
+def wraps() -> list[Wrap]:
+    """What makes each method count its calls, when an idle timeout is set (one timer for
+    the daemon's life: a server started again on a re-bound socket shares it)."""
+    return [_the_timer().wrap] if SETTINGS.idle_timeout_s > 0 else []
 
 
 @functools.cache
@@ -39,7 +39,7 @@ def _exit() -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # the main thread waits for exactly that
 
 
-class IdleTimer(grpc.aio.ServerInterceptor):
+class IdleTimer:
     """Calls `on_idle` once no call or stream has been open for `timeout_s` seconds."""
 
     def __init__(self, timeout_s: float, on_idle: Callable[[], None]) -> None:
@@ -51,9 +51,9 @@ class IdleTimer(grpc.aio.ServerInterceptor):
         with self._lock:
             self._arm()
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        return None if handler is None else around_each_call(handler, self._counted)
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The method's handler, each of its calls counted."""
+        return around_each_call(handler, self._counted)
 
     @asynccontextmanager
     async def _counted(self, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:

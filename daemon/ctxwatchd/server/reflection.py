@@ -15,12 +15,14 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from .handlers import WrappingServer
+
 V1_PACKAGE = "grpc.reflection.v1"
 V1_SERVICE_NAME = f"{V1_PACKAGE}.ServerReflection"
 V1_FILE = "grpc/reflection/v1/reflection.proto"
 
 
-def enable_reflection(service_names: Iterable[str], server: grpc.aio.Server) -> None:
+def enable_reflection(service_names: Iterable[str], server: grpc.aio.Server | WrappingServer) -> None:
     """Serve reflection (v1 and v1alpha) listing `service_names` and both reflection services."""
     _add_v1_descriptor(descriptor_pool.Default())
     names = (*service_names, reflection.SERVICE_NAME, V1_SERVICE_NAME)

@@ -31,7 +31,7 @@ from ..engine import Engine
 from ..folder_events import FolderEvents, start_observer
 from ..private import NotPrivate
 from . import idle
-from .handlers import MalformedRequests
+from .handlers import WrappingServer, lenient
 from .loop import LoopThread
 from .main import LOOPBACK, STOP_SIGNALS, TOKEN_FILE, WAKE_SIGNAL, AlreadyRunning, claim_socket
 from .reflection import enable_reflection
@@ -164,8 +164,6 @@ async def _start_server(
     """A gRPC server with every service, listening (on the loop it runs on);
     the socket's inode tells it from a later one."""
     interceptors: list[grpc.aio.ServerInterceptor] = [TokenCheck(token)] if token is not None else []
-    interceptors.append(MalformedRequests())
-    interceptors += idle.interceptors()
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -173,11 +171,12 @@ async def _start_server(
             ("grpc.max_send_message_length", MAX_REPLY_BYTES),
         ],
     )
-    ctxwatch_pb2_grpc.add_CtxwatchServicer_to_server(service, server)
+    handlers = WrappingServer(server, [*idle.wraps(), lenient])  # what every call of every method goes through
+    ctxwatch_pb2_grpc.add_CtxwatchServicer_to_server(service, handlers)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, handlers)
     service_name = ctxwatch_pb2.DESCRIPTOR.services_by_name["Ctxwatch"].full_name
-    enable_reflection((service_name, health.SERVICE_NAME), server)
+    enable_reflection((service_name, health.SERVICE_NAME), handlers)
     old_umask = os.umask(0o177)  # the socket is created 0600
     try:
         server.add_insecure_port(f"unix:{socket_path}")

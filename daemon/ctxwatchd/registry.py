@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .budget import DEFAULT_MAX_TREE_ENTRIES
 from .cache.store import ContextRow, Store
-from .context.tree import join
+from .context.tree import SavedRecords, join
 from .context.watched_file import WatchedFile
 from .context.watcher import FolderWatch, Observer, WatchedRoot
 from .errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -425,7 +425,7 @@ class Registry:
                 self._observer,
                 self._on_activity,
                 self._events_lost,
-                lambda folder: self._store.saved_records(path, folder),
+                self._saved_in(path),
             )
         except OSError:
             return None  # the folder is gone; reports say so
@@ -435,6 +435,14 @@ class Registry:
         for inner in [r for r in self._roots.values() if r is not root and inside(r.path, path)]:
             self._merge_root(inner, root)
         return root
+
+    def _saved_in(self, root: str) -> SavedRecords | None:
+        """Where a tree of `root` finds the records saved for it (by an
+        earlier run, or a root merged into it); None when there are none, so
+        that a cold index asks the state file nothing per folder."""
+        if not self._store.holds_records(root):
+            return None
+        return lambda folder: self._store.saved_records(root, folder)
 
     def _merge_root(self, inner: WatchedRoot, outer: WatchedRoot) -> None:
         """Move the contexts of a root into a new root above it: one watch and
@@ -447,6 +455,7 @@ class Registry:
             (record._replace(path=join(prefix, record.path)) for record in inner.tree.saveable_records()),
             replace=False,
         )
+        outer.tree.saved_in = self._saved_in(outer.path)
         for reg in self._contexts.values():
             if reg.root is inner:
                 reg.root, reg.prefix = outer, os.path.relpath(reg.row.path, outer.path)

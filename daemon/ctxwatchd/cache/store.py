@@ -546,6 +546,11 @@ class Store:
             ).fetchall()
         return {r[0] for r in rows}, {r[1]: r[0] for r in rows}
 
+    def holds_records(self, root: str) -> bool:
+        """Whether any file record is saved for the watched root (none: a cold index asks no folder)."""
+        with self.lock:
+            return self.db.execute("SELECT 1 FROM file_records WHERE root=? LIMIT 1", (root,)).fetchone() is not None
+
     def saved_records(self, root: str, folder: str) -> list[SavedRecord]:
         """The file records saved for one folder of a watched root, by name in the folder."""
         with self.lock:

@@ -7,8 +7,8 @@ however the daemon stops) or after IDLE_EXIT_S without a request.
 
 A request is a batch of files, each as the daemon's tree knows it (its
 absolute path and the stat key it was listed with); the answer gives, for
-each file in order, the record's node bytes and the stat key they are valid
-for, or a failure (the daemon's walk then reads that file itself and
+each file in order, the record's node (digest and bytes, as the tree keeps
+it) and the stat key it is valid for, or a failure (the daemon's walk then reads that file itself and
 reports the error where it belongs).
 """
 
@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from .nodes import FS_ENCODING, FS_ERRORS, encode_file
+from .nodes import FS_ENCODING, FS_ERRORS, encode_file, hashed_node
 from .records import KIND_DIR, StatKey, read_ahead, read_record
 
 IDLE_EXIT_S = 60.0
@@ -36,7 +36,7 @@ NICENESS = 10
 REQUEST_HEADER = struct.Struct("<IB")  # payload bytes, read-ahead flag
 PATH_LENGTH = struct.Struct("<I")
 REPLY_HEADER = struct.Struct("<I")  # payload bytes
-HASHED = struct.Struct("<BqI")  # 1 (hashed), when (ns), node bytes; then the stat key and the node
+HASHED = struct.Struct("<BqI")  # 1 (hashed), when (ns), node size; then the stat key and the node
 FAILED = b"\0"
 
 
@@ -62,7 +62,7 @@ def decode_request(payload: bytes) -> list[tuple[str, StatKey]]:
 
 
 def hash_one(path: str, key: StatKey) -> bytes:
-    """One file's answer: hashed (when, the stat key, the node bytes) or FAILED."""
+    """One file's answer: hashed (when, the stat key, the node's digest and bytes) or FAILED."""
     hashed_at = time.time_ns()
     try:
         record, key = read_record(path, key)
@@ -70,12 +70,12 @@ def hash_one(path: str, key: StatKey) -> bytes:
         return FAILED
     if record.kind == KIND_DIR:  # a folder now: the daemon's walk sees it
         return FAILED
-    blob = encode_file(record)
-    return b"".join((HASHED.pack(1, hashed_at, len(blob)), key, blob))
+    node = hashed_node(encode_file(record))
+    return b"".join((HASHED.pack(1, hashed_at, len(node)), key, node))
 
 
 def decode_reply(payload: bytes) -> Iterator[tuple[StatKey, bytes, int] | None]:
-    """(stat key, node bytes, hashed at) per file in request order; None where it failed."""
+    """(stat key, node digest and bytes, hashed at) per file in request order; None where it failed."""
     pos = 0
     while pos < len(payload):
         if payload[pos] == 0:

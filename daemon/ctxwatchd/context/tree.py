@@ -18,7 +18,7 @@ from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING
 
 from ..budget import DEFAULT_MAX_TREE_ENTRIES, TreeTooLarge
-from .nodes import DIGEST_SIZE, FS_ENCODING, FS_ERRORS, digest_of, encode_file
+from .nodes import DIGEST_SIZE, FS_ENCODING, FS_ERRORS, digest_of, encode_file, hashed_node
 from .records import (
     KIND_DIR,
     KIND_FILE,
@@ -51,38 +51,45 @@ class Entry:
         # test `kind` (cheaper than isinstance), not the class.
         key: StatKey
         kind: str
-        blob: bytes
+        hashed: bytes
         racy: bool
         children: dict[str, Entry] | None
     else:
         __slots__ = ("key", "kind")
         # Defaults for the slots the other class has: a folder is never hashed,
         # a file has no children.
-        blob = b""
+        hashed = b""
         racy = False
         children = None
 
     @property
     def digest(self) -> bytes:
-        """The node digest (of a hashed file): computed when asked, which
-        costs less than 32 bytes per file kept in memory."""
-        return digest_of(self.blob)
+        """The node digest (of a hashed file)."""
+        return self.hashed[:DIGEST_SIZE]
+
+    @property
+    def blob(self) -> bytes:
+        """The node's bytes (of a hashed file)."""
+        return self.hashed[DIGEST_SIZE:]
 
 
 class FileEntry(Entry):
     """A file, symlink or special file.
 
-    `blob` is its node's bytes (b"" until hashed): a decoded record costs
-    much more memory, and only explanations need one (decoded on demand).
+    `hashed` is its node's digest, then the node's bytes, in one bytes
+    object (b"" until hashed), as a worker sends them and the state file
+    saves them: a folder digest reads the digest of every file, and a
+    decoded record costs much more memory (only explanations need one,
+    decoded on demand).
     Files do not depend on a context's filter, so this is shared by all views.
     """
 
-    __slots__ = ("blob", "racy")
+    __slots__ = ("hashed", "racy")
 
     def __init__(self, kind: str, key: StatKey) -> None:
         self.kind = kind
         self.key = key
-        self.blob = b""
+        self.hashed = b""
         self.racy = False
 
 
@@ -193,8 +200,8 @@ class Tree:
         children = entry.children
         for name, key, hashed in self.saved_in(rel):
             child = children.get(name)
-            if child is not None and child.key == key and not child.blob:
-                child.blob = hashed[DIGEST_SIZE:]
+            if child is not None and child.key == key and not child.hashed:
+                child.hashed = hashed
 
     def read(self, rel: str, entry: Entry) -> None:
         """Make a non-folder entry's record current. The file is read only
@@ -214,7 +221,7 @@ class Tree:
     @staticmethod
     def must_read(entry: Entry) -> bool:
         """Whether digest() would have to read the file (not hashed yet, or racy)."""
-        return entry.racy or not entry.blob
+        return entry.racy or not entry.hashed
 
     def _hash(self, rel: str, entry: Entry) -> None:
         hashed_at = time.time_ns()
@@ -223,21 +230,22 @@ class Tree:
             # A folder now, since it was listed: its event is on the way, and
             # until then the answer treats the file as gone.
             raise FileNotFoundError(errno.ENOENT, "replaced by a folder", self.abspath(rel))
-        self.install(entry, key, encode_file(record), hashed_at)
+        self.install(entry, key, hashed_node(encode_file(record)), hashed_at)
 
-    def install(self, entry: Entry, key: StatKey, blob: bytes, hashed_at: int) -> None:
-        """Give a non-folder entry the record (node bytes) read for stat key
-        `key` at `hashed_at` (ns), here or by a worker process."""
-        entry.key, entry.kind, entry.racy, entry.blob = key, kind_of(key_mode(key)), is_racy(key, hashed_at), blob
+    def install(self, entry: Entry, key: StatKey, hashed: bytes, hashed_at: int) -> None:
+        """Give a non-folder entry the record (node digest and bytes, see
+        hashed_node) read for stat key `key` at `hashed_at` (ns), here or by a
+        worker process."""
+        entry.key, entry.kind, entry.racy, entry.hashed = key, kind_of(key_mode(key)), is_racy(key, hashed_at), hashed
         self.files_hashed += 1
         self.bytes_hashed += key_size(key) if entry.kind == KIND_FILE else 0
 
     def saveable_records(self) -> Iterator[SavedRecord]:
         """Every record that is safe to reuse later, by its path below the root."""
         return (
-            SavedRecord(rel, entry.key, digest_of(entry.blob) + entry.blob)
+            SavedRecord(rel, entry.key, entry.hashed)
             for rel, entry in self.walk_loaded()
-            if entry.blob and not entry.racy
+            if entry.hashed and not entry.racy
         )
 
     def settle_racy(self) -> None:
@@ -246,12 +254,12 @@ class Tree:
         One that reads differently now is reported as changed."""
         for rel, entry in self.walk_loaded():  # reads and reports only: the tree keeps its shape
             if entry.racy:
-                read = entry.blob
+                read = entry.hashed
                 try:
                     self._hash(rel, entry)
                 except OSError:  # gone, or a folder now: its event is on the way
-                    entry.blob = b""
-                if entry.blob != read:
+                    entry.hashed = b""
+                if entry.hashed != read:
                     self._changed(rel)
 
     def untouched_folders(self) -> list[str]:
@@ -310,7 +318,7 @@ class Tree:
             return
         if old is not None and old.key == key and old.kind == kind_of(st.st_mode):
             if old.racy:
-                old.blob = b""
+                old.hashed = b""
                 self._changed(rel)
             return
         if siblings is None:

@@ -12,7 +12,6 @@ import hashlib
 import os
 import struct
 import sys
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from .records import KIND_DIR, FileRecord
@@ -31,9 +30,10 @@ class Child(NamedTuple):
     digest: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
-    """A decoded node: a file record, or a directory (or selection) listing."""
+class Node(NamedTuple):
+    """A decoded node: a file record, or a directory (or selection) listing.
+    (A tuple, not a dataclass: a hash worker imports this module, and
+    dataclasses would cost it start-up time and memory.)"""
 
     kind: str  # a records.KIND_* value, or "selection"
     record: FileRecord | None = None

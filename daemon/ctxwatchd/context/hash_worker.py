@@ -7,8 +7,8 @@ however the daemon stops) or after IDLE_EXIT_S without a request.
 
 A request is a batch of files, each as the daemon's tree knows it (its
 absolute path and the stat key it was listed with); the answer gives, for
-each file in order, the record's node (digest and bytes, as the tree keeps
-it) and the stat key it is valid for, or a failure (the daemon's walk then reads that file itself and
+each file in order, the record's node bytes and the stat key they are valid
+for, or a failure (the daemon's walk then reads that file itself and
 reports the error where it belongs).
 """
 
@@ -22,12 +22,11 @@ import threading
 import time
 from collections.abc import Iterator
 
-from .nodes import FS_ENCODING, FS_ERRORS, encode_file, hashed_node
-from .records import KIND_DIR, StatKey, read_ahead, read_record
+from .nodes import FS_ENCODING, FS_ERRORS, encode_file
+from .records import KEY_SIZE, KIND_DIR, StatKey, read_ahead, read_record
 
 IDLE_EXIT_S = 60.0
 READ_AHEAD = 16  # files the kernel is reading ahead of the one being hashed, from the disk
-STAT_KEY_SIZE = 44
 # Below the daemon's own threads (a query's answer gets a core at once) and
 # the user's programs: a cold index takes what the machine leaves (a higher
 # value would starve it on a busy machine).
@@ -56,13 +55,13 @@ def decode_request(payload: bytes) -> list[tuple[str, StatKey]]:
         pos += PATH_LENGTH.size
         path = payload[pos : pos + length].decode(FS_ENCODING, FS_ERRORS)
         pos += length
-        files.append((path, payload[pos : pos + STAT_KEY_SIZE]))
-        pos += STAT_KEY_SIZE
+        files.append((path, payload[pos : pos + KEY_SIZE]))
+        pos += KEY_SIZE
     return files
 
 
 def hash_one(path: str, key: StatKey) -> bytes:
-    """One file's answer: hashed (when, the stat key, the node's digest and bytes) or FAILED."""
+    """One file's answer: hashed (when, the stat key, the node bytes) or FAILED."""
     hashed_at = time.time_ns()
     try:
         record, key = read_record(path, key)
@@ -70,12 +69,12 @@ def hash_one(path: str, key: StatKey) -> bytes:
         return FAILED
     if record.kind == KIND_DIR:  # a folder now: the daemon's walk sees it
         return FAILED
-    node = hashed_node(encode_file(record))
-    return b"".join((HASHED.pack(1, hashed_at, len(node)), key, node))
+    blob = encode_file(record)
+    return b"".join((HASHED.pack(1, hashed_at, len(blob)), key, blob))
 
 
 def decode_reply(payload: bytes) -> Iterator[tuple[StatKey, bytes, int] | None]:
-    """(stat key, node digest and bytes, hashed at) per file in request order; None where it failed."""
+    """(stat key, node bytes, hashed at) per file in request order; None where it failed."""
     pos = 0
     while pos < len(payload):
         if payload[pos] == 0:
@@ -84,8 +83,8 @@ def decode_reply(payload: bytes) -> Iterator[tuple[StatKey, bytes, int] | None]:
             continue
         _, hashed_at, length = HASHED.unpack_from(payload, pos)
         pos += HASHED.size
-        key = payload[pos : pos + STAT_KEY_SIZE]
-        pos += STAT_KEY_SIZE
+        key = payload[pos : pos + KEY_SIZE]
+        pos += KEY_SIZE
         yield key, payload[pos : pos + length], hashed_at
         pos += length
 

@@ -51,11 +51,6 @@ def digest_of(blob: bytes) -> bytes:
     return hashlib.sha256(blob).digest()
 
 
-def hashed_node(blob: bytes) -> bytes:
-    """A file's node as the tree and the state file keep it: its digest, then its bytes."""
-    return hashlib.sha256(blob).digest() + blob
-
-
 _LENGTH = struct.Struct(">I").pack
 FS_ENCODING, FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsencode's
 

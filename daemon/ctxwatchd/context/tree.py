@@ -18,8 +18,9 @@ from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING
 
 from ..budget import DEFAULT_MAX_TREE_ENTRIES, TreeTooLarge
-from .nodes import DIGEST_SIZE, FS_ENCODING, FS_ERRORS, digest_of, encode_file, hashed_node
+from .nodes import DIGEST_SIZE, FS_ENCODING, FS_ERRORS, digest_of, encode_file
 from .records import (
+    KEY_SIZE,
     KIND_DIR,
     KIND_FILE,
     SavedRecord,
@@ -29,6 +30,7 @@ from .records import (
     key_mode,
     key_size,
     kind_of,
+    new_file_key,
     read_record,
     stat_key,
 )
@@ -42,61 +44,86 @@ class Entry:
     """One path of the tree: its type and stat key (made by new_entry).
 
     A folder and a file are separate classes, each with only the slots it
-    uses: memory per path matters at 100,000 files. Their constructors set
+    uses: memory per path matters at a million files. Their constructors set
     the slots directly (no super() call): a restart makes 100,000 of them.
     """
 
     if TYPE_CHECKING:
-        # To the type checker an Entry has every slot of either class: callers
-        # test `kind` (cheaper than isinstance), not the class.
-        key: StatKey
+        # To the type checker an Entry has every attribute of either class:
+        # callers test `kind` (cheaper than isinstance), not the class.
         kind: str
-        hashed: bytes
-        racy: bool
         children: dict[str, Entry] | None
+
+        @property
+        def key(self) -> StatKey: ...
+        @property
+        def blob(self) -> bytes: ...
+        @property
+        def racy(self) -> bool: ...
     else:
-        __slots__ = ("key", "kind")
-        # Defaults for the slots the other class has: a folder is never hashed,
-        # a file has no children.
-        hashed = b""
+        __slots__ = ("kind",)
+        # Defaults for what the other class has: a folder is never hashed, a
+        # file has no children.
+        blob = b""
         racy = False
         children = None
 
     @property
     def digest(self) -> bytes:
-        """The node digest (of a hashed file)."""
-        return self.hashed[:DIGEST_SIZE]
+        """The node digest (of a hashed file): computed when asked, which
+        costs less than 32 bytes per file kept in memory."""
+        return digest_of(self.blob)
 
-    @property
-    def blob(self) -> bytes:
-        """The node's bytes (of a hashed file)."""
-        return self.hashed[DIGEST_SIZE:]
+
+_FRESH, _RACY = b"\0", b"\1"  # a file entry's flag: whether its record was made too soon after a write
+_NODE_AT = KEY_SIZE + 1  # where a file entry's node bytes start in `packed`
 
 
 class FileEntry(Entry):
     """A file, symlink or special file.
 
-    `hashed` is its node's digest, then the node's bytes, in one bytes
-    object (b"" until hashed), as a worker sends them and the state file
-    saves them: a folder digest reads the digest of every file, and a
-    decoded record costs much more memory (only explanations need one,
-    decoded on demand).
-    Files do not depend on a context's filter, so this is shared by all views.
+    Its stat key, a flag saying whether the record is racy (see
+    Tree.read), and the node's bytes (none until hashed) are packed in one
+    bytes object: at a million files, one object per file instead of three
+    is about 50 MB. A decoded record costs much more memory, and only
+    explanations need one (decoded on demand). Files do not depend on a
+    context's filter, so this is shared by all views.
     """
 
-    __slots__ = ("hashed", "racy")
+    __slots__ = ("packed",)
 
-    def __init__(self, kind: str, key: StatKey) -> None:
+    def __init__(self, kind: str, packed: bytes) -> None:
         self.kind = kind
-        self.key = key
-        self.hashed = b""
-        self.racy = False
+        self.packed = packed  # from new_file_key(), or hashed_as()
+
+    @property
+    def key(self) -> StatKey:
+        return self.packed[:KEY_SIZE]
+
+    @property
+    def racy(self) -> bool:
+        return self.packed[KEY_SIZE] == _RACY[0]
+
+    @property
+    def blob(self) -> bytes:
+        """The node's bytes; b"" until hashed."""
+        return self.packed[_NODE_AT:]
+
+    def hashed_as(self, key: StatKey, blob: bytes, racy: bool) -> None:
+        self.packed = b"".join((key, _RACY if racy else _FRESH, blob))
+
+    def forget_record(self) -> None:
+        """Drop the node bytes: the file is read again when next needed."""
+        self.packed = self.packed[:KEY_SIZE] + _FRESH
 
 
 class DirEntry(Entry):
     """A folder; its children are None until listed."""
 
-    __slots__ = ("children",)
+    if TYPE_CHECKING:
+        key: StatKey  # a folder's own (a file's is part of its packed bytes)
+    else:
+        __slots__ = ("children", "key")
 
     def __init__(self, key: StatKey) -> None:
         self.kind = KIND_DIR
@@ -107,8 +134,8 @@ class DirEntry(Entry):
 def new_entry(st: os.stat_result) -> Entry:
     mode = st.st_mode
     if S_ISREG(mode):  # most entries: tested first (a restart makes 100,000 of them)
-        return FileEntry(KIND_FILE, stat_key(st))
-    return DirEntry(stat_key(st)) if S_ISDIR(mode) else FileEntry(kind_of(mode), stat_key(st))
+        return FileEntry(KIND_FILE, new_file_key(st))
+    return DirEntry(stat_key(st)) if S_ISDIR(mode) else FileEntry(kind_of(mode), new_file_key(st))
 
 
 def listing_signature(folder: Entry) -> bytes:
@@ -200,8 +227,9 @@ class Tree:
         children = entry.children
         for name, key, hashed in self.saved_in(rel):
             child = children.get(name)
-            if child is not None and child.key == key and not child.hashed:
-                child.hashed = hashed
+            if child is not None and child.key == key and not child.blob:
+                assert isinstance(child, FileEntry), "a folder's key never equals a file's"
+                child.hashed_as(key, hashed[DIGEST_SIZE:], racy=False)
 
     def read(self, rel: str, entry: Entry) -> None:
         """Make a non-folder entry's record current. The file is read only
@@ -221,7 +249,7 @@ class Tree:
     @staticmethod
     def must_read(entry: Entry) -> bool:
         """Whether digest() would have to read the file (not hashed yet, or racy)."""
-        return entry.racy or not entry.hashed
+        return entry.racy or not entry.blob
 
     def _hash(self, rel: str, entry: Entry) -> None:
         hashed_at = time.time_ns()
@@ -230,22 +258,23 @@ class Tree:
             # A folder now, since it was listed: its event is on the way, and
             # until then the answer treats the file as gone.
             raise FileNotFoundError(errno.ENOENT, "replaced by a folder", self.abspath(rel))
-        self.install(entry, key, hashed_node(encode_file(record)), hashed_at)
+        self.install(entry, key, encode_file(record), hashed_at)
 
-    def install(self, entry: Entry, key: StatKey, hashed: bytes, hashed_at: int) -> None:
-        """Give a non-folder entry the record (node digest and bytes, see
-        hashed_node) read for stat key `key` at `hashed_at` (ns), here or by a
-        worker process."""
-        entry.key, entry.kind, entry.racy, entry.hashed = key, kind_of(key_mode(key)), is_racy(key, hashed_at), hashed
+    def install(self, entry: Entry, key: StatKey, blob: bytes, hashed_at: int) -> None:
+        """Give a non-folder entry the record (node bytes) read for stat key
+        `key` at `hashed_at` (ns), here or by a worker process."""
+        assert isinstance(entry, FileEntry), "only a file is hashed"
+        entry.kind = kind_of(key_mode(key))
+        entry.hashed_as(key, blob, is_racy(key, hashed_at))
         self.files_hashed += 1
         self.bytes_hashed += key_size(key) if entry.kind == KIND_FILE else 0
 
     def saveable_records(self) -> Iterator[SavedRecord]:
         """Every record that is safe to reuse later, by its path below the root."""
         return (
-            SavedRecord(rel, entry.key, entry.hashed)
+            SavedRecord(rel, entry.key, digest_of(entry.blob) + entry.blob)
             for rel, entry in self.walk_loaded()
-            if entry.hashed and not entry.racy
+            if entry.blob and not entry.racy
         )
 
     def settle_racy(self) -> None:
@@ -254,12 +283,13 @@ class Tree:
         One that reads differently now is reported as changed."""
         for rel, entry in self.walk_loaded():  # reads and reports only: the tree keeps its shape
             if entry.racy:
-                read = entry.hashed
+                assert isinstance(entry, FileEntry), "only a file is racy"
+                read = entry.blob
                 try:
                     self._hash(rel, entry)
                 except OSError:  # gone, or a folder now: its event is on the way
-                    entry.hashed = b""
-                if entry.hashed != read:
+                    entry.forget_record()
+                if entry.blob != read:
                     self._changed(rel)
 
     def untouched_folders(self) -> list[str]:
@@ -309,6 +339,7 @@ class Tree:
         key = stat_key(st)
         # A folder replaced by another (moved away, recreated) must be listed again.
         if old is not None and old.kind == kind_of(st.st_mode) == KIND_DIR and key_inode(old.key) == key_inode(key):
+            assert isinstance(old, DirEntry), "a folder's entry"
             mode_changed = key_mode(old.key) != st.st_mode
             old.key = key
             if mode_changed:
@@ -318,7 +349,8 @@ class Tree:
             return
         if old is not None and old.key == key and old.kind == kind_of(st.st_mode):
             if old.racy:
-                old.hashed = b""
+                assert isinstance(old, FileEntry), "only a file is racy"
+                old.forget_record()
                 self._changed(rel)
             return
         if siblings is None:

@@ -22,6 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
+from . import collector
 from .budget import DEFAULT_MAX_TREE_ENTRIES
 from .cache.store import ContextRow, Store
 from .context.tree import SavedRecords, join
@@ -467,6 +468,7 @@ class Registry:
 
     def _close_root(self, root: WatchedRoot) -> None:
         root.close()
+        collector.something_closed()  # its tree refers back to it
         self._roots.pop(root.path, None)
         self._root_locks.pop(root.path, None)  # its holder, if any, sees the root is gone
         self._on_root_closed(root)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING
 
+from .. import collector
 from ..budget import DEFAULT_MAX_TREE_ENTRIES, TreeTooLarge
 from .nodes import DIGEST_SIZE, FS_ENCODING, FS_ERRORS, digest_of, encode_file
 from .records import (
@@ -404,6 +405,7 @@ class Tree:
         path `listing_of` (not in the tree yet), else paths that events added
         (in it already). TreeTooLarge when the tree then holds more than max_entries."""
         self.listed_entries += added
+        collector.made(added)
         if self.listed_entries > self.max_entries:
             # Count what is listed now (less the listing the new one replaces).
             listed = sum(

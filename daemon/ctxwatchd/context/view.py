@@ -19,6 +19,7 @@ from collections.abc import Callable, Generator, Iterator
 from itertools import accumulate
 from typing import Any, NamedTuple, TypeVar, cast
 
+from .. import collector
 from ..budget import check
 from .hashing import READING_FILES, FileHasher, HashWorkers
 from .ignore import MatchState, PathMatcher
@@ -234,6 +235,7 @@ class ContextView:
 
     def close(self) -> None:
         self.tree.listeners.remove(self.invalidate)
+        collector.something_closed()  # its folder nodes refer back to it
 
     def invalidate(self, tree_rel: str) -> None:
         """Forget the digests of a changed path and of every folder above it."""
@@ -337,6 +339,7 @@ class ContextView:
                     self.folders_hashed += 1
             if digest is not None:
                 result = ViewNode(digest, self, rel, entry, state)
+                collector.made(1)
         self.memo[rel] = entry if result is None else result
         return result
 

@@ -325,3 +325,37 @@ def test_watch_ends_with_not_found_when_the_context_is_unregistered(client, tmp_
         stream.next()
     assert failure.value.code == "NOT_FOUND"
     assert name in failure.value.message
+
+
+def test_many_streams_of_one_context_each_get_each_change(shared_daemon, client, tmp_path):
+    """Streams with the same question share the answer to a change (server/sharing.py):
+    every one of them still gets it, and a stream asking with other options gets its own."""
+    ctx = make_context(tmp_path / "ctx", DOCKERFILE.replace("RUN", "ARG EXTRA\nRUN"), FILES)
+    name = unique("streams")
+    client.register(str(ctx), name=name)
+    clients = [own_client(shared_daemon) for _ in range(3)]
+    try:
+        client.mark_built(name)
+        same = [Stream(c, name) for c in clients for _ in range(2)]
+        other = Stream(client, name, other_options())
+        for stream in same:
+            assert statuses(stream.next()) == [CACHED] * 3
+        assert other.next().steps[0].status == CACHED
+
+        (ctx / "src" / "a.py").write_text("print('changed')\n")
+        for stream in same:
+            changed = stream.until(lambda r: not r.all_cached, "invalidated after the write")
+            assert [(c.path, c.kind) for c in changed.steps[1].changed_paths] == [("src/a.py", pb.CHANGE_KIND_CONTENT)]
+        changed = other.until(lambda r: r.steps[1].status == INVALIDATED, "invalidated after the write")
+        assert [s.key for s in changed.steps] == [s.key for s in client.reports([name], other_options())[0].steps]
+        assert changed.steps[2].key != same[0].received[-1].steps[2].key  # the RUN sees the build arg
+        for stream in [*same, other]:
+            stream.cancel()
+    finally:
+        for c in clients:
+            c.close()
+        client.unregister(name)
+
+
+def other_options() -> pb.BuildOptions:
+    return pb.BuildOptions(build_args={"EXTRA": "1"})  # read by the RUN step

@@ -163,10 +163,15 @@ class CtxwatchService(pb_grpc.CtxwatchServicer):
                 raise FailedPrecondition("watch needs the daemon (drop --no-daemon)")
             reg = await self.on_worker(self.engine.resolve, context_ref(request.context))
             options = build_options(request.options)
+            # (While a stream waits it holds its context: no other context has that id.)
+            shared_key = b"%d\0" % id(reg) + request.options.SerializeToString(deterministic=True)
             sent = b""
             while not self.shutdown.is_set():
                 changed.clear()  # before answering: a change while it runs means one more round
-                report = await self.on_worker(self._watched_report, reg, options)
+                # Streams of one context with the same options share the answer to a change.
+                report = await self.shared["WatchInvalidations"].answer(
+                    shared_key, lambda: self.on_worker(self._watched_report, reg, options)
+                )
                 encoded = report.SerializeToString(deterministic=True)
                 if encoded != sent:
                     sent = encoded

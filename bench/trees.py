@@ -110,7 +110,7 @@ def tree_copy(source: Path, folder: Path) -> tuple[generate.Repo, str]:
     if not found.files:
         sys.exit(f"run: --tree {source}: no regular files in it")
     marker = Marker(str(source), len(found.files), found.size, found.newest_mtime_ns)
-    reused = marker_file.exists() and root.is_dir() and Marker(**json.loads(marker_file.read_text())) == marker
+    reused = marker_file.exists() and root.is_dir() and json.loads(marker_file.read_text()) == asdict(marker)
     if not reused:
         if root.exists():  # an interrupted copy, or one of an older state of the folder: our own folder
             shutil.rmtree(root)

@@ -114,7 +114,7 @@ ROWS = [
     ("idle", "daemon CPU while idle", "~0"),
     ("no_daemon", "no-daemon `status --json` (fresh process)", "≥ 100× warm p50"),
     ("rss", "daemon peak RSS (VmHWM, its hash workers included)", "≤ 100 MB (1M files: ≤ 500 MB)"),
-    ("restart", "restart until a correct answer", "≤ 15% of cold index"),
+    ("restart", "restart until a correct answer", "≤ 15% of cold index (page cache warm)"),
     ("small_during_cold", "2-file context: query p99 while the whole tree is cold-indexed", "≤ 10 ms"),
     *[
         (f"contexts_{n}", f"{n} context{'s' if n > 1 else ''}: GetReports p50 / daemon RSS", "")
@@ -302,7 +302,7 @@ def measure_cold_index(daemon: Daemon, repo: generate.Repo, cold: bool, baseline
     return seconds
 
 
-def measure_cold_index_warm_cache(repo: generate.Repo, run_folder: Path, result: SizeResult) -> None:
+def measure_cold_index_warm_cache(repo: generate.Repo, run_folder: Path, result: SizeResult) -> float:
     """The cold index with the page cache warm, in a daemon of its own, against
     a baseline taken just before."""
     baseline = measure_baseline(repo, False, result, "baseline_warm")
@@ -312,6 +312,7 @@ def measure_cold_index_warm_cache(repo: generate.Repo, run_folder: Path, result:
         seconds, _ = timed(lambda: (register_whole_tree(daemon, repo), daemon.report()))
     ratio = seconds / baseline
     result.cells["cold_warm"] = Cell(f"{seconds:.2f} s ({ratio:.2f}×)", ratio <= 1.0)
+    return seconds
 
 
 def measure_readers(daemon: Daemon, repo: generate.Repo, result: SizeResult) -> None:
@@ -477,9 +478,10 @@ def digest_with_probe(daemon: Daemon, repo: generate.Repo, content: bytes) -> st
     return daemon.report().context_digest
 
 
-def measure_restart(daemon: Daemon, repo: generate.Repo, cold_seconds: float, result: SizeResult) -> None:
+def measure_restart(daemon: Daemon, repo: generate.Repo, warm_cold_seconds: float, result: SizeResult) -> None:
     """Stop, change the probe file while no daemon watches, start again: the first
-    report must see the change (its digest is learned before stopping)."""
+    report must see the change (its digest is learned before stopping). The restart
+    runs on a warm page cache: its share is of the cold index with the cache warm."""
     built, other = generate.PROBE_CONTENTS
     expected = digest_with_probe(daemon, repo, other)
     digest_with_probe(daemon, repo, built)
@@ -495,7 +497,7 @@ def measure_restart(daemon: Daemon, repo: generate.Repo, cold_seconds: float, re
             raise RuntimeError(f"restart: no correct report within {CORRECT_TIMEOUT_S:.0f} s")
     done = time.perf_counter()
     seconds, after_serving = done - started, done - serving
-    share = seconds / cold_seconds
+    share = seconds / warm_cold_seconds
     result.cells["restart"] = Cell(
         f"{seconds:.2f} s ({share:.0%}; {after_serving:.2f} s of it after serving)", share <= 0.15 and not wrong
     )
@@ -617,7 +619,7 @@ def measure_tree(
             for key in ("baseline", "cold"):
                 result.cells[key] = Cell(f"not measured above {generate.LARGE_TREE:,} files")
         else:
-            measure_cold_index_warm_cache(repo, run_folder, result)
+            warm_cold_seconds = measure_cold_index_warm_cache(repo, run_folder, result)
         baseline = measure_baseline(repo, cold, result, "baseline" if cold else "baseline_warm")
         with running(daemon):
             cold_seconds = measure_cold_index(daemon, repo, cold, baseline, result)
@@ -639,7 +641,8 @@ def measure_tree(
                 f"{mb(own + workers)} (daemon {mb(own)} + hash workers {mb(workers)})",
                 (own + workers) * 1024 <= (100e6 if files <= generate.LARGE_TREE else 500e6),
             )
-            measure_restart(daemon, repo, cold_seconds, result)
+            # This daemon's cold index is the warm-cache one unless the cache was dropped for it.
+            measure_restart(daemon, repo, warm_cold_seconds if cold else cold_seconds, result)
             if repo.services:
                 measure_contexts_scale(daemon, repo, profile, result)
             else:

@@ -11,6 +11,7 @@ import pytest
 
 from ctxwatchd import collector
 from ctxwatchd.cache.store import Store
+from ctxwatchd.context.watcher import WatchedRoot
 from ctxwatchd.engine import Engine
 from ctxwatchd.registry import ContextRef, Registration
 from ctxwatchd.requests import BuildOptions
@@ -43,12 +44,17 @@ def make_context(folder: Path) -> Path:
     return folder
 
 
-def test_a_large_tree_is_frozen_as_it_is_listed(engine, tmp_path: Path) -> None:
-    ref = ContextRef(name="app")
-    engine.register(Registration(path=str(make_context(tmp_path / "app")), name="app"))
-    engine.report(engine.resolve(ref), BuildOptions())
-    root = engine.resolve(ref).root
+def indexed_root(engine: Engine, folder: Path) -> WatchedRoot:
+    """The watched root of a new context of FILES files in `folder`, once answered."""
+    engine.register(Registration(path=str(make_context(folder)), name=folder.name))
+    engine.report(engine.resolve(ContextRef(name=folder.name)), BuildOptions())
+    root = engine.resolve(ContextRef(name=folder.name)).root
     assert root is not None
+    return root
+
+
+def test_a_large_tree_is_frozen_as_it_is_listed(engine, tmp_path: Path) -> None:
+    root = indexed_root(engine, tmp_path / "app")
     entries = [entry for _, entry in root.tree.walk_loaded()]
     assert len(entries) > FILES
     tracked = {id(obj) for obj in gc.get_objects()}  # what a full collection walks: not the frozen
@@ -59,15 +65,7 @@ def test_a_large_tree_is_frozen_as_it_is_listed(engine, tmp_path: Path) -> None:
 
 
 def test_a_closed_root_is_freed_though_it_was_frozen(engine, tmp_path: Path) -> None:
-    ref = ContextRef(name="app")
-    engine.register(Registration(path=str(make_context(tmp_path / "app")), name="app"))
-    engine.report(engine.resolve(ref), BuildOptions())
-    root = engine.resolve(ref).root
-    assert root is not None
-    tree = weakref.ref(root.tree)
-    del root
-    engine.unregister(ref)
-    # The next large listing freezes again, collecting first what closing left.
-    engine.register(Registration(path=str(make_context(tmp_path / "other")), name="other"))
-    engine.report(engine.resolve(ContextRef(name="other")), BuildOptions())
+    tree = weakref.ref(indexed_root(engine, tmp_path / "app").tree)
+    engine.unregister(ContextRef(name="app"))
+    indexed_root(engine, tmp_path / "other")  # its listing freezes again, collecting first what closing left
     assert tree() is None, "the closed root's tree is still alive"

@@ -61,12 +61,14 @@ class Entry:
         def blob(self) -> bytes: ...
         @property
         def racy(self) -> bool: ...
+        @property
+        def unread(self) -> bool: ...
     else:
         __slots__ = ("kind",)
         # Defaults for what the other class has: a folder is never hashed, a
         # file has no children.
         blob = b""
-        racy = False
+        racy = unread = False
         children = None
 
     @property
@@ -109,6 +111,13 @@ class FileEntry(Entry):
     def blob(self) -> bytes:
         """The node's bytes; b"" until hashed."""
         return self.packed[_NODE_AT:]
+
+    @property
+    def unread(self) -> bool:
+        """Not hashed yet, or racy: its digest needs a read (see Tree.must_read).
+        Asked of every file in every walk: no copy of the node bytes made."""
+        packed = self.packed
+        return len(packed) == _NODE_AT or packed[KEY_SIZE] == _RACY[0]
 
     def hashed_as(self, key: StatKey, blob: bytes, racy: bool) -> None:
         self.packed = b"".join((key, _RACY if racy else _FRESH, blob))
@@ -250,7 +259,7 @@ class Tree:
     @staticmethod
     def must_read(entry: Entry) -> bool:
         """Whether digest() would have to read the file (not hashed yet, or racy)."""
-        return entry.racy or not entry.blob
+        return entry.unread
 
     def _hash(self, rel: str, entry: Entry) -> None:
         hashed_at = time.time_ns()

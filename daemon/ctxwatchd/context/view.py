@@ -475,7 +475,7 @@ class ContextView:
             return True  # restored, and untouched since: its files are as saved
         shared = self.matcher.entries_state(node.rel, node.state)
         for name, child in (node.entry.children or {}).items():
-            if child.kind != KIND_DIR and (child.racy or not child.blob):
+            if child.kind != KIND_DIR and child.unread:
                 state = shared if shared is not None else self._match(join(node.rel, name), node.state)
                 if not state.excluded:
                     return False

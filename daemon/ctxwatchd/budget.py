@@ -16,13 +16,6 @@ lets the other threads run every STEP_ASIDE_EVERY_S, so a short answer for
 another context waits for a few of these steps, not for the interpreter to
 force a switch at each of its own (about a millisecond each). Short answers
 never step aside: many of them for one root would only queue for its lock.
-Stepping aside also hands the core to any other program waiting for it, for
-milliseconds on a busy machine: after a step that gave time to other
-programs (the step took longer than the daemon's threads ran meanwhile),
-the next comes later, so that a long answer gives at most about a tenth of
-its time away (STEP_ASIDE_SHARE), however busy the machine. Time the
-daemon's own threads took is what stepping aside is for: it never delays
-the next step.
 
 The tree of one watched folder holds every path listed in it (about 0.5 KB
 of memory each): past `max_tree_entries` paths, listing raises TreeTooLarge,
@@ -41,7 +34,6 @@ from contextlib import contextmanager
 
 LONG_ANSWER_S = 0.02
 STEP_ASIDE_EVERY_S = 0.0002
-STEP_ASIDE_SHARE = 0.1  # the most of a long answer's time given to other programs by stepping aside
 DEFAULT_TIME_LIMIT_S = 120.0  # the config file's answer_time_limit; README "Limits"
 DEFAULT_MAX_TREE_ENTRIES = 4_000_000  # the config file's max_tree_entries: about 2 GB of memory
 
@@ -71,7 +63,7 @@ class _Limit(threading.local):
     deadline: float | None = None
     seconds: float = 0.0
     started: float = float("inf")  # when the outermost answer of this thread started
-    next_step_aside: float = 0.0
+    stepped_aside: float = 0.0
 
 
 _limit = _Limit()
@@ -102,9 +94,6 @@ def check(doing: str) -> None:
     deadline = _limit.deadline
     if deadline is not None and now > deadline:
         raise OutOfTime(_limit.seconds, doing)
-    if now - _limit.started > LONG_ANSWER_S and now >= _limit.next_step_aside:
-        ran = time.process_time()
+    if now - _limit.started > LONG_ANSWER_S and now - _limit.stepped_aside > STEP_ASIDE_EVERY_S:
+        _limit.stepped_aside = now
         os.sched_yield()  # releases the interpreter lock, and the core, for a moment
-        back = time.monotonic()
-        given_away = (back - now) - (time.process_time() - ran)  # not to the daemon's own threads
-        _limit.next_step_aside = back + max(STEP_ASIDE_EVERY_S, given_away * (1 / STEP_ASIDE_SHARE - 1))

@@ -107,7 +107,7 @@ def main() -> None:
                 assert all(r.all_cached for r in reports)
             rss = run.mb(daemon.memory_kib("VmRSS"))
         files = args.services * args.files_per_service
-        print(f"machine: {run.machine(folder, cold=False, load_at_start=load_at_start)}")
+        print(f"machine: {run.machine(folder, cache='warm (not dropped)', load_at_start=load_at_start)}")
         print(f"| figure | {args.services} services ({files:,} files) |")
         print("|---|---|")
         print(f"| registration: `ctxwatch add --compose` (CLI process, first reports included) | {register:.2f} s |")

@@ -68,7 +68,7 @@ def test_a_large_batch_is_hashed_by_worker_processes_as_the_daemon_would(tmp_pat
     hash_all(tree, items, workers)
     assert len(hash_workers_of(os.getpid())) == 2
     assert tree.files_hashed == len(items)
-    assert all(not tree.must_read(entry) or entry.racy for _, entry in items)
+    assert all(not entry.unread or entry.racy for _, entry in items)
     assert _records(tree, items) == _made_here(tmp_path / "c")
 
 

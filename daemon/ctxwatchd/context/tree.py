@@ -78,7 +78,9 @@ class Entry:
         return digest_of(self.blob)
 
 
-_FRESH, _RACY = b"\0", b"\1"  # a file entry's flag: whether its record was made too soon after a write
+# A file entry's flag byte: whether its record was made too soon after a write.
+_FRESH, _RACY = b"\0", b"\1"
+_RACY_FLAG = _RACY[0]
 _NODE_AT = KEY_SIZE + 1  # where a file entry's node bytes start in `packed`
 
 
@@ -105,7 +107,7 @@ class FileEntry(Entry):
 
     @property
     def racy(self) -> bool:
-        return self.packed[KEY_SIZE] == _RACY[0]
+        return self.packed[KEY_SIZE] == _RACY_FLAG
 
     @property
     def blob(self) -> bytes:
@@ -114,10 +116,10 @@ class FileEntry(Entry):
 
     @property
     def unread(self) -> bool:
-        """Not hashed yet, or racy: its digest needs a read (see Tree.must_read).
-        Asked of every file in every walk: no copy of the node bytes made."""
+        """Not hashed yet, or racy: Tree.digest() would read the file. Asked
+        of every file in every walk: no copy of the node bytes made."""
         packed = self.packed
-        return len(packed) == _NODE_AT or packed[KEY_SIZE] == _RACY[0]
+        return len(packed) == _NODE_AT or packed[KEY_SIZE] == _RACY_FLAG
 
     def hashed_as(self, key: StatKey, blob: bytes, racy: bool) -> None:
         self.packed = b"".join((key, _RACY if racy else _FRESH, blob))
@@ -244,22 +246,17 @@ class Tree:
     def read(self, rel: str, entry: Entry) -> None:
         """Make a non-folder entry's record current. The file is read only
         when its stat key changed since it was hashed (or saved), or it was racy."""
-        if self.must_read(entry):
+        if entry.unread:
             folder = rel.rpartition("/")[0]
             if folder in self.unapplied:
                 self.apply_saved_records(folder, self.get(folder))
-            if self.must_read(entry):
+            if entry.unread:
                 self._hash(rel, entry)
 
     def digest(self, rel: str, entry: Entry) -> bytes:
         """The node digest of a non-folder entry (read first if need be)."""
         self.read(rel, entry)
         return entry.digest
-
-    @staticmethod
-    def must_read(entry: Entry) -> bool:
-        """Whether digest() would have to read the file (not hashed yet, or racy)."""
-        return entry.unread
 
     def _hash(self, rel: str, entry: Entry) -> None:
         hashed_at = time.time_ns()

@@ -273,7 +273,6 @@ class ContextView:
         # matches every path anyway, and a file excluded on its own (a rare
         # pattern like *.log) costs a needless hash, not a wrong answer.
         todo = [(rel, entry, self._state(rel))]
-        must_read = self.tree.must_read
         with FileHasher(self.tree, self.hash_workers) as hasher:
             while todo:
                 check(READING_FILES)
@@ -296,7 +295,7 @@ class ContextView:
                     if child.kind == KIND_DIR:
                         child_rel = join(path, name)
                         todo.append((child_rel, child, self._match(child_rel, state) if shared is None else shared))
-                    elif look_at_files and child.kind == KIND_FILE and must_read(child):
+                    elif look_at_files and child.kind == KIND_FILE and child.unread:
                         hasher.add((self._tree_rel(join(path, name)), child))
 
     def entry(self, rel: str) -> Entry | None:
@@ -385,7 +384,6 @@ class ContextView:
         listing = self._listing(rel, entry)
         self.tree.apply_saved_records(self._tree_rel(rel), entry)
         shared = self.matcher.entries_state(rel, state)  # None: match each
-        must_read = self.tree.must_read
         for name in sorted(listing):
             child_entry = listing[name]
             child_state = self._match(join(rel, name), state) if shared is None else shared
@@ -395,9 +393,7 @@ class ContextView:
                     children.append(Child(name, KIND_DIR, child.digest))
             elif not child_state.excluded:  # files need no stack frame, nor a ViewNode
                 # A file hashed before needs no path (this runs for every file of every folder digest).
-                digest = (
-                    self._file_digest(join(rel, name), child_entry) if must_read(child_entry) else child_entry.digest
-                )
+                digest = self._file_digest(join(rel, name), child_entry) if child_entry.unread else child_entry.digest
                 if digest is not None:
                     children.append(Child(name, child_entry.kind, digest))
         return children

@@ -67,25 +67,36 @@ def test_a_request_newer_than_every_cookie_writes_its_own(tmp_path, root):
     assert count.written == 2 and "later.txt" in root.dirty
 
 
+class Requests:
+    """Requests syncing a root at once, each on a thread of its own, and
+    whether each saw written-before.txt once its wait for writes returned."""
+
+    def __init__(self, root, requests: list[Syncs], start: threading.Barrier | None = None) -> None:
+        self.saw: list[bool] = []
+
+        def wait(syncs: Syncs) -> None:
+            if start is not None:
+                start.wait()
+            root.wait_for_writes(syncs.ticket)
+            self.saw.append("written-before.txt" in root.dirty)
+
+        self.threads = [threading.Thread(target=wait, args=(syncs,)) for syncs in requests]
+        for thread in self.threads:
+            thread.start()
+
+    def all_saw_the_write(self) -> bool:
+        for thread in self.threads:
+            thread.join(timeout=30)
+        wait_until(lambda: len(self.saw) == len(self.threads), what="every request synced")
+        return all(self.saw)
+
+
 def test_requests_waiting_together_share_one_cookie(tmp_path, root):
     requests = [Syncs() for _ in range(20)]  # all started before any cookie below
     (tmp_path / "written-before.txt").write_text("x")
     count = CookieCount(root)
-    start = threading.Barrier(len(requests))
-    done: list[bool] = []
-
-    def wait(syncs: Syncs) -> None:
-        start.wait()
-        root.wait_for_writes(syncs.ticket)
-        done.append("written-before.txt" in root.dirty)
-
-    threads = [threading.Thread(target=wait, args=(syncs,)) for syncs in requests]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    wait_until(lambda: len(done) == len(requests), what="every request synced")
-    assert all(done)
+    waiting = Requests(root, requests, start=threading.Barrier(len(requests)))
+    assert waiting.all_saw_the_write()
     assert count.written == 1
 
 
@@ -111,22 +122,11 @@ def test_requests_that_find_a_cookie_on_its_way_share_the_next_one(tmp_path, roo
     requests = [Syncs() for _ in range(10)]
     (tmp_path / "written-before.txt").write_text("x")
     count = CookieCount(root)
-    done: list[bool] = []
-
-    def wait(syncs: Syncs) -> None:
-        root.wait_for_writes(syncs.ticket)
-        done.append("written-before.txt" in root.dirty)
-
-    threads = [threading.Thread(target=wait, args=(syncs,)) for syncs in requests]
-    for thread in threads:
-        thread.start()
+    waiting = Requests(root, requests)
     wait_until(lambda: in_flight.waiters == len(requests), what="every request waiting for the earlier cookie")
     assert count.written == 0
     with root.lock:  # what the earlier cookie's writer does once its event came
         del root.cookies[".ctxwatch-cookie-earlier"]
     in_flight.set()
-    for thread in threads:
-        thread.join(timeout=30)
-    wait_until(lambda: len(done) == len(requests), what="every request synced")
-    assert all(done)
+    assert waiting.all_saw_the_write()
     assert count.written == 1

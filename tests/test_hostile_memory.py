@@ -1,5 +1,5 @@
 """The memory cap: one watched folder's tree lists at most `max_tree_entries`
-paths (each costs the daemon about 0.5 KB). Past it, the contexts of that
+paths (each costs the daemon about 0.4 KB). Past it, the contexts of that
 folder get an error naming the context, the folder, the cap and what to do;
 the tree's listings are dropped (the memory comes back), the daemon serves
 the other contexts, and the context answers again once it fits: files

@@ -78,7 +78,7 @@ class Answers:
             self._drop_tree(e)
             error = (
                 f"context {reg.row.name!r}: its watched folder {e} (max_tree_entries in the config file, "
-                "each costing about 0.5 KB of the daemon's memory), so its listings were dropped; the daemon "
+                "each costing about 0.4 KB of the daemon's memory), so its listings were dropped; the daemon "
                 "serves the other contexts. Leave out what the build does not need with .dockerignore "
                 "(node_modules, build output, .git), or raise max_tree_entries and restart the daemon"
             )

@@ -17,7 +17,7 @@ another context waits for a few of these steps, not for the interpreter to
 force a switch at each of its own (about a millisecond each). Short answers
 never step aside: many of them for one root would only queue for its lock.
 
-The tree of one watched folder holds every path listed in it (about 0.5 KB
+The tree of one watched folder holds every path listed in it (about 0.4 KB
 of memory each): past `max_tree_entries` paths, listing raises TreeTooLarge,
 its contexts' reports say so and the tree's listings are dropped, so one
 context with a huge folder it does not ignore cannot take the memory of the
@@ -35,7 +35,7 @@ from contextlib import contextmanager
 LONG_ANSWER_S = 0.02
 STEP_ASIDE_EVERY_S = 0.0002
 DEFAULT_TIME_LIMIT_S = 120.0  # the config file's answer_time_limit; README "Limits"
-DEFAULT_MAX_TREE_ENTRIES = 4_000_000  # the config file's max_tree_entries: about 2 GB of memory
+DEFAULT_MAX_TREE_ENTRIES = 4_000_000  # the config file's max_tree_entries: about 1.6 GB of memory
 
 
 class OutOfTime(Exception):

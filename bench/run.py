@@ -379,15 +379,26 @@ def names_probe(report: pb.Report, probe: str) -> bool:
     return any(change.path == probe for change in copy_step(report).changed_paths)
 
 
-def measure_one_file_write(daemon: Daemon, repo: generate.Repo, profile: Profile, result: SizeResult) -> None:
-    """Alternate the probe file between its built content and another one; the
-    COPY step must flip between cached and invalidated on every sample."""
-    times, wrong, unnamed, named_instead = [], 0, 0, set()
-    # Stop only after a pair, so the probe file ends with its built content.
+def written_and_asked(
+    daemon: Daemon, probe: Path, contents: tuple[bytes, bytes], profile: Profile, name: str = WHOLE_TREE
+) -> Iterator[tuple[bool, float, pb.Report]]:
+    """Alternate the probe file between another content (contents[1]) and its
+    built one (contents[0]), asking for the context's report after each write:
+    (whether the probe holds its built content, seconds, report). The COPY
+    step must flip between invalidated and cached on every sample. Stops only
+    after a pair, so the probe file ends with its built content."""
     for i in samples_within(profile.write_samples, profile.budget_seconds, step=2):
         built_content = i % 2 == 1
-        generate.write_file(repo.root / repo.probe, generate.PROBE_CONTENTS[0 if built_content else 1])
-        seconds, report = timed(daemon.report)
+        generate.write_file(probe, contents[0] if built_content else contents[1])
+        seconds, report = timed(lambda: daemon.report(name))
+        yield built_content, seconds, report
+
+
+def measure_one_file_write(daemon: Daemon, repo: generate.Repo, profile: Profile, result: SizeResult) -> None:
+    times, wrong, unnamed, named_instead = [], 0, 0, set()
+    for built_content, seconds, report in written_and_asked(
+        daemon, repo.root / repo.probe, generate.PROBE_CONTENTS, profile
+    ):
         times.append(seconds)
         wrong += not probe_status_right(report, built_content)
         if not built_content and not names_probe(report, repo.probe):  # the status is right, the explanation is not
@@ -476,6 +487,14 @@ def measure_idle(daemon: Daemon, seconds: float, result: SizeResult) -> None:
 def digest_with_probe(daemon: Daemon, repo: generate.Repo, content: bytes) -> str:
     generate.write_file(repo.root / repo.probe, content)
     return daemon.report().context_digest
+
+
+def peak_memory(daemon: Daemon, workers_seen: int) -> tuple[int, str]:
+    """The daemon's peak RSS and its hash workers' added up (theirs the larger
+    of `workers_seen`, read while they ran, and now: a worker exits after a
+    minute idle), in KiB; and as a cell says it."""
+    own, workers = daemon.memory_kib("VmHWM"), max(workers_seen, daemon.workers_peak_kib())
+    return own + workers, f"{mb(own + workers)} (daemon {mb(own)} + hash workers {mb(workers)})"
 
 
 def measure_restart(daemon: Daemon, repo: generate.Repo, warm_cold_seconds: float, result: SizeResult) -> None:
@@ -636,11 +655,8 @@ def measure_tree(
                 measure_no_daemon(daemon, profile.no_daemon_runs, warm_p50, expected, result, run_folder)
             else:  # a fresh process hashing every file, then twice stat'ing them: too long a wait
                 result.cells["no_daemon"] = Cell(f"not measured above {generate.LARGE_TREE:,} files")
-            own, workers = daemon.memory_kib("VmHWM"), max(workers_after_index, daemon.workers_peak_kib())
-            result.cells["rss"] = Cell(
-                f"{mb(own + workers)} (daemon {mb(own)} + hash workers {mb(workers)})",
-                (own + workers) * 1024 <= (100e6 if files <= generate.LARGE_TREE else 500e6),
-            )
+            peak, text = peak_memory(daemon, workers_after_index)
+            result.cells["rss"] = Cell(text, peak * 1024 <= (100e6 if files <= generate.LARGE_TREE else 500e6))
             # This daemon's cold index is the warm-cache one unless the cache was dropped for it.
             measure_restart(daemon, repo, warm_cold_seconds if cold else cold_seconds, result)
             if repo.services:
@@ -691,15 +707,13 @@ def measure_wide(folder: Path, files: int, profile: Profile) -> str:
     daemon = Daemon(run_folder)
     with running(daemon):
         cold, _ = timed(lambda: (daemon.client.register(str(root), name="wide"), daemon.report("wide")))
+        workers_after_index = daemon.workers_peak_kib()
         daemon.client.mark_built(pb.ContextRef(name="wide"))
         times, wrong = [], 0
-        for i in samples_within(profile.write_samples, profile.budget_seconds, step=2):
-            built_content = i % 2 == 1
-            generate.write_file(probe, built if built_content else b"changed\n")
-            seconds, report = timed(lambda: daemon.report("wide"))
+        for built_content, seconds, report in written_and_asked(daemon, probe, (built, b"changed\n"), profile, "wide"):
             times.append(seconds)
             wrong += not probe_status_right(report, built_content)
-        rss = mb(daemon.memory_kib("VmHWM"))
+        _, rss = peak_memory(daemon, workers_after_index)
     p50, p99 = statistics.median(times), percentile(times, 0.99)
     rows = [
         ("cold index: register + first report", "", f"{cold:.2f} s"),
@@ -709,7 +723,7 @@ def measure_wide(folder: Path, files: int, profile: Profile) -> str:
             Cell(f"{ms(p50)} ({len(times) - wrong}/{len(times)} correct)", p50 <= 0.030 and not wrong).render(),
         ),
         ("query after a one-file write p99", "", ms(p99)),
-        ("daemon peak RSS (VmHWM)", "", rss),
+        ("daemon peak RSS (VmHWM, its hash workers included)", "", rss),
     ]
     lines = [f"| wide folder: {files:,} files in one folder | target | |", "|---|---|---|"]
     return "\n".join([*lines, *(f"| {label} | {target} | {value} |" for label, target, value in rows)])

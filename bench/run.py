@@ -12,6 +12,7 @@ bench/README.md for what each figure means and how it is measured.
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import math
@@ -32,6 +33,9 @@ from pathlib import Path
 import generate
 import trees
 
+import ctxwatch
+import ctxwatch_api
+import ctxwatchd
 from ctxwatch.client import CtxwatchClient
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
@@ -777,6 +781,14 @@ def table(results: list[SizeResult]) -> str:
     return "\n".join([*lines, *(["", *notes] if notes else [])])
 
 
+def compile_as_installed() -> None:
+    """Compile the packages' modules once and let the daemons read them, as an installed wheel's are (pip compiles
+    them): otherwise PYTHONDONTWRITEBYTECODE, or a fresh checkout, adds their compilation to every daemon start."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    for package in (ctxwatchd, ctxwatch, ctxwatch_api):
+        compileall.compile_dir(Path(package.__file__).parent, quiet=1)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sizes = parser.add_mutually_exclusive_group()
@@ -835,6 +847,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     wide = args.wide if args.wide is not None else (0 if args.quick or args.tree else WIDE_FILES)
     load_at_start = load_average()
+    compile_as_installed()
     if args.keep_page_cache:
         cold, cache = False, "warm page cache (--keep-page-cache)"
     else:

@@ -101,9 +101,9 @@ class Cell:
 ROWS = [
     ("tree", "tree: files / bytes sent (whole-tree context)", ""),
     ("baseline_warm", "baseline, page cache warm: read + SHA-256 of the sent files, one thread", ""),
-    ("cold_warm", "cold index, page cache warm: register + first report", "≤ 1.0× baseline"),
+    ("cold_warm", "cold index, page cache warm: daemon start + register + first report", "≤ 1.0× baseline"),
     ("baseline", "baseline, page cache dropped", ""),
-    ("cold", "cold index, page cache dropped", "≤ 1.5× baseline"),
+    ("cold", "cold index, page cache dropped: register + first report", "≤ 1.5× baseline"),
     ("warm_p50", "warm query p50 (nothing changed)", "≤ 2 ms"),
     ("warm_p99", "warm query p99", "≤ 10 ms"),
     ("write_p50", "query after a one-file write p50", "≤ 30 ms"),
@@ -291,15 +291,19 @@ def measure_baseline(repo: generate.Repo, cold: bool, result: SizeResult, key: s
     return seconds
 
 
-def measure_cold_index(daemon: Daemon, repo: generate.Repo, cold: bool, baseline: float, result: SizeResult) -> float:
+def measure_cold_index(
+    daemon: Daemon, repo: generate.Repo, cold: bool, baseline: float, result: SizeResult, started: float
+) -> float:
+    """The cold index in a running daemon, in seconds: from the register with the page cache dropped, else from the
+    daemon's start (`started`, a perf_counter reading), as the warm-cache figure is timed."""
     if cold:
         drop_page_cache()
-    seconds, _ = timed(lambda: (register_whole_tree(daemon, repo), daemon.report()))
-    ratio = seconds / baseline
+    indexing, _ = timed(lambda: (register_whole_tree(daemon, repo), daemon.report()))
+    seconds = indexing if cold else time.perf_counter() - started
     if cold:
-        result.cells["cold"] = Cell(f"{seconds:.2f} s ({ratio:.2f}×)", ratio <= 1.5)
+        result.cells["cold"] = Cell(f"{seconds:.2f} s ({seconds / baseline:.2f}×)", seconds <= 1.5 * baseline)
     else:
-        result.cells["cold_warm"] = Cell(f"{seconds:.2f} s ({ratio:.2f}×)", ratio <= 1.0)
+        result.cells["cold_warm"] = cold_warm_cell(seconds, indexing, baseline)
     built = daemon.client.mark_built(pb.ContextRef(name=WHOLE_TREE)).report
     if not built.all_cached:
         result.notes.append("MarkBuilt: the report it returned is not all cached")
@@ -307,16 +311,23 @@ def measure_cold_index(daemon: Daemon, repo: generate.Repo, cold: bool, baseline
 
 
 def measure_cold_index_warm_cache(repo: generate.Repo, run_folder: Path, result: SizeResult) -> float:
-    """The cold index with the page cache warm, in a daemon of its own, against
-    a baseline taken just before."""
+    """The cold index with the page cache warm, from the start of a daemon of its own (the
+    time to a first answer a user waits), against a baseline taken just before."""
     baseline = measure_baseline(repo, False, result, "baseline_warm")
     (run_folder / "warm").mkdir()
     daemon = Daemon(run_folder / "warm")
+    started = time.perf_counter()
     with running(daemon):
-        seconds, _ = timed(lambda: (register_whole_tree(daemon, repo), daemon.report()))
-    ratio = seconds / baseline
-    result.cells["cold_warm"] = Cell(f"{seconds:.2f} s ({ratio:.2f}×)", ratio <= 1.0)
+        indexing, _ = timed(lambda: (register_whole_tree(daemon, repo), daemon.report()))
+        seconds = time.perf_counter() - started
+    result.cells["cold_warm"] = cold_warm_cell(seconds, indexing, baseline)
     return seconds
+
+
+def cold_warm_cell(seconds: float, indexing: float, baseline: float) -> Cell:
+    """A warm-cache cold index timed from the daemon's start, with the part after it was serving."""
+    ratio = seconds / baseline
+    return Cell(f"{seconds:.2f} s ({ratio:.2f}×; {indexing:.2f} s of it after serving)", ratio <= 1.0)
 
 
 def measure_readers(daemon: Daemon, repo: generate.Repo, result: SizeResult) -> None:
@@ -644,8 +655,9 @@ def measure_tree(
         else:
             warm_cold_seconds = measure_cold_index_warm_cache(repo, run_folder, result)
         baseline = measure_baseline(repo, cold, result, "baseline" if cold else "baseline_warm")
+        started = time.perf_counter()
         with running(daemon):
-            cold_seconds = measure_cold_index(daemon, repo, cold, baseline, result)
+            cold_seconds = measure_cold_index(daemon, repo, cold, baseline, result, started)
             workers_after_index = daemon.workers_peak_kib()  # they leave when idle: measured while they run
             warm_p50 = measure_warm(daemon, profile, result)
             measure_one_file_write(daemon, repo, profile, result)

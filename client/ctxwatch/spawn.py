@@ -32,6 +32,9 @@ _FOLLOW_POLL_S = 0.25
 _PROBE_TIMEOUT = 1.0
 _FIRST_DELAY = 0.01
 _MAX_DELAY = 0.25
+# A daemon the CLI starts serves in about 0.3 s: probed this often, the command goes on at once,
+# not up to a backoff step (0.16 s) later. A probe before the socket exists fails in a millisecond.
+_START_POLL_S = 0.01
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
@@ -134,7 +137,7 @@ def wait_until_serving(
             raise _start_failed(f"ctxwatchd exited with code {process.returncode}", log_path)
         return False
 
-    if not _poll(ready, timeout):
+    if not _poll(ready, timeout, max_delay=_START_POLL_S):
         raise _start_failed(f"ctxwatchd on {socket_path} was not ready within {timeout:g} s", log_path)
 
 
@@ -177,10 +180,10 @@ def _rotated(path: Path, log: TextIO) -> bool:
         return False
 
 
-def _poll(done: Callable[[], bool], timeout: float) -> bool:
-    """Call `done` with a short exponential backoff until it is true or time runs out."""
+def _poll(done: Callable[[], bool], timeout: float, max_delay: float = _MAX_DELAY) -> bool:
+    """Call `done` with a short exponential backoff (up to `max_delay`) until it is true or time runs out."""
     deadline = time.monotonic() + timeout
-    delay = _FIRST_DELAY
+    delay = min(_FIRST_DELAY, max_delay)
     while True:
         if done():
             return True
@@ -188,7 +191,7 @@ def _poll(done: Callable[[], bool], timeout: float) -> bool:
         if remaining <= 0:
             return False
         time.sleep(min(delay, remaining))
-        delay = min(delay * 2, _MAX_DELAY)
+        delay = min(delay * 2, max_delay)
 
 
 def _start_failed(reason: str, log_path: Path) -> CtxwatchError:

@@ -4,9 +4,15 @@ each in a fresh process, against the same run's `python -c pass` and `python -c 
     .venv/bin/python bench/cli.py             # 50 runs of each command
     .venv/bin/python bench/cli.py --runs 200
 
+Each command is measured three ways: with the runner warm (ctxwatch.runner: the common case, every command
+after the first), without it (CTXWATCH_NO_RUNNER=1: the command imports gRPC and the stubs itself), and as the
+first command, which finds no runner, runs in its own process and starts one (`check -q` only). The runner
+is the bench's own (a runtime folder of its own) and is stopped at the end.
+
 The commands run in turn (one of each, then again), so a change in the machine's load falls on all of
 them alike. Wall time is what a shell prompt or a pre-commit hook waits; CPU time (user + system of
-the process) is steadier on a busy machine. An editable install (`pip install -e`) pays its import
+the process) is steadier on a busy machine; with the runner it counts the `ctxwatch` process alone (the
+command itself runs in the runner's child). An editable install (`pip install -e`) pays its import
 finder on every start, which an installed wheel does not: the output says which one ran. Compiled
 modules are cached (PYTHONDONTWRITEBYTECODE is dropped for the commands), as an installed wheel's are.
 """
@@ -19,6 +25,8 @@ import json
 import os
 import platform
 import resource
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +38,10 @@ from pathlib import Path
 # One way to run a daemon, shared with the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.daemon import start_daemon
+from support.processes import processes_with, running
+from support.waiting import wait_until
+
+from ctxwatch.front import NO_RUNNER_ENV
 
 DOCKERFILE = "FROM alpine:3.19\nCOPY . /app\nRUN echo built\n"
 SOURCE_FILES = 20
@@ -47,6 +59,14 @@ def percentile(samples: Sequence[float], q: float) -> float:
     """The nearest-rank percentile (q in 0..100)."""
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+@dataclass
+class Command:
+    argv: list[str]
+    code: int  # the exit code expected
+    env: dict[str, str]
+    first: bool = False  # run with no runner serving (it starts one)
 
 
 def run_once(command: Sequence[str], cwd: Path, env: dict[str, str], expected_code: int) -> tuple[float, float]:
@@ -97,30 +117,79 @@ def machine(load_at_start: str) -> str:
 def measure(runs: int, folder: Path) -> dict[str, Timings]:
     context = make_context(folder)
     daemon = start_daemon(folder / "daemon", socket=folder / "daemon" / "d.sock")
+    runtime = folder / "runtime"
+    runtime.mkdir(mode=0o700)
     try:
         daemon.client.register(str(context))
         daemon.client.mark_built(str(context))  # every step cached: `check` exits 0
         ctxwatch = str(Path(sys.executable).with_name("ctxwatch"))
-        commands: dict[str, tuple[list[str], int]] = {
-            "python -c pass": ([sys.executable, "-c", "pass"], 0),
-            'python -c "import grpc"': ([sys.executable, "-c", "import grpc"], 0),
-            "ctxwatch check -q": ([ctxwatch, "check", "-q"], 0),
-            "ctxwatch status": ([ctxwatch, "status"], 0),
-        }
-        env = daemon.env()
+        env = {**daemon.env(), "XDG_RUNTIME_DIR": str(runtime)}
+        env.pop(NO_RUNNER_ENV, None)
         # Compiled modules are cached as an installed wheel's are (pip compiles them): what users start with.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        for command, code in commands.values():  # warm the page cache and the daemon's answer once
-            run_once(command, context, env, code)
+        no_runner = {**env, NO_RUNNER_ENV: "1"}
+        commands = {
+            "python -c pass": Command([sys.executable, "-c", "pass"], 0, env),
+            'python -c "import grpc"': Command([sys.executable, "-c", "import grpc"], 0, env),
+            "ctxwatch check -q": Command([ctxwatch, "check", "-q"], 0, env),
+            "ctxwatch status": Command([ctxwatch, "status"], 0, env),
+            f"ctxwatch check -q ({NO_RUNNER_ENV}=1)": Command([ctxwatch, "check", "-q"], 0, no_runner),
+            f"ctxwatch status ({NO_RUNNER_ENV}=1)": Command([ctxwatch, "status"], 0, no_runner),
+            "ctxwatch check -q, first (starts the runner)": Command([ctxwatch, "check", "-q"], 0, env, first=True),
+        }
+        for command in commands.values():  # warm the page cache and the daemon's answer once
+            run_once(command.argv, context, command.env, command.code)
         timings = {name: Timings() for name in commands}
         for _ in range(runs):
-            for name, (command, code) in commands.items():
-                wall, cpu = run_once(command, context, env, code)
+            for name, command in commands.items():
+                if command.first:
+                    stop_runners(runtime)
+                wall, cpu = run_once(command.argv, context, command.env, command.code)
                 timings[name].wall.append(wall)
                 timings[name].cpu.append(cpu)
+                wait_for_runner(runtime)  # serving, and done importing: the next command has the machine
         return timings
     finally:
+        stop_runners(runtime)
         daemon.stop()
+
+
+def runners(runtime: Path) -> list[int]:
+    """The runner processes serving from `runtime` (and their children)."""
+    mine = f"XDG_RUNTIME_DIR={runtime}".encode()
+    found = []
+    for pid in processes_with(b"ctxwatch.runner"):
+        try:
+            if mine in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def stop_runners(runtime: Path) -> None:
+    for pid in runners(runtime):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    wait_until(lambda: not any(running(pid) for pid in runners(runtime)), 30, "the runners to exit")
+
+
+def wait_for_runner(runtime: Path) -> None:
+    """Until a runner accepts on the bench's runtime folder (one started by an earlier command)."""
+
+    def accepts() -> bool:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(runtime / "ctxwatch" / "cli.sock"))
+            return True
+        except OSError:
+            return False
+        finally:
+            probe.close()
+
+    wait_until(accepts, 60, "the runner to serve")
 
 
 def table(timings: dict[str, Timings]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from argparse_manpage.manpage import Manpage
 
-from ctxwatch import cli
+from ctxwatch import cli, front, runner
 
 PAGE = Path(__file__).resolve().parent / "ctxwatch.1"
 INFO = {
@@ -26,9 +26,27 @@ INFO = {
 }
 
 
+# What the parser does not say: the variables the `ctxwatch` program itself reads.
+ENVIRONMENT = f"""\
+.TP
+\\fB{front.NO_RUNNER_ENV}\\fR
+set to 1, every command runs in the ctxwatch process itself; otherwise {", ".join(front.RUNNER_COMMANDS)} run in a
+child of the runner, a background process that has loaded the command line once (started by the first of them,
+listening beside the daemon's default socket, in $XDG_RUNTIME_DIR/ctxwatch)
+.TP
+\\fB{runner.IDLE_TIMEOUT_ENV}\\fR
+seconds without a command after which the runner exits (default {runner.IDLE_TIMEOUT_S})
+.TP
+\\fBNO_COLOR\\fR
+set, no colour on a terminal (--color auto)
+"""
+
+
 def manpage() -> str:
     info = {**INFO, "version": importlib.metadata.version("ctxwatch")}
-    return str(Manpage(cli.build_parser(), format="single-commands-section", _data=info))
+    page = Manpage(cli.build_parser(), format="single-commands-section", _data=info)
+    page.add_section("environment", "=", ENVIRONMENT)
+    return str(page)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,11 @@ from support.daemon import Daemon, start_daemon
 
 from ctxwatch import spawn
 from ctxwatch.client import connect
+from ctxwatch.front import NO_RUNNER_ENV
+
+# The suite runs every command in its own process: a runner (ctxwatch.runner) would outlive the tests and serve
+# from the user's runtime folder. tests/test_cli_runner.py turns it on, with a runtime folder of its own.
+os.environ[NO_RUNNER_ENV] = "1"
 
 # The real BuildKit fixture (`buildkit`) for the tests that build.
 pytest_plugins = ("support.buildkit",)

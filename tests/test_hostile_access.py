@@ -15,6 +15,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import grpc
@@ -117,7 +118,7 @@ def long_socket_path(tmp_path: Path) -> Path:
 
 def test_short_socket_folder_created_first_by_another_user_is_refused(tmp_path):
     short = long_socket_path(tmp_path)
-    assert short.parent.parent == Path(paths.tempfile.gettempdir())
+    assert short.parent.parent == Path(tempfile.gettempdir())
     short.parent.mkdir()
     os.chmod(short.parent, 0o777)
     try:

@@ -30,6 +30,7 @@ from ctxwatch.client import (
     parse_build_args,
     parse_build_contexts,
 )
+from ctxwatch.front import command_word
 from ctxwatch.projects import Sync
 from ctxwatch.terminal import emit, stdout_gone, style, with_progress
 from ctxwatch_api import paths
@@ -42,10 +43,10 @@ EXIT_ERROR = 2
 RECONNECT_TIMEOUT_S = 15.0
 JOURNAL = "journal"  # DaemonStatus.log_file of a daemon whose stderr goes to the systemd journal
 REPORT_COMMANDS = ("status", "check", "affected")  # read by a parser of their own first (see _parse_args)
-GLOBAL_OPTIONS_WITH_VALUE = ("--socket", "--state-dir", "--color")  # skipped with their value to find the command
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: this process's) in this process; its exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answered from the whole parser, then exit
         import argcomplete
@@ -78,7 +79,7 @@ def _parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Name
     `ctxwatch check`. That parser prints nothing: help, a usage error or another command goes to the whole
     parser, so what the user sees is the same either way.
     """
-    if _command_word(argv) in REPORT_COMMANDS:
+    if command_word(argv) in REPORT_COMMANDS:
         trial, commands, *shared = _top_parser(_TrialParser)
         _add_report_commands(commands, *shared)
         try:
@@ -87,18 +88,6 @@ def _parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Name
             pass
     parser = build_parser()
     return parser, parser.parse_args(argv)
-
-
-def _command_word(argv: Sequence[str]) -> str | None:
-    """The command the arguments seem to name: the first word that is not a global option or its value (a guess:
-    `_parse_args` checks it by parsing)."""
-    words = iter(argv)
-    for word in words:
-        if word in GLOBAL_OPTIONS_WITH_VALUE:
-            next(words, None)
-        elif not word.startswith("-"):
-            return word
-    return None
 
 
 class _NotParsed(Exception):

@@ -120,9 +120,10 @@ class _LazyWatchGroup(InotifyWatchGroup):
         (e.g. the inotify watch limit), where watchdog's own adds stay silent.
 
         The tree lists a folder's parent first, so the parent's node is found
-        by a walk down from the root and the new node hangs below it; watchdog's
-        own lookup and insertion normalize both paths on every call, which was
-        most of a folder's cost (about 20 of 25 microseconds)."""
+        by a walk down from the root and the new node hangs below it. watchdog's
+        own lookup and insertion normalize both paths on every call: 16 to 30
+        microseconds a folder, against 10 to 12 this way (the kernel's call is
+        about 5 of them)."""
         with self._lock:
             if not self.is_active:
                 return  # stopped

@@ -41,7 +41,7 @@ from support.daemon import start_daemon
 from support.processes import processes_with, running
 from support.waiting import wait_until
 
-from ctxwatch.front import NO_RUNNER_ENV
+from ctxwatch.front import NO_RUNNER_ENV, RUNNER_MAIN
 
 DOCKERFILE = "FROM alpine:3.19\nCOPY . /app\nRUN echo built\n"
 SOURCE_FILES = 20
@@ -158,7 +158,7 @@ def runners(runtime: Path) -> list[int]:
     """The runner processes serving from `runtime` (and their children)."""
     mine = f"XDG_RUNTIME_DIR={runtime}".encode()
     found = []
-    for pid in processes_with(b"ctxwatch.runner"):
+    for pid in processes_with(RUNNER_MAIN.encode()):
         try:
             if mine in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                 found.append(pid)

@@ -48,7 +48,7 @@ with open(where, "w") as out:
     out.write("here" if "ctxwatch.cli" in sys.modules else "nowhere")
 sys.exit(code)
 """
-RUNNER = b"ctxwatch.runner"
+RUNNER = front.RUNNER_MAIN.encode()  # a runner's command line holds it (see runners())
 
 
 @dataclass
@@ -333,7 +333,7 @@ def test_a_runner_of_other_code_gives_way_to_a_fresh_one(fronts):
     fresh = fronts.serving()
     assert fresh != old
     again = fronts.run("check", env=other)
-    assert again.where == "runner" and (again.code, again.stdout) == (ran.code, ran.stdout)
+    assert again.where == "runner" and (again.code, again.stdout, again.stderr) == (ran.code, ran.stdout, ran.stderr)
 
 
 def test_a_stale_socket_file_is_replaced(fronts):

@@ -43,6 +43,9 @@ CHILD_PID = b"P"
 EXIT_CODE = b"X"
 STALE = b"S"
 EXIT_ERROR = 2
+# How the runner is started: in the root folder first, so that its imports never look in the folder it was
+# started from (`python -m` would put that folder first on its import path).
+RUNNER_MAIN = "import os; os.chdir('/'); from ctxwatch import runner; raise SystemExit(runner.main())"
 
 
 def main() -> int:
@@ -243,18 +246,11 @@ def start_runner() -> None:
     """Start a runner in the background for the next command (a second one started at once gives way)."""
     if os.environ.get(NO_RUNNER_ENV, "0") not in ("", "0"):
         return
-    import subprocess
-
+    stdio = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     try:
-        # A new session in the root folder: the runner outlives this process, its terminal and its folder.
-        subprocess.Popen(
-            [sys.executable, "-m", "ctxwatch.runner"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd="/",
-            start_new_session=True,
-        )
+        # A session of its own: it outlives this process and its terminal. Not waited for: once this process
+        # exits (at once), the system's reaper adopts it.
+        os.posix_spawn(sys.executable, [sys.executable, "-c", RUNNER_MAIN], os.environ, file_actions=stdio, setsid=True)
     except OSError:
         pass  # the next command runs in its own process again
 

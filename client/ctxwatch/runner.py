@@ -11,7 +11,7 @@ It runs only the code the front would: a front whose code fingerprint differs (a
 "stale", and the runner exits; the front runs the command itself and starts a fresh one. It exits after
 IDLE_TIMEOUT_S without a request ($CTXWATCH_RUNNER_IDLE_TIMEOUT sets another, in seconds), or on SIGTERM.
 
-    python -m ctxwatch.runner     (ctxwatch.front starts it; nothing else needs to)
+ctxwatch.front starts it (python -c front.RUNNER_MAIN); nothing else needs to.
 """
 
 from __future__ import annotations
@@ -272,7 +272,3 @@ def _run_command(request: Request, fds: list[int]) -> int:
 def _stream(fd: int, encoding: str, errors: str, line_buffering: bool, write_through: bool) -> io.TextIOWrapper:
     binary = open(fd, "rb" if fd == 0 else "wb", closefd=False)  # noqa: SIM115 - sys.std* for the child's life
     return io.TextIOWrapper(binary, encoding, errors, "\n", line_buffering, write_through)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,6 +10,7 @@ exit code stays the command's.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -80,14 +81,22 @@ def _parse_args(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Name
     parser, so what the user sees is the same either way.
     """
     if command_word(argv) in REPORT_COMMANDS:
-        trial, commands, *shared = _top_parser(_TrialParser)
-        _add_report_commands(commands, *shared)
+        trial = _report_parser()
         try:
             return trial, trial.parse_args(argv)
         except _NotParsed:
             pass
     parser = build_parser()
     return parser, parser.parse_args(argv)
+
+
+@functools.cache
+def _report_parser() -> argparse.ArgumentParser:
+    """The report commands' parser, built once per process (the runner builds it before it forks: its
+    children parse at once)."""
+    trial, commands, *shared = _top_parser(_TrialParser)
+    _add_report_commands(commands, *shared)
+    return trial
 
 
 class _NotParsed(Exception):

@@ -34,9 +34,9 @@ RUNNER_COMMANDS = ("check", "status", "affected", "ls")
 NO_RUNNER_ENV = "CTXWATCH_NO_RUNNER"  # set (to anything but 0): every command runs in the ctxwatch process
 GLOBAL_OPTIONS_WITH_VALUE = ("--socket", "--state-dir", "--color")  # skipped with their value to find the command
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, a closed terminal
-# The environment variables the interpreter reads at start-up besides PYTHON*: a runner started under others
-# would not run the command as this process would.
-STARTUP_ENV = ("LANG", "LC_ALL", "LC_CTYPE")
+# The environment variables the interpreter reads at start-up besides PYTHON*, and those the runner's parser
+# was translated under (gettext): a runner started under others would not run the command as this process would.
+STARTUP_ENV = ("LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES")
 
 # The runner's answers, one line each: the child's pid, then its exit code; or "stale" (it runs other code).
 CHILD_PID = b"P"

@@ -62,8 +62,8 @@ def main() -> int:
     try:
         from ctxwatch import cli  # what every child runs, imported once here
 
-        # Parsing a command line once fills the caches every child's parsing then finds full (argparse's regular
-        # expressions); it connects to nothing.
+        # Parsing a command line once builds the report commands' parser and fills argparse's caches for every
+        # child; it connects to nothing.
         cli._parse_args(["check", "-q"])
         if len(os.listdir("/proc/self/task")) != 1:
             return 1  # a thread (of an imported library) would make forking unsafe: refuse to serve

@@ -27,9 +27,10 @@ from ctxwatch_api import paths
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-# Read only, never reading stdin, never asking: safe to run in a child of the runner.
+# They never read stdin or ask, never run until interrupted (watch), never start or stop the daemon: what a child
+# of the runner does for them is what this process would.
 RUNNER_COMMANDS = ("check", "status", "affected", "ls")
 NO_RUNNER_ENV = "CTXWATCH_NO_RUNNER"  # set (to anything but 0): every command runs in the ctxwatch process
 GLOBAL_OPTIONS_WITH_VALUE = ("--socket", "--state-dir", "--color")  # skipped with their value to find the command
@@ -43,6 +44,8 @@ CHILD_PID = b"P"
 EXIT_CODE = b"X"
 STALE = b"S"
 EXIT_ERROR = 2
+# Linux's: the peer's user (SO_PEERCRED) and a descriptor of the current folder that needs no read access (O_PATH).
+RUNNER_SUPPORTED = hasattr(_socket, "SO_PEERCRED") and hasattr(os, "O_PATH")
 # How the runner is started: in the root folder first, so that its imports never look in the folder it was
 # started from (`python -m` would put that folder first on its import path).
 RUNNER_MAIN = "import os; os.chdir('/'); from ctxwatch import runner; raise SystemExit(runner.main())"
@@ -64,11 +67,15 @@ def main() -> int:
         start_runner()
 
 
-def runner_wanted(argv: Sequence[str], environ: os._Environ[str] | dict[str, str]) -> bool:
+def runner_wanted(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
     """Whether this command line goes to the runner."""
-    if environ.get(NO_RUNNER_ENV, "0") not in ("", "0") or "_ARGCOMPLETE" in environ:
-        return False
+    if not RUNNER_SUPPORTED or runner_turned_off(environ) or "_ARGCOMPLETE" in environ:
+        return False  # (argcomplete answers on descriptors of its own)
     return command_word(argv) in RUNNER_COMMANDS
+
+
+def runner_turned_off(environ: Mapping[str, str]) -> bool:
+    return environ.get(NO_RUNNER_ENV, "0") not in ("", "0")
 
 
 def command_word(argv: Sequence[str]) -> str | None:
@@ -181,7 +188,10 @@ def _await_exit(connection: _socket.socket, forwarder: _SignalForwarder) -> int 
     """Read the runner's answers until the child's exit code."""
     answers = b""
     while True:
-        chunk = connection.recv(256)
+        try:
+            chunk = connection.recv(256)
+        except OSError:  # as the end of the answers: past the pid, the command may have run, and is not run here
+            chunk = b""
         answers += chunk
         lines = answers.split(b"\n")
         for line in lines[:-1]:
@@ -244,7 +254,7 @@ class _SignalForwarder:
 
 def start_runner() -> None:
     """Start a runner in the background for the next command (a second one started at once gives way)."""
-    if os.environ.get(NO_RUNNER_ENV, "0") not in ("", "0"):
+    if not RUNNER_SUPPORTED or runner_turned_off(os.environ):
         return
     stdio = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
     try:

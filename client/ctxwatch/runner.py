@@ -58,7 +58,6 @@ def main() -> int:
         return 1  # commands run in their own process
     if lock is None:
         return 0  # another runner serves or is starting, or the folder is not its user's alone
-    runner = Runner(_listen(path), path, lock, fingerprint)
     try:
         from ctxwatch import cli  # what every child runs, imported once here
 
@@ -67,6 +66,12 @@ def main() -> int:
         cli._parse_args(["check", "-q"])
         if len(os.listdir("/proc/self/task")) != 1:
             return 1  # a thread (of an imported library) would make forking unsafe: refuse to serve
+        # Listening only now: a front that finds the socket finds a runner ready (until then it runs the command).
+        runner = Runner(_listen(path), path, lock, fingerprint)
+    except BaseException:
+        os.close(lock)
+        raise
+    try:
         # Children are reaped by the kernel; each sets its own SIGCHLD back (its subprocesses are waited for).
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)
         runner.serve(_idle_timeout())

@@ -1,4 +1,5 @@
-"""bench/compose.py end to end on a small project: it runs the real CLI and daemon and prints its table."""
+"""bench/compose.py end to end on a small project: it runs the real CLI (through its runner) and daemon, prints its
+table, and stops the runner it started."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.processes import processes_with
+
+from ctxwatch.front import RUNNER_MAIN
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-def test_the_compose_bench_prints_every_figure(tmp_path: Path) -> None:
+def test_the_compose_bench_prints_every_figure_and_stops_its_runner(tmp_path: Path) -> None:
+    runners_before = set(processes_with(RUNNER_MAIN.encode()))
     done = subprocess.run(
         [sys.executable, str(BENCH / "compose.py"), "--services", "3", "--files-per-service", "4", "--queries", "3"],
         capture_output=True,
@@ -28,3 +34,4 @@ def test_the_compose_bench_prints_every_figure(tmp_path: Path) -> None:
         [value] = [value for name, value in rows.items() if figure in name]
         assert re.search(r"\d", value), (figure, value)
     assert "3 services (12 files)" in done.stdout
+    assert set(processes_with(RUNNER_MAIN.encode())) <= runners_before  # the bench's runner is gone

@@ -38,10 +38,10 @@ from pathlib import Path
 # One way to run a daemon, shared with the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.daemon import start_daemon
-from support.processes import processes_with, running
+from support.processes import runners_from, running
 from support.waiting import wait_until
 
-from ctxwatch.front import NO_RUNNER_ENV, RUNNER_MAIN
+from ctxwatch.front import NO_RUNNER_ENV
 
 DOCKERFILE = "FROM alpine:3.19\nCOPY . /app\nRUN echo built\n"
 SOURCE_FILES = 20
@@ -154,26 +154,13 @@ def measure(runs: int, folder: Path) -> dict[str, Timings]:
         daemon.stop()
 
 
-def runners(runtime: Path) -> list[int]:
-    """The runner processes serving from `runtime` (and their children)."""
-    mine = f"XDG_RUNTIME_DIR={runtime}".encode()
-    found = []
-    for pid in processes_with(RUNNER_MAIN.encode()):
-        try:
-            if mine in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                found.append(pid)
-        except OSError:
-            pass
-    return found
-
-
 def stop_runners(runtime: Path) -> None:
-    for pid in runners(runtime):
+    for pid in runners_from(runtime):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    wait_until(lambda: not any(running(pid) for pid in runners(runtime)), 30, "the runners to exit")
+    wait_until(lambda: not any(running(pid) for pid in runners_from(runtime)), 30, "the runners to exit")
 
 
 def wait_for_runner(runtime: Path) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from support.contexts import example_context, make_context
-from support.processes import processes_with, running
+from support.processes import processes_with, runners_from, running
 from support.waiting import wait_until
 
 from ctxwatch import front, render, runner
@@ -90,15 +90,7 @@ class Fronts:
 
     def runners(self) -> list[int]:
         """The runner processes started with this runtime folder (a runner's children included)."""
-        mine = f"XDG_RUNTIME_DIR={self.runtime}".encode()
-        found = []
-        for pid in processes_with(RUNNER):
-            try:
-                if mine in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
-                    found.append(pid)
-            except OSError:
-                pass
-        return found
+        return runners_from(self.runtime)
 
     def serving(self) -> int:
         """The pid of the one runner serving, once it serves (it was started by an earlier command)."""

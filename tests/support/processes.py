@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ctxwatch.front import RUNNER_MAIN
+
 
 def running(pid: int) -> bool:
     """Whether the process exists and has not exited (a zombie has)."""
@@ -29,4 +31,18 @@ def processes_with(*argv_items: bytes, parent: int | None = None) -> list[int]:
         ppid = int(stat.rpartition(")")[2].split()[1])
         if all(item in argv for item in argv_items) and parent in (None, ppid) and running(int(entry)):
             found.append(int(entry))
+    return found
+
+
+def runners_from(runtime: Path) -> list[int]:
+    """The command line's runner processes started with `runtime` as their $XDG_RUNTIME_DIR (a runner's
+    children included)."""
+    mine = f"XDG_RUNTIME_DIR={runtime}".encode()
+    found = []
+    for pid in processes_with(RUNNER_MAIN.encode()):
+        try:
+            if mine in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(pid)
+        except OSError:
+            pass
     return found

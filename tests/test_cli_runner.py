@@ -431,3 +431,29 @@ def test_the_front_loads_neither_grpc_nor_protobuf_nor_pathlib(tmp_path):
 )
 def test_which_command_lines_go_to_the_runner(argv, environ, wanted):
     assert front.runner_wanted(argv, environ) is wanted
+
+
+@pytest.mark.parametrize(
+    ("project_file", "text", "option"),
+    [
+        ("compose.yaml", "services:\n  web:\n    build: web\n", "--compose"),
+        (
+            "docker-bake.hcl",
+            'group "default" {\n  targets = ["web"]\n}\ntarget "web" {\n  context = "web"\n}\n',
+            "--bake",
+        ),
+    ],
+)
+def test_a_command_in_a_project_folder_through_the_runner_is_the_command_in_process(
+    fronts, tmp_path, project_file, text, option
+):
+    """The runner has the project files' readers loaded for its children (PyYAML, python-hcl2); a command run
+    in a compose or bake project reads the file and answers for its contexts as in-process."""
+    project = tmp_path / f"project{uuid.uuid4().hex[:8]}"  # its name names its contexts in the shared daemon
+    example_context(project / "web")
+    (project / project_file).write_text(text)
+    fronts.start_runner()
+    registered = fronts.in_process("add", option, cwd=project)
+    assert registered.code == 0 and f"{project.name}-web" in registered.stdout, registered
+    for args in (("check", option), ("status", option), ("affected", option), ("ls", option)):
+        _same(fronts.run(*args, cwd=project), fronts.in_process(*args, cwd=project))

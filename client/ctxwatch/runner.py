@@ -61,6 +61,10 @@ def main() -> int:
     try:
         from ctxwatch import cli  # what every child runs, imported once here
 
+        # The project files' readers (PyYAML; python-hcl2 and its grammar): a command run in a compose or bake
+        # project loads them every time, about 15 and 100 ms.
+        from ctxwatch import bake, compose  # noqa: F401
+
         # Parsing a command line once builds the report commands' parser and fills argparse's caches for every
         # child; it connects to nothing.
         cli._parse_args(["check", "-q"])

@@ -38,7 +38,7 @@ from pathlib import Path
 # One way to run a daemon, shared with the tests.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.daemon import start_daemon
-from support.processes import runners_from, running
+from support.processes import runners_with, running
 from support.waiting import wait_until
 
 from ctxwatch.front import NO_RUNNER_ENV
@@ -155,12 +155,14 @@ def measure(runs: int, folder: Path) -> dict[str, Timings]:
 
 
 def stop_runners(runtime: Path) -> None:
-    for pid in runners_from(runtime):
+    for pid in runners_with(f"XDG_RUNTIME_DIR={runtime}"):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    wait_until(lambda: not any(running(pid) for pid in runners_from(runtime)), 30, "the runners to exit")
+    wait_until(
+        lambda: not any(running(pid) for pid in runners_with(f"XDG_RUNTIME_DIR={runtime}")), 30, "the runners to exit"
+    )
 
 
 def wait_for_runner(runtime: Path) -> None:

@@ -3,22 +3,23 @@ table, and stops the runner it started."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
-from support.processes import processes_with
-
-from ctxwatch.front import RUNNER_MAIN
+from support.processes import runners_with
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 def test_the_compose_bench_prints_every_figure_and_stops_its_runner(tmp_path: Path) -> None:
-    runners_before = set(processes_with(RUNNER_MAIN.encode()))
+    mark = uuid.uuid4().hex  # in the environment of the runners this run starts, and theirs alone
     done = subprocess.run(
         [sys.executable, str(BENCH / "compose.py"), "--services", "3", "--files-per-service", "4", "--queries", "3"],
+        env={**os.environ, "CTXWATCH_TEST_MARK": mark},
         capture_output=True,
         text=True,
         timeout=600,
@@ -34,4 +35,4 @@ def test_the_compose_bench_prints_every_figure_and_stops_its_runner(tmp_path: Pa
         [value] = [value for name, value in rows.items() if figure in name]
         assert re.search(r"\d", value), (figure, value)
     assert "3 services (12 files)" in done.stdout
-    assert set(processes_with(RUNNER_MAIN.encode())) <= runners_before  # the bench's runner is gone
+    assert not runners_with(f"CTXWATCH_TEST_MARK={mark}")  # the bench's runner is gone

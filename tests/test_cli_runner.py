@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 from support.contexts import example_context, make_context
-from support.processes import processes_with, runners_from, running
+from support.processes import processes_with, runners_with, running
 from support.waiting import wait_until
 
 from ctxwatch import front, render, runner
@@ -90,7 +90,7 @@ class Fronts:
 
     def runners(self) -> list[int]:
         """The runner processes started with this runtime folder (a runner's children included)."""
-        return runners_from(self.runtime)
+        return runners_with(f"XDG_RUNTIME_DIR={self.runtime}")
 
     def serving(self) -> int:
         """The pid of the one runner serving, once it serves (it was started by an earlier command)."""

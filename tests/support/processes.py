@@ -34,14 +34,14 @@ def processes_with(*argv_items: bytes, parent: int | None = None) -> list[int]:
     return found
 
 
-def runners_from(runtime: Path) -> list[int]:
-    """The command line's runner processes started with `runtime` as their $XDG_RUNTIME_DIR (a runner's
-    children included)."""
-    mine = f"XDG_RUNTIME_DIR={runtime}".encode()
+def runners_with(environment_entry: str) -> list[int]:
+    """The command line's runner processes (a runner's children included) whose environment holds
+    `environment_entry` ("NAME=value"): e.g. those started with a given $XDG_RUNTIME_DIR."""
+    entry = environment_entry.encode()
     found = []
     for pid in processes_with(RUNNER_MAIN.encode()):
         try:
-            if mine in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            if entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
                 found.append(pid)
         except OSError:
             pass

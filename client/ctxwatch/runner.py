@@ -59,11 +59,9 @@ def main() -> int:
     if lock is None:
         return 0  # another runner serves or is starting, or the folder is not its user's alone
     try:
-        from ctxwatch import cli  # what every child runs, imported once here
-
-        # The project files' readers (PyYAML; python-hcl2 and its grammar): a command run in a compose or bake
-        # project loads them every time, about 15 and 100 ms.
-        from ctxwatch import bake, compose  # noqa: F401
+        # What every child runs, imported once here; with it the project files' readers (PyYAML, python-hcl2 and
+        # its grammar), which a command run in a compose or bake project would load every time (about 15 and 100 ms).
+        from ctxwatch import bake, cli, compose  # noqa: F401
 
         # Parsing a command line once builds the report commands' parser and fills argparse's caches for every
         # child; it connects to nothing.

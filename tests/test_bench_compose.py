@@ -3,27 +3,17 @@ table, and stops the runner it started."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
-from support.processes import runners_with
+from support.processes import run_marked
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 def test_the_compose_bench_prints_every_figure_and_stops_its_runner(tmp_path: Path) -> None:
-    mark = uuid.uuid4().hex  # in the environment of the runners this run starts, and theirs alone
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "compose.py"), "--services", "3", "--files-per-service", "4", "--queries", "3"],
-        env={**os.environ, "CTXWATCH_TEST_MARK": mark},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    done, runners_left = run_marked(
+        str(BENCH / "compose.py"), "--services", "3", "--files-per-service", "4", "--queries", "3"
     )
     assert done.returncode == 0, done.stderr
     rows = {
@@ -35,4 +25,4 @@ def test_the_compose_bench_prints_every_figure_and_stops_its_runner(tmp_path: Pa
         [value] = [value for name, value in rows.items() if figure in name]
         assert re.search(r"\d", value), (figure, value)
     assert "3 services (12 files)" in done.stdout
-    assert not runners_with(f"CTXWATCH_TEST_MARK={mark}")  # the bench's runner is gone
+    assert not runners_left  # the bench's runner is gone

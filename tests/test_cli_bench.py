@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
-from support.processes import runners_with
+from support.processes import run_marked
 
 from ctxwatch.front import NO_RUNNER_ENV
 
@@ -17,15 +13,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 def test_the_command_line_bench_prints_every_figure_and_stops_its_runner() -> None:
-    mark = uuid.uuid4().hex  # in the environment of the runners this run starts, and theirs alone
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "cli.py"), "--runs", "2"],
-        env={**os.environ, "CTXWATCH_TEST_MARK": mark},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done, runners_left = run_marked(str(BENCH / "cli.py"), "--runs", "2")
     assert done.returncode == 0, done.stderr
     rows = {
         cells[0]: cells[1:]
@@ -43,4 +31,4 @@ def test_the_command_line_bench_prints_every_figure_and_stops_its_runner() -> No
     ]
     for cells in rows.values():
         assert all(re.fullmatch(r"\d+ ms", cell) for cell in cells), cells
-    assert not runners_with(f"CTXWATCH_TEST_MARK={mark}")  # the bench's runner is gone
+    assert not runners_left  # the bench's runner is gone

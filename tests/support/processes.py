@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 from ctxwatch.front import RUNNER_MAIN
@@ -46,3 +49,18 @@ def runners_with(environment_entry: str) -> list[int]:
         except OSError:
             pass
     return found
+
+
+def run_marked(*argv: str) -> tuple[subprocess.CompletedProcess[str], list[int]]:
+    """Run `python ARGV` (a bench script); its result, and the runners it started that are still alive after it
+    (an environment mark they inherit tells them from any other program's runners)."""
+    mark = uuid.uuid4().hex
+    done = subprocess.run(
+        [sys.executable, *argv],
+        env={**os.environ, "CTXWATCH_TEST_MARK": mark},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return done, runners_with(f"CTXWATCH_TEST_MARK={mark}")

@@ -59,16 +59,9 @@ def runner_socket_path() -> str:
     return short_socket_path(os.path.join(runtime_folder(), RUNNER_SOCKET_NAME))
 
 
-def shorten_socket_path(path: Path) -> Path:
+def short_socket_path(path: str) -> str:
     """Return `path`, or, when it is too long for a Unix socket, a short path
     in the temp folder derived from a hash of it (stable for the same input)."""
-    from pathlib import Path
-
-    return Path(short_socket_path(str(path)))
-
-
-def short_socket_path(path: str) -> str:
-    """`shorten_socket_path` on a string."""
     if len(os.fsencode(path)) <= MAX_SOCKET_PATH_BYTES:
         return path
     import hashlib
@@ -84,7 +77,7 @@ def resolve_socket_path(flag: str | None = None) -> Path:
 
     chosen = flag or os.environ.get(SOCKET_ENV)
     if chosen:
-        return shorten_socket_path(Path(chosen).expanduser().absolute())
+        return Path(short_socket_path(str(Path(chosen).expanduser().absolute())))
     return default_socket_path()
 
 

@@ -231,9 +231,10 @@ def _read_file(path: str) -> tuple[FileRecord, StatKey, bool] | None:
 
 def _record_as_stated(path: str, key: StatKey) -> FileRecord:
     """The record of a path that is no regular file (a folder, a symlink, a FIFO...)."""
-    kind = kind_of(key_mode(key))
+    mode = key_mode(key)
+    kind = kind_of(mode)
     target = os.readlink(path) if kind == KIND_SYMLINK else ""
-    return FileRecord(kind, stat.S_IMODE(key_mode(key)), 0, b"", target, read_xattrs(path))
+    return FileRecord(kind, stat.S_IMODE(mode), 0, b"", target, read_xattrs(path))
 
 
 def is_racy(key: StatKey, hashed_at_ns: int) -> bool:

@@ -851,7 +851,9 @@ def _stop_daemon(args: argparse.Namespace, socket_path: Path) -> int:
             if err.code != "UNAVAILABLE":
                 raise
     if not spawn.wait_until_stopped(socket_path, pid):
-        raise CtxwatchError("DEADLINE_EXCEEDED", f"ctxwatchd (pid {pid}) still answers on {socket_path}")
+        raise CtxwatchError(
+            "DEADLINE_EXCEEDED", f"ctxwatchd (pid {pid}) still runs {spawn.STOP_TIMEOUT:g} s after it was asked to stop"
+        )
     return pid
 
 

@@ -155,14 +155,13 @@ def measure(runs: int, folder: Path) -> dict[str, Timings]:
 
 
 def stop_runners(runtime: Path) -> None:
-    for pid in runners_with(f"XDG_RUNTIME_DIR={runtime}"):
+    mine = f"XDG_RUNTIME_DIR={runtime}"
+    for pid in runners_with(mine):
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    wait_until(
-        lambda: not any(running(pid) for pid in runners_with(f"XDG_RUNTIME_DIR={runtime}")), 30, "the runners to exit"
-    )
+    wait_until(lambda: not any(running(pid) for pid in runners_with(mine)), 30, "the runners to exit")
 
 
 def wait_for_runner(runtime: Path) -> None:

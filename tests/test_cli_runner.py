@@ -48,7 +48,7 @@ with open(where, "w") as out:
     out.write("here" if "ctxwatch.cli" in sys.modules else "nowhere")
 sys.exit(code)
 """
-RUNNER = front.RUNNER_MAIN.encode()  # a runner's command line holds it (see runners())
+RUNNER = front.RUNNER_MAIN.encode()  # a runner's command line holds it
 
 
 @dataclass

@@ -23,8 +23,6 @@ from .waiting import wait_until
 START_TIMEOUT_S = 30.0
 START_POLL_S = 0.01  # the bench times restarts and cold indexes from the start: a coarser poll would add to them
 DEADLINE_S = 60.0  # on each call of a guarded client: a watchdog, not a speed bar
-# A stop saves the hash cache first (15 s at the bench's million files): killed past this, it would leave none.
-STOP_WAIT_S = 60.0
 
 
 @dataclass
@@ -42,7 +40,7 @@ class Daemon:
         return {**os.environ, "CTXWATCH_SOCKET": str(self.socket), "CTXWATCH_STATE_DIR": str(self.state_dir)}
 
     def stop(self) -> int:
-        """SIGTERM (the daemon saves its state and exits), SIGKILL past STOP_WAIT_S; the exit code."""
+        """SIGTERM (the daemon saves its state and exits), SIGKILL past `daemon stop`'s wait; the exit code."""
         self.client.close()
         stop_or_kill(self.process)
         return self.process.returncode
@@ -52,7 +50,7 @@ def stop_or_kill(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.terminate()
         try:
-            process.wait(timeout=STOP_WAIT_S)
+            process.wait(timeout=spawn.STOP_TIMEOUT)  # it saves its hash cache first: killed, it would save none
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=15)

@@ -40,6 +40,7 @@ FIGURES = [
     "idle",
     "no_daemon",
     "rss",
+    "stop",
     "restart",
     "small_during_cold",
 ]

@@ -19,7 +19,7 @@ ALTER TABLE contexts DROP COLUMN options;
 DROP TABLE prediction_checks;
 DROP TABLE builder_refs;
 DROP TABLE folder_digests;
-DROP TABLE file_records;
+DROP TABLE folder_records;
 CREATE TABLE file_records (
     root TEXT NOT NULL, rel TEXT NOT NULL, stat BLOB NOT NULL, blob BLOB NOT NULL,
     PRIMARY KEY (root, rel)
@@ -46,17 +46,21 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
 
     store = Store(path)
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
         assert [c.name for c in store.contexts()] == ["app"]
         assert store.build_count("app") == 1
         # Steps recorded before the expanded instruction was kept (version 8) have none.
         assert [s.expanded for s in store.last_build("app").steps] == [""]
         assert store.node_blob(b"d" * 32) == b"D"
-        # The old per-file rows are gone (files are read once more), the new layout works.
+        # The old per-file rows are gone (files are read once more), the layout by folder (version 9) works.
+        assert not store.holds_records("/repo")
         assert store.saved_records("/repo", "src") == []
-        store.save_records("/repo", [SavedRecord("src/a.txt", b"key", b"hashed"), SavedRecord("top.txt", b"k2", b"h2")])
-        assert store.saved_records("/repo", "src") == [SavedRecord("a.txt", b"key", b"hashed")]
-        assert store.saved_records("/repo", "") == [SavedRecord("top.txt", b"k2", b"h2")]
+        store.save_records(
+            "/repo", [("src", [SavedRecord("a.txt", b"key", b"node")]), ("", [SavedRecord("top.txt", b"k2", b"n2")])]
+        )
+        assert store.holds_records("/repo")
+        assert store.saved_records("/repo", "src") == [SavedRecord("a.txt", b"key", b"node")]
+        assert store.saved_records("/repo", "") == [SavedRecord("top.txt", b"k2", b"n2")]
         # Folder digests (version 4) start empty and can be saved.
         assert store.saved_folder_digests("/repo", b"v" * 32) == {}
         store.save_folder_digests("/repo", {b"v" * 32: [("src", SavedFolder(b"sig", b"digest"))]})
@@ -80,8 +84,8 @@ def test_saved_records_keep_names_that_are_not_utf8(tmp_path):
     store = Store(tmp_path / "state.sqlite3")
     try:
         folder, name = "caf\udcc3", "n\udcff.txt"  # as os.fsdecode gives undecodable bytes
-        store.save_records("/repo", [SavedRecord(f"{folder}/{name}", b"key", b"hashed")])
-        assert store.saved_records("/repo", folder) == [SavedRecord(name, b"key", b"hashed")]
+        store.save_records("/repo", [(folder, [SavedRecord(name, b"key", b"node")])])
+        assert store.saved_records("/repo", folder) == [SavedRecord(name, b"key", b"node")]
     finally:
         store.close()
 
@@ -89,14 +93,18 @@ def test_saved_records_keep_names_that_are_not_utf8(tmp_path):
 def test_adding_records_keeps_the_saved_ones(tmp_path):
     store = Store(tmp_path / "state.sqlite3")
     try:
-        store.save_records("/repo", [SavedRecord("a", b"k1", b"h1")])
-        store.save_records("/repo", [SavedRecord("b", b"k2", b"h2")], replace=False)
+        store.save_records("/repo", [("", [SavedRecord("a", b"k1", b"n1"), SavedRecord("b", b"k2", b"n2")])])
+        # Added to a folder's saved records: a name saved already takes the new record.
+        store.save_records(
+            "/repo", [("", [SavedRecord("b", b"k3", b"n3"), SavedRecord("c", b"k4", b"n4")])], replace=False
+        )
         assert sorted(store.saved_records("/repo", "")) == [
-            SavedRecord("a", b"k1", b"h1"),
-            SavedRecord("b", b"k2", b"h2"),
+            SavedRecord("a", b"k1", b"n1"),
+            SavedRecord("b", b"k3", b"n3"),
+            SavedRecord("c", b"k4", b"n4"),
         ]
-        store.save_records("/repo", [SavedRecord("c", b"k3", b"h3")])
-        assert store.saved_records("/repo", "") == [SavedRecord("c", b"k3", b"h3")]
+        store.save_records("/repo", [("", [SavedRecord("d", b"k5", b"n5")])])
+        assert store.saved_records("/repo", "") == [SavedRecord("d", b"k5", b"n5")]
     finally:
         store.close()
 
@@ -108,11 +116,15 @@ def test_saving_records_keeps_the_folders_asked_to_be_kept(tmp_path):
     try:
         store.save_records(
             "/repo",
-            [SavedRecord("a/x", b"k1", b"h1"), SavedRecord("b/y", b"k2", b"h2"), SavedRecord("c/z", b"k3", b"h3")],
+            [
+                ("a", [SavedRecord("x", b"k1", b"n1")]),
+                ("b", [SavedRecord("y", b"k2", b"n2")]),
+                ("c", [SavedRecord("z", b"k3", b"n3")]),
+            ],
         )
-        store.save_records("/repo", [SavedRecord("a/x", b"k4", b"h4")], keep=["b"])
-        assert store.saved_records("/repo", "a") == [SavedRecord("x", b"k4", b"h4")]
-        assert store.saved_records("/repo", "b") == [SavedRecord("y", b"k2", b"h2")]
+        store.save_records("/repo", [("a", [SavedRecord("x", b"k4", b"n4")])], keep=["b"])
+        assert store.saved_records("/repo", "a") == [SavedRecord("x", b"k4", b"n4")]
+        assert store.saved_records("/repo", "b") == [SavedRecord("y", b"k2", b"n2")]
         assert store.saved_records("/repo", "c") == []
     finally:
         store.close()

@@ -453,7 +453,10 @@ class Registry:
         inner.tree.apply_saved()
         self._store.save_records(
             outer.path,
-            (record._replace(path=join(prefix, record.path)) for record in inner.tree.saveable_records()),
+            (
+                (join(prefix, folder) if folder else prefix, records)
+                for folder, records in inner.tree.saveable_records()
+            ),
             replace=False,
         )
         outer.tree.saved_in = self._saved_in(outer.path)

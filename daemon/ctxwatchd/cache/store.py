@@ -12,9 +12,10 @@ import json
 import logging
 import os
 import sqlite3
+import struct
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -27,7 +28,7 @@ from ..private import private_file
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 DEFAULT_MAX_BUILDS = 100  # recorded builds kept per context (ctxwatchd --max-builds)
 PAGE_CACHE_KIB = 512
 OPEN_WAIT_S = 30.0  # how long a start waits for another process to release the state file
@@ -136,6 +137,20 @@ CREATE TABLE builder_refs (
     # The instruction as BuildKit printed it (expanded), to show what it was; '' in builds recorded before.
     7: """
 ALTER TABLE build_steps ADD COLUMN expanded TEXT NOT NULL DEFAULT '';
+""",
+    # The content-hash cache, one row per folder (its records packed, see
+    # _pack_records), without the node digests nobody read: a row per file
+    # made saving a million records take 15 s. A rowid table, as rows of a
+    # kilobyte or more are stored poorly WITHOUT ROWID. Records in the old
+    # layout are dropped: files are read once more after the upgrade.
+    8: """
+DROP TABLE file_records;
+CREATE TABLE folder_records (
+    root TEXT NOT NULL,
+    folder BLOB NOT NULL,   -- as the file system has it (not always UTF-8)
+    records BLOB NOT NULL,  -- each file's name, stat key and node bytes
+    PRIMARY KEY (root, folder)
+);
 """,
 }
 
@@ -549,22 +564,27 @@ class Store:
     def holds_records(self, root: str) -> bool:
         """Whether any file record is saved for the watched root (none: a cold index asks no folder)."""
         with self.lock:
-            return self.db.execute("SELECT 1 FROM file_records WHERE root=? LIMIT 1", (root,)).fetchone() is not None
+            return self.db.execute("SELECT 1 FROM folder_records WHERE root=? LIMIT 1", (root,)).fetchone() is not None
 
     def saved_records(self, root: str, folder: str) -> list[SavedRecord]:
         """The file records saved for one folder of a watched root, by name in the folder."""
         with self.lock:
-            rows = self.db.execute(
-                "SELECT name, stat, hashed FROM file_records WHERE root=? AND folder=?", (root, os.fsencode(folder))
-            ).fetchall()
-        return [SavedRecord(os.fsdecode(name), stat, hashed) for name, stat, hashed in rows]
+            row = self.db.execute(
+                "SELECT records FROM folder_records WHERE root=? AND folder=?", (root, os.fsencode(folder))
+            ).fetchone()
+        return _unpack_records(row[0]) if row else []
 
     def save_records(
-        self, root: str, records: Iterable[SavedRecord], replace: bool = True, keep: Iterable[str] = ()
+        self,
+        root: str,
+        folders: Iterable[tuple[str, Sequence[SavedRecord]]],
+        replace: bool = True,
+        keep: Iterable[str] = (),
     ) -> None:
-        """Save the records of a root (its content-hash cache), by path below
-        it, replacing the saved ones unless `replace` is False; the saved
-        records of the folders in `keep` stay as they are."""
+        """Save the records of a root (its content-hash cache), folder by
+        folder, replacing the saved ones unless `replace` is False (then a
+        folder's records are added to those saved for it); the saved records
+        of the folders in `keep` stay as they are."""
         with self.lock, self.db:
             self.db.execute("BEGIN IMMEDIATE")
             if replace:
@@ -572,12 +592,23 @@ class Store:
                 self.db.execute("DELETE FROM kept_folders")
                 self.db.executemany("INSERT INTO kept_folders VALUES (?)", ((os.fsencode(f),) for f in keep))
                 self.db.execute(
-                    "DELETE FROM file_records WHERE root=? AND folder NOT IN (SELECT folder FROM kept_folders)", (root,)
+                    "DELETE FROM folder_records WHERE root=? AND folder NOT IN (SELECT folder FROM kept_folders)",
+                    (root,),
                 )
             self.db.executemany(
-                "INSERT OR REPLACE INTO file_records(root, folder, name, stat, hashed) VALUES (?,?,?,?,?)",
-                ((root, *_folder_and_name(rel), stat, hashed) for rel, stat, hashed in records),
+                "INSERT OR REPLACE INTO folder_records(root, folder, records) VALUES (?,?,?)",
+                (
+                    (root, raw, _pack_records(records if replace else self._added_to(root, raw, records)))
+                    for folder, records in folders
+                    for raw in [os.fsencode(folder)]
+                ),
             )
+
+    def _added_to(self, root: str, folder: bytes, records: Sequence[SavedRecord]) -> list[SavedRecord]:
+        """`records` and those saved for the folder under other names."""
+        row = self.db.execute("SELECT records FROM folder_records WHERE root=? AND folder=?", (root, folder)).fetchone()
+        names = {record.name for record in records}
+        return [*records, *(saved for saved in (_unpack_records(row[0]) if row else []) if saved.name not in names)]
 
     def saved_folder_digests(self, root: str, view: bytes) -> dict[str, SavedFolder]:
         """The folder digests saved for one view of a root, by folder."""
@@ -617,9 +648,29 @@ class Store:
             return self.db.execute("SELECT 1 FROM nodes WHERE digest=?", (digest,)).fetchone() is not None
 
 
-def _folder_and_name(rel: str) -> tuple[bytes, bytes]:
-    folder, _, name = rel.rpartition("/")
-    return os.fsencode(folder), os.fsencode(name)
+# Each record of a folder's row: the lengths of its name, stat key and node
+# bytes, then those three.
+_RECORD_HEADER = struct.Struct("<HHI")
+
+
+def _pack_records(records: Sequence[SavedRecord]) -> bytes:
+    parts: list[bytes] = []
+    for name, key, node in records:
+        raw = os.fsencode(name)
+        parts += (_RECORD_HEADER.pack(len(raw), len(key), len(node)), raw, key, node)
+    return b"".join(parts)
+
+
+def _unpack_records(packed: bytes) -> list[SavedRecord]:
+    records, pos = [], 0
+    while pos < len(packed):
+        name_size, key_size, node_size = _RECORD_HEADER.unpack_from(packed, pos)
+        pos += _RECORD_HEADER.size
+        key_at, node_at = pos + name_size, pos + name_size + key_size
+        end = node_at + node_size
+        records.append(SavedRecord(os.fsdecode(packed[pos:key_at]), packed[key_at:node_at], packed[node_at:end]))
+        pos = end
+    return records
 
 
 def _text(value: str) -> str:

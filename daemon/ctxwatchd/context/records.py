@@ -42,9 +42,9 @@ _NEW_FILE_KEY = struct.Struct("<QQQqqIx")  # a stat key and a zero byte: a file 
 class SavedRecord(NamedTuple):
     """A file's record as the state file keeps it between runs (the content-hash cache)."""
 
-    path: str  # below the watched root (just the name when read back for one folder)
+    name: str  # in its folder
     key: StatKey  # the stat key the record is valid for
-    hashed: bytes  # the record's node digest, then its node bytes
+    node: bytes  # the record's node bytes
 
 
 def kind_of(mode: int) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from .. import collector
 from ..budget import DEFAULT_MAX_TREE_ENTRIES, TreeTooLarge
-from .nodes import DIGEST_SIZE, FS_ENCODING, FS_ERRORS, digest_of, encode_file
+from .nodes import FS_ENCODING, FS_ERRORS, digest_of, encode_file
 from .records import (
     KEY_SIZE,
     KIND_DIR,
@@ -237,11 +237,11 @@ class Tree:
         if entry is None or entry.children is None or self.saved_in is None:
             return  # no longer a listed folder: its next listing is a new one
         children = entry.children
-        for name, key, hashed in self.saved_in(rel):
+        for name, key, node in self.saved_in(rel):
             child = children.get(name)
             if child is not None and child.key == key and not child.blob:
                 assert isinstance(child, FileEntry), "a folder's key never equals a file's"
-                child.hashed_as(key, hashed[DIGEST_SIZE:], racy=False)
+                child.hashed_as(key, node, racy=False)
 
     def read(self, rel: str, entry: Entry) -> None:
         """Make a non-folder entry's record current. The file is read only
@@ -276,28 +276,33 @@ class Tree:
         self.files_hashed += 1
         self.bytes_hashed += key_size(key) if entry.kind == KIND_FILE else 0
 
-    def saveable_records(self) -> Iterator[SavedRecord]:
-        """Every record that is safe to reuse later, by its path below the root."""
-        return (
-            SavedRecord(rel, entry.key, digest_of(entry.blob) + entry.blob)
-            for rel, entry in self.walk_loaded()
-            if entry.blob and not entry.racy
-        )
+    def saveable_records(self) -> Iterator[tuple[str, list[SavedRecord]]]:
+        """Every record that is safe to reuse later, by listed folder (its
+        path below the root); folders without one are left out."""
+        for rel, children in self.listed_folders():
+            records = [
+                SavedRecord(name, child.key, child.blob)
+                for name, child in children.items()
+                if child.blob and not child.racy
+            ]
+            if records:
+                yield rel, records
 
     def settle_racy(self) -> None:
         """Read again the files hashed too soon after a write (racy): their
         records, and the folder digests resting on them, can then be saved.
         One that reads differently now is reported as changed."""
-        for rel, entry in self.walk_loaded():  # reads and reports only: the tree keeps its shape
-            if entry.racy:
-                assert isinstance(entry, FileEntry), "only a file is racy"
-                read = entry.blob
-                try:
-                    self._hash(rel, entry)
-                except OSError:  # gone, or a folder now: its event is on the way
-                    entry.forget_record()
-                if entry.blob != read:
-                    self._changed(rel)
+        for folder, children in self.listed_folders():  # reads and reports only: the tree keeps its shape
+            for name, entry in children.items():
+                if entry.racy:
+                    assert isinstance(entry, FileEntry), "only a file is racy"
+                    rel, read = join(folder, name), entry.blob
+                    try:
+                        self._hash(rel, entry)
+                    except OSError:  # gone, or a folder now: its event is on the way
+                        entry.forget_record()
+                    if entry.blob != read:
+                        self._changed(rel)
 
     def untouched_folders(self) -> list[str]:
         """Listed folders whose saved records this run never needed: those
@@ -308,6 +313,17 @@ class Tree:
         """Apply every listed folder's saved records (before they move elsewhere)."""
         for rel in list(self.unapplied):
             self.apply_saved_records(rel, self.get(rel))
+
+    def listed_folders(self) -> Iterator[tuple[str, dict[str, Entry]]]:
+        """Every listed folder with its listing, parents before children (no
+        path made per file: a save walks a million)."""
+        stack = [("", self.top.children)] if self.top.children is not None else []
+        while stack:
+            rel, children = stack.pop()
+            yield rel, children
+            for name, child in children.items():
+                if child.children is not None:
+                    stack.append((join(rel, name), child.children))
 
     def walk_loaded(self) -> Iterator[tuple[str, Entry]]:
         """Every entry already known, parents before children."""
@@ -414,11 +430,7 @@ class Tree:
         collector.made(added)
         if self.listed_entries > self.max_entries:
             # Count what is listed now (less the listing the new one replaces).
-            listed = sum(
-                len(entry.children)
-                for rel, entry in self.walk_loaded()
-                if entry.children is not None and self.abspath(rel) != listing_of
-            )
+            listed = sum(len(children) for rel, children in self.listed_folders() if self.abspath(rel) != listing_of)
             self.listed_entries = listed + (added if listing_of is not None else 0)
             if self.listed_entries > self.max_entries:
                 raise TreeTooLarge(self.root, self.max_entries)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -105,10 +106,99 @@ def test_a_file_gone_after_listing_is_left_for_the_walk_to_report(tmp_path, work
 def test_reading_ahead_changes_no_record(tmp_path):
     tree, items = _tree(tmp_path / "c", 300, size=20000)
     files = [(tree.abspath(rel), entry.key) for rel, entry in items]
-    plain = list(hash_worker.decode_reply(hash_worker.answer(files, False)[hash_worker.REPLY_HEADER.size :]))
-    ahead = list(hash_worker.decode_reply(hash_worker.answer(files, True)[hash_worker.REPLY_HEADER.size :]))
+    plain = list(hash_worker.decode_reply(hash_worker.answer(hash_worker.HASH, files)[hash_worker.REPLY_HEADER.size :]))
+    ahead_answer = hash_worker.answer(hash_worker.HASH_READING_AHEAD, files)
+    ahead = list(hash_worker.decode_reply(ahead_answer[hash_worker.REPLY_HEADER.size :]))
     assert [(key, blob) for key, blob, _ in plain] == [(key, blob) for key, blob, _ in ahead]
     assert len(plain) == 300
+
+
+def _folders(folder: Path, count: int) -> Tree:
+    """A tree whose root holds `count` folders, each with a file, a folder, a
+    symlink and a file not named in UTF-8 (and the first a FIFO)."""
+    for i in range(count):
+        sub = folder / f"d{i:04d}"
+        (sub / "inner").mkdir(parents=True)
+        (sub / "f.txt").write_text(f"{i}\n")
+        os.symlink("f.txt", sub / "link")
+        (sub / os.fsdecode(b"caf\xe9")).write_bytes(b"latin-1 name")
+    os.mkfifo(folder / "d0000" / "fifo")
+    return Tree(str(folder))
+
+
+def _listed(tree: Tree, folders: list[hashing.Item]) -> dict[str, dict[str, tuple[str, bytes]]]:
+    """Each folder's listing as the tree holds it: kind and stat key by name."""
+    return {
+        rel: {name: (child.kind, child.key) for name, child in tree.children(entry, rel).items()}
+        for rel, entry in folders
+    }
+
+
+@pytest.fixture
+def listed_here(monkeypatch) -> int:
+    """Fewer folders listed before the workers list the rest: a smaller tree shows it all."""
+    monkeypatch.setattr(hashing, "LISTED_HERE", 16)
+    return hashing.LISTED_HERE
+
+
+def list_ahead_then_walk(tree: Tree, workers: hashing.HashWorkers) -> tuple[list[hashing.Item], list[str]]:
+    """As a walk does: every folder of the root asked for ahead, then each
+    awaited and listed; (the folders, those the tree listed itself)."""
+    folders = sorted(tree.children(tree.top, "").items())
+    listed_by_walk: list[str] = []
+    list_here = tree._list
+    tree._list = lambda path: listed_by_walk.append(path) or list_here(path)  # type: ignore[method-assign]
+    with hashing.FileHasher(tree, workers) as hasher:
+        for rel, entry in folders:
+            hasher.list_ahead(rel, entry)
+        for rel, entry in folders:
+            hasher.await_listing(rel)
+            tree.children(entry, rel)
+    return folders, listed_by_walk
+
+
+def test_folders_past_the_first_ones_are_listed_by_the_workers_as_the_daemon_would(tmp_path, workers, listed_here):
+    count = listed_here + 3 * hashing.BATCH_FOLDERS + 5
+    tree = _folders(tmp_path / "c", count)
+    watched: list[str] = []
+    tree.before_listing = watched.append
+    folders, listed_by_walk = list_ahead_then_walk(tree, workers)
+    assert len(hash_workers_of(os.getpid())) >= 1
+    assert listed_by_walk == [str(tmp_path / "c" / rel) for rel, _ in folders[:listed_here]]
+    # Every folder was watched once, before it was listed, wherever it was listed.
+    assert sorted(watched) == sorted([str(tmp_path / "c"), *(str(tmp_path / "c" / rel) for rel, _ in folders)])
+    fresh = Tree(str(tmp_path / "c"))
+    assert _listed(tree, folders) == _listed(fresh, sorted(fresh.children(fresh.top, "").items()))
+    assert tree.listed_entries == len(folders) + 4 * len(folders) + 1
+
+
+def test_a_folder_gone_before_a_worker_lists_it_is_listed_by_the_walk(tmp_path, workers, listed_here):
+    count = listed_here + 2 * hashing.BATCH_FOLDERS
+    tree = _folders(tmp_path / "c", count)
+    tree.children(tree.top, "")
+    gone = [f"d{i:04d}" for i in range(listed_here + 3, count, 5)]
+    for rel in gone:
+        shutil.rmtree(tmp_path / "c" / rel)
+    folders, listed_by_walk = list_ahead_then_walk(tree, workers)
+    assert listed_by_walk[listed_here:] == [str(tmp_path / "c" / rel) for rel in gone]
+    assert {rel for rel, entry in folders if not entry.children} == set(gone)
+
+
+def test_a_walk_lists_its_folders_itself_while_another_walk_holds_every_worker(tmp_path, workers, listed_here):
+    count = listed_here + 2 * hashing.BATCH_FOLDERS
+    tree = _folders(tmp_path / "c", count)
+    held = [workers.take(wait=False) for _ in range(2)]  # as another root's cold index holds them
+    assert None not in held
+    done = threading.Event()
+    found: list = []
+    threading.Thread(
+        target=lambda: (found.extend(list_ahead_then_walk(tree, workers)), done.set()), daemon=True
+    ).start()
+    assert done.wait(60), "the walk waited for workers another walk holds"
+    folders, listed_by_walk = found
+    assert listed_by_walk == [str(tmp_path / "c" / rel) for rel, _ in folders]
+    for worker in held:
+        workers.give_back(worker)
 
 
 def test_the_workers_end_with_their_daemon(tmp_path):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,9 @@ from support.waiting import wait_until
 
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.cache.store import Store
+from ctxwatchd.context import hashing
 from ctxwatchd.context.records import RACY_WINDOW_NS
+from ctxwatchd.context.tree import Tree
 from ctxwatchd.engine import Engine
 from ctxwatchd.registry import ContextRef, Registration
 from ctxwatchd.requests import BuildOptions
@@ -115,8 +117,24 @@ CHANGES_WHILE_DOWN = {
 }
 
 
+@pytest.fixture(params=["listed by the walk", "listed by workers"])
+def listing(request, monkeypatch) -> Iterator[None]:
+    """Folders listed on the walk's thread (a small tree), or, past the
+    root, all by the hash workers (as a large tree's are)."""
+    if request.param == "listed by the walk":
+        yield
+        return
+    monkeypatch.setattr(hashing, "LISTED_HERE", 0)
+    monkeypatch.setattr(hashing, "BATCH_FOLDERS", 2)
+    installed = []
+    install = Tree.install_listing
+    monkeypatch.setattr(Tree, "install_listing", lambda *args: installed.append(args[1]) or install(*args))
+    yield
+    assert "src/pkg1/mod2" in installed, "the workers listed the folders"
+
+
 @pytest.mark.parametrize("change", list(CHANGES_WHILE_DOWN.values()), ids=list(CHANGES_WHILE_DOWN))
-def test_first_answer_after_a_restart_equals_a_fresh_scan(tmp_path, change):
+def test_first_answer_after_a_restart_equals_a_fresh_scan(tmp_path, change, listing):
     ctx = make_tree(tmp_path / "ctx")
     run_engine(tmp_path / "state", ctx, lambda engine, reg: report_message(engine.report(reg, BuildOptions())))
     change(ctx)
@@ -124,7 +142,7 @@ def test_first_answer_after_a_restart_equals_a_fresh_scan(tmp_path, change):
     assert answer(report) == answer(fresh_report(ctx))
 
 
-def test_restarts_with_nothing_changed_read_no_file_and_compute_no_folder_digest(tmp_path):
+def test_restarts_with_nothing_changed_read_no_file_and_compute_no_folder_digest(tmp_path, listing):
     ctx = make_tree(tmp_path / "ctx")
     run_engine(tmp_path / "state", ctx, lambda engine, reg: report_message(engine.report(reg, BuildOptions())))
     for _ in range(3):  # each run saves again what it restored without using
@@ -139,7 +157,7 @@ def test_restarts_with_nothing_changed_read_no_file_and_compute_no_folder_digest
     assert files_read == 1
 
 
-def test_a_deep_change_recomputes_only_the_folders_above_it(tmp_path):
+def test_a_deep_change_recomputes_only_the_folders_above_it(tmp_path, listing):
     ctx = make_tree(tmp_path / "ctx")
     run_engine(tmp_path / "state", ctx, lambda engine, reg: report_message(engine.report(reg, BuildOptions())))
     (ctx / "src" / "pkg1" / "mod2" / "f0.py").write_text("changed while down\n")

@@ -1,4 +1,5 @@
-"""Hashing the files a walk finds: in worker processes, off the daemon's interpreter lock.
+"""Hashing the files a walk finds, and listing the folders it enters: in
+worker processes, off the daemon's interpreter lock.
 
 A file's record costs Python work (open, read, hash, stat again, encode).
 Done on the daemon's own interpreter, it held the lock every other query
@@ -7,6 +8,13 @@ a walk hands the files it finds to a FileHasher, which sends them in
 batches to worker processes (hash_worker.py: one per core, each on its own
 interpreter, niced below the daemon's threads) while the walk goes on; the
 walk's thread only sends paths and installs the records that come back.
+
+Listing a folder (a stat of every entry) is most of a restart, which reads
+no file: past the first LISTED_HERE folders, the walk has the workers list
+the folders it will enter next (list_ahead: each is watched first, so what
+changes after its listing comes as an event), and installs each listing as
+it reaches that folder (await_listing). A folder whose listing failed in
+the worker is listed on the walk's thread, which reports the error.
 
 The first PROBE_FILES files are hashed on the walk's thread and tell whether
 the files come from the page cache (the kernel says so; where it cannot,
@@ -27,6 +35,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
+from typing import NamedTuple
 
 from ..budget import check
 from . import hash_worker
@@ -41,6 +50,8 @@ PROBE_FILES = 64  # files hashed on the calling thread before deciding
 # Files per request to a worker: small enough to keep every worker busy to
 # the end. A walk that finds fewer after the probe hashes them itself.
 BATCH_FILES = 256
+LISTED_HERE = 1024  # folders a walk lists itself before the workers list the rest: a small tree needs no process
+BATCH_FOLDERS = 32  # folders per listing request
 IN_FLIGHT = 2  # batches sent to one worker at a time: the next waits in its pipe
 WAITING_BATCHES = 8  # batches found and not sent, past which the walk waits for the workers
 DISK_BOUND_S = 0.00012  # where the kernel cannot tell: a file read slower than this on average came from the disk
@@ -49,17 +60,22 @@ READING_FILES = "reading the context's files"  # what a query over its time limi
 PACKAGE_FOLDER = str(Path(hash_worker.__file__).resolve().parents[2])  # where `ctxwatchd` is found
 
 
+class _Batch(NamedTuple):
+    listing: bool  # folders to list, else files to hash
+    items: list[Item]
+
+
 class _Worker:
     """One worker process, started when first needed and again if it exits."""
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
 
-    def send(self, files: list[tuple[str, bytes]], reading_ahead: bool) -> None:
+    def send(self, request: bytes) -> None:
         if self._process is None or self._process.poll() is not None:
             self._start()
         assert self._process is not None and self._process.stdin is not None
-        hash_worker.write_all(self._process.stdin.fileno(), hash_worker.encode_request(files, reading_ahead))
+        hash_worker.write_all(self._process.stdin.fileno(), request)
 
     def receive(self) -> bytes:
         """The answer to the request sent (OSError when the worker is gone)."""
@@ -146,9 +162,14 @@ class FileHasher:
         self._probe_seconds = 0.0
         self._reading_ahead: bool | None = None  # decided by the probe: the files come from the disk
         self._found: list[Item] = []  # after the probe, not in a batch yet
-        self._batches: deque[list[Item]] = deque()  # not sent yet
+        self._folders_asked = 0  # by list_ahead()
+        self._folders_found: list[Item] = []  # to be listed by a worker, not in a batch yet
+        self._listing: set[str] = set()  # folders a worker is to list: their listings are not installed yet
+        self._unsent: set[str] = set()  # those of them not sent to a worker yet
+        self._batches: deque[_Batch] = deque()  # files to hash, not sent yet
+        self._folder_batches: deque[_Batch] = deque()  # folders to list, not sent yet: sent first
         self._sent_any = False
-        self._in_flight: dict[_Worker, deque[list[Item]]] = {}  # the workers this walk holds: batches sent
+        self._in_flight: dict[_Worker, deque[_Batch]] = {}  # the workers this walk holds: batches sent
         self._answers = selectors.DefaultSelector()  # to wait for the answers of the workers in _waited_on
         self._waited_on: set[_Worker] = set()
 
@@ -170,17 +191,65 @@ class FileHasher:
             return
         self._found.append(item)
         if len(self._found) >= BATCH_FILES:
-            self._batches.append(self._found)
+            self._batches.append(_Batch(False, self._found))
             self._found = []
             self.poll()
             while len(self._batches) > WAITING_BATCHES:  # the walk is ahead of the workers: memory stays flat
                 self._wait_for_answers()
 
+    def list_ahead(self, rel: str, entry: Entry) -> None:
+        """Have a worker list the folder at `rel` (not listed yet), which
+        the walk enters later (see the module's docstring)."""
+        self._folders_asked += 1
+        if self._workers is None or self._folders_asked <= LISTED_HERE or entry.children is not None:
+            return
+        self._tree.before_listing(self._tree.abspath(rel))
+        self._listing.add(rel)
+        self._unsent.add(rel)
+        self._folders_found.append((rel, entry))
+        if len(self._folders_found) >= BATCH_FOLDERS:
+            self._batch_folders()
+            self.poll()
+
+    def await_listing(self, rel: str) -> None:
+        """Before the walk lists the folder at `rel`: wait for its listing if
+        a worker is making it (installed then, or left for the walk when the
+        worker failed). If this walk holds no worker and none is free
+        (another root's walk holds them), the walk lists it, and the others
+        not sent yet, itself: it never waits for another root."""
+        if rel in self._unsent:
+            self._batch_folders()
+            self._send_waiting(wait=False)
+            if rel in self._unsent and not self._in_flight:
+                self._listing -= self._unsent
+                self._unsent.clear()
+                self._folder_batches.clear()
+                return
+        while rel in self._listing:
+            self._wait_for_answers()
+
+    def _batch_folders(self) -> None:
+        if self._folders_found:
+            self._folder_batches.append(_Batch(True, self._folders_found))
+            self._folders_found = []
+
+    def _waiting(self) -> bool:
+        """Whether batches wait to be sent."""
+        return bool(self._folder_batches or self._batches)
+
+    def _next_batch(self) -> _Batch:
+        """Folders first: the walk waits for their listings."""
+        return self._folder_batches.popleft() if self._folder_batches else self._batches.popleft()
+
     def poll(self) -> None:
-        """Install the answers that came, and send batches to workers (never waits)."""
-        for ready, _ in self._answers.select(timeout=0):
-            self._install(ready.data)
-        self._send_waiting(wait=False)
+        """Install the answers that came, and send batches to workers (never
+        waits). Called for every folder a walk enters: a restart's walk,
+        which hashes nothing, makes no system call here."""
+        if self._waited_on:
+            for ready, _ in self._answers.select(timeout=0):
+                self._install(ready.data)
+        if self._waiting():
+            self._send_waiting(wait=False)
 
     def _add_to_probe(self, item: Item) -> None:
         """Hash one of the first files here; after PROBE_FILES, decide where the files come from."""
@@ -199,13 +268,14 @@ class FileHasher:
             self._reading_ahead = self._probe_seconds / self._probed > DISK_BOUND_S
 
     def _finish(self) -> None:
+        self._batch_folders()
         if self._found and not self._sent_any and not self._batches:
             for item in self._found:  # fewer than a batch in all: not worth a process
                 hash_quietly(self._tree, item)
         elif self._found:
-            self._batches.append(self._found)
+            self._batches.append(_Batch(False, self._found))
         self._found = []
-        while self._batches or self._in_flight:
+        while self._waiting() or self._in_flight:
             self._wait_for_answers()
 
     def _wait_for_answers(self) -> None:
@@ -219,29 +289,33 @@ class FileHasher:
     def _send_waiting(self, wait: bool) -> None:
         """Send waiting batches: to the workers held, then to idle ones (with
         `wait`, waiting for one if none is held)."""
-        if self._workers is None:  # no workers at all: this thread does it
+        if self._workers is None:  # no workers at all (nor folders to list): this thread hashes
             while self._batches:
-                for item in self._batches.popleft():
+                for item in self._batches.popleft().items:
                     hash_quietly(self._tree, item)
             return
         for held, sent in list(self._in_flight.items()):
-            while self._batches and len(sent) < IN_FLIGHT and held in self._in_flight:
-                self._send(held, self._batches.popleft())
-        while self._batches:
+            while self._waiting() and len(sent) < IN_FLIGHT and held in self._in_flight:
+                self._send(held, self._next_batch())
+        while self._waiting():
             worker = self._workers.take(wait)
             if worker is None:
                 return
             wait = False
             self._in_flight[worker] = deque()
-            while self._batches and worker in self._in_flight and len(self._in_flight[worker]) < IN_FLIGHT:
-                self._send(worker, self._batches.popleft())
+            while self._waiting() and worker in self._in_flight and len(self._in_flight[worker]) < IN_FLIGHT:
+                self._send(worker, self._next_batch())
 
-    def _send(self, worker: _Worker, batch: list[Item]) -> None:
-        files = [(self._tree.abspath(rel), entry.key) for rel, entry in batch]
+    def _send(self, worker: _Worker, batch: _Batch) -> None:
+        if batch.listing:
+            request = hash_worker.encode_listing_request([self._tree.abspath(rel) for rel, _ in batch.items])
+        else:
+            files = [(self._tree.abspath(rel), entry.key) for rel, entry in batch.items]
+            request = hash_worker.encode_request(files, bool(self._reading_ahead))
         sent = self._in_flight[worker]
         for _ in range(1 if sent else 2):  # an idle one may have exited since its last batch: a new one
             try:
-                worker.send(files, bool(self._reading_ahead))
+                worker.send(request)
             except OSError as error:
                 failure = error
                 if not sent:
@@ -252,6 +326,8 @@ class FileHasher:
                     self._waited_on.add(worker)
                 sent.append(batch)
                 self._sent_any = True
+                if batch.listing:
+                    self._unsent.difference_update(rel for rel, _ in batch.items)
                 return
         self._hash_here(worker, failure, [*sent, batch])
 
@@ -262,18 +338,28 @@ class FileHasher:
             self._hash_here(worker, error, list(self._in_flight[worker]))
             return
         batch = self._in_flight[worker].popleft()
-        if self._batches:  # keep it busy before installing: the two overlap
-            self._send(worker, self._batches.popleft())
+        if self._waiting():  # keep it busy before installing: the two overlap
+            self._send(worker, self._next_batch())
         if worker in self._in_flight and not self._in_flight[worker]:
             self._release(worker)
-        for (_, entry), hashed in zip(batch, hash_worker.decode_reply(payload), strict=True):
+        if batch.listing:
+            for (rel, entry), listing in zip(batch.items, hash_worker.decode_listings(payload), strict=True):
+                self._listing.discard(rel)
+                if listing is not None:  # else the walk lists it, and says what is wrong
+                    self._tree.install_listing(rel, entry, listing)
+            return
+        for (_, entry), hashed in zip(batch.items, hash_worker.decode_reply(payload), strict=True):
             if hashed is not None:
                 self._tree.install(entry, *hashed)
 
-    def _hash_here(self, worker: _Worker, error: OSError, batches: list[list[Item]]) -> None:
-        """A worker failed: stop it, and hash what it had on this thread."""
+    def _hash_here(self, worker: _Worker, error: OSError, batches: list[_Batch]) -> None:
+        """A worker failed: stop it, and hash what it had on this thread
+        (the folders it had are listed by the walk when it reaches them)."""
         self._release(worker, stop=True)
-        files = [item for batch in batches for item in batch]
+        files = [item for batch in batches if not batch.listing for item in batch.items]
+        folders = {rel for batch in batches if batch.listing for rel, _ in batch.items}
+        self._listing -= folders
+        self._unsent -= folders
         log.warning("a hash worker failed (%s); %d files hashed in the daemon instead", error, len(files))
         for item in files:
             hash_quietly(self._tree, item)

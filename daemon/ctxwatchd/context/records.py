@@ -14,6 +14,7 @@ import os
 import stat
 import struct
 import threading
+from collections.abc import Iterator
 from typing import NamedTuple
 
 KIND_FILE = "f"
@@ -170,6 +171,25 @@ def read_ahead(path: str) -> None:
         pass  # a hint only
     finally:
         os.close(fd)
+
+
+def list_folder(path: str) -> Iterator[tuple[str, os.stat_result]]:
+    """The name and lstat of each entry of the folder at `path`, an entry
+    deleted between the listing and its stat left out. Raises OSError when
+    the folder cannot be opened (gone, not a folder, no permission).
+
+    Listed through a descriptor, each entry is stat'ed relative to its
+    folder: the kernel does not walk the whole path again."""
+    folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with os.scandir(folder) as items:
+            for item in items:
+                try:
+                    yield item.name, item.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+    finally:
+        os.close(folder)
 
 
 def read_record(path: str, key: StatKey) -> tuple[FileRecord, StatKey]:

@@ -31,6 +31,7 @@ from .records import (
     key_mode,
     key_size,
     kind_of,
+    list_folder,
     new_file_key,
     read_record,
     stat_key,
@@ -223,10 +224,25 @@ class Tree:
     def children(self, entry: Entry, rel: str) -> dict[str, Entry]:
         """The children of the directory entry at `rel`, listed on first use."""
         if entry.children is None:
-            entry.children = self._list(self.abspath(rel))
-            if self.saved_in is not None:
-                self.unapplied.add(rel)
+            self._set_listing(rel, entry, self._list(self.abspath(rel)))
+        assert entry.children is not None, "listed just now"
         return entry.children
+
+    def install_listing(self, rel: str, entry: Entry, listed: Iterable[tuple[str, str, bytes]]) -> None:
+        """Give the folder entry at `rel`, not listed yet, the listing a
+        worker made after before_listing() was called for it: each entry's
+        name, kind and packed stat key (new_file_key's, a folder's stat_key)."""
+        if entry.children is None:
+            found: dict[str, Entry] = {
+                name: DirEntry(packed) if kind == KIND_DIR else FileEntry(kind, packed) for name, kind, packed in listed
+            }
+            self._set_listing(rel, entry, self._counted(self.abspath(rel), found))
+
+    def _set_listing(self, rel: str, entry: Entry, found: dict[str, Entry]) -> None:
+        assert isinstance(entry, DirEntry), "only a folder is listed"
+        entry.children = found
+        if self.saved_in is not None:
+            self.unapplied.add(rel)
 
     def apply_saved_records(self, rel: str, entry: Entry | None) -> None:
         """Give the files of the listed folder `rel` the records saved by an
@@ -438,23 +454,16 @@ class Tree:
     def _list(self, path: str) -> dict[str, Entry]:
         """The entries of the folder at `path`; TreeTooLarge when the tree
         would then hold more than max_entries paths."""
-        found: dict[str, Entry] = {}
         self.before_listing(path)
         try:
-            folder = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            found = {name: new_entry(st) for name, st in list_folder(path)}
         except (FileNotFoundError, NotADirectoryError):
-            return found
-        try:
-            # Listed through a descriptor, each entry is stat'ed relative to
-            # its folder: the kernel does not walk the whole path again.
-            with os.scandir(folder) as items:
-                for item in items:
-                    try:
-                        found[item.name] = new_entry(item.stat(follow_symlinks=False))
-                    except FileNotFoundError:
-                        continue  # deleted between listing and stat
-        finally:
-            os.close(folder)
+            found = {}
+        return self._counted(path, found)
+
+    def _counted(self, path: str, found: dict[str, Entry]) -> dict[str, Entry]:
+        """A new listing of the folder at `path`, without the sync cookies,
+        counted against max_entries (TreeTooLarge past it)."""
         if path == self.root:
             for name in [name for name in found if name.startswith(COOKIE_PREFIX)]:
                 del found[name]

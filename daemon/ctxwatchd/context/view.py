@@ -15,6 +15,7 @@ same keeps its digest if its sub-folders keep theirs.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from itertools import accumulate
 from typing import Any, NamedTuple, TypeVar, cast
@@ -274,17 +275,20 @@ class ContextView:
         # Only folders are matched against the ignore patterns here: the walk
         # matches every path anyway, and a file excluded on its own (a rare
         # pattern like *.log) costs a needless hash, not a wrong answer.
-        todo = [(rel, entry, self._state(rel))]
+        # Breadth first: a folder is entered long after it was found, so a
+        # worker has listed it by then (FileHasher.list_ahead).
+        todo = deque([(rel, entry, self._state(rel))])
         with FileHasher(self.tree, self.hash_workers) as hasher:
             while todo:
                 check(READING_FILES)
                 hasher.poll()
-                path, item, state = todo.pop()
+                path, item, state = todo.popleft()
                 if self._memo_holds(path, item):
                     continue  # its digest is known: nothing below needs hashing
                 if state.excluded and not self.matcher.may_include_under(path):
                     continue
                 shared = self.matcher.entries_state(path, state)  # None: match each
+                hasher.await_listing(self._tree_rel(path))
                 listing = self._listing(path, item)
                 # Files of a folder whose saved digest may stand are not even looked at.
                 look_at_files = not state.excluded and not self._listing_unchanged(path, item)
@@ -296,7 +300,12 @@ class ContextView:
                 for name, child in listing.items():
                     if child.kind == KIND_DIR:
                         child_rel = join(path, name)
-                        todo.append((child_rel, child, self._match(child_rel, state) if shared is None else shared))
+                        child_state = self._match(child_rel, state) if shared is None else shared
+                        todo.append((child_rel, child, child_state))
+                        if child.children is None and (
+                            not child_state.excluded or self.matcher.may_include_under(child_rel)
+                        ):
+                            hasher.list_ahead(self._tree_rel(child_rel), child)
                     elif look_at_files and child.kind == KIND_FILE and child.unread:
                         hasher.add((self._tree_rel(join(path, name)), child))
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 
 from .nodes import FS_ENCODING, FS_ERRORS, encode_file
-from .records import KEY_SIZE, KIND_DIR, StatKey, kind_of, list_folder, new_file_key, read_ahead, read_record, stat_key
+from .records import KEY_SIZE, KIND_DIR, StatKey, list_folder, listed_key, read_ahead, read_record
 
 IDLE_EXIT_S = 60.0
 READ_AHEAD = 16  # files the kernel is reading ahead of the one being hashed, from the disk
@@ -113,8 +113,7 @@ def list_one(path: str) -> bytes:
     try:
         for name, st in list_folder(path):
             raw = name.encode(FS_ENCODING, FS_ERRORS)
-            kind = kind_of(st.st_mode)
-            packed = stat_key(st) if kind == KIND_DIR else new_file_key(st)
+            kind, packed = listed_key(st)
             parts += (LISTED_ENTRY.pack(len(raw), kind.encode(), len(packed)), raw, packed)
             count += 1
     except OSError:

@@ -69,6 +69,18 @@ def new_file_key(st: os.stat_result) -> bytes:
     return _NEW_FILE_KEY.pack(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode)
 
 
+def listed_key(st: os.stat_result) -> tuple[str, bytes]:
+    """A listed path's kind, and what the tree keeps of its stat: a folder's
+    stat key, anything else's new_file_key (a regular file tested first: a
+    restart lists 100,000 of them)."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return KIND_FILE, new_file_key(st)
+    if stat.S_ISDIR(mode):
+        return KIND_DIR, stat_key(st)
+    return kind_of(mode), new_file_key(st)
+
+
 def key_inode(key: StatKey) -> bytes:
     return key[:16]
 

@@ -14,7 +14,6 @@ import errno
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from stat import S_ISDIR, S_ISREG
 from typing import TYPE_CHECKING
 
 from .. import collector
@@ -32,7 +31,7 @@ from .records import (
     key_size,
     kind_of,
     list_folder,
-    new_file_key,
+    listed_key,
     read_record,
     stat_key,
 )
@@ -145,10 +144,12 @@ class DirEntry(Entry):
 
 
 def new_entry(st: os.stat_result) -> Entry:
-    mode = st.st_mode
-    if S_ISREG(mode):  # most entries: tested first (a restart makes 100,000 of them)
-        return FileEntry(KIND_FILE, new_file_key(st))
-    return DirEntry(stat_key(st)) if S_ISDIR(mode) else FileEntry(kind_of(mode), new_file_key(st))
+    return entry_of(*listed_key(st))
+
+
+def entry_of(kind: str, packed: bytes) -> Entry:
+    """The entry of a listed path, from its kind and packed stat (records.listed_key)."""
+    return DirEntry(packed) if kind == KIND_DIR else FileEntry(kind, packed)
 
 
 def listing_signature(folder: Entry) -> bytes:
@@ -231,11 +232,9 @@ class Tree:
     def install_listing(self, rel: str, entry: Entry, listed: Iterable[tuple[str, str, bytes]]) -> None:
         """Give the folder entry at `rel`, not listed yet, the listing a
         worker made after before_listing() was called for it: each entry's
-        name, kind and packed stat key (new_file_key's, a folder's stat_key)."""
+        name, kind and packed stat (records.listed_key)."""
         if entry.children is None:
-            found: dict[str, Entry] = {
-                name: DirEntry(packed) if kind == KIND_DIR else FileEntry(kind, packed) for name, kind, packed in listed
-            }
+            found = {name: entry_of(kind, packed) for name, kind, packed in listed}
             self._set_listing(rel, entry, self._counted(self.abspath(rel), found))
 
     def _set_listing(self, rel: str, entry: Entry, found: dict[str, Entry]) -> None:

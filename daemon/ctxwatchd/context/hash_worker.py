@@ -22,7 +22,8 @@ import signal
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from .nodes import FS_ENCODING, FS_ERRORS, encode_file
 from .records import KEY_SIZE, KIND_DIR, StatKey, list_folder, listed_key, read_ahead, read_record
@@ -43,6 +44,7 @@ LISTED = struct.Struct("<BI")  # 1 (listed), how many entries; then each entry
 LISTED_ENTRY = struct.Struct("<HcB")  # name size, kind, packed key size; then the name and the key
 FAILED = b"\0"
 Listing = list[tuple[str, str, bytes]]  # (name, kind, packed stat key) of each entry of a folder
+T = TypeVar("T")
 
 
 def encode_request(files: list[tuple[str, StatKey]], reading_ahead: bool) -> bytes:
@@ -92,18 +94,28 @@ def hash_one(path: str, key: StatKey) -> bytes:
 
 def decode_reply(payload: bytes) -> Iterator[tuple[StatKey, bytes, int] | None]:
     """(stat key, node bytes, hashed at) per file in request order; None where it failed."""
+    return _answers(payload, _hashed_at)
+
+
+def _hashed_at(payload: bytes, pos: int) -> tuple[tuple[StatKey, bytes, int], int]:
+    _, hashed_at, length = HASHED.unpack_from(payload, pos)
+    pos += HASHED.size
+    key = payload[pos : pos + KEY_SIZE]
+    pos += KEY_SIZE
+    return (key, payload[pos : pos + length], hashed_at), pos + length
+
+
+def _answers(payload: bytes, decode: Callable[[bytes, int], tuple[T, int]]) -> Iterator[T | None]:
+    """Each answer of a reply in request order, decoded from where it
+    starts (`decode` gives it and where the next one starts); None where it failed."""
     pos = 0
     while pos < len(payload):
-        if payload[pos] == 0:
+        if payload[pos] == FAILED[0]:
             pos += 1
             yield None
-            continue
-        _, hashed_at, length = HASHED.unpack_from(payload, pos)
-        pos += HASHED.size
-        key = payload[pos : pos + KEY_SIZE]
-        pos += KEY_SIZE
-        yield key, payload[pos : pos + length], hashed_at
-        pos += length
+        else:
+            answer, pos = decode(payload, pos)
+            yield answer
 
 
 def list_one(path: str) -> bytes:
@@ -123,23 +135,21 @@ def list_one(path: str) -> bytes:
 
 def decode_listings(payload: bytes) -> Iterator[Listing | None]:
     """Each folder's listing in request order; None where it failed."""
-    pos = 0
-    while pos < len(payload):
-        if payload[pos] == 0:
-            pos += 1
-            yield None
-            continue
-        _, count = LISTED.unpack_from(payload, pos)
-        pos += LISTED.size
-        listing = []
-        for _ in range(count):
-            name_size, kind, key_size = LISTED_ENTRY.unpack_from(payload, pos)
-            pos += LISTED_ENTRY.size
-            name = payload[pos : pos + name_size].decode(FS_ENCODING, FS_ERRORS)
-            pos += name_size
-            listing.append((name, kind.decode(), payload[pos : pos + key_size]))
-            pos += key_size
-        yield listing
+    return _answers(payload, _listing_at)
+
+
+def _listing_at(payload: bytes, pos: int) -> tuple[Listing, int]:
+    _, count = LISTED.unpack_from(payload, pos)
+    pos += LISTED.size
+    listing = []
+    for _ in range(count):
+        name_size, kind, key_size = LISTED_ENTRY.unpack_from(payload, pos)
+        pos += LISTED_ENTRY.size
+        name = payload[pos : pos + name_size].decode(FS_ENCODING, FS_ERRORS)
+        pos += name_size
+        listing.append((name, kind.decode(), payload[pos : pos + key_size]))
+        pos += key_size
+    return listing, pos
 
 
 def answer(asked: int, paths: list[tuple[str, StatKey]]) -> bytes:

@@ -18,6 +18,7 @@ from support.daemon import start_daemon
 from support.processes import processes_with, running
 from support.waiting import wait_until
 
+from ctxwatchd.budget import TreeTooLarge
 from ctxwatchd.context import hash_worker, hashing
 from ctxwatchd.context.records import in_page_cache, read_ahead
 from ctxwatchd.context.tree import Tree
@@ -182,6 +183,20 @@ def test_a_folder_gone_before_a_worker_lists_it_is_listed_by_the_walk(tmp_path, 
     folders, listed_by_walk = list_ahead_then_walk(tree, workers)
     assert listed_by_walk[listed_here:] == [str(tmp_path / "c" / rel) for rel in gone]
     assert {rel for rel, entry in folders if not entry.children} == set(gone)
+
+
+def test_listings_from_the_workers_past_the_tree_cap_stop_the_walk_and_leave_the_workers_usable(
+    tmp_path, workers, listed_here
+):
+    count = listed_here + 4 * hashing.BATCH_FOLDERS
+    tree = _folders(tmp_path / "c", count)
+    # The root and the folders the walk lists itself fit; the workers' listings go past the cap.
+    tree.max_entries = count + 4 * (listed_here + hashing.BATCH_FOLDERS) + 1
+    with pytest.raises(TreeTooLarge):
+        list_ahead_then_walk(tree, workers)
+    tree, items = _tree(tmp_path / "d", 1000)
+    hash_all(tree, items, workers)
+    assert tree.files_hashed == len(items)
 
 
 def test_a_walk_lists_its_folders_itself_while_another_walk_holds_every_worker(tmp_path, workers, listed_here):

@@ -14,7 +14,9 @@ no file: past the first LISTED_HERE folders, the walk has the workers list
 the folders it will enter next (list_ahead: each is watched first, so what
 changes after its listing comes as an event), and installs each listing as
 it reaches that folder (await_listing). A folder whose listing failed in
-the worker is listed on the walk's thread, which reports the error.
+the worker is listed on the walk's thread, which reports the error. A walk
+that only lists holds one worker: a cold index of another root started
+meanwhile finds the other free.
 
 The first PROBE_FILES files are hashed on the walk's thread and tell whether
 the files come from the page cache (the kernel says so; where it cannot,
@@ -122,7 +124,9 @@ class HashWorkers:
     """The worker processes, shared by every root's walks."""
 
     def __init__(self, count: int) -> None:
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        # Last in, first out: a walk that gives a worker back and takes one
+        # again gets the same process, not a second one started for nothing.
+        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
         for _ in range(count):
             self._idle.put(_Worker())
         self._closed = False
@@ -298,6 +302,8 @@ class FileHasher:
             while self._waiting() and len(sent) < IN_FLIGHT and held in self._in_flight:
                 self._send(held, self._next_batch())
         while self._waiting():
+            if self._in_flight and not self._batches:
+                return  # folders alone go to one worker: the other stays free for another root's walk
             worker = self._workers.take(wait)
             if worker is None:
                 return

@@ -217,6 +217,24 @@ def test_a_walk_lists_its_folders_itself_while_another_walk_holds_every_worker(t
         workers.give_back(worker)
 
 
+def test_a_walk_does_not_wait_for_a_worker_to_list_folders_it_never_entered(tmp_path, workers, listed_here):
+    tree = _folders(tmp_path / "c", listed_here + 2 * hashing.BATCH_FOLDERS)
+    folders = sorted(tree.children(tree.top, "").items())
+    held = [workers.take(wait=False) for _ in range(2)]  # as another root's cold index holds them
+    done = threading.Event()
+
+    def walk() -> None:
+        with hashing.FileHasher(tree, workers) as hasher:
+            for rel, entry in folders:
+                hasher.list_ahead(rel, entry)
+        done.set()
+
+    threading.Thread(target=walk, daemon=True).start()
+    assert done.wait(60), "the walk waited for a worker to list folders it never entered"
+    for worker in held:
+        workers.give_back(worker)
+
+
 def test_the_workers_end_with_their_daemon(tmp_path):
     context = tmp_path / "context"
     _tree(context, 1000)

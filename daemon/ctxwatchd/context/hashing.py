@@ -225,12 +225,17 @@ class FileHasher:
             self._batch_folders()
             self._send_waiting(wait=False)
             if rel in self._unsent and not self._in_flight:
-                self._listing -= self._unsent
-                self._unsent.clear()
-                self._folder_batches.clear()
+                self._take_back_folders()
                 return
         while rel in self._listing:
             self._wait_for_answers()
+
+    def _take_back_folders(self) -> None:
+        """Forget the folders not sent to a worker yet: the walk lists them."""
+        self._folders_found = []
+        self._folder_batches.clear()
+        self._listing -= self._unsent
+        self._unsent.clear()
 
     def _batch_folders(self) -> None:
         if self._folders_found:
@@ -272,7 +277,8 @@ class FileHasher:
             self._reading_ahead = self._probe_seconds / self._probed > DISK_BOUND_S
 
     def _finish(self) -> None:
-        self._batch_folders()
+        # Folders asked for and not entered are not worth waiting for a worker.
+        self._take_back_folders()
         if self._found and not self._sent_any and not self._batches:
             for item in self._found:  # fewer than a batch in all: not worth a process
                 hash_quietly(self._tree, item)

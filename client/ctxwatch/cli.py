@@ -851,7 +851,7 @@ def _stop_daemon(args: argparse.Namespace, socket_path: Path) -> int:
             # The daemon may close the socket before its reply gets out.
             if err.code != "UNAVAILABLE":
                 raise
-    # It saves its hash cache before it exits: seconds on a large tree (15 s at a million files).
+    # It saves its hash cache before it exits: seconds on a large tree (spawn.STOP_TIMEOUT says how long).
     if spawn.wait_until_stopped(socket_path, pid, timeout=STOP_NOTICE_AFTER_S):
         return pid
     if sys.stderr.isatty():

@@ -15,7 +15,7 @@ import sqlite3
 import struct
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -595,14 +595,13 @@ class Store:
                     "DELETE FROM folder_records WHERE root=? AND folder NOT IN (SELECT folder FROM kept_folders)",
                     (root,),
                 )
-            self.db.executemany(
-                "INSERT OR REPLACE INTO folder_records(root, folder, records) VALUES (?,?,?)",
-                (
-                    (root, raw, _pack_records(records if replace else self._added_to(root, raw, records)))
-                    for folder, records in folders
-                    for raw in [os.fsencode(folder)]
-                ),
-            )
+
+            def rows() -> Iterator[tuple[str, bytes, bytes]]:
+                for folder, records in folders:
+                    raw = os.fsencode(folder)
+                    yield root, raw, _pack_records(records if replace else self._added_to(root, raw, records))
+
+            self.db.executemany("INSERT OR REPLACE INTO folder_records(root, folder, records) VALUES (?,?,?)", rows())
 
     def _added_to(self, root: str, folder: bytes, records: Sequence[SavedRecord]) -> list[SavedRecord]:
         """`records` and those saved for the folder under other names."""

@@ -166,7 +166,7 @@ class FileHasher:
         self._probe_seconds = 0.0
         self._reading_ahead: bool | None = None  # decided by the probe: the files come from the disk
         self._found: list[Item] = []  # after the probe, not in a batch yet
-        self._folders_asked = 0  # by list_ahead()
+        self._folders_asked = 0  # not listed yet, by list_ahead()
         self._folders_found: list[Item] = []  # to be listed by a worker, not in a batch yet
         self._listing: set[str] = set()  # folders a worker is to list: their listings are not installed yet
         self._unsent: set[str] = set()  # those of them not sent to a worker yet
@@ -202,10 +202,12 @@ class FileHasher:
                 self._wait_for_answers()
 
     def list_ahead(self, rel: str, entry: Entry) -> None:
-        """Have a worker list the folder at `rel` (not listed yet), which
-        the walk enters later (see the module's docstring)."""
+        """Have a worker list the folder at `rel`, which the walk enters
+        later, unless it is listed already (see the module's docstring)."""
+        if self._workers is None or entry.children is not None:
+            return
         self._folders_asked += 1
-        if self._workers is None or self._folders_asked <= LISTED_HERE or entry.children is not None:
+        if self._folders_asked <= LISTED_HERE:
             return
         self._tree.before_listing(self._tree.abspath(rel))
         self._listing.add(rel)

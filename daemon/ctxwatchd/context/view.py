@@ -286,7 +286,7 @@ class ContextView:
                 if self._memo_holds(path, item):
                     continue  # its digest is known: nothing below needs hashing
                 if state.excluded and not self.matcher.may_include_under(path):
-                    continue
+                    continue  # the folder it started from: sub-folders are pushed only when entered
                 shared = self.matcher.entries_state(path, state)  # None: match each
                 hasher.await_listing(self._tree_rel(path))
                 listing = self._listing(path, item)
@@ -301,10 +301,8 @@ class ContextView:
                     if child.kind == KIND_DIR:
                         child_rel = join(path, name)
                         child_state = self._match(child_rel, state) if shared is None else shared
-                        todo.append((child_rel, child, child_state))
-                        if child.children is None and (
-                            not child_state.excluded or self.matcher.may_include_under(child_rel)
-                        ):
+                        if not child_state.excluded or self.matcher.may_include_under(child_rel):
+                            todo.append((child_rel, child, child_state))
                             hasher.list_ahead(self._tree_rel(child_rel), child)
                     elif look_at_files and child.kind == KIND_FILE and child.unread:
                         hasher.add((self._tree_rel(join(path, name)), child))

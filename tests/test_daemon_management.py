@@ -16,7 +16,7 @@ from support.cli import CLI, ctxwatch
 from support.contexts import example_context
 from support.daemon import start_daemon
 
-from ctxwatch import spawn, unit
+from ctxwatch import launch, spawn, unit
 from ctxwatch.client import connect
 
 
@@ -29,7 +29,7 @@ def test_start_status_logs_restart_stop(no_daemon_env, tmp_path):
 
     status = json.loads(ctxwatch(env, tmp_path, "daemon", "status", "--json", code=0).stdout)["daemon"]
     assert status["logFile"] == str(log)
-    assert status["idleTimeoutSeconds"] == spawn.IDLE_TIMEOUT_S  # a daemon the CLI started
+    assert status["idleTimeoutSeconds"] == launch.IDLE_TIMEOUT_S  # a daemon the CLI started
     text = ctxwatch(env, tmp_path, "daemon", "status", code=0).stdout
     assert str(log) in text and "idle exit" in text
 
@@ -145,3 +145,64 @@ def test_daemon_status_json_without_a_daemon_exits_2(no_daemon_env, tmp_path):
     env, _ = no_daemon_env
     result = ctxwatch(env, tmp_path, "daemon", "status", "--json", code=2)
     assert result.stdout == "" and "no daemon is running" in result.stderr
+
+
+# The `ctxwatch` program as installed: its front, which hands a command to the runner or runs it here.
+FRONT = [sys.executable, "-m", "ctxwatch.front"]
+
+
+def test_a_command_that_finds_no_daemon_starts_one_before_importing_grpc(no_daemon_env, tmp_path):
+    env, socket = no_daemon_env
+    context = example_context(tmp_path / "ctx")
+    # What the front does first for `add`: start the daemon, gRPC not imported yet.
+    script = textwrap.dedent(
+        """
+        import sys
+        from ctxwatch import front, launch
+        assert front.daemon_started_early(sys.argv[1:])
+        launch.start_early()
+        assert "grpc" not in sys.modules, "gRPC imported before the daemon was started"
+        print(launch.take_started_early(launch.paths.resolve_socket_path()).pid)
+        """
+    )
+    command = [sys.executable, "-c", script, "add", str(context)]
+    early = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert early.returncode == 0, early.stderr
+    assert spawn.wait_until_serving_again(socket, timeout=30)
+    with connect(socket, spawn=False) as client:
+        assert client.daemon_status().pid == int(early.stdout)
+        client.shutdown()
+    spawn.wait_until_stopped(socket, int(early.stdout))
+
+    # The whole command through the front: one daemon started, which the command waits for and uses.
+    command = [*FRONT, "add", str(context)]
+    added = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    assert "Traceback" not in added.stderr and "ctx: " in added.stdout
+    log = (tmp_path / "state" / "ctxwatchd.log").read_text()
+    assert log.count("serving on") == 2 and "already" not in log, log  # the script's daemon, then this one
+    with connect(socket, spawn=False) as client:
+        assert [context.path for context in client.list()] == [str(context)]
+
+
+@pytest.mark.parametrize(
+    ("argv", "early"),
+    [
+        (["add", "."], True),
+        (["--color", "never", "check"], True),
+        (["status", "--json", "web"], True),
+        (["--socket", "/tmp/other.sock", "add", "."], False),  # not the default daemon: left to the parser
+        (["add", "--state-dir=/tmp/state", "."], False),
+        (["check", "--no-spawn"], False),
+        (["--no-daemon", "status"], False),
+        (["add", "-h"], False),
+        (["daemon", "start"], False),  # says whether it started one
+        (["lsp"], False),
+        (["addd", "."], False),  # a mistyped command starts nothing
+        ([], False),
+    ],
+)
+def test_which_command_lines_start_the_daemon_early(argv, early):
+    from ctxwatch import front
+
+    assert front.daemon_started_early(argv) is early

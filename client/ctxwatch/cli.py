@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ctxwatch import json_output, project_commands, projects, render, spawn
+from ctxwatch import json_output, launch, project_commands, projects, render, spawn
 from ctxwatch.client import (
     CtxwatchClient,
     CtxwatchError,
@@ -365,7 +365,7 @@ def _add_daemon_commands(commands, common: argparse.ArgumentParser, as_json: arg
     _command(
         daemon_commands,
         "start",
-        f"start the daemon in the background (it exits after {spawn.IDLE_TIMEOUT_S // 3600} h without a client)",
+        f"start the daemon in the background (it exits after {launch.IDLE_TIMEOUT_S // 3600} h without a client)",
         _cmd_daemon_start,
         common,
         as_json,
@@ -889,7 +889,7 @@ def _cmd_daemon_status(args: argparse.Namespace) -> int:
 
 def _cmd_daemon_logs(args: argparse.Namespace) -> int:
     socket_path = paths.resolve_socket_path(args.socket)
-    log_path = spawn.log_path(args.state_dir)
+    log_path = launch.log_path(args.state_dir)
     if spawn.probe(socket_path) is not None:
         with _connect(args, spawn_allowed=False) as client:
             destination = client.daemon_status().log_file
@@ -906,7 +906,7 @@ def _cmd_daemon_logs(args: argparse.Namespace) -> int:
 def _cmd_daemon_socket(args: argparse.Namespace) -> int:
     socket_path = paths.resolve_socket_path(args.socket)
     if args.json:
-        emit(json_output.dumps(json_output.daemon_paths(str(socket_path), str(spawn.log_path(args.state_dir)))))
+        emit(json_output.dumps(json_output.daemon_paths(str(socket_path), str(launch.log_path(args.state_dir)))))
     else:
         emit(str(socket_path))
     return EXIT_OK

@@ -32,6 +32,12 @@ if TYPE_CHECKING:
 # They never read stdin or ask, never run until interrupted (watch), never start or stop the daemon: what a child
 # of the runner does for them is what this process would.
 RUNNER_COMMANDS = ("check", "status", "affected", "ls")
+# They start the daemon when none answers (not `daemon start`, which says whether it did; nor lsp or discover,
+# which connect later if at all): a command run here starts it before importing gRPC (see launch.start_early).
+DAEMON_COMMANDS = ("add", "ls", "rm", "status", "check", "affected", "built", "build", "stats", "watch", "prune")
+# The daemon started early is the default one (or $CTXWATCH_SOCKET's): a command line naming its own socket or
+# state folder, or asking for no daemon or for help, is left to the command's parser.
+NOT_STARTED_EARLY_FOR = ("--socket", "--state-dir", "--no-spawn", "--no-daemon", "-h", "--help")
 NO_RUNNER_ENV = "CTXWATCH_NO_RUNNER"  # set (to anything but 0): every command runs in the ctxwatch process
 GLOBAL_OPTIONS_WITH_VALUE = ("--socket", "--state-dir", "--color")  # skipped with their value to find the command
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, a closed terminal
@@ -90,6 +96,13 @@ def command_word(argv: Sequence[str]) -> str | None:
     return None
 
 
+def daemon_started_early(argv: Sequence[str]) -> bool:
+    """Whether a command run here starts the daemon before importing gRPC, should none answer."""
+    if command_word(argv) not in DAEMON_COMMANDS:
+        return False
+    return not any(word.split("=", 1)[0] in NOT_STARTED_EARLY_FOR for word in argv)
+
+
 def code_fingerprint() -> str:
     """What decides which code a command runs: the interpreter (bin/python or bin/python3 alike), its flags and
     start-up variables, its import path (sys.path[0] is the script's folder, which differs between the front and
@@ -137,6 +150,10 @@ def encode_request(argv: Sequence[str], fingerprint: str) -> bytes:
 
 
 def _run_here(argv: Sequence[str]) -> int:
+    if daemon_started_early(argv):
+        from ctxwatch import launch
+
+        launch.start_early()
     from ctxwatch import cli
 
     return cli.main(argv)

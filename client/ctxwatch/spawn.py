@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TextIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from ctxwatch import launch
 from ctxwatch.client import CtxwatchError, channel_target
 from ctxwatch_api import paths
 from ctxwatch_api.processes import ALREADY_SERVING_EXIT, alive
@@ -27,10 +27,7 @@ DEFAULT_START_TIMEOUT = 10.0
 # A stopping daemon saves its hash cache first: 0.7 s at 100,000 files, 6.4 s
 # at a million on the bench's machine.
 STOP_TIMEOUT = 60.0
-LOG_NAME = "ctxwatchd.log"
 LOG_TAIL_LINES = 20
-# A daemon the CLI starts exits after this long without a client (a restart costs about a second).
-IDLE_TIMEOUT_S = 3 * 3600
 _FOLLOW_POLL_S = 0.25
 _PROBE_TIMEOUT = 1.0
 _FIRST_DELAY = 0.01
@@ -87,37 +84,13 @@ def ensure_daemon(
     status = probe(socket_path)
     if status == SERVING:
         return
-    log = log_path(state_dir)
-    process = None
-    if status is None:
+    log = launch.log_path(state_dir)
+    process = launch.take_started_early(socket_path)  # by the front, before this process imported gRPC
+    if status is None and process is None:
         if not spawn:
             raise not_running_error(socket_path)
-        process = start_daemon(socket_path, state_dir, log)
+        process = launch.start_daemon(socket_path, state_dir, log)
     wait_until_serving(socket_path, timeout, process, log)
-
-
-def log_path(state_dir: str | None) -> Path:
-    """Where a daemon the CLI starts logs (`state_dir`: the --state-dir flag or None)."""
-    return paths.resolve_state_dir(state_dir) / LOG_NAME
-
-
-def start_daemon(socket_path: Path, state_dir: str | None, log_path: Path) -> subprocess.Popen:
-    """Start ctxwatchd detached from this process, logging to `log_path` (rotated by the daemon)."""
-    command = [sys.executable, "-m", "ctxwatchd", "--socket", str(socket_path), "--log-file", str(log_path)]
-    command += ["--idle-timeout", str(IDLE_TIMEOUT_S)]
-    if state_dir:
-        command += ["--state-dir", str(paths.resolve_state_dir(state_dir))]
-    log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(log_path, "ab") as log:
-        # Until its logging is set up, the daemon's stderr (e.g. an import error) goes to the log too.
-        # A new session: the daemon outlives this CLI and ignores its Ctrl-C.
-        return subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
 
 
 def wait_until_serving(

@@ -21,9 +21,9 @@ from support.waiting import wait_until
 
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 from ctxwatchd.cache.store import Store
-from ctxwatchd.context import hashing
+from ctxwatchd.context import hashing, view
 from ctxwatchd.context.records import RACY_WINDOW_NS
-from ctxwatchd.context.tree import Tree
+from ctxwatchd.context.tree import Tree, listing_signature
 from ctxwatchd.engine import Engine
 from ctxwatchd.registry import ContextRef, Registration
 from ctxwatchd.requests import BuildOptions
@@ -155,6 +155,30 @@ def test_restarts_with_nothing_changed_read_no_file_and_compute_no_folder_digest
     report, files_read, _ = first_answer(tmp_path / "state", ctx)
     assert answer(report) == answer(fresh_report(ctx))
     assert files_read == 1
+
+
+def test_a_stop_after_a_restart_saves_the_restored_digests_without_signing_their_listings_again(tmp_path, monkeypatch):
+    ctx = make_tree(tmp_path / "ctx")
+    run_engine(tmp_path / "state", ctx, lambda engine, reg: report_message(engine.report(reg, BuildOptions())))
+    (ctx / "docs" / "new.md").write_text("added while down\n")
+    time.sleep(2 * RACY_WINDOW_NS / 1e9)
+    signed: list[str] = []
+
+    def counting(folder):
+        signed.append(folder)
+        return listing_signature(folder)
+
+    def stop_counting(engine, reg) -> None:
+        report_message(engine.report(reg, BuildOptions()))
+        signed.clear()  # the restart signs every listing to compare it with the saved one
+        monkeypatch.setattr(view, "listing_signature", counting)
+
+    run_engine(tmp_path / "state", ctx, stop_counting)
+    # Only the folders whose digest was computed again: docs and the root, in the whole context's view.
+    assert len(signed) == 2
+    report, files_read, folders_computed = first_answer(tmp_path / "state", ctx)
+    assert answer(report) == answer(fresh_report(ctx))
+    assert (files_read, folders_computed) == (0, 0)  # what the stop saved is restored in full
 
 
 def test_a_deep_change_recomputes_only_the_folders_above_it(tmp_path, listing):

@@ -18,7 +18,7 @@ ALTER TABLE contexts DROP COLUMN settings;
 ALTER TABLE contexts DROP COLUMN options;
 DROP TABLE prediction_checks;
 DROP TABLE builder_refs;
-DROP TABLE folder_digests;
+DROP TABLE view_digests;
 DROP TABLE folder_records;
 CREATE TABLE file_records (
     root TEXT NOT NULL, rel TEXT NOT NULL, stat BLOB NOT NULL, blob BLOB NOT NULL,
@@ -46,7 +46,7 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
 
     store = Store(path)
     try:
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 9
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 10
         assert [c.name for c in store.contexts()] == ["app"]
         assert store.build_count("app") == 1
         # Steps recorded before the expanded instruction was kept (version 8) have none.
@@ -61,10 +61,18 @@ def test_version_2_state_keeps_contexts_and_builds_and_drops_the_old_hash_cache(
         assert store.holds_records("/repo")
         assert store.saved_records("/repo", "src") == [SavedRecord("a.txt", b"key", b"node")]
         assert store.saved_records("/repo", "") == [SavedRecord("top.txt", b"k2", b"n2")]
-        # Folder digests (version 4) start empty and can be saved.
+        # Folder digests (version 4; one row per view from version 10) start empty and can be saved.
         assert store.saved_folder_digests("/repo", b"v" * 32) == {}
-        store.save_folder_digests("/repo", {b"v" * 32: [("src", SavedFolder(b"sig", b"digest"))]})
-        assert store.saved_folder_digests("/repo", b"v" * 32) == {"src": SavedFolder(b"sig", b"digest")}
+        odd = b"caf\xe9".decode("utf-8", "surrogateescape")  # a name that is not UTF-8
+        views = {
+            b"v" * 32: [("src", SavedFolder(b"sig", b"digest")), ("", SavedFolder(b"s" * 32, b"d" * 32))],
+            b"w" * 32: [(f"src/{odd}", SavedFolder(b"s2", b"d2"))],
+        }
+        store.save_folder_digests("/repo", views)
+        assert store.saved_folder_digests("/repo", b"v" * 32) == dict(views[b"v" * 32])
+        assert store.saved_folder_digests("/repo", b"w" * 32) == {f"src/{odd}": SavedFolder(b"s2", b"d2")}
+        store.save_folder_digests("/repo", {b"w" * 32: []})  # replaces every view of the root
+        assert store.saved_folder_digests("/repo", b"v" * 32) == store.saved_folder_digests("/repo", b"w" * 32) == {}
         # Contexts are watched (version 5); one unwatched keeps its builds and comes back when saved again.
         assert store.unwatch_context("app") == 1
         assert store.contexts() == [] and store.build_count("app") == 1

@@ -201,7 +201,10 @@ class Tree:
         # is unchanged is not read again. A restart whose folders kept their
         # listings never needs them (see ContextView's saved digests).
         self.saved_in = saved_in
-        self.unapplied: set[str] = set()  # listed folders whose saved records were not applied yet
+        # Listed folders whose saved records were not applied yet. No file of
+        # theirs was hashed either: a file is read only once its folder's
+        # records are applied (read(), and the walk before it sends files to workers).
+        self.unapplied: set[str] = set()
         # Called with a folder's path just before it is listed (the watcher
         # starts watching it there: nothing changes unseen in between).
         self.before_listing = before_listing or (lambda path: None)
@@ -295,6 +298,8 @@ class Tree:
         """Every record that is safe to reuse later, by listed folder (its
         path below the root); folders without one are left out."""
         for rel, children in self.listed_folders():
+            if rel in self.unapplied:
+                continue  # no record was made or applied there: its saved ones are kept (untouched_folders)
             records = [
                 SavedRecord(name, child.key, child.blob)
                 for name, child in children.items()
@@ -308,6 +313,8 @@ class Tree:
         records, and the folder digests resting on them, can then be saved.
         One that reads differently now is reported as changed."""
         for folder, children in self.listed_folders():  # reads and reports only: the tree keeps its shape
+            if folder in self.unapplied:
+                continue  # nothing was hashed there
             for name, entry in children.items():
                 if entry.racy:
                     assert isinstance(entry, FileEntry), "only a file is racy"
@@ -322,7 +329,7 @@ class Tree:
     def untouched_folders(self) -> list[str]:
         """Listed folders whose saved records this run never needed: those
         records are still good, and are kept rather than saved again."""
-        return [rel for rel in self.unapplied if (entry := self.get(rel)) is not None and entry.children is not None]
+        return [rel for rel, _ in self.listed_folders() if rel in self.unapplied]
 
     def apply_saved(self) -> None:
         """Apply every listed folder's saved records (before they move elsewhere)."""

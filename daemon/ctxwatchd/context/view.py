@@ -64,15 +64,20 @@ class ViewNode:
     the answer that follows it, so the listing made again is the one the
     digest was computed from."""
 
-    __slots__ = ("digest", "entry", "kind", "rel", "state", "view")
+    __slots__ = ("digest", "entry", "kind", "rel", "signature", "state", "view")
 
-    def __init__(self, digest: bytes, view: ContextView, rel: str, entry: Entry, state: MatchState) -> None:
+    def __init__(
+        self, digest: bytes, view: ContextView, rel: str, entry: Entry, state: MatchState, signature: bytes | None
+    ) -> None:
         self.kind = KIND_DIR
         self.digest = digest
         self.view = view
         self.rel = rel
         self.entry = entry
         self.state = state
+        # A restored digest's listing signature (checked when restored): a stop
+        # saves it again without signing the listing again. None: computed here.
+        self.signature = signature
 
     @property
     def node(self) -> Node:
@@ -331,10 +336,11 @@ class ContextView:
             return self.known(rel)
         result = None
         if not state.excluded or self.matcher.may_include_under(rel):
-            digest = None
+            digest = signature = None
             if self._listing_unchanged(rel, entry):
                 self.unchanged.discard(rel)
                 digest = yield from self._restored(rel, entry, state)
+                signature = self.saved[rel].signature if digest is not None else None
             if digest is None:
                 if len(self._listing(rel, entry)) < WIDE_FOLDER:
                     self.wide.pop(rel, None)
@@ -346,7 +352,7 @@ class ContextView:
                     digest = digest_of(blob or encode_dir(_folder_mode(entry), ()))
                     self.folders_hashed += 1
             if digest is not None:
-                result = ViewNode(digest, self, rel, entry, state)
+                result = ViewNode(digest, self, rel, entry, state, signature)
                 collector.made(1)
         self.memo[rel] = entry if result is None else result
         return result
@@ -473,7 +479,7 @@ class ContextView:
         restore: those whose files were all hashed and none racy."""
         for rel, node in list(self.memo.items()):
             if isinstance(node, ViewNode) and self.entry(rel) is node.entry and self._all_hashed(node):
-                yield rel, SavedFolder(listing_signature(node.entry), node.digest)
+                yield rel, SavedFolder(node.signature or listing_signature(node.entry), node.digest)
 
     def _all_hashed(self, node: ViewNode) -> bool:
         if self._tree_rel(node.rel) in self.tree.unapplied:

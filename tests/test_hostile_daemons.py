@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from support.cli import CLI
 from support.daemon import start_daemon, stop_or_kill
 from support.hostile import DEADLINE_S
@@ -21,7 +23,7 @@ from support.processes import processes_with
 from support.waiting import wait_until
 
 from ctxwatch import spawn
-from ctxwatch.client import connect
+from ctxwatch.client import CtxwatchError, connect
 from ctxwatch_api.processes import ALREADY_SERVING_EXIT, alive
 
 DAEMON = [sys.executable, "-m", "ctxwatchd"]
@@ -117,3 +119,38 @@ def test_removed_socket_folder_is_bound_again_and_no_second_daemon_starts(tmp_pa
         stop_or_kill(daemon.process)
     assert daemon.process.returncode == 0
     assert not alive(daemon.process.pid)
+
+
+def test_a_stopped_daemon_is_named_as_such_and_no_second_one_starts(tmp_path):
+    daemon = start_daemon(tmp_path / "d")
+    pid = daemon.process.pid
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*CLI, *args],
+            env=daemon.env(),
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    os.kill(pid, signal.SIGSTOP)  # Ctrl-Z, a debugger: it accepts connections and answers nothing
+    try:
+        for args in (["daemon", "stop"], ["daemon", "restart"], ["daemon", "start"]):
+            result = cli(*args)
+            assert result.returncode == 2, (args, result.stdout, result.stderr)
+            assert f"ctxwatchd (pid {pid}) accepts connections on {daemon.socket} but has not answered" in result.stderr
+            assert f"kill -CONT {pid}" in result.stderr and "no daemon is running" not in result.stdout
+        # A command that would start a daemon waits for this one, then says what is wrong.
+        with pytest.raises(CtxwatchError, match=rf"ctxwatchd \(pid {pid}\) accepts connections .* stopped"):
+            spawn.ensure_daemon(daemon.socket, state_dir=str(daemon.state_dir), timeout=1.0)
+        assert daemons_of(daemon.state_dir) == [pid]
+        assert "already serving" not in daemon.log.read_text()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # Resumed, it answers again.
+    assert spawn.running(daemon.socket)
+    assert cli("daemon", "status").returncode == 0
+    daemon.stop()

@@ -821,7 +821,7 @@ def _cmd_daemon_start(args: argparse.Namespace) -> int:
     if args.no_daemon:
         raise ValueError("`daemon` commands talk to the daemon: drop --no-daemon")
     socket_path = paths.resolve_socket_path(args.socket)
-    already = spawn.probe(socket_path) is not None
+    already = spawn.running(socket_path)
     with _connect(args) as client:
         status = client.daemon_status()
     if args.json:
@@ -834,7 +834,7 @@ def _cmd_daemon_start(args: argparse.Namespace) -> int:
 
 def _cmd_daemon_stop(args: argparse.Namespace) -> int:
     socket_path = paths.resolve_socket_path(args.socket)
-    if spawn.probe(socket_path) is None:
+    if not spawn.running(socket_path):
         emit(f"no daemon is running on {socket_path}")
         return EXIT_OK
     pid = _stop_daemon(args, socket_path)
@@ -868,7 +868,7 @@ def _stop_daemon(args: argparse.Namespace, socket_path: Path) -> int:
 
 def _cmd_daemon_restart(args: argparse.Namespace) -> int:
     socket_path = paths.resolve_socket_path(args.socket)
-    if spawn.probe(socket_path) is not None:
+    if spawn.running(socket_path):
         with _connect(args, spawn_allowed=False) as client:
             status = client.daemon_status()
         if status.log_file == JOURNAL:

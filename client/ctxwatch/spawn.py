@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ctxwatch import launch
 from ctxwatch.client import CtxwatchError, channel_target
 from ctxwatch_api import paths
-from ctxwatch_api.processes import ALREADY_SERVING_EXIT, alive
+from ctxwatch_api.processes import ALREADY_SERVING_EXIT, alive, lock_holder, socket_lock_path
 
 DEFAULT_START_TIMEOUT = 10.0
 # A stopping daemon saves its hash cache first: 0.7 s at 100,000 files, 6.4 s
@@ -71,6 +71,29 @@ def not_running_error(socket_path: Path) -> CtxwatchError:
     )
 
 
+def not_answering_error(socket_path: Path, waited: float) -> CtxwatchError:
+    """The error for a process that accepts connections on the socket but does not answer."""
+    pid = lock_holder(socket_lock_path(socket_path))
+    who, pid_text = (f"ctxwatchd (pid {pid})", str(pid)) if pid is not None else ("a process", "PID")
+    return CtxwatchError(
+        "UNAVAILABLE",
+        f"{who} accepts connections on {socket_path} but has not answered for {waited:g} s: it is stopped "
+        f"(Ctrl-Z, SIGSTOP, a debugger) or hung; `kill -CONT {pid_text}` resumes a stopped one, "
+        f"`kill {pid_text}` ends it (what it hashed since it last started is then read again)",
+    )
+
+
+def running(socket_path: Path) -> bool:
+    """Whether a daemon answers on the socket; not_answering_error when a
+    process accepts connections there without answering (a stopped daemon:
+    another one would only give way to it)."""
+    if probe(socket_path) is not None:
+        return True
+    if launch.listening(socket_path):
+        raise not_answering_error(socket_path, _PROBE_TIMEOUT)
+    return False
+
+
 def ensure_daemon(
     socket_path: Path,
     state_dir: str | None = None,
@@ -87,6 +110,11 @@ def ensure_daemon(
     log = launch.log_path(state_dir)
     process = launch.take_started_early(socket_path)  # by the front, before this process imported gRPC
     if status is None and process is None:
+        if launch.listening(socket_path):
+            # A daemon too busy to answer at once, or stopped: another would only give way to it.
+            if not _poll(lambda: is_serving(socket_path), timeout, max_delay=_START_POLL_S):
+                raise not_answering_error(socket_path, timeout + _PROBE_TIMEOUT)
+            return
         if not spawn:
             raise not_running_error(socket_path)
         process = launch.start_daemon(socket_path, state_dir, log)

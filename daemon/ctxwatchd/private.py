@@ -14,6 +14,8 @@ import os
 import stat
 from pathlib import Path
 
+from ctxwatch_api.processes import lock_holder
+
 log = logging.getLogger(__name__)
 
 FOLDER_MODE = 0o700
@@ -81,9 +83,9 @@ def hold_lock(path: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
         os.close(fd)
-        raise AlreadyLocked(f"pid {holder}" if holder.isdigit() else "another process") from None
+        holder = lock_holder(path)
+        raise AlreadyLocked(f"pid {holder}" if holder is not None else "another process") from None
     except BaseException:
         os.close(fd)
         raise

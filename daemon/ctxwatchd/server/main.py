@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ctxwatch_api import paths
-from ctxwatch_api.processes import ALREADY_SERVING_EXIT
+from ctxwatch_api.processes import ALREADY_SERVING_EXIT, socket_lock_path
 
 from .. import __version__
 from .. import config as config_file
@@ -100,7 +100,7 @@ def claim_socket(path: Path) -> None:
     socket was removed while the daemon runs."""
     private_folder(path.parent, "socket folder")
     # The socket itself can only be locked once bound: a lock file beside it.
-    _lock(path.with_name(path.name + ".lock"), path)
+    _lock(socket_lock_path(path), path)
     if not path.exists() and not path.is_symlink():
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -138,7 +138,7 @@ def test_a_stopped_daemon_is_named_as_such_and_no_second_one_starts(tmp_path):
 
     os.kill(pid, signal.SIGSTOP)  # Ctrl-Z, a debugger: it accepts connections and answers nothing
     try:
-        for args in (["daemon", "stop"], ["daemon", "restart"], ["daemon", "start"]):
+        for args in (["daemon", "stop"], ["daemon", "restart"], ["daemon", "start"], ["--no-spawn", "ls"]):
             result = cli(*args)
             assert result.returncode == 2, (args, result.stdout, result.stderr)
             assert f"ctxwatchd (pid {pid}) accepts connections on {daemon.socket} but has not answered" in result.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.cli import CLI
-from support.daemon import start_daemon, stop_or_kill
+from support.daemon import Daemon, start_daemon, stop_or_kill
 from support.hostile import DEADLINE_S
 from support.processes import processes_with
 from support.waiting import wait_until
@@ -32,6 +32,19 @@ DAEMON = [sys.executable, "-m", "ctxwatchd"]
 def daemons_of(marker: Path) -> list[int]:
     """Pids of the ctxwatchd processes started with this socket or state folder on their command line."""
     return processes_with(b"ctxwatchd", os.fsencode(marker))
+
+
+def cli_on(daemon: Daemon, *args: str) -> subprocess.CompletedProcess:
+    """`ctxwatch ARGS` in a process of its own, on the daemon's socket and state."""
+    return subprocess.run(
+        [*CLI, *args],
+        env=daemon.env(),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def test_ten_racing_cli_calls_leave_one_daemon(tmp_path):
@@ -100,15 +113,7 @@ def test_removed_socket_folder_is_bound_again_and_no_second_daemon_starts(tmp_pa
         assert spawn.is_serving(daemon.socket)
         assert (daemon.socket.parent.stat().st_mode & 0o777) == 0o700
         # A CLI call allowed to start a daemon finds this one.
-        listed = subprocess.run(
-            [*CLI, "daemon", "status"],
-            env=daemon.env(),
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE_S,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        listed = cli_on(daemon, "daemon", "status")
         assert listed.returncode == 0, listed.stderr
         assert str(daemon.process.pid) in listed.stdout
         assert daemons_of(daemon.state_dir) == [daemon.process.pid]
@@ -124,22 +129,10 @@ def test_removed_socket_folder_is_bound_again_and_no_second_daemon_starts(tmp_pa
 def test_a_stopped_daemon_is_named_as_such_and_no_second_one_starts(tmp_path):
     daemon = start_daemon(tmp_path / "d")
     pid = daemon.process.pid
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [*CLI, *args],
-            env=daemon.env(),
-            capture_output=True,
-            text=True,
-            timeout=DEADLINE_S,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-
     os.kill(pid, signal.SIGSTOP)  # Ctrl-Z, a debugger: it accepts connections and answers nothing
     try:
         for args in (["daemon", "stop"], ["daemon", "restart"], ["daemon", "start"], ["--no-spawn", "ls"]):
-            result = cli(*args)
+            result = cli_on(daemon, *args)
             assert result.returncode == 2, (args, result.stdout, result.stderr)
             assert f"ctxwatchd (pid {pid}) accepts connections on {daemon.socket} but has not answered" in result.stderr
             assert f"kill -CONT {pid}" in result.stderr and "no daemon is running" not in result.stdout
@@ -152,5 +145,5 @@ def test_a_stopped_daemon_is_named_as_such_and_no_second_one_starts(tmp_path):
         os.kill(pid, signal.SIGCONT)
     # Resumed, it answers again.
     assert spawn.running(daemon.socket)
-    assert cli("daemon", "status").returncode == 0
+    assert cli_on(daemon, "daemon", "status").returncode == 0
     daemon.stop()

@@ -129,21 +129,23 @@ def test_removed_socket_folder_is_bound_again_and_no_second_daemon_starts(tmp_pa
 def test_a_stopped_daemon_is_named_as_such_and_no_second_one_starts(tmp_path):
     daemon = start_daemon(tmp_path / "d")
     pid = daemon.process.pid
-    os.kill(pid, signal.SIGSTOP)  # Ctrl-Z, a debugger: it accepts connections and answers nothing
     try:
-        for args in (["daemon", "stop"], ["daemon", "restart"], ["daemon", "start"], ["--no-spawn", "ls"]):
-            result = cli_on(daemon, *args)
-            assert result.returncode == 2, (args, result.stdout, result.stderr)
-            assert f"ctxwatchd (pid {pid}) accepts connections on {daemon.socket} but has not answered" in result.stderr
-            assert f"kill -CONT {pid}" in result.stderr and "no daemon is running" not in result.stdout
-        # A command that would start a daemon waits for this one, then says what is wrong.
-        with pytest.raises(CtxwatchError, match=rf"ctxwatchd \(pid {pid}\) accepts connections .* stopped"):
-            spawn.ensure_daemon(daemon.socket, state_dir=str(daemon.state_dir), timeout=1.0)
-        assert daemons_of(daemon.state_dir) == [pid]
-        assert "already serving" not in daemon.log.read_text()
+        os.kill(pid, signal.SIGSTOP)  # Ctrl-Z, a debugger: it accepts connections and answers nothing
+        try:
+            for args in (["daemon", "stop"], ["daemon", "restart"], ["daemon", "start"], ["--no-spawn", "ls"]):
+                result = cli_on(daemon, *args)
+                assert result.returncode == 2, (args, result.stdout, result.stderr)
+                assert f"ctxwatchd (pid {pid}) accepts connections on {daemon.socket} but has not" in result.stderr
+                assert f"kill -CONT {pid}" in result.stderr and "no daemon is running" not in result.stdout
+            # A command that would start a daemon waits for this one, then says what is wrong.
+            with pytest.raises(CtxwatchError, match=rf"ctxwatchd \(pid {pid}\) accepts connections .* stopped"):
+                spawn.ensure_daemon(daemon.socket, state_dir=str(daemon.state_dir), timeout=1.0)
+            assert daemons_of(daemon.state_dir) == [pid]
+            assert "already serving" not in daemon.log.read_text()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # Resumed, it answers again.
+        assert spawn.running(daemon.socket)
+        assert cli_on(daemon, "daemon", "status").returncode == 0
     finally:
-        os.kill(pid, signal.SIGCONT)
-    # Resumed, it answers again.
-    assert spawn.running(daemon.socket)
-    assert cli_on(daemon, "daemon", "status").returncode == 0
-    daemon.stop()
+        daemon.stop()

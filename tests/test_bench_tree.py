@@ -32,6 +32,7 @@ FIGURES = [
     "tree",
     "baseline_warm",
     "cold_warm",
+    "cold_cli",
     "warm_p50",
     "warm_p99",
     "write_p50",

@@ -24,7 +24,7 @@ from ctxwatch_api import paths
 from ctxwatch_api.processes import ALREADY_SERVING_EXIT, alive, lock_holder, socket_lock_path
 
 DEFAULT_START_TIMEOUT = 10.0
-# A stopping daemon saves its hash cache first: 0.7 s at 100,000 files, 6.4 s
+# A stopping daemon saves its hash cache first: 0.7 s at 100,000 files, 5.8 s
 # at a million on the bench's machine.
 STOP_TIMEOUT = 60.0
 LOG_TAIL_LINES = 20

@@ -136,7 +136,8 @@ def test_a_stopped_daemon_is_named_as_such_and_no_second_one_starts(tmp_path):
                 result = cli_on(daemon, *args)
                 assert result.returncode == 2, (args, result.stdout, result.stderr)
                 assert f"ctxwatchd (pid {pid}) accepts connections on {daemon.socket} but has not" in result.stderr
-                assert f"kill -CONT {pid}" in result.stderr and "no daemon is running" not in result.stdout
+                assert f"kill -CONT {pid}" in result.stderr and f"kill -KILL {pid}" in result.stderr
+                assert "no daemon is running" not in result.stdout
             # A command that would start a daemon waits for this one, then says what is wrong.
             with pytest.raises(CtxwatchError, match=rf"ctxwatchd \(pid {pid}\) accepts connections .* stopped"):
                 spawn.ensure_daemon(daemon.socket, state_dir=str(daemon.state_dir), timeout=1.0)

@@ -79,7 +79,7 @@ def not_answering_error(socket_path: Path, waited: float) -> CtxwatchError:
         "UNAVAILABLE",
         f"{who} accepts connections on {socket_path} but has not answered for {waited:g} s: it is stopped "
         f"(Ctrl-Z, SIGSTOP, a debugger) or hung; `kill -CONT {pid_text}` resumes a stopped one, "
-        f"`kill {pid_text}` ends it (what it hashed since it last started is then read again)",
+        f"`kill -KILL {pid_text}` ends it (what it hashed since it last started is then read again)",
     )
 
 

@@ -112,9 +112,11 @@ def ensure_daemon(
     if status is None and process is None:
         if launch.listening(socket_path):
             # A daemon too busy to answer at once, or stopped: another would only give way to it.
-            # One that may be started is waited for, as a daemon being started would be.
-            if not spawn or not _poll(lambda: is_serving(socket_path), timeout, max_delay=_START_POLL_S):
-                raise not_answering_error(socket_path, (timeout if spawn else 0) + _PROBE_TIMEOUT)
+            if not spawn:
+                raise not_answering_error(socket_path, _PROBE_TIMEOUT)
+            # Waited for, as a daemon being started would be.
+            if not _poll(lambda: is_serving(socket_path), timeout, max_delay=_START_POLL_S):
+                raise not_answering_error(socket_path, _PROBE_TIMEOUT + timeout)
             return
         if not spawn:
             raise not_running_error(socket_path)

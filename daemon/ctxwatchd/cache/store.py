@@ -581,10 +581,12 @@ class Store:
 
     def saved_records(self, root: str, folder: str) -> list[SavedRecord]:
         """The file records saved for one folder of a watched root, by name in the folder."""
+        return self._saved_in_folder(root, os.fsencode(folder))
+
+    def _saved_in_folder(self, root: str, folder: bytes) -> list[SavedRecord]:
         with self.lock:
-            row = self.db.execute(
-                "SELECT records FROM folder_records WHERE root=? AND folder=?", (root, os.fsencode(folder))
-            ).fetchone()
+            query = "SELECT records FROM folder_records WHERE root=? AND folder=?"
+            row = self.db.execute(query, (root, folder)).fetchone()
         return _unpack_records(row[0]) if row else []
 
     def save_records(
@@ -618,9 +620,8 @@ class Store:
 
     def _added_to(self, root: str, folder: bytes, records: Sequence[SavedRecord]) -> list[SavedRecord]:
         """`records` and those saved for the folder under other names."""
-        row = self.db.execute("SELECT records FROM folder_records WHERE root=? AND folder=?", (root, folder)).fetchone()
         names = {record.name for record in records}
-        return [*records, *(saved for saved in (_unpack_records(row[0]) if row else []) if saved.name not in names)]
+        return [*records, *(saved for saved in self._saved_in_folder(root, folder) if saved.name not in names)]
 
     def saved_folder_digests(self, root: str, view: bytes) -> dict[str, SavedFolder]:
         """The folder digests saved for one view of a root, by folder."""

@@ -296,10 +296,9 @@ class Tree:
 
     def saveable_records(self) -> Iterator[tuple[str, list[SavedRecord]]]:
         """Every record that is safe to reuse later, by listed folder (its
-        path below the root); folders without one are left out."""
-        for rel, children in self.listed_folders():
-            if rel in self.unapplied:
-                continue  # no record was made or applied there: its saved ones are kept (untouched_folders)
+        path below the root); folders without one are left out, and so are
+        the untouched ones (their saved records are kept: untouched_folders)."""
+        for rel, children in self.touched_folders():
             records = [
                 SavedRecord(name, child.key, child.blob)
                 for name, child in children.items()
@@ -312,9 +311,7 @@ class Tree:
         """Read again the files hashed too soon after a write (racy): their
         records, and the folder digests resting on them, can then be saved.
         One that reads differently now is reported as changed."""
-        for folder, children in self.listed_folders():  # reads and reports only: the tree keeps its shape
-            if folder in self.unapplied:
-                continue  # nothing was hashed there
+        for folder, children in self.touched_folders():  # reads and reports only: the tree keeps its shape
             for name, entry in children.items():
                 if entry.racy:
                     assert isinstance(entry, FileEntry), "only a file is racy"
@@ -325,6 +322,11 @@ class Tree:
                         entry.forget_record()
                     if entry.blob != read:
                         self._changed(rel)
+
+    def touched_folders(self) -> Iterator[tuple[str, dict[str, Entry]]]:
+        """The listed folders whose saved records were applied, with their
+        listings: no file elsewhere was hashed (see `unapplied`)."""
+        return ((rel, children) for rel, children in self.listed_folders() if rel not in self.unapplied)
 
     def untouched_folders(self) -> list[str]:
         """Listed folders whose saved records this run never needed: those

@@ -277,12 +277,15 @@ class ContextView:
         entry = self.entry(rel)
         if entry is None or entry.kind != KIND_DIR:
             return
+        state = self._state(rel)
+        if not self._may_send_under(rel, state):
+            return  # nothing below it is sent (sub-folders are pushed only when they may be)
         # Only folders are matched against the ignore patterns here: the walk
         # matches every path anyway, and a file excluded on its own (a rare
         # pattern like *.log) costs a needless hash, not a wrong answer.
         # Breadth first: a folder is entered long after it was found, so a
         # worker has listed it by then (FileHasher.list_ahead).
-        todo = deque([(rel, entry, self._state(rel))])
+        todo = deque([(rel, entry, state)])
         with FileHasher(self.tree, self.hash_workers) as hasher:
             while todo:
                 check(READING_FILES)
@@ -290,8 +293,6 @@ class ContextView:
                 path, item, state = todo.popleft()
                 if self._memo_holds(path, item):
                     continue  # its digest is known: nothing below needs hashing
-                if state.excluded and not self.matcher.may_include_under(path):
-                    continue  # the folder it started from: sub-folders are pushed only when entered
                 shared = self.matcher.entries_state(path, state)  # None: match each
                 hasher.await_listing(self._tree_rel(path))
                 listing = self._listing(path, item)
@@ -306,7 +307,7 @@ class ContextView:
                     if child.kind == KIND_DIR:
                         child_rel = join(path, name)
                         child_state = self._match(child_rel, state) if shared is None else shared
-                        if not child_state.excluded or self.matcher.may_include_under(child_rel):
+                        if self._may_send_under(child_rel, child_state):
                             todo.append((child_rel, child, child_state))
                             hasher.list_ahead(self._tree_rel(child_rel), child)
                     elif look_at_files and child.kind == KIND_FILE and child.unread:
@@ -335,12 +336,13 @@ class ContextView:
         if self._memo_holds(rel, entry):
             return self.known(rel)
         result = None
-        if not state.excluded or self.matcher.may_include_under(rel):
+        if self._may_send_under(rel, state):
             digest = signature = None
             if self._listing_unchanged(rel, entry):
                 self.unchanged.discard(rel)
-                digest = yield from self._restored(rel, entry, state)
-                signature = self.saved[rel].signature if digest is not None else None
+                restored = yield from self._restored(rel, entry, state)
+                if restored is not None:
+                    signature, digest = restored
             if digest is None:
                 if len(self._listing(rel, entry)) < WIDE_FOLDER:
                     self.wide.pop(rel, None)
@@ -370,9 +372,11 @@ class ContextView:
         self.unchanged.add(rel)
         return True
 
-    def _restored(self, rel: str, entry: Entry, state: MatchState) -> Generator[tuple, SentNode | None, bytes | None]:
-        """The saved digest of a folder whose listing is unchanged, if every
-        sub-folder it sends still has its saved digest (None: compute it)."""
+    def _restored(
+        self, rel: str, entry: Entry, state: MatchState
+    ) -> Generator[tuple, SentNode | None, SavedFolder | None]:
+        """The saved digest (and signature) of a folder whose listing is unchanged,
+        if every sub-folder it sends still has its saved digest (None: compute it)."""
         same = True
         shared = self.matcher.entries_state(rel, state)  # None: match each
         for name, child_entry in (entry.children or {}).items():
@@ -381,13 +385,16 @@ class ContextView:
                 child = yield child_rel, child_entry, self._match(child_rel, state) if shared is None else shared
                 saved = self.saved.pop(child_rel, None)
                 same = same and (child.digest if child else None) == (saved.digest if saved else None)
-        saved = self.saved.get(rel)
-        return saved.digest if same and saved is not None else None
+        return self.saved.get(rel) if same else None
 
     def known(self, rel: str) -> ViewNode | None:
         """The folder's node as last computed, if it is still known (and sent)."""
         hit = self.memo.get(rel)
         return hit if isinstance(hit, ViewNode) else None
+
+    def _may_send_under(self, rel: str, state: MatchState) -> bool:
+        """Whether the folder is sent, or an exception pattern may re-include something below it."""
+        return not state.excluded or self.matcher.may_include_under(rel)
 
     def _memo_holds(self, rel: str, entry: Entry) -> bool:
         hit = self.memo.get(rel)

@@ -48,6 +48,10 @@ def test_docker_style_options(project: Path, head: list[str]) -> None:
         "--no-cache-filter=test",
         "--build-context",
         "base=docker-image://alpine",
+        "--build-context",
+        "shared=df",
+        "--build-context",
+        "tools=git@example.com:org/tools.git",
         "-t",
         "app:dev",
         "--progress",
@@ -62,7 +66,12 @@ def test_docker_style_options(project: Path, head: list[str]) -> None:
     assert command.target == "prod"
     assert command.no_cache is False
     assert command.no_cache_filter == ["deps", "build", "test"]
-    assert command.named_contexts == {"base": "docker-image://alpine"}
+    # A folder is made absolute against the command's folder, as the builder reads it.
+    assert command.named_contexts == {
+        "base": "docker-image://alpine",
+        "shared": str(project / "df"),
+        "tools": "git@example.com:org/tools.git",
+    }
     progress = command.with_progress()
     assert progress[: len(head) + 1] == [*head, "--progress=rawjson"]
     assert "plain" not in progress and progress.count("--progress=rawjson") == 1
@@ -97,6 +106,10 @@ def test_buildctl_options(project: Path) -> None:
         "no-cache=deps",
         "--opt",
         "context:busybox=oci-layout://bb@sha256:00",
+        "--local",
+        "shared=df",
+        "--opt",
+        "context:libs=local:shared",
         "--no-cache",
         "--progress=tty",
     ]
@@ -107,7 +120,8 @@ def test_buildctl_options(project: Path) -> None:
     assert command.build_args == {"V": "7"}
     assert command.target == "final"
     assert command.no_cache and command.no_cache_filter == ["deps"]
-    assert command.named_contexts == {"busybox": "oci-layout://bb@sha256:00"}
+    # `local:NAME` is the folder of `--local NAME=DIR`.
+    assert command.named_contexts == {"busybox": "oci-layout://bb@sha256:00", "libs": str(project / "df")}
     assert command.with_progress()[:5] == ["buildctl", "--addr", "unix:///run/bk.sock", "build", "--progress=rawjson"]
     assert "--progress=tty" not in command.with_progress()
 
@@ -127,6 +141,19 @@ def test_buildctl_options(project: Path) -> None:
         (["docker", "build", "-f", "app/missing", "app"], "no such Dockerfile"),
         (["buildctl", "build", "--frontend", "gateway.v0", "--local", "context=app"], "only the Dockerfile frontend"),
         (["buildctl", "build", "--frontend", "dockerfile.v0"], "no --local context=DIR"),
+        (
+            [
+                "buildctl",
+                "build",
+                "--frontend",
+                "dockerfile.v0",
+                "--local",
+                "context=app",
+                "--opt",
+                "context:x=local:y",
+            ],
+            "--opt context:x=local:y: no --local y=DIR",
+        ),
         (["docker", "build", "app", "--target"], "--target needs a value"),
     ],
 )
@@ -153,6 +180,50 @@ def test_rawjson_progress_is_read_per_vertex() -> None:
         StepResult("", 1, 10, "RUN false", cached=False, completed=False, error="exit code: 1"),
     ]
     assert reader.log_tail("sha256:c") == ["oops"]
+
+
+# BuildKit's progress for the last stage of a build whose base image comes
+# from a named context, in the order it sent the steps: the last ones first,
+# and no number for the FROM (its total still counts it).
+RUNTIME_RESULTS = [
+    StepResult("runtime", 4, 5, "COPY package.json ./", False, True, ""),
+    StepResult("runtime", 3, 5, "COPY --from=build /app/dist ./dist", False, True, ""),
+    StepResult("runtime", 2, 5, "COPY --from=deps /app/node_modules ./node_modules", True, True, ""),
+    StepResult("runtime", 1, 5, "WORKDIR /srv", True, True, ""),
+]
+
+
+def test_steps_match_the_numbers_the_report_predicts_in_any_order() -> None:
+    steps = [
+        DockerfileStep("runtime", 12, "FROM", 0),  # a named context: BuildKit shows no step for it
+        DockerfileStep("runtime", 13, "WORKDIR", 1),
+        DockerfileStep("runtime", 15, "COPY", 2),
+        DockerfileStep("runtime", 16, "COPY", 3),
+        DockerfileStep("runtime", 17, "COPY", 4),
+    ]
+    matched = match_lines(RUNTIME_RESULTS, steps)
+    assert {line: r.index for line, r in matched.items()} == {13: 1, 15: 2, 16: 3, 17: 4}
+
+
+def test_steps_numbered_otherwise_match_in_the_stage_order() -> None:
+    # A report made without the named context numbers the FROM 1 and the rest one more than BuildKit.
+    steps = [
+        DockerfileStep("runtime", 12, "FROM", 1),
+        DockerfileStep("runtime", 13, "WORKDIR", 2),
+        DockerfileStep("runtime", 15, "COPY", 3),
+        DockerfileStep("runtime", 16, "COPY", 4),
+        DockerfileStep("runtime", 17, "COPY", 5),
+    ]
+    matched = match_lines(RUNTIME_RESULTS, steps)
+    assert {line: r.index for line, r in matched.items()} == {13: 1, 15: 2, 16: 3, 17: 4}
+    # Unnumbered steps (the test suite's own reading of a Dockerfile) match the same way.
+    unnumbered = [DockerfileStep(s.stage, s.line, s.keyword) for s in steps]
+    assert {line: r.index for line, r in match_lines(RUNTIME_RESULTS, unnumbered).items()} == {
+        13: 1,
+        15: 2,
+        16: 3,
+        17: 4,
+    }
 
 
 def test_steps_match_lines_by_position_then_keyword() -> None:

@@ -102,6 +102,50 @@ def test_wrapped_buildx_build(buildkit: Builder, daemon: Daemon, tmp_path: Path)
     assert report.all_cached
 
 
+# The common shape: the last stage copies from two others, three COPYs in a
+# row, on a base image that a named context (--build-context) provides.
+RUNTIME_DOCKERFILE = """\
+FROM busybox AS deps
+WORKDIR /app
+COPY a.txt ./
+RUN cat a.txt > /deps.txt
+FROM deps AS build
+COPY b.txt ./
+RUN cat a.txt b.txt > /app/out.txt
+FROM busybox AS runtime
+WORKDIR /srv
+COPY --from=deps /deps.txt ./
+COPY --from=build /app/out.txt ./
+COPY b.txt ./
+"""
+
+
+def test_a_build_with_named_contexts_is_predicted_and_checked_with_them(
+    buildkit: Builder, daemon: Daemon, tmp_path: Path
+) -> None:
+    context = make_context(tmp_path / "shop", RUNTIME_DOCKERFILE, own_files(tmp_path / "shop"))
+    env = buildkit.buildx_env(tmp_path / "buildx")
+    build = buildkit.buildx_command(context, busybox=True)
+    first = ctxwatch(daemon, "build", "--", *build, env=env)
+    assert first.returncode == 0, first.stderr
+    [context_row] = daemon.client.list()
+    assert dict(context_row.build_contexts) == {"busybox": f"oci-layout://{buildkit.busybox().layout}"}
+    # BuildKit numbers no FROM that a named context provides: neither does the report.
+    [report] = daemon.client.reports(["shop"])
+    labels = {s.line: s.progress for s in report.steps}
+    shown = (labels[1], labels[2], labels[8], labels[9], labels[12])
+    assert shown == ("", "[deps 1/4]", "", "[runtime 1/5]", "[runtime 4/5]")
+
+    (context / "b.txt").write_text("b, changed\n")
+    before = daemon.client.daemon_status().predictions
+    second = ctxwatch(daemon, "build", "--", *build, env=env)
+    assert second.returncode == 0, second.stderr
+    # BuildKit's progress names the last steps first: each is still matched to its own line.
+    assert "prediction: 8/8 steps right (1 more predicted unknown)" in second.stderr, second.stderr
+    after = daemon.client.daemon_status().predictions
+    assert (after.steps - before.steps, after.agreed - before.agreed, after.unknown - before.unknown) == (9, 8, 1)
+
+
 def test_a_build_with_no_daemon_still_runs(buildkit: Builder, tmp_path: Path) -> None:
     context = make_context(tmp_path / "alone", DOCKERFILE, own_files(tmp_path / "alone"))
     cli = [sys.executable, "-m", "ctxwatch.cli", "--socket", str(tmp_path / "none.sock"), "--no-spawn", "build"]

@@ -86,8 +86,17 @@ def parse_build_contexts(items: Iterable[str]) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name or not value:
             raise ValueError(f"invalid build context {item!r}: expected NAME=PATH or NAME=docker-image://REF")
-        contexts[name] = value if "://" in value or value.startswith("target:") else os.path.abspath(value)
+        contexts[name] = named_context_value(value, os.getcwd())
     return contexts
+
+
+def named_context_value(value: str, cwd: str) -> str:
+    """A named context's value as the daemon takes it: a folder made absolute
+    against `cwd`, anything else (docker-image://, oci-layout://, target:, a
+    git or http URL) as given."""
+    if "://" in value or value.startswith(("target:", "git@")):
+        return value
+    return os.path.normpath(os.path.join(cwd, value))
 
 
 class CtxwatchClient:

@@ -25,6 +25,8 @@ STEP_NAME = re.compile(
 )
 
 
+PROGRESS_NUMBER = re.compile(r"(\d+)/\d+\]$")  # a step's number in a report's label: "[build 2/5]" -> 2
+
 LOG_TAIL_LINES = 15
 
 
@@ -158,26 +160,42 @@ class DockerfileStep:
     stage: str
     line: int
     keyword: str
+    number: int = 0  # its number in the stage as the report predicts BuildKit's; 0: none predicted
 
 
 def match_lines(results: Sequence[StepResult], steps: Sequence[DockerfileStep]) -> dict[int, StepResult]:
     """Each reported step at the line of its instruction.
 
-    A WORKDIR that makes no folder is not reported and takes no position, so a
-    step is looked for from its position on (then before it) by keyword. A
-    step BuildKit merged with an equal one of another stage is reported once.
+    Where the report numbers a stage's steps as BuildKit did (each result has
+    a step of its number and keyword), a result is that step. Otherwise (a
+    report made without the build's named contexts numbers one FROM more) it
+    is looked for by keyword from its position on, then before it, in the
+    stage's order: BuildKit sends the last steps first, and a later step
+    matched first would take the place of an earlier one. A WORKDIR that
+    makes no folder is not reported and takes no position. A step BuildKit
+    merged with an equal one of another stage is reported once; a step
+    reported again (another platform's) adds nothing.
     """
     by_stage: dict[str, list[DockerfileStep]] = {}
     for step in steps:
         by_stage.setdefault(step.stage, []).append(step)
-    matched: dict[int, StepResult] = {}
+    results_by_stage: dict[str, list[StepResult]] = {}
     for result in results:
-        candidates = by_stage.get(result.stage, [])
-        position = result.index - 1
-        for step in candidates[position:] + candidates[:position][::-1]:
-            if step.keyword == result.keyword and step.line not in matched:
-                matched[step.line] = result
-                break
+        results_by_stage.setdefault(result.stage, []).append(result)
+    matched: dict[int, StepResult] = {}
+    for stage, stage_results in results_by_stage.items():
+        candidates = by_stage.get(stage, [])
+        numbered = {(step.number, step.keyword): step.line for step in candidates if step.number}
+        if all((result.index, result.keyword) in numbered for result in stage_results):
+            for result in stage_results:
+                matched.setdefault(numbered[result.index, result.keyword], result)
+            continue
+        for result in sorted(stage_results, key=lambda r: r.index):
+            position = result.index - 1
+            for step in candidates[position:] + candidates[:position][::-1]:
+                if step.keyword == result.keyword and step.line not in matched:
+                    matched[step.line] = result
+                    break
     return matched
 
 
@@ -192,6 +210,8 @@ class ReportedStep(Protocol):
     def line(self) -> int: ...
     @property
     def instruction(self) -> str: ...
+    @property
+    def progress(self) -> str: ...
 
 
 def observed_steps(results: Sequence[StepResult], steps: Sequence[ReportedStep]) -> list[tuple[int, StepResult]]:
@@ -207,7 +227,13 @@ def dockerfile_steps(steps: Sequence[ReportedStep], single_stage: bool) -> list[
             return ""
         return f"stage-{step.stage_index}" if step.stage == str(step.stage_index) else step.stage.lower()
 
+    def number(step: ReportedStep) -> int:
+        match = PROGRESS_NUMBER.search(step.progress)
+        return int(match[1]) if match else 0
+
     return [
-        DockerfileStep(label(step), step.line, step.instruction.split(None, 1)[0].upper() if step.instruction else "")
+        DockerfileStep(
+            label(step), step.line, step.instruction.split(None, 1)[0].upper() if step.instruction else "", number(step)
+        )
         for step in steps
     ]

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..client import named_context_value
+
 # docker's and buildx's options that take a value (the others are switches).
 # --provenance and --sbom take one only as --opt=value.
 DOCKER_VALUE_OPTIONS = frozenset(
@@ -116,7 +118,7 @@ class BuildCommand:
     target: str = ""
     no_cache: bool = False
     no_cache_filter: list[str] = field(default_factory=list)
-    named_contexts: dict[str, str] = field(default_factory=dict)
+    named_contexts: dict[str, str] = field(default_factory=dict)  # --build-context: a folder made absolute
     build_word: int = 0  # index of the `build` word: options are added after it
 
     def with_progress(self) -> list[str]:
@@ -227,7 +229,7 @@ def _parse_docker(argv: list[str], word: int, environ: Mapping[str, str], cwd: s
             command.no_cache_filter += [stage for stage in value.split(",") if stage]
         elif name == "--build-context":
             key, _, source = value.partition("=")
-            command.named_contexts[key] = source
+            command.named_contexts[key] = named_context_value(source, cwd)
     return _checked(command)
 
 
@@ -269,7 +271,8 @@ def _parse_buildctl(argv: list[str], word: int, cwd: str) -> BuildCommand:
         if key.startswith("build-arg:"):
             command.build_args[key.removeprefix("build-arg:")] = value
         elif key.startswith("context:"):
-            command.named_contexts[key.removeprefix("context:")] = value
+            named = _buildctl_named_context(key, value, locals_)
+            command.named_contexts[key.removeprefix("context:")] = named_context_value(named, cwd)
         elif key == "no-cache":
             # The frontend's no-cache option: empty is every stage, else the stages named.
             stages = [stage for stage in value.split(",") if stage]
@@ -278,6 +281,17 @@ def _parse_buildctl(argv: list[str], word: int, cwd: str) -> BuildCommand:
             else:
                 command.no_cache = True
     return _checked(command)
+
+
+def _buildctl_named_context(option: str, value: str, locals_: Mapping[str, str]) -> str:
+    """A named context as --build-context gives it: buildctl's `local:NAME` is
+    the folder of `--local NAME=DIR`."""
+    if not value.startswith("local:"):
+        return value
+    local = value.removeprefix("local:")
+    if local not in locals_:
+        raise CommandError(f"--opt {option}={value}: no --local {local}=DIR")
+    return locals_[local]
 
 
 def _local_context(text: str, cwd: str) -> Path:

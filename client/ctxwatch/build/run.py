@@ -48,6 +48,7 @@ def wrap(client: CtxwatchClient, command: BuildCommand, name: str | None = None,
         command.target,
         command.no_cache,
         command.no_cache_filter,
+        build_contexts=[f"{name}={value}" for name, value in command.named_contexts.items()],
     )
     try:
         ref = pb.ContextRef(name=registered(client, command, name, out).name)
@@ -122,7 +123,12 @@ def registered(client: CtxwatchClient, command: BuildCommand, name: str | None, 
             _say_when_options_differ(context, command, out)
             return context
     response = client.register(
-        path, dockerfile, build_args=command.build_args, target=command.target or None, name=name
+        path,
+        dockerfile,
+        build_args=command.build_args,
+        target=command.target or None,
+        name=name,
+        build_contexts=command.named_contexts,
     )
     print(f"ctxwatch: registered context {response.context.name!r} ({path})", file=out)
     return response.context
@@ -130,10 +136,15 @@ def registered(client: CtxwatchClient, command: BuildCommand, name: str | None, 
 
 def _say_when_options_differ(context: pb.Context, command: BuildCommand, out: IO[str]) -> None:
     """`status` answers for the registered options: say when this build used others."""
-    if dict(context.build_args) == command.build_args and context.target == command.target:
+    if (dict(context.build_args), context.target, dict(context.build_contexts)) == (
+        command.build_args,
+        command.target,
+        command.named_contexts,
+    ):
         return
     flags = [f"--build-arg {shlex.quote(f'{k}={v}')}" for k, v in sorted(command.build_args.items())]
     flags += [f"--target {shlex.quote(command.target)}"] if command.target else []
+    flags += [f"--build-context {shlex.quote(f'{k}={v}')}" for k, v in sorted(command.named_contexts.items())]
     print(
         f"ctxwatch: note: this build's options differ from context {context.name!r}'s; `ctxwatch status` answers "
         f"for the context's (to follow this build: ctxwatch add {shlex.quote(context.path)} "

@@ -400,6 +400,33 @@ def test_stages_copy_from_after_rerun_run_is_unknown(make) -> None:
     assert not report.all_cached
 
 
+def test_a_copy_of_cached_run_output_after_an_unknown_copy_names_that_copy(make) -> None:
+    """The usual last stage: COPY --from the build stage (its RUN runs again),
+    then COPY --from the deps stage (its RUN cached). The second is unknown
+    because it runs on the first, not because of its own source."""
+    ctx = make(
+        "FROM scratch AS deps\nCOPY package.json /p.json\nRUN cp /p.json /modules\n"
+        "FROM scratch AS build\nCOPY src.txt /src.txt\nRUN cp /src.txt /dist\n"
+        "FROM scratch\nCOPY --from=build /dist /dist\nCOPY --from=deps /modules /modules\n",
+        {"package.json": "{}\n", "src.txt": "a\n"},
+    )
+    ctx.built()
+    ctx.write("src.txt", "a changed\n")
+    report = ctx.report()
+    assert [(outcome(s.status, s.cause), s.upstream_step) for s in report.steps] == [
+        (CACHED, 0),
+        (CACHED, 0),
+        (INPUTS, 0),
+        (UPSTREAM, 2),
+        (OUTPUT, 3),
+        (OUTPUT, 4),
+    ]
+    assert report.steps[5].explanation == (
+        "runs on [stage-2 1/2] COPY --from=build /dist /dist (line 8), whose result depends on files a re-run step "
+        "produces"
+    )
+
+
 def test_stages_bind_mount_from_context(make) -> None:
     """golden run_mount_bind_source_changes / run_mount_bind_other_file_changes."""
     ctx = make("FROM scratch\nRUN --mount=type=bind,source=x,target=/x cat /x\n", {"x": "x\n", "y": "y\n"})

@@ -15,6 +15,7 @@ roots did not change in between.
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -152,7 +153,9 @@ class Registry:
             with self._lock:
                 found = [c for c in self._contexts.values() if c.row.path == path]
             if not found:
-                raise NotFound(f"context: no context is registered for {path}")
+                raise NotFound(
+                    f"context: no context is registered for {path} (register it: ctxwatch add {shlex.quote(path)})"
+                )
             if len(found) > 1:
                 names = ", ".join(sorted(c.row.name for c in found))
                 raise InvalidArgument(f"context: {path} is registered {len(found)} times ({names}); name one")

@@ -262,6 +262,8 @@ def _decide_on(
     unknowable = [i for i in k.output_steps if out[i].cause != Cause.REMOTE]
     source_rerun = [i for i in unknowable if out[i].status != StepStatus.CACHED]
     inherited = next((c for c in upstream if c.uncertain is not None), None)
+    # A step before it whose result depends on files a re-run step produces.
+    on_output = inherited if inherited is not None and inherited.uncertain == Cause.UPSTREAM_OUTPUT else None
 
     if options.no_cache or _stage_filtered(step.stage, options.no_cache_filter):
         why = "--no-cache" if options.no_cache else f"--no-cache-filter {step.stage.label}"
@@ -269,9 +271,10 @@ def _decide_on(
         return _Chain(same=False, culprit=k.index)
 
     if k.key in history.keys or (k.shape in history.shapes and unknowable and parent.same):
-        if source_rerun or k.key not in history.keys:
+        if source_rerun or (k.key not in history.keys and on_output is None):
             # Only the output of steps the daemon cannot know differs from a recorded build: the
-            # producer runs again, or its cached result is another build's than the one recorded with this step.
+            # producer runs again, or its cached result is another build's than the one recorded with
+            # this step (unless the step runs on such an output already: that is what changed its key).
             producer = out[(source_rerun or unknowable)[0]]
             how = "runs again" if source_rerun else "is taken from another build than the one this step last used"
             _set(
@@ -283,15 +286,8 @@ def _decide_on(
             )
             msg.upstream_step = producer.index
             return _Chain(uncertain=Cause.UPSTREAM_OUTPUT, culprit=k.index, remote=remote)
-        if inherited is not None and inherited.uncertain == Cause.UPSTREAM_OUTPUT:
-            _set(
-                msg,
-                StepStatus.UNKNOWN,
-                Cause.UPSTREAM_OUTPUT,
-                f"runs on {_step_ref(out, inherited.culprit)}, whose result depends on files a re-run step produces",
-            )
-            msg.upstream_step = inherited.culprit
-            return _Chain(uncertain=Cause.UPSTREAM_OUTPUT, culprit=inherited.culprit, remote=remote)
+        if on_output is not None:
+            return _runs_on_output(msg, out, on_output, remote)
         if remote:
             _set(
                 msg,
@@ -304,15 +300,8 @@ def _decide_on(
         _set(msg, StepStatus.CACHED, Cause.NONE, "")
         return _Chain(remote=remote)
 
-    if k.shape in history.shapes and inherited is not None and inherited.uncertain == Cause.UPSTREAM_OUTPUT:
-        _set(
-            msg,
-            StepStatus.UNKNOWN,
-            Cause.UPSTREAM_OUTPUT,
-            f"runs on {_step_ref(out, inherited.culprit)}, whose result depends on files a re-run step produces",
-        )
-        msg.upstream_step = inherited.culprit
-        return _Chain(uncertain=Cause.UPSTREAM_OUTPUT, culprit=inherited.culprit)
+    if k.shape in history.shapes and on_output is not None:
+        return _runs_on_output(msg, out, on_output, "")
 
     if history.count == 0:
         _set(msg, StepStatus.INVALIDATED, Cause.NEVER_BUILT, "no build of this context has been recorded")
@@ -332,6 +321,18 @@ def _decide_on(
         return _Chain(same=False, culprit=culprit)
     _explain(explainer, k, msg)
     return _Chain(same=False, culprit=k.index)
+
+
+def _runs_on_output(msg: StepReport, out: list[StepReport], on_output: _Chain, remote: str) -> _Chain:
+    """Unknown: the step runs on a state that depends on files a re-run step produces."""
+    _set(
+        msg,
+        StepStatus.UNKNOWN,
+        Cause.UPSTREAM_OUTPUT,
+        f"runs on {_step_ref(out, on_output.culprit)}, whose result depends on files a re-run step produces",
+    )
+    msg.upstream_step = on_output.culprit
+    return _Chain(uncertain=Cause.UPSTREAM_OUTPUT, culprit=on_output.culprit, remote=remote)
 
 
 def _step_ref(out: list[StepReport], index: int | None) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from support.buildkit import Builder, write_busybox
 from support.contexts import make_context
 from support.daemon import Daemon, start_daemon
@@ -144,6 +146,60 @@ def test_a_build_with_named_contexts_is_predicted_and_checked_with_them(
     assert "prediction: 8/8 steps right (1 more predicted unknown)" in second.stderr, second.stderr
     after = daemon.client.daemon_status().predictions
     assert (after.steps - before.steps, after.agreed - before.agreed, after.unknown - before.unknown) == (9, 8, 1)
+
+
+def test_a_build_buildkit_never_started_is_not_recorded(buildkit: Builder, daemon: Daemon, tmp_path: Path) -> None:
+    context = make_context(tmp_path / "nowhere", DOCKERFILE, own_files(tmp_path / "nowhere"))
+    env = buildkit.buildx_env(tmp_path / "buildx")
+    build = [str(buildkit.buildx_path), "build", "--builder", "nosuch", str(context)]
+    done = ctxwatch(daemon, "build", "--", *build, env=env)
+    assert done.returncode == 1, done.stderr  # buildx's own exit code
+    assert 'ERROR: no builder "nosuch" found' in done.stderr
+    assert done.stderr.endswith("ctxwatch: not recorded: the build command reported no BuildKit step\n")
+    [report] = daemon.client.reports(["nowhere"])
+    assert report.builds_recorded == 0
+    assert daemon.client.daemon_status().predictions.checked == 0
+
+
+def test_a_build_failing_before_any_step_records_and_checks_nothing(
+    buildkit: Builder, daemon: Daemon, tmp_path: Path
+) -> None:
+    context = make_context(tmp_path / "refused", "FROM busybox\nCOPY a.txt /a.txt\n", {"a.txt": "a\n"})
+    env = buildkit.buildx_env(tmp_path / "buildx")
+    # The base image's registry refuses the connection: BuildKit fails loading it, before the Dockerfile's steps.
+    build = buildkit.buildx_command(context, extra=["--build-context", "busybox=docker-image://localhost:1/none"])
+    done = ctxwatch(daemon, "build", "--", *build, env=env)
+    assert done.returncode == 1
+    assert "connection refused" in done.stderr
+    assert (
+        "ctxwatch: nothing recorded for refused: no step completed before the build failed: outside the "
+        "Dockerfile's steps, in loading an image or the context or in the export (see its output)\n"
+        "prediction: nothing to compare (BuildKit ran no step of the Dockerfile)\n"
+    ) in done.stderr, done.stderr
+    [report] = daemon.client.reports(["refused"])
+    assert report.builds_recorded == 0
+    assert daemon.client.daemon_status().predictions.checked == 0
+
+
+def _legacy_docker() -> str | None:
+    """A docker program without buildx: `docker build` runs docker's legacy builder."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return None
+    buildx = subprocess.run([docker, "buildx", "version"], capture_output=True, timeout=60, check=False)
+    return None if buildx.returncode == 0 else docker
+
+
+@pytest.mark.skipif(_legacy_docker() is None, reason="needs a docker program without buildx (the legacy builder)")
+def test_a_legacy_docker_build_runs_as_typed(daemon: Daemon, tmp_path: Path) -> None:
+    context = make_context(tmp_path / "old", DOCKERFILE, own_files(tmp_path / "old"))
+    done = ctxwatch(daemon, "build", "--", str(_legacy_docker()), "build", str(context))
+    assert "unknown flag: --progress" in done.stderr
+    assert "refused --progress=rawjson: this build does not run on BuildKit" in done.stderr
+    # Run again as typed: the legacy builder's own warning shows a second time.
+    assert done.stderr.count("The legacy builder is deprecated") == 2, done.stderr
+    [report] = daemon.client.reports(["old"])
+    assert report.builds_recorded == 0
 
 
 def test_a_build_with_no_daemon_still_runs(buildkit: Builder, tmp_path: Path) -> None:

@@ -353,6 +353,15 @@ def test_mark_built_line():
     assert render.render_mark_built(response) == "recorded build 7 of web: 3 steps"
 
 
+def test_mark_built_of_a_build_that_failed_before_any_step_says_nothing_was_recorded():
+    response = pb.MarkBuiltResponse(
+        failed='line 2 (COPY x /x): "/x": not found', report=report_of(step(0, pb.STEP_STATUS_ERROR, "COPY x /x"))
+    )
+    assert render.render_mark_built(response) == (
+        'nothing recorded for web: no step completed before the build failed: line 2 (COPY x /x): "/x": not found'
+    )
+
+
 def test_mark_built_of_a_failing_build_says_what_was_recorded():
     response = pb.MarkBuiltResponse(
         build_id=2,
@@ -362,5 +371,5 @@ def test_mark_built_of_a_failing_build_says_what_was_recorded():
     )
     text = render.render_mark_built(response)
     assert text.startswith("recorded build 2 of web: 1 step\n")
-    assert 'the build fails at line 4 (COPY x /x): "/x": not found' in text
+    assert 'the build fails: line 4 (COPY x /x): "/x": not found' in text
     assert "only the steps before the failure were recorded" in text

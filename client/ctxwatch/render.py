@@ -159,10 +159,14 @@ def log_destination(log_file: str) -> str:
 def render_mark_built(response: pb.MarkBuiltResponse) -> str:
     response = shown(response)
     report = response.report
+    if not response.build_id:  # it failed before any step completed
+        return (
+            f"nothing recorded for {report.context.name}: no step completed before the build failed: {response.failed}"
+        )
     text = f"recorded build {response.build_id} of {report.context.name}: {_plural(response.steps_recorded, 'step')}"
     if response.failed:
         text += (
-            f"\nthe build fails at {response.failed}\n"
+            f"\nthe build fails: {response.failed}\n"
             "only the steps before the failure were recorded (BuildKit caches those too)"
         )
     return text

@@ -249,7 +249,8 @@ class Engine:
                 self._store.save_builder_ref(run.builder_ref, reg.row.name, int(time.time() * 1000), "wrapped")
             if run is not None and run.prediction is not None:
                 check = compare(run.prediction, run, reg.row.name, reg.row.dockerfile)
-                self._store.save_prediction_check(check_row(check))
+                if check.steps:  # a build that reported no step of the Dockerfile checks nothing
+                    self._store.save_prediction_check(check_row(check))
             done = None
             if run is not None and run.failed:
                 # A step stopped because another failed is in BuildKit's cache only if it came from there.
@@ -439,7 +440,9 @@ class Engine:
 
 def _run_failure(run: BuildRun) -> str:
     failing = next((o for o in run.steps if o.error and "canceled" not in o.error), None)
-    return f"line {failing.line}: {failing.error}" if failing else "the build command failed"
+    if failing is None:
+        return "outside the Dockerfile's steps, in loading an image or the context or in the export (see its output)"
+    return f"line {failing.line}: {failing.error}"
 
 
 def _read_marker(marker: str | None) -> str:

@@ -25,7 +25,7 @@ from ctxwatch_api import paths
 from ctxwatch_api.progress import ProgressReader, Vertex, observed_steps, step_result
 from ctxwatch_api.v1 import ctxwatch_pb2 as pb
 
-from .command import BuildCommand
+from .command import PROGRESS, BuildCommand
 
 SOURCE = "ctxwatch build"
 EXIT_NOT_STARTED = 127  # the build command cannot be run (as a shell says)
@@ -58,7 +58,16 @@ def wrap(client: CtxwatchClient, command: BuildCommand, name: str | None = None,
         return Wrapped(run_unwatched(command.argv))
     records_before = buildx_records()
     returncode, reader = run_command(command.with_progress(), ProgressPrinter(out))
-    if returncode == EXIT_NOT_STARTED and not reader.vertices():
+    if not reader.vertices():  # BuildKit reports a vertex for any build it starts: this was none
+        if returncode not in (0, EXIT_NOT_STARTED) and _refused_progress(reader):
+            print(
+                f"ctxwatch: {command.argv[0]} refused {PROGRESS}: this build does not run on BuildKit (docker's "
+                "legacy builder: install docker buildx to build with BuildKit); running it as typed, unwatched",
+                file=out,
+            )
+            return Wrapped(run_unwatched(command.argv), prediction)
+        if returncode != EXIT_NOT_STARTED:
+            print("ctxwatch: not recorded: the build command reported no BuildKit step", file=out)
         return Wrapped(returncode, prediction)
     if prediction.error:
         print(f"ctxwatch: not recorded: {prediction.error}", file=out)
@@ -80,6 +89,11 @@ def wrap(client: CtxwatchClient, command: BuildCommand, name: str | None = None,
     except CtxwatchError as err:
         print(f"ctxwatch: the build was not recorded: {err.message}", file=out)
         return Wrapped(returncode, prediction)
+
+
+def _refused_progress(reader: ProgressReader) -> bool:
+    """Whether the command's own words reject the progress option the wrapper added."""
+    return any("-progress" in line for line in reader.other_lines)
 
 
 def buildx_records() -> set[str]:

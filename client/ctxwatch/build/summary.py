@@ -17,6 +17,8 @@ STATUS_WORDS = {
 
 def render_check(check: pb.PredictionCheck) -> str:
     """`prediction: N/N steps right`, or that line and a short table of the disagreements."""
+    if not check.steps:
+        return "prediction: nothing to compare (BuildKit ran no step of the Dockerfile)"
     known = check.steps - check.unknown
     line = f"prediction: {check.agreed}/{known} steps right"
     if check.unknown:

@@ -401,7 +401,7 @@ class CtxwatchLanguageServer(LanguageServer):
             response = self.client.mark_built(pb.ContextRef(name=name))
             message = f"recorded build {response.build_id} of {name}: {response.steps_recorded} steps"
             if response.failed:
-                message += f" (the build fails at {response.failed})"
+                message += f" (the build fails: {response.failed})"
             self.post(self.tell, types.MessageType.Info, message)
             for doc in [d for d in self.docs.values() if d.context is not None and d.context.name == name]:
                 self._refresh(doc, response.report)

@@ -22,7 +22,8 @@ def step(index: int, status: int, instruction: str, **fields) -> pb.Step:
 
 
 def report_of(*steps: pb.Step, **fields) -> pb.Report:
-    return pb.Report(context=CONTEXT, steps=steps, **fields)
+    fields.setdefault("context", CONTEXT)
+    return pb.Report(steps=steps, **fields)
 
 
 def lines_under(text: str, row_start: str) -> list[str]:
@@ -54,6 +55,9 @@ def test_rows_show_status_stage_line_and_instruction():
 
 
 def test_header_names_context_options_counts_and_notes():
+    context = pb.Context()
+    context.CopyFrom(CONTEXT)
+    context.build_contexts.update({"shared": "/src/shared", "base": "docker-image://alpine:3"})
     text = render.render_report(
         report_of(
             step(0, pb.STEP_STATUS_CACHED, "FROM alpine"),
@@ -61,6 +65,7 @@ def test_header_names_context_options_counts_and_notes():
             step(2, pb.STEP_STATUS_UNKNOWN, "ADD https://x /"),
             step(3, pb.STEP_STATUS_ERROR, "COPY nope /"),
             notes=["base images assumed unchanged"],
+            context=context,
         )
     )
     header = text.split("\n\n")[0].splitlines()
@@ -69,6 +74,7 @@ def test_header_names_context_options_counts_and_notes():
         "  Dockerfile: /src/web/Dockerfile",
         "  target: prod",
         "  build args: VERSION=1.1",
+        "  named contexts: base=docker-image://alpine:3 shared=/src/shared",
         "  4 steps: 1 cached, 1 invalidated, 1 unknown, 1 error",
         "  note: base images assumed unchanged",
     ]

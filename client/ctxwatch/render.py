@@ -194,6 +194,8 @@ def _report_header(report: pb.Report, color: bool) -> list[str]:
         lines.append(f"  target: {context.target}")
     if context.build_args:
         lines.append(f"  build args: {_format_build_args(context.build_args)}")
+    if context.build_contexts:
+        lines.append(f"  named contexts: {_format_build_args(context.build_contexts)}")
     if _context_options(context):
         lines.append(f"  options: {_context_options(context)}")
     if report.error:
@@ -367,8 +369,9 @@ def _context_options(context: pb.Context) -> str:
     return "strict-remote" if context.strict_remote else "no-strict-remote"
 
 
-def _format_build_args(build_args: Mapping[str, str]) -> str:
-    return " ".join(f"{key}={value}" for key, value in sorted(build_args.items()))
+def _format_build_args(values: Mapping[str, str]) -> str:
+    """NAME=VALUE pairs (build args, named contexts) in name order."""
+    return " ".join(f"{key}={value}" for key, value in sorted(values.items()))
 
 
 def _plural(count: int, noun: str) -> str:

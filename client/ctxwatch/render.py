@@ -98,7 +98,7 @@ def render_contexts(contexts: Sequence[pb.Context]) -> str:
             context.path,
             _dockerfile_display(context),
             context.target or "-",
-            _format_build_args(context.build_args) or "-",
+            _format_pairs(context.build_args) or "-",
             _context_options(context) or "-",
         ]
         for context in contexts
@@ -193,9 +193,9 @@ def _report_header(report: pb.Report, color: bool) -> list[str]:
     if context.target:
         lines.append(f"  target: {context.target}")
     if context.build_args:
-        lines.append(f"  build args: {_format_build_args(context.build_args)}")
+        lines.append(f"  build args: {_format_pairs(context.build_args)}")
     if context.build_contexts:
-        lines.append(f"  named contexts: {_format_build_args(context.build_contexts)}")
+        lines.append(f"  named contexts: {_format_pairs(context.build_contexts)}")
     if _context_options(context):
         lines.append(f"  options: {_context_options(context)}")
     if report.error:
@@ -369,7 +369,7 @@ def _context_options(context: pb.Context) -> str:
     return "strict-remote" if context.strict_remote else "no-strict-remote"
 
 
-def _format_build_args(values: Mapping[str, str]) -> str:
+def _format_pairs(values: Mapping[str, str]) -> str:
     """NAME=VALUE pairs (build args, named contexts) in name order."""
     return " ".join(f"{key}={value}" for key, value in sorted(values.items()))
 

@@ -193,37 +193,24 @@ RUNTIME_RESULTS = [
 ]
 
 
-def test_steps_match_the_numbers_the_report_predicts_in_any_order() -> None:
+RUNTIME_STEPS = [(12, "FROM"), (13, "WORKDIR"), (15, "COPY"), (16, "COPY"), (17, "COPY")]
+
+
+@pytest.mark.parametrize(
+    "numbers",
+    [
+        [0, 1, 2, 3, 4],  # as BuildKit numbers them: a named context serves the FROM
+        [1, 2, 3, 4, 5],  # a report made without the named context: the FROM numbered, the rest one more
+        [0, 0, 0, 0, 0],  # none (the test suite's own reading of a Dockerfile)
+    ],
+)
+def test_steps_match_their_lines_whatever_order_buildkit_sends_them_in(numbers: list[int]) -> None:
     steps = [
-        DockerfileStep("runtime", 12, "FROM", 0),  # a named context: BuildKit shows no step for it
-        DockerfileStep("runtime", 13, "WORKDIR", 1),
-        DockerfileStep("runtime", 15, "COPY", 2),
-        DockerfileStep("runtime", 16, "COPY", 3),
-        DockerfileStep("runtime", 17, "COPY", 4),
+        DockerfileStep("runtime", line, keyword, number)
+        for (line, keyword), number in zip(RUNTIME_STEPS, numbers, strict=True)
     ]
     matched = match_lines(RUNTIME_RESULTS, steps)
     assert {line: r.index for line, r in matched.items()} == {13: 1, 15: 2, 16: 3, 17: 4}
-
-
-def test_steps_numbered_otherwise_match_in_the_stage_order() -> None:
-    # A report made without the named context numbers the FROM 1 and the rest one more than BuildKit.
-    steps = [
-        DockerfileStep("runtime", 12, "FROM", 1),
-        DockerfileStep("runtime", 13, "WORKDIR", 2),
-        DockerfileStep("runtime", 15, "COPY", 3),
-        DockerfileStep("runtime", 16, "COPY", 4),
-        DockerfileStep("runtime", 17, "COPY", 5),
-    ]
-    matched = match_lines(RUNTIME_RESULTS, steps)
-    assert {line: r.index for line, r in matched.items()} == {13: 1, 15: 2, 16: 3, 17: 4}
-    # Unnumbered steps (the test suite's own reading of a Dockerfile) match the same way.
-    unnumbered = [DockerfileStep(s.stage, s.line, s.keyword) for s in steps]
-    assert {line: r.index for line, r in match_lines(RUNTIME_RESULTS, unnumbered).items()} == {
-        13: 1,
-        15: 2,
-        16: 3,
-        17: 4,
-    }
 
 
 def test_steps_match_lines_by_position_then_keyword() -> None:

@@ -58,6 +58,8 @@ def test_wrapped_buildctl_builds_are_recorded_and_checked(buildkit: Builder, dae
     [report] = daemon.client.reports(["app"], build_options(["V=2"]))
     assert report.all_cached and report.builds_recorded == 1
     assert dict(report.context.build_args) == {"V": "2"}  # registered as it was built
+    # Nothing was recorded to predict from: BuildKit may hold the steps from builds ctxwatch never saw.
+    assert "prediction: nothing to compare" in first.stderr
 
     second = ctxwatch(daemon, "build", "--", *build)
     assert second.returncode == 0, second.stderr
@@ -74,9 +76,9 @@ def test_wrapped_buildctl_builds_are_recorded_and_checked(buildkit: Builder, dae
     assert report.all_cached and report.builds_recorded == 3
 
     stats = daemon.client.daemon_status().predictions
-    assert (stats.checked, stats.steps, stats.agreed, stats.unknown) == (3, 12, 12, 0)
+    assert (stats.checked, stats.steps, stats.agreed, stats.unknown) == (2, 8, 8, 0)
     shown = ctxwatch(daemon, "stats")
-    assert "predictions checked: 3 build(s), 12 step(s)" in shown.stdout and "disagreed: 0" in shown.stdout
+    assert "predictions checked: 2 build(s), 8 step(s)" in shown.stdout and "disagreed: 0" in shown.stdout
 
 
 def test_failed_build_records_only_completed_steps(buildkit: Builder, daemon: Daemon, tmp_path: Path) -> None:
@@ -148,6 +150,20 @@ def test_a_build_with_named_contexts_is_predicted_and_checked_with_them(
     assert (after.steps - before.steps, after.agreed - before.agreed, after.unknown - before.unknown) == (9, 8, 1)
 
 
+def test_the_first_wrapped_build_of_a_built_project_counts_no_miss(
+    buildkit: Builder, daemon: Daemon, tmp_path: Path
+) -> None:
+    context = make_context(tmp_path / "habit", DOCKERFILE, own_files(tmp_path / "habit"))
+    env = buildkit.buildx_env(tmp_path / "buildx")
+    buildkit.buildx(env, context, busybox=True).check()  # built before ctxwatch watched
+    done = ctxwatch(daemon, "build", "--", *buildkit.buildx_command(context, busybox=True), env=env)
+    assert done.returncode == 0, done.stderr
+    assert sum(line.endswith("CACHED") for line in done.stderr.splitlines()) == 4, done.stderr
+    assert "prediction: nothing to compare" in done.stderr, done.stderr
+    stats = daemon.client.daemon_status().predictions
+    assert (stats.checked, len(stats.recent_disagreements)) == (0, 0)
+
+
 def test_a_build_buildkit_never_started_is_not_recorded(buildkit: Builder, daemon: Daemon, tmp_path: Path) -> None:
     context = make_context(tmp_path / "nowhere", DOCKERFILE, own_files(tmp_path / "nowhere"))
     env = buildkit.buildx_env(tmp_path / "buildx")
@@ -174,7 +190,7 @@ def test_a_build_failing_before_any_step_records_and_checks_nothing(
     assert (
         "ctxwatch: nothing recorded for refused: no step completed before the build failed: outside the "
         "Dockerfile's steps, in loading an image or the context or in the export (see its output)\n"
-        "prediction: nothing to compare (BuildKit ran no step of the Dockerfile)\n"
+        "prediction: nothing to compare (no step BuildKit reported had a recorded build to predict from)\n"
     ) in done.stderr, done.stderr
     [report] = daemon.client.reports(["refused"])
     assert report.builds_recorded == 0

@@ -18,7 +18,7 @@ STATUS_WORDS = {
 def render_check(check: pb.PredictionCheck) -> str:
     """`prediction: N/N steps right`, or that line and a short table of the disagreements."""
     if not check.steps:
-        return "prediction: nothing to compare (BuildKit ran no step of the Dockerfile)"
+        return "prediction: nothing to compare (no step BuildKit reported had a recorded build to predict from)"
     known = check.steps - check.unknown
     line = f"prediction: {check.agreed}/{known} steps right"
     if check.unknown:

@@ -2,7 +2,10 @@
 
 A step is compared when BuildKit reported it (a step BuildKit merged with an
 equal one of another stage is reported once). Predicted unknown is counted
-apart: it is neither right nor wrong. In a failed build BuildKit stops
+apart: it is neither right nor wrong. A step predicted to run only because no
+recorded build has it is not compared: BuildKit may hold it from builds
+ctxwatch never saw (before it watched, or another context's), which says
+nothing of how ctxwatch follows BuildKit's rules. In a failed build BuildKit stops
 mid-way, cancels what runs beside the failure, and its per-step cached flags
 are not reliable (a step of a pruned cache can show as cached), so only the
 failing step is compared: it agrees with any prediction that it runs
@@ -28,6 +31,8 @@ def compare(prediction: Sequence[PredictedStep], run: BuildRun, context: str, do
         context=context, dockerfile=dockerfile, command=run.command, unix_ms=int(time.time() * 1000)
     )
     for step in prediction:
+        if step.cause == Cause.NEVER_BUILT:
+            continue
         seen = observed.get(step.line)
         if seen is None or not (seen.completed or seen.error):
             continue

@@ -190,6 +190,29 @@ def test_expansion_stage_arg_default_and_build_arg(make) -> None:
     assert values(ctx.step("RUN echo $V", build_args={"V": "2"})) == [("V", "1", "2", True, True)]
 
 
+def test_expansion_a_stage_built_on_another_sees_its_args(make) -> None:
+    """An ARG with a value is in the stage's environment, which a stage built
+    on it (FROM <stage>) starts from: its RUN sees the value and its words
+    expand with it (dockerfile2llb's dispatchArg adds it to the state's env;
+    observed on v0.32.2: the RUN runs again when only the value changes)."""
+    ctx = make(
+        "FROM scratch AS base\nARG V=1\nARG DIR=a\nFROM base AS derived\nRUN echo hi\nCOPY ${DIR}/x.txt /x.txt\n",
+        {"a/x.txt": "a\n", "b/x.txt": "b\n"},
+    )
+    ctx.built()
+    assert ctx.outcomes(build_args={"V": "1"}) == [("RUN echo hi", CACHED), ("COPY ${DIR}/x.txt /x.txt", CACHED)]
+    assert ctx.outcomes(build_args={"V": "2"}) == [
+        ("RUN echo hi", ARG_CHANGED),
+        ("COPY ${DIR}/x.txt /x.txt", UPSTREAM),
+    ]
+    assert values(ctx.step("RUN echo hi", build_args={"V": "2"})) == [("V", "1", "2", True, True)]
+    assert ctx.outcomes(build_args={"DIR": "b"}) == [
+        ("RUN echo hi", ARG_CHANGED),
+        ("COPY ${DIR}/x.txt /x.txt", UPSTREAM),
+    ]
+    assert ctx.step("COPY ${DIR}/x.txt /x.txt", build_args={"DIR": "b"}).expanded_instruction == "COPY b/x.txt /x.txt"
+
+
 def test_expansion_env_overrides_arg(make) -> None:
     """ENV wins over an ARG of the same name, in expansion and in RUN's
     environment: the build arg then changes nothing."""
@@ -398,6 +421,18 @@ def test_stages_copy_from_after_rerun_run_is_unknown(make) -> None:
         ("RUN cat /res.txt", OUTPUT, 2),
     ]
     assert not report.all_cached
+
+
+def test_a_context_never_built_says_how_to_record_a_build(make) -> None:
+    ctx = make("FROM scratch\nCOPY a.txt /a.txt\n", {"a.txt": "a\n"})
+    assert [o for _, o in ctx.outcomes()] == [NEVER_BUILT]
+    [note] = ctx.report().notes
+    assert note == (
+        "no build of ctx is recorded yet: build it with `ctxwatch build -- <your build command>` (builds run with "
+        "buildx are learned too), or record the one you just ran: `ctxwatch built ctx`"
+    )
+    ctx.built()
+    assert not ctx.report().notes
 
 
 def test_a_copy_of_cached_run_output_after_an_unknown_copy_names_that_copy(make) -> None:
@@ -1677,6 +1712,22 @@ def test_copy_chmod_hides_the_source_mode_from_a_later_copy_from(make) -> None:
     ctx.built()
     os.chmod(ctx.root / "a.txt", 0o600)
     assert [o for _, o in ctx.outcomes()] == [INPUTS, CACHED]
+
+
+def test_copy_chmod_to_a_path_a_run_may_have_made_a_folder_hides_the_source_mode(make) -> None:
+    """Differential seed 1103: after a RUN the daemon cannot tell whether the
+    destination is a folder, and knows the copied file as a whole: under
+    --chmod, still without the source's own mode."""
+    ctx = make(
+        "FROM scratch AS base\nRUN setup\nFROM base AS one\nCOPY --chmod=755 x.json /f/3x.json\n"
+        "FROM scratch\nCOPY --from=one /f/3x.json /final/\n",
+        {"x.json": "x\n"},
+    )
+    ctx.built()
+    os.chmod(ctx.root / "x.json", 0o755)
+    assert [o for _, o in ctx.outcomes()] == [CACHED, INPUTS, CACHED]
+    ctx.write("x.json", "x changed\n")
+    assert [o for _, o in ctx.outcomes()] == [CACHED, INPUTS, INPUTS]
 
 
 def test_copy_link_of_run_output_after_a_changed_step_is_unknown(make) -> None:

@@ -155,6 +155,12 @@ class Answers:
         if history.last is not None:
             report.last_build_unix_ms = history.last.created_ms
         report.notes.extend(_notes(plan))
+        if not history.count:
+            report.notes.append(
+                f"no build of {reg.row.name} is recorded yet: build it with `ctxwatch build -- <your build command>` "
+                f"(builds run with buildx are learned too), or record the one you just ran: `ctxwatch built "
+                f"{reg.row.name}`"
+            )
         if not strict:
             _assume_remote(report, plan)
         _say_unread_build(report, self._unread_build(reg.row.name))

@@ -584,7 +584,7 @@ def _context_placements(
         place = posixpath.join(base, posixpath.basename(source.source))
         return [_Write(CONTEXT, place, index, view=view, source=source.resolved, flags=flags, mode_set=mode_set)]
     if _is_folder(before, base) is None:  # a RUN may have made dest a folder
-        return [_Write(WHOLE, base, index, identity=_h(source.key_digest, flags))]
+        return [_Write(WHOLE, base, index, identity=_placed(node, flags, mode_set))]
     return [_Write(CONTEXT, base, index, view=view, source=source.resolved, flags=flags, mode_set=mode_set)]
 
 
@@ -726,7 +726,7 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
             if node.kind == KIND_DIR:
                 return [_Part("", _h(node.digest, write.flags), kind=FOLDER)]
             record = None if write.flags else node.digest
-            return [_Part("", _placed(node, write), record=record, kind=FILE)]
+            return [_Part("", _placed(node, write.flags, write.mode_set), record=record, kind=FILE)]
         assert write.writes is not None, "a write from a stage has that stage's writes"
         inner = _read(write.writes, posixpath.join(write.source, sub) if sub else write.source).all()
         return [_flagged(p, write.flags) for p in inner]
@@ -739,22 +739,24 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
             node = write.view.node(write.source)
             if node is None:
                 return []
-            return [_Part(where, _placed(node, write), kind=FOLDER if node.kind == KIND_DIR else FILE)]
+            return [
+                _Part(where, _placed(node, write.flags, write.mode_set), kind=FOLDER if node.kind == KIND_DIR else FILE)
+            ]
         assert write.writes is not None, "a write from a stage has that stage's writes"
         inner = _read(write.writes, write.source).all()
         return [_Part(join(where, p.where) if p.where else where, _h(p.identity, write.flags), p.blame) for p in inner]
     return []
 
 
-def _placed(node: SentNode, write: _Write) -> bytes:
-    """A context node as the copy leaves it: under --chmod a file's own mode is
-    replaced (a folder's is kept in its digest: see the limits in docs/rules.md)."""
-    if write.mode_set and node.kind != KIND_DIR:
+def _placed(node: SentNode, flags: bytes, mode_set: bool) -> bytes:
+    """A context node as the copy leaves it: under --chmod (`mode_set`) a file's own
+    mode is replaced (a folder's is kept in its digest: see the limits in docs/rules.md)."""
+    if mode_set and node.kind != KIND_DIR:
         record = node.node.record
         assert record is not None, "a file node has its record"
         return _h(record.kind.encode(), str(record.size).encode(), record.content, _raw(record.link_target),
-                  repr(record.xattrs).encode(), write.flags)  # fmt: skip
-    return _h(node.digest, write.flags)
+                  repr(record.xattrs).encode(), flags)  # fmt: skip
+    return _h(node.digest, flags)
 
 
 def _flagged(part: _Part, flags: bytes) -> _Part:

@@ -110,7 +110,7 @@ class Stage:
     replaced: bool = False  # a named context of the stage's own name replaces its instructions
     steps: list[Step] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # ENV, inherited through FROM <stage>
-    args: dict[str, str] = field(default_factory=dict)  # declared ARGs with a value
+    args: dict[str, str] = field(default_factory=dict)  # declared ARGs with a value, inherited too
     workdir: str = "/"
     user: str = ""
     shell: tuple[str, ...] = DEFAULT_SHELL
@@ -289,9 +289,12 @@ class _Planner:
             return self._from_named_context(ins, index, name, named)
         stage = Stage(index, name, base, base_stage, ins.start_line)
         if base_stage is not None:
+            # The stage starts from its base's state: the ARGs with a value are in
+            # its environment too (dockerfile2llb's dispatchArg adds them to the state's env).
             parent = self.stages[base_stage]
-            stage.env, stage.workdir, stage.user, stage.shell = (
+            stage.env, stage.args, stage.workdir, stage.user, stage.shell = (
                 dict(parent.env),
+                dict(parent.args),
                 parent.workdir,
                 parent.user,
                 parent.shell,

@@ -1730,6 +1730,21 @@ def test_copy_chmod_to_a_path_a_run_may_have_made_a_folder_hides_the_source_mode
     assert [o for _, o in ctx.outcomes()] == [CACHED, INPUTS, INPUTS]
 
 
+def test_two_folders_copied_into_one_the_later_files_replace_the_earlier(make) -> None:
+    """Differential seeds 1263, 1284, 1293, 1859: a file of the first folder
+    that the second also has is replaced; a change to it leaves the merged
+    folder, and a COPY --from of it, as they were."""
+    ctx = make(
+        "FROM scratch AS st0\nCOPY app /ex/\nCOPY docs /ex/\nFROM scratch\nCOPY --from=st0 /ex /final/\n",
+        {"app/main.go": "app\n", "app/d.log": "log\n", "docs/main.go": "docs\n", "docs/a.txt": "a\n"},
+    )
+    ctx.built()
+    ctx.write("app/main.go", "app changed\n")
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, UPSTREAM, CACHED]
+    ctx.write("app/d.log", "log changed\n")
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, UPSTREAM, INPUTS]
+
+
 def test_copy_link_of_run_output_after_a_changed_step_is_unknown(make) -> None:
     """Found by the differential test: a linked COPY --from of a re-run RUN's
     output does not depend on the steps before it: unknown, not invalidated."""

@@ -688,17 +688,26 @@ class _Read:
         return h.digest()
 
 
-def _read(writes: Writes, path: str) -> _Read:
+def _read(writes: Writes, path: str, merged: bool = False) -> _Read:
     """What the writes leave at or below `path`, in order; a file replaces
-    what an earlier write put at its place."""
+    what an earlier write put at its place. Where two copies from the context
+    put different files in one place (two folders copied into one), their
+    folders are read file by file (`merged`): a file of the later one replaces
+    the earlier's, as BuildKit's copy does."""
     heads, later = writes.after_heads(path)
     parts: list[_Part] = []
     first = 0  # parts before this one were replaced by a file at `path` itself
     at: dict[str, list[int]] = {}  # where -> positions in parts (heads are at "" and never replaced)
     replaced: set[int] = set()
+    copied: list[tuple[_Write, str, str]] = []  # the copies from the context so far: (write, context path, where)
     for write in later:
         check(COMPUTING_KEYS)
-        for part in _parts_of(write, path):
+        if write.kind == CONTEXT and not merged and (place := _context_place(write, path)) is not None:
+            copy = (write, *place)
+            if any(_may_replace(copy, other) for other in copied):
+                return _read(writes, path, merged=True)
+            copied.append(copy)
+        for part in _parts_of(write, path, merged):
             if part.kind == FILE:  # replaces what was at its place
                 if not part.where:
                     first, heads = len(parts), NO_HEADS
@@ -709,24 +718,59 @@ def _read(writes: Writes, path: str) -> _Read:
     return _Read(heads, [p for i, p in enumerate(parts[first:], first) if i not in replaced])
 
 
-def _parts_of(write: _Write, path: str) -> list[_Part]:
+def _context_place(write: _Write, path: str) -> tuple[str, str] | None:
+    """The context path a copy from the context leaves at or below `path`, and
+    where it lands relative to `path`; None when it lands elsewhere."""
+    if _within(path, write.dest):
+        sub = posixpath.relpath(path, write.dest) if path != write.dest else ""
+        return (join(write.source, sub) if sub else write.source), ""
+    if _within(write.dest, path):
+        return write.source, posixpath.relpath(write.dest, path)
+    return None
+
+
+def _may_replace(later: tuple[_Write, str, str], earlier: tuple[_Write, str, str]) -> bool:
+    """Whether two copies from the context, each (write, context path, where),
+    may put different files at one place: their places overlap, and what lands
+    in the overlap comes from another context path (or another context, or
+    with other --chmod/--chown flags)."""
+    (write, rel, where), (earlier_write, earlier_rel, earlier_where) = later, earlier
+    if (write.view, write.flags, write.mode_set) != (earlier_write.view, earlier_write.flags, earlier_write.mode_set):
+        return _rel_overlaps(where, earlier_where)
+    if _rel_within(earlier_where, where):  # the earlier copy lands in the later one
+        return join(rel, _rel_below(earlier_where, where)) != earlier_rel
+    if _rel_within(where, earlier_where):
+        return join(earlier_rel, _rel_below(where, earlier_where)) != rel
+    return False
+
+
+def _rel_within(where: str, folder: str) -> bool:
+    return not folder or where == folder or where.startswith(folder + "/")
+
+
+def _rel_overlaps(a: str, b: str) -> bool:
+    return _rel_within(a, b) or _rel_within(b, a)
+
+
+def _rel_below(where: str, folder: str) -> str:
+    """`where` relative to `folder` (`where` within it)."""
+    if not folder:
+        return where
+    return "" if where == folder else where[len(folder) + 1 :]
+
+
+def _parts_of(write: _Write, path: str, merged: bool = False) -> list[_Part]:
     if write.kind == OPAQUE:
         return [_Part("", write.identity, blame=write.step)]
+    if write.kind == CONTEXT:
+        place = _context_place(write, path)
+        return _copied(write, *place, merged) if place is not None else []
     if _within(path, write.dest):  # the selected path is the written one or inside it
         sub = posixpath.relpath(path, write.dest) if path != write.dest else ""
         if write.kind == WHOLE:
             return [_Part("", write.identity, blame=write.blame)]
         if write.kind == ENTRY:
             return [_Part("", write.identity, kind=FOLDER)] if not sub else []
-        if write.kind == CONTEXT:
-            assert write.view is not None, "a write from the context has its view"
-            node = write.view.node(join(write.source, sub) if sub else write.source)
-            if node is None:
-                return []
-            if node.kind == KIND_DIR:
-                return [_Part("", _h(node.digest, write.flags), kind=FOLDER)]
-            record = None if write.flags else node.digest
-            return [_Part("", _placed(node, write.flags, write.mode_set), record=record, kind=FILE)]
         assert write.writes is not None, "a write from a stage has that stage's writes"
         inner = _read(write.writes, posixpath.join(write.source, sub) if sub else write.source).all()
         return [_flagged(p, write.flags) for p in inner]
@@ -734,18 +778,29 @@ def _parts_of(write: _Write, path: str) -> list[_Part]:
         where = posixpath.relpath(write.dest, path)
         if write.kind in (WHOLE, ENTRY):
             return [_Part(where, write.identity, blame=write.blame)]
-        if write.kind == CONTEXT:
-            assert write.view is not None, "a write from the context has its view"
-            node = write.view.node(write.source)
-            if node is None:
-                return []
-            return [
-                _Part(where, _placed(node, write.flags, write.mode_set), kind=FOLDER if node.kind == KIND_DIR else FILE)
-            ]
         assert write.writes is not None, "a write from a stage has that stage's writes"
         inner = _read(write.writes, write.source).all()
         return [_Part(join(where, p.where) if p.where else where, _h(p.identity, write.flags), p.blame) for p in inner]
     return []
+
+
+def _copied(write: _Write, rel: str, where: str, merged: bool) -> list[_Part]:
+    """What a copy from the context leaves at `where`: the context node at `rel`,
+    as one part, or (`merged`) a folder as its own part and those of all it holds."""
+    assert write.view is not None, "a write from the context has its view"
+    node = write.view.node(rel)
+    if node is None:
+        return []
+    if node.kind != KIND_DIR:
+        record = None if write.flags or where else node.digest
+        return [_Part(where, _placed(node, write.flags, write.mode_set), record=record, kind=FILE)]
+    if not merged:
+        return [_Part(where, _h(node.digest, write.flags), kind=FOLDER)]
+    folder = node.node
+    parts = [_Part(where, _h(b"folder", str(folder.mode).encode(), write.flags), kind=FOLDER)]
+    for child in folder.children:
+        parts += _copied(write, join(rel, child.name), join(where, child.name), merged)
+    return parts
 
 
 def _placed(node: SentNode, flags: bytes, mode_set: bool) -> bytes:

@@ -229,6 +229,17 @@ def test_expansion_env_overrides_arg(make) -> None:
     assert changes(ctx.step("COPY ${V}.txt /f.txt")) == [("b.txt", "CONTENT", "size 2 -> 10")]
 
 
+def test_expansion_an_arg_after_an_env_of_its_name_wins(make) -> None:
+    """ARG and ENV both set the stage's environment, the later one winning:
+    an ARG declared after an ENV of its name gives the RUN its value
+    (observed on v0.32.2: `ENV V=b`, `ARG V=c`, `--build-arg V=x` runs `echo x`)."""
+    ctx = make("FROM scratch\nENV V=b\nARG V=c\nRUN echo $V\n")
+    ctx.built(build_args={"V": "x"})
+    assert ctx.outcomes(build_args={"V": "x"}) == [("RUN echo $V", CACHED)]
+    assert ctx.step("RUN echo $V", build_args={"V": "y"}).expanded_instruction == "RUN echo y"
+    assert ctx.outcomes(build_args={"V": "y"}) == [("RUN echo $V", ARG_CHANGED)]
+
+
 def test_expansion_default_and_alternative_forms_in_copy_sources(make) -> None:
     """`${V:-x}` (x when V is unset or empty) and `${W:+x}` (x when W is set)
     choose which context file a COPY reads."""

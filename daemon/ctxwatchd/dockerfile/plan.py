@@ -356,7 +356,10 @@ class _Planner:
                 if value is None:
                     value = default if default is not None else self.global_args.get(name)
                 if value is not None:
+                    # ARG and ENV set one environment, the later one winning: this
+                    # value replaces an ENV of its name (an ENV after it wins in turn).
                     stage.args[name] = value
+                    stage.env.pop(name, None)
                     self._env_of = None
         elif kw == "env":
             for key, value in _pairs(ins):
@@ -554,7 +557,8 @@ class _Planner:
 
     # -- helpers ------------------------------------------------------------------
     def _env(self, stage: Stage) -> dict[str, str]:
-        """What `$NAME` means at this point: ENV wins over ARG, as in BuildKit.
+        """What `$NAME` means at this point: ENV wins over an earlier ARG (a later
+        ARG has taken the name out of `env`), as in BuildKit.
         Made again only after an ARG or ENV (not for every instruction: linear time)."""
         if self._env_of is not stage:
             self._env_of, self._env_now = stage, {**stage.args, **stage.env}

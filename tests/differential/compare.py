@@ -60,7 +60,6 @@ class Outcome:
 
 
 def run_scenario(scenario: Scenario, builder: Builder, workdir: Path | None = None) -> Outcome:
-    builder.forget_context_copies()  # each scenario's builds keep a copy of its own context only
     folder = Path(tempfile.mkdtemp(prefix=f"diff-{scenario.seed}-", dir=workdir))
     try:
         return _run(scenario, builder, folder)

@@ -262,18 +262,6 @@ class Builder:
         shutil.rmtree(layout / "ingest", ignore_errors=True)
         return BusyboxImage(layout, json.loads(metadata.read_text())["containerimage.digest"])
 
-    def forget_context_copies(self) -> None:
-        """Drop the copies of build contexts the daemon keeps between builds.
-        buildctl sets no shared key: every `--local context=` of every folder
-        is synced into one kept copy, so a build would see what an earlier
-        build of another folder left there."""
-        subprocess.run(
-            [str(self.buildctl_path), "--addr", self.address, "prune", "--filter", "type==source.local"],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-
     # ---------------------------------------------------------------- stop
     def stop(self) -> None:
         """Stops the daemon, kills what its builds left running, unmounts and deletes its state."""

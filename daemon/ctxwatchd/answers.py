@@ -158,7 +158,7 @@ class Answers:
         if not history.count:
             report.notes.append(
                 f"no build of {reg.row.name} is recorded yet: build it with `ctxwatch build -- <your build command>` "
-                f"(builds run with buildx are learned too), or record the one you just ran: `ctxwatch built "
+                "(builds run with buildx are learned too), or record the one you just ran: `ctxwatch built "
                 f"{reg.row.name}`"
             )
         if not strict:

@@ -249,7 +249,7 @@ class Engine:
                 self._store.save_builder_ref(run.builder_ref, reg.row.name, int(time.time() * 1000), "wrapped")
             if run is not None and run.prediction is not None:
                 check = compare(run.prediction, run, reg.row.name, reg.row.dockerfile)
-                if check.steps:  # a build that reported no step of the Dockerfile checks nothing
+                if check.steps:  # it compared no step (none reported, or none built before): it says nothing
                     self._store.save_prediction_check(check_row(check))
             done = None
             if run is not None and run.failed:

@@ -48,7 +48,7 @@ def wrap(client: CtxwatchClient, command: BuildCommand, name: str | None = None,
         command.target,
         command.no_cache,
         command.no_cache_filter,
-        build_contexts=[f"{name}={value}" for name, value in command.named_contexts.items()],
+        build_contexts=[f"{key}={value}" for key, value in command.named_contexts.items()],
     )
     try:
         ref = pb.ContextRef(name=registered(client, command, name, out).name)

@@ -1725,6 +1725,20 @@ def test_copy_chmod_hides_the_source_mode_from_a_later_copy_from(make) -> None:
     assert [o for _, o in ctx.outcomes()] == [INPUTS, CACHED]
 
 
+def test_copy_chmod_of_a_folder_hides_its_files_modes_from_a_later_copy_from(make) -> None:
+    """Differential seed 4535, then checked on v0.32.2: `COPY --chmod=755 d /app/`
+    re-runs after a chmod of a file in d, and `COPY --from` of /app stays cached."""
+    ctx = make(
+        "FROM scratch AS one\nCOPY --chmod=755 d /app/\nFROM scratch\nCOPY --from=one /app /x\n",
+        {"d/f.txt": "f\n", "d/sub/g.txt": "g\n"},
+    )
+    ctx.built()
+    os.chmod(ctx.root / "d" / "f.txt", 0o600)
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, CACHED]
+    ctx.write("d/sub/g.txt", "g changed\n")
+    assert [o for _, o in ctx.outcomes()] == [INPUTS, INPUTS]
+
+
 def test_copy_chmod_to_a_path_a_run_may_have_made_a_folder_hides_the_source_mode(make) -> None:
     """Differential seed 1103: after a RUN the daemon cannot tell whether the
     destination is a folder, and knows the copied file as a whole: under

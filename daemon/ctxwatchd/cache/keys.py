@@ -786,7 +786,8 @@ def _parts_of(write: _Write, path: str, merged: bool = False) -> list[_Part]:
 
 def _copied(write: _Write, rel: str, where: str, merged: bool) -> list[_Part]:
     """What a copy from the context leaves at `where`: the context node at `rel`,
-    as one part, or (`merged`) a folder as its own part and those of all it holds."""
+    as one part, or a folder as its own part and those of all it holds (when
+    `merged`, or under --chmod)."""
     assert write.view is not None, "a write from the context has its view"
     node = write.view.node(rel)
     if node is None:
@@ -794,19 +795,20 @@ def _copied(write: _Write, rel: str, where: str, merged: bool) -> list[_Part]:
     if node.kind != KIND_DIR:
         record = None if write.flags or where else node.digest
         return [_Part(where, _placed(node, write.flags, write.mode_set), record=record, kind=FILE)]
-    if not merged:
+    if not merged and not write.mode_set:
         return [_Part(where, _h(node.digest, write.flags), kind=FOLDER)]
+    # File by file: merged with another copy, or under --chmod, which sets the mode of all it copies.
     folder = node.node
-    parts = [_Part(where, _h(b"folder", str(folder.mode).encode(), write.flags), kind=FOLDER)]
+    mode = b"" if write.mode_set else str(folder.mode).encode()
+    parts = [_Part(where, _h(b"folder", mode, write.flags), kind=FOLDER)]
     for child in folder.children:
         parts += _copied(write, join(rel, child.name), join(where, child.name), merged)
     return parts
 
 
 def _placed(node: SentNode, flags: bytes, mode_set: bool) -> bytes:
-    """A context node as the copy leaves it: under --chmod (`mode_set`) a file's own
-    mode is replaced (a folder's is kept in its digest: see the limits in docs/rules.md)."""
-    if mode_set and node.kind != KIND_DIR:
+    """A context file as the copy leaves it: under --chmod (`mode_set`) its own mode is replaced."""
+    if mode_set:
         record = node.node.record
         assert record is not None, "a file node has its record"
         return _h(record.kind.encode(), str(record.size).encode(), record.content, _raw(record.link_target),

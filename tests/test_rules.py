@@ -1823,6 +1823,28 @@ def test_workdir_on_scratch_read_by_another_stage_runs_unless_the_reader_runs(ma
     assert [o for _, o in ctx.outcomes()] == [outcome(pb.STEP_STATUS_INVALIDATED, pb.CAUSE_RUNS_ANYWAY), CACHED]
 
 
+def test_workdir_on_scratch_read_by_an_unknown_step_is_unknown(make) -> None:
+    """Differential seeds 4399, 4420: when the step reading a WORKDIR-only stage
+    is unknown (it runs on a COPY --from of a re-run RUN's output), whether
+    BuildKit shows the WORKDIR run or cached is unknown too."""
+    ctx = make(
+        "FROM scratch AS base\nCOPY a.txt /a.txt\nRUN cp /a.txt /out.txt\n"
+        "FROM scratch AS one\nWORKDIR /w\n"
+        "FROM scratch\nCOPY --from=base /out.txt /out.txt\nCOPY --from=one / /all/\n",
+        {"a.txt": "a\n"},
+    )
+    ctx.built()
+    ctx.write("a.txt", "a changed\n")
+    report = ctx.report()
+    assert [outcome(s.status, s.cause) for s in report.steps] == [
+        INPUTS,
+        UPSTREAM,
+        outcome(pb.STEP_STATUS_UNKNOWN, pb.CAUSE_RUNS_ANYWAY),
+        OUTPUT,
+        OUTPUT,
+    ]
+
+
 def test_copy_from_a_folder_where_a_later_copy_replaced_a_file(make) -> None:
     """Found by the differential test: a file a later COPY writes over is not
     in the folder any more; removing the first one changes nothing there."""

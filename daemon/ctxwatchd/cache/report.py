@@ -152,7 +152,8 @@ def _input_less_workdirs_run(keys: list[StepKey], out: list[StepReport]) -> None
     """A WORKDIR with nothing before it (on scratch) is a folder made from
     nothing: BuildKit loads it from its cache only when a step right after it
     runs again and needs it; otherwise it shows it run (observed on v0.32.2
-    by the differential test). The steps after it are not affected."""
+    by the differential test). When whether a step after it runs is unknown,
+    so is which of the two BuildKit shows. The steps after it are not affected."""
     last_of_stage = {k.step.stage.index: k.index for k in keys}
     for k in keys:
         msg = out[k.index]
@@ -164,13 +165,23 @@ def _input_less_workdirs_run(keys: list[StepKey], out: list[StepReport]) -> None
             for j in keys
             if j.parent == k.index or any(last_of_stage.get(stage) == k.index for stage, _ in j.step.stage_reads)
         ]
-        if after and all(s.status == StepStatus.CACHED for s in after):
+        if not after or any(s.status not in (StepStatus.CACHED, StepStatus.UNKNOWN) for s in after):
+            continue
+        if all(s.status == StepStatus.CACHED for s in after):
             _set(
                 msg,
                 StepStatus.INVALIDATED,
                 Cause.RUNS_ANYWAY,
                 "BuildKit makes this folder again (a WORKDIR on scratch is loaded from its cache only when "
                 "the step after it runs); nothing after it changes",
+            )
+        else:
+            _set(
+                msg,
+                StepStatus.UNKNOWN,
+                Cause.RUNS_ANYWAY,
+                "BuildKit makes this folder again unless a step after it runs (a WORKDIR on scratch is loaded "
+                "from its cache only then), and whether one does is unknown; it changes nothing",
             )
 
 

@@ -152,7 +152,7 @@ def test_buildctl_options(project: Path) -> None:
                 "--opt",
                 "context:x=local:y",
             ],
-            "--opt context:x=local:y: no --local y=DIR",
+            "--opt context:x=local:y names no folder: add --local y=DIR",
         ),
         (["docker", "build", "app", "--target"], "--target needs a value"),
     ],

@@ -25,8 +25,6 @@ STEP_NAME = re.compile(
 )
 
 
-PROGRESS_NUMBER = re.compile(r"(\d+)/\d+\]$")  # a step's number in a report's label: "[build 2/5]" -> 2
-
 LOG_TAIL_LINES = 15
 
 
@@ -228,8 +226,9 @@ def dockerfile_steps(steps: Sequence[ReportedStep], single_stage: bool) -> list[
         return f"stage-{step.stage_index}" if step.stage == str(step.stage_index) else step.stage.lower()
 
     def number(step: ReportedStep) -> int:
-        match = PROGRESS_NUMBER.search(step.progress)
-        return int(match[1]) if match else 0
+        """The number in the report's label of the step (BuildKit's own form: "[build 2/5]"), else 0."""
+        match = STEP_NAME.match(f"{step.progress} ")
+        return int(match["index"]) if match else 0
 
     return [
         DockerfileStep(

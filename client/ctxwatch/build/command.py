@@ -290,7 +290,7 @@ def _buildctl_named_context(option: str, value: str, locals_: Mapping[str, str])
         return value
     local = value.removeprefix("local:")
     if local not in locals_:
-        raise CommandError(f"--opt {option}={value}: no --local {local}=DIR")
+        raise CommandError(f"--opt {option}={value} names no folder: add --local {local}=DIR")
     return locals_[local]
 
 

@@ -688,25 +688,20 @@ class _Read:
         return h.digest()
 
 
-def _read(writes: Writes, path: str, merged: bool = False) -> _Read:
+def _read(writes: Writes, path: str) -> _Read:
     """What the writes leave at or below `path`, in order; a file replaces
     what an earlier write put at its place. Where two copies from the context
     put different files in one place (two folders copied into one), their
     folders are read file by file (`merged`): a file of the later one replaces
     the earlier's, as BuildKit's copy does."""
     heads, later = writes.after_heads(path)
+    merged = _copies_overlap(later, path)
     parts: list[_Part] = []
     first = 0  # parts before this one were replaced by a file at `path` itself
     at: dict[str, list[int]] = {}  # where -> positions in parts (heads are at "" and never replaced)
     replaced: set[int] = set()
-    copied: list[tuple[_Write, str, str]] = []  # the copies from the context so far: (write, context path, where)
     for write in later:
         check(COMPUTING_KEYS)
-        if write.kind == CONTEXT and not merged and (place := _context_place(write, path)) is not None:
-            copy = (write, *place)
-            if any(_may_replace(copy, other) for other in copied):
-                return _read(writes, path, merged=True)
-            copied.append(copy)
         for part in _parts_of(write, path, merged):
             if part.kind == FILE:  # replaces what was at its place
                 if not part.where:
@@ -718,53 +713,54 @@ def _read(writes: Writes, path: str, merged: bool = False) -> _Read:
     return _Read(heads, [p for i, p in enumerate(parts[first:], first) if i not in replaced])
 
 
+_Copy = tuple[_Write, str, str]  # a copy from the context: (write, context path, absolute place it lands at)
+
+
+def _copies_overlap(writes: Iterable[_Write], path: str) -> bool:
+    """Whether two copies from the context put different files at one place at or below `path`."""
+    copies = [(w, *place) for w in writes if w.kind == CONTEXT and (place := _context_place(w, path)) is not None]
+    return any(_may_replace(copy, earlier) for i, copy in enumerate(copies) for earlier in copies[:i])
+
+
 def _context_place(write: _Write, path: str) -> tuple[str, str] | None:
     """The context path a copy from the context leaves at or below `path`, and
-    where it lands relative to `path`; None when it lands elsewhere."""
+    where it lands (`path` itself, or inside it); None when it lands elsewhere."""
     if _within(path, write.dest):
-        sub = posixpath.relpath(path, write.dest) if path != write.dest else ""
-        return (join(write.source, sub) if sub else write.source), ""
+        return _inside(write.source, write.dest, path), path
     if _within(write.dest, path):
-        return write.source, posixpath.relpath(write.dest, path)
+        return write.source, write.dest
     return None
 
 
-def _may_replace(later: tuple[_Write, str, str], earlier: tuple[_Write, str, str]) -> bool:
-    """Whether two copies from the context, each (write, context path, where),
-    may put different files at one place: their places overlap, and what lands
-    in the overlap comes from another context path (or another context, or
-    with other --chmod/--chown flags)."""
-    (write, rel, where), (earlier_write, earlier_rel, earlier_where) = later, earlier
+def _inside(rel: str, place: str, at: str) -> str:
+    """The context path at `at`, in a copy of context path `rel` that lands at `place`."""
+    sub = posixpath.relpath(at, place) if at != place else ""
+    return join(rel, sub) if sub else rel
+
+
+def _may_replace(later: _Copy, earlier: _Copy) -> bool:
+    """Whether two copies from the context may put different files at one
+    place: their places overlap, and what lands in the overlap comes from
+    another context path (or another context, or with other --chmod/--chown flags)."""
+    (write, rel, place), (earlier_write, earlier_rel, earlier_place) = later, earlier
     if (write.view, write.flags, write.mode_set) != (earlier_write.view, earlier_write.flags, earlier_write.mode_set):
-        return _rel_overlaps(where, earlier_where)
-    if _rel_within(earlier_where, where):  # the earlier copy lands in the later one
-        return join(rel, _rel_below(earlier_where, where)) != earlier_rel
-    if _rel_within(where, earlier_where):
-        return join(earlier_rel, _rel_below(where, earlier_where)) != rel
+        return _overlaps(place, earlier_place)
+    if _within(earlier_place, place):  # the earlier copy lands in the later one
+        return _inside(rel, place, earlier_place) != earlier_rel
+    if _within(place, earlier_place):
+        return _inside(earlier_rel, earlier_place, place) != rel
     return False
-
-
-def _rel_within(where: str, folder: str) -> bool:
-    return not folder or where == folder or where.startswith(folder + "/")
-
-
-def _rel_overlaps(a: str, b: str) -> bool:
-    return _rel_within(a, b) or _rel_within(b, a)
-
-
-def _rel_below(where: str, folder: str) -> str:
-    """`where` relative to `folder` (`where` within it)."""
-    if not folder:
-        return where
-    return "" if where == folder else where[len(folder) + 1 :]
 
 
 def _parts_of(write: _Write, path: str, merged: bool = False) -> list[_Part]:
     if write.kind == OPAQUE:
         return [_Part("", write.identity, blame=write.step)]
     if write.kind == CONTEXT:
-        place = _context_place(write, path)
-        return _copied(write, *place, merged) if place is not None else []
+        found = _context_place(write, path)
+        if found is None:
+            return []
+        rel, place = found
+        return _copied(write, rel, posixpath.relpath(place, path) if place != path else "", merged)
     if _within(path, write.dest):  # the selected path is the written one or inside it
         sub = posixpath.relpath(path, write.dest) if path != write.dest else ""
         if write.kind == WHOLE:

@@ -165,9 +165,8 @@ def _input_less_workdirs_run(keys: list[StepKey], out: list[StepReport]) -> None
             for j in keys
             if j.parent == k.index or any(last_of_stage.get(stage) == k.index for stage, _ in j.step.stage_reads)
         ]
-        if not after or any(s.status not in (StepStatus.CACHED, StepStatus.UNKNOWN) for s in after):
-            continue
-        if all(s.status == StepStatus.CACHED for s in after):
+        statuses = {s.status for s in after}
+        if statuses == {StepStatus.CACHED}:
             _set(
                 msg,
                 StepStatus.INVALIDATED,
@@ -175,7 +174,7 @@ def _input_less_workdirs_run(keys: list[StepKey], out: list[StepReport]) -> None
                 "BuildKit makes this folder again (a WORKDIR on scratch is loaded from its cache only when "
                 "the step after it runs); nothing after it changes",
             )
-        else:
+        elif StepStatus.UNKNOWN in statuses and statuses <= {StepStatus.CACHED, StepStatus.UNKNOWN}:
             _set(
                 msg,
                 StepStatus.UNKNOWN,
